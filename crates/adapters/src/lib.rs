@@ -1,0 +1,39 @@
+//! Bindings of `commerce_core`'s ports to the world outside the process.
+//!
+//! Pure crates never depend on this one; binaries and services wire it in. Everything here is
+//! behind a feature, except [`SystemClock`], the one place the SDK reads the wall clock.
+//!
+//! | feature    | what it binds                          | status          |
+//! |------------|----------------------------------------|-----------------|
+//! | (none)     | [`SystemClock`]                        | ready           |
+//! | `postgres` | stores on PostgreSQL through sqlx      | adapters issue  |
+//! | `redis`    | stores and caches on Redis             | adapters issue  |
+//! | `kafka`    | the event bus on a Kafka-protocol log  | adapters issue  |
+//! | `http`     | the HTTP surface of the reference server (axum) | adapters issue |
+//!
+//! Every adapter must pass the same conformance suite as the in-memory implementation of its
+//! port (see `commerce_core::testkit`).
+//!
+//! ```
+//! use commerce_core::Clock;
+//! let clock = adapters::SystemClock;
+//! let a = clock.now();
+//! assert!(clock.now() >= a);
+//! ```
+
+use chrono::{DateTime, Utc};
+
+/// The wall clock, for production wiring. Tests and simulations use
+/// `commerce_core::ManualClock` instead.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl commerce_core::Clock for SystemClock {
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "this adapter is the one place that reads the system clock"
+    )]
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}

@@ -1,0 +1,213 @@
+//! Domain events and their versioned envelope.
+//!
+//! Every event travels in an [`EventEnvelope`]: a unique id consumers deduplicate on, the event
+//! type and schema version consumers dispatch on, when it happened, and a partition key equal to
+//! the id of the aggregate it is about, so a partitioned log keeps each aggregate's events in
+//! order.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    CartId, EventId, LocationId, Money, OrderId, OrderStatus, ProductId, ProductProjection, Sku,
+    TransitionKind, UserId,
+};
+
+/// The schema version of every event type in this release. A change that removes or retypes a
+/// field bumps it; consumers keep reading older versions.
+pub const SCHEMA_VERSION: u16 = 1;
+
+/// A line of a confirmed order, as events carry it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventLine {
+    /// The SKU.
+    pub sku: Sku,
+    /// Units.
+    pub quantity: u32,
+}
+
+/// Everything that happens in the domain that another engine may react to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+#[non_exhaustive]
+pub enum DomainEvent {
+    /// Checkout succeeded: the order is paid and stock committed.
+    OrderConfirmed {
+        /// The order.
+        order_id: OrderId,
+        /// The customer.
+        user_id: UserId,
+        /// What was charged.
+        grand_total: Money,
+        /// What was bought.
+        lines: Vec<EventLine>,
+    },
+    /// An order was cancelled.
+    OrderCancelled {
+        /// The order.
+        order_id: OrderId,
+        /// Why.
+        reason: String,
+    },
+    /// Any transition of an order, including shipping exceptions.
+    OrderStatusChanged {
+        /// The order.
+        order_id: OrderId,
+        /// Status before.
+        from: OrderStatus,
+        /// Status after.
+        to: OrderStatus,
+        /// The transition.
+        transition: TransitionKind,
+        /// The ledger sequence number of the transition.
+        seq: u32,
+    },
+    /// Stock of a SKU at a location changed.
+    InventoryChanged {
+        /// The SKU.
+        sku: Sku,
+        /// The location.
+        location: LocationId,
+        /// Units on hand.
+        on_hand: i64,
+        /// Units available to sell now.
+        available: i64,
+    },
+    /// A SKU went from nothing available to some.
+    BackInStock {
+        /// The SKU.
+        sku: Sku,
+        /// Units available now.
+        available: i64,
+    },
+    /// A product's price changed.
+    PriceChanged {
+        /// The product.
+        product_id: ProductId,
+        /// Its SKU.
+        sku: Sku,
+        /// The price before, if there was one in this currency.
+        old: Option<Money>,
+        /// The price now.
+        new: Money,
+        /// The catalog version carrying the new price.
+        version: u64,
+    },
+    /// A product was created or changed; carries the new read model.
+    ProductUpserted {
+        /// The projection of the product at `projection.version`.
+        projection: Box<ProductProjection>,
+    },
+    /// A product was retired.
+    ProductRetired {
+        /// The product.
+        product_id: ProductId,
+        /// Its SKU.
+        sku: Sku,
+        /// The catalog version that retired it.
+        version: u64,
+    },
+    /// A cart went untouched past its expiry.
+    CartAbandoned {
+        /// The cart.
+        cart_id: CartId,
+        /// Its owner, if known (anonymous carts have none).
+        user_id: Option<UserId>,
+        /// When it was last changed.
+        last_activity_at: DateTime<Utc>,
+    },
+    /// A carrier reported a shipment's progress.
+    ShipmentUpdated {
+        /// The order.
+        order_id: OrderId,
+        /// Carrier name.
+        carrier: String,
+        /// Tracking number.
+        tracking_number: String,
+        /// The carrier's status text, normalized by the carrier port.
+        status: String,
+        /// The carrier's sequence number for the update, to drop duplicates and stale updates.
+        carrier_seq: u64,
+    },
+}
+
+impl DomainEvent {
+    /// The event type, as consumers dispatch on it (`OrderConfirmed`, ...).
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            DomainEvent::OrderConfirmed { .. } => "OrderConfirmed",
+            DomainEvent::OrderCancelled { .. } => "OrderCancelled",
+            DomainEvent::OrderStatusChanged { .. } => "OrderStatusChanged",
+            DomainEvent::InventoryChanged { .. } => "InventoryChanged",
+            DomainEvent::BackInStock { .. } => "BackInStock",
+            DomainEvent::PriceChanged { .. } => "PriceChanged",
+            DomainEvent::ProductUpserted { .. } => "ProductUpserted",
+            DomainEvent::ProductRetired { .. } => "ProductRetired",
+            DomainEvent::CartAbandoned { .. } => "CartAbandoned",
+            DomainEvent::ShipmentUpdated { .. } => "ShipmentUpdated",
+        }
+    }
+
+    /// The id of the aggregate the event is about: the order, SKU, product or cart. Catalog
+    /// events key on the product id so an upsert and a price change of one product stay in order.
+    pub fn aggregate_id(&self) -> &str {
+        match self {
+            DomainEvent::OrderConfirmed { order_id, .. }
+            | DomainEvent::OrderCancelled { order_id, .. }
+            | DomainEvent::OrderStatusChanged { order_id, .. }
+            | DomainEvent::ShipmentUpdated { order_id, .. } => order_id.as_str(),
+            DomainEvent::InventoryChanged { sku, .. } | DomainEvent::BackInStock { sku, .. } => {
+                sku.as_str()
+            }
+            DomainEvent::PriceChanged { product_id, .. }
+            | DomainEvent::ProductRetired { product_id, .. } => product_id.as_str(),
+            DomainEvent::ProductUpserted { projection } => projection.product_id.as_str(),
+            DomainEvent::CartAbandoned { cart_id, .. } => cart_id.as_str(),
+        }
+    }
+}
+
+/// An event with the metadata every consumer needs.
+///
+/// ```
+/// use chrono::{TimeZone, Utc};
+/// use commerce_core::{CartId, DomainEvent, EventEnvelope, EventId};
+/// let at = Utc.with_ymd_and_hms(2026, 11, 25, 9, 0, 0).unwrap();
+/// let env = EventEnvelope::new(
+///     EventId::new("evt-1")?,
+///     at,
+///     DomainEvent::CartAbandoned { cart_id: CartId::new("cart-9")?, user_id: None, last_activity_at: at },
+/// );
+/// assert_eq!(env.event_type, "CartAbandoned");
+/// assert_eq!(env.partition_key, "cart-9");
+/// # Ok::<(), commerce_core::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventEnvelope {
+    /// Unique per event; publishing the same id twice delivers it once.
+    pub event_id: EventId,
+    /// The event type ([`DomainEvent::event_type`]).
+    pub event_type: String,
+    /// The payload's schema version.
+    pub schema_version: u16,
+    /// When the event happened (from the caller's clock).
+    pub occurred_at: DateTime<Utc>,
+    /// The aggregate id ([`DomainEvent::aggregate_id`]).
+    pub partition_key: String,
+    /// The event.
+    pub event: DomainEvent,
+}
+
+impl EventEnvelope {
+    /// Wraps `event`, deriving type, schema version and partition key from it.
+    pub fn new(event_id: EventId, occurred_at: DateTime<Utc>, event: DomainEvent) -> Self {
+        EventEnvelope {
+            event_id,
+            event_type: event.event_type().to_owned(),
+            schema_version: SCHEMA_VERSION,
+            occurred_at,
+            partition_key: event.aggregate_id().to_owned(),
+            event,
+        }
+    }
+}

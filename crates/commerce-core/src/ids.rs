@@ -1,0 +1,233 @@
+//! Identifiers: validated newtypes so an order id can never be passed where a SKU is expected.
+//!
+//! Ids are opaque text chosen by the caller (a UUID, a ULID, a database key): the SDK generates
+//! none itself, because randomness is an input. They are 1 to [`ID_LEN_MAX`] bytes of ASCII
+//! letters, digits and `-_.:`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::limits::{ID_LEN_MAX, SKU_LEN_MAX};
+use crate::{Error, Result};
+
+fn check_id(field: &'static str, text: &str) -> Result<()> {
+    if text.is_empty() {
+        return Err(Error::invalid(field, "empty"));
+    }
+    if text.len() > ID_LEN_MAX {
+        return Err(Error::invalid(
+            field,
+            format!("longer than {ID_LEN_MAX} bytes"),
+        ));
+    }
+    if let Some(bad) = text
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')))
+    {
+        return Err(Error::invalid(
+            field,
+            format!("character {bad:?} not allowed"),
+        ));
+    }
+    Ok(())
+}
+
+macro_rules! text_id {
+    ($(#[$doc:meta])* $name:ident, $field:literal, $check:path) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(Box<str>);
+
+        impl $name {
+            /// Validates and wraps `text`.
+            ///
+            /// # Errors
+            /// [`Error::Invalid`] naming the field when the text is empty, too long, or has a
+            /// character outside the allowed set.
+            pub fn new(text: impl AsRef<str>) -> Result<Self> {
+                let text = text.as_ref();
+                $check($field, text)?;
+                Ok($name(text.into()))
+            }
+
+            /// The id as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({:?})", stringify!($name), &*self.0)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = Error;
+            fn from_str(s: &str) -> Result<Self> {
+                $name::new(s)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                $name::new(&*text).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+text_id!(
+    /// A product (the thing a catalog describes; its variants each have a [`Sku`]).
+    ProductId, "product_id", check_id
+);
+text_id!(
+    /// An order.
+    OrderId, "order_id", check_id
+);
+text_id!(
+    /// A registered customer.
+    UserId, "user_id", check_id
+);
+text_id!(
+    /// A cart, anonymous or a user's.
+    CartId, "cart_id", check_id
+);
+text_id!(
+    /// A domain event; consumers deduplicate on it.
+    EventId, "event_id", check_id
+);
+text_id!(
+    /// A stock location (warehouse, store, drop-shipper).
+    LocationId, "location_id", check_id
+);
+text_id!(
+    /// The key that makes a call to the outside world safe to repeat: the same key means the same
+    /// request, and the receiver applies it at most once.
+    IdempotencyKey, "idempotency_key", check_id
+);
+text_id!(
+    /// A payment provider's reference for an authorization or charge.
+    PaymentRef, "payment_ref", check_id
+);
+text_id!(
+    /// A stock-keeping unit: the sellable variant. 1 to 64 bytes of ASCII letters, digits and
+    /// `-_.`; case is kept and significant (`ab-1` and `AB-1` are two SKUs).
+    ///
+    /// ```
+    /// use commerce_core::Sku;
+    /// assert!(Sku::new("TSHIRT-RED-M").is_ok());
+    /// assert!(Sku::new("").is_err());
+    /// assert!(Sku::new("has space").is_err());
+    /// ```
+    Sku, "sku", check_sku
+);
+
+fn check_sku(field: &'static str, text: &str) -> Result<()> {
+    if text.is_empty() {
+        return Err(Error::invalid(field, "empty"));
+    }
+    if text.len() > SKU_LEN_MAX {
+        return Err(Error::invalid(
+            field,
+            format!("longer than {SKU_LEN_MAX} bytes"),
+        ));
+    }
+    if let Some(bad) = text
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(Error::invalid(
+            field,
+            format!("character {bad:?} not allowed"),
+        ));
+    }
+    Ok(())
+}
+
+impl IdempotencyKey {
+    /// Derives a key for one call made on behalf of `scope` (an order id, a saga id), so retries of
+    /// that call reuse it: `derive("order-42", "capture")` is `order-42:capture`.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] if the joined key is invalid (too long, bad characters).
+    pub fn derive(scope: &str, purpose: &str) -> Result<IdempotencyKey> {
+        IdempotencyKey::new(format!("{scope}:{purpose}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sku_validation_names_the_field_and_the_reason() {
+        assert_eq!(Sku::new("A-1_b.2").unwrap().as_str(), "A-1_b.2");
+        for (bad, reason) in [
+            ("", "empty"),
+            ("a b", "character ' ' not allowed"),
+            ("a:b", "character ':' not allowed"),
+            ("é", "character 'é' not allowed"),
+        ] {
+            assert_eq!(Sku::new(bad).unwrap_err(), Error::invalid("sku", reason));
+        }
+        assert!(Sku::new("x".repeat(SKU_LEN_MAX)).is_ok());
+        assert!(matches!(
+            Sku::new("x".repeat(SKU_LEN_MAX + 1)),
+            Err(Error::Invalid { field: "sku", .. })
+        ));
+    }
+
+    #[test]
+    fn ids_refuse_bad_text_and_round_trip_through_serde() {
+        assert!(OrderId::new("ord_01HZX:7").is_ok());
+        assert!(matches!(
+            OrderId::new(""),
+            Err(Error::Invalid {
+                field: "order_id",
+                ..
+            })
+        ));
+        assert!(matches!(
+            UserId::new("x".repeat(ID_LEN_MAX + 1)),
+            Err(Error::Invalid {
+                field: "user_id",
+                ..
+            })
+        ));
+        let id = CartId::new("cart-1").unwrap();
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, "\"cart-1\"");
+        assert_eq!(serde_json::from_str::<CartId>(&json).unwrap(), id);
+        assert!(serde_json::from_str::<CartId>("\"bad id\"").is_err());
+    }
+
+    #[test]
+    fn derived_keys_are_stable() {
+        let a = IdempotencyKey::derive("order-42", "capture").unwrap();
+        assert_eq!(a, IdempotencyKey::derive("order-42", "capture").unwrap());
+        assert_eq!(a.as_str(), "order-42:capture");
+        assert!(IdempotencyKey::derive("order 42", "capture").is_err());
+    }
+}

@@ -1,0 +1,83 @@
+//! In-memory catalog store.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use super::{lock, page_limit};
+use crate::ports::{CasOutcome, CatalogStore, PortError, PortErrorKind, PortResult};
+use crate::{Product, ProductId, Sku};
+
+/// A [`CatalogStore`] in a `BTreeMap`, with a SKU index.
+#[derive(Debug, Default)]
+pub struct InMemoryCatalog {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    by_id: BTreeMap<ProductId, Product>,
+    by_sku: HashMap<Sku, ProductId>,
+}
+
+impl InMemoryCatalog {
+    /// An empty catalog.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl CatalogStore for InMemoryCatalog {
+    async fn get(&self, id: &ProductId) -> PortResult<Option<Product>> {
+        Ok(lock(&self.inner).by_id.get(id).cloned())
+    }
+
+    async fn get_by_sku(&self, sku: &Sku) -> PortResult<Option<Product>> {
+        let inner = lock(&self.inner);
+        Ok(inner
+            .by_sku
+            .get(sku)
+            .and_then(|id| inner.by_id.get(id))
+            .cloned())
+    }
+
+    async fn put(&self, product: Product) -> PortResult<CasOutcome> {
+        product.validate()?;
+        let mut inner = lock(&self.inner);
+        let current = inner.by_id.get(&product.id).map_or(0, |p| p.version);
+        if product.version != current + 1 {
+            return Ok(CasOutcome::VersionMismatch { current });
+        }
+        if let Some(owner) = inner.by_sku.get(&product.sku)
+            && *owner != product.id
+        {
+            return Err(PortError::new(
+                PortErrorKind::Conflict,
+                format!("sku {} belongs to product {owner}", product.sku),
+            ));
+        }
+        if let Some(old) = inner.by_id.get(&product.id)
+            && old.sku != product.sku
+        {
+            let old_sku = old.sku.clone();
+            inner.by_sku.remove(&old_sku);
+        }
+        inner.by_sku.insert(product.sku.clone(), product.id.clone());
+        inner.by_id.insert(product.id.clone(), product);
+        Ok(CasOutcome::Committed)
+    }
+
+    async fn list(&self, after: Option<&ProductId>, limit: usize) -> PortResult<Vec<Product>> {
+        let inner = lock(&self.inner);
+        let lower = after.map_or(Bound::Unbounded, |a| Bound::Excluded(a.clone()));
+        Ok(inner
+            .by_id
+            .range((lower, Bound::Unbounded))
+            .take(page_limit(limit))
+            .map(|(_, p)| p.clone())
+            .collect())
+    }
+}

@@ -1,0 +1,231 @@
+//! In-memory payment gateway.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use super::{lock, page_limit};
+use crate::ports::{
+    AuthorizeRequest, Payment, PaymentGateway, PaymentStatus, PortError, PortErrorKind, PortResult,
+};
+use crate::{IdempotencyKey, Money, PaymentRef};
+
+/// A [`PaymentGateway`] that moves pretend money, with the guards of a real one.
+///
+/// The method token `tok_decline` is declined (`Rejected`); every other token is approved.
+/// References are `pay_00000001`, `pay_00000002`, ... in call order, so runs are reproducible.
+///
+/// Results are remembered per idempotency key the way providers do it: a call that executed
+/// (approved or declined) replays its first result for the same key and arguments; a call refused
+/// by validation or a guard (`Invalid`, `Conflict`, `NotFound`) stores nothing.
+#[derive(Debug, Default)]
+pub struct InMemoryPaymentGateway {
+    inner: Mutex<Inner>,
+}
+
+/// The token the in-memory gateway declines.
+pub const DECLINED_TOKEN: &str = "tok_decline";
+
+#[derive(Debug, Default)]
+struct Inner {
+    payments: BTreeMap<PaymentRef, Payment>,
+    calls: HashMap<IdempotencyKey, Call>,
+    next_ref: u64,
+}
+
+#[derive(Debug)]
+struct Call {
+    fingerprint: String,
+    result: PortResult<Payment>,
+}
+
+fn err(kind: PortErrorKind, message: impl Into<String>) -> PortError {
+    PortError::new(kind, message)
+}
+
+fn check_amount(amount: &Money, currency: crate::Currency) -> PortResult<()> {
+    if amount.currency() != currency {
+        return Err(err(PortErrorKind::Invalid, "amount in another currency"));
+    }
+    if !amount.is_positive() || !amount.is_rounded() {
+        return Err(err(
+            PortErrorKind::Invalid,
+            "amount must be positive and in minor units",
+        ));
+    }
+    Ok(())
+}
+
+fn add(a: &Money, b: &Money) -> PortResult<Money> {
+    a.checked_add(b).map_err(PortError::from)
+}
+
+impl InMemoryPaymentGateway {
+    /// A gateway with no payments.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every payment, in reference order (for tests and simulation checkers).
+    pub fn snapshot(&self) -> Vec<Payment> {
+        lock(&self.inner).payments.values().cloned().collect()
+    }
+
+    /// Runs `op` once per key: replays a remembered result, refuses a changed request, and
+    /// remembers results that executed (success or decline).
+    fn once(
+        &self,
+        key: &IdempotencyKey,
+        fingerprint: String,
+        op: impl FnOnce(&mut Inner) -> PortResult<Payment>,
+    ) -> PortResult<Payment> {
+        let mut inner = lock(&self.inner);
+        if let Some(call) = inner.calls.get(key) {
+            if call.fingerprint != fingerprint {
+                return Err(err(
+                    PortErrorKind::Conflict,
+                    format!("idempotency key {key} was used for another request"),
+                ));
+            }
+            return call.result.clone();
+        }
+        let result = op(&mut inner);
+        let executed = match &result {
+            Ok(_) => true,
+            Err(e) => e.kind == PortErrorKind::Rejected,
+        };
+        if executed {
+            inner.calls.insert(
+                key.clone(),
+                Call {
+                    fingerprint,
+                    result: result.clone(),
+                },
+            );
+        }
+        result
+    }
+}
+
+fn payment_mut<'a>(inner: &'a mut Inner, r: &PaymentRef) -> PortResult<&'a mut Payment> {
+    inner
+        .payments
+        .get_mut(r)
+        .ok_or_else(|| err(PortErrorKind::NotFound, format!("payment {r}")))
+}
+
+#[async_trait]
+impl PaymentGateway for InMemoryPaymentGateway {
+    async fn authorize(&self, req: &AuthorizeRequest) -> PortResult<Payment> {
+        let fingerprint = format!(
+            "authorize|{}|{}|{}|{}",
+            req.order_id, req.amount, req.method_token, req.capture
+        );
+        self.once(&req.idempotency_key, fingerprint, |inner| {
+            check_amount(&req.amount, req.amount.currency())?;
+            if req.method_token == DECLINED_TOKEN {
+                return Err(err(PortErrorKind::Rejected, "card declined"));
+            }
+            inner.next_ref += 1;
+            let payment_ref = PaymentRef::new(format!("pay_{:08}", inner.next_ref))?;
+            let zero = Money::zero(req.amount.currency());
+            let payment = Payment {
+                payment_ref: payment_ref.clone(),
+                order_id: req.order_id.clone(),
+                authorized: req.amount,
+                captured: if req.capture { req.amount } else { zero },
+                refunded: zero,
+                status: if req.capture {
+                    PaymentStatus::Captured
+                } else {
+                    PaymentStatus::Authorized
+                },
+            };
+            inner.payments.insert(payment_ref, payment.clone());
+            Ok(payment)
+        })
+    }
+
+    async fn capture(
+        &self,
+        key: &IdempotencyKey,
+        payment_ref: &PaymentRef,
+        amount: Money,
+    ) -> PortResult<Payment> {
+        self.once(key, format!("capture|{payment_ref}|{amount}"), |inner| {
+            let p = payment_mut(inner, payment_ref)?;
+            check_amount(&amount, p.authorized.currency())?;
+            if p.status == PaymentStatus::Voided {
+                return Err(err(PortErrorKind::Conflict, "payment was voided"));
+            }
+            let captured = add(&p.captured, &amount)?;
+            if captured.amount() > p.authorized.amount() {
+                return Err(err(
+                    PortErrorKind::Conflict,
+                    "capture exceeds the authorization",
+                ));
+            }
+            p.captured = captured;
+            p.status = PaymentStatus::Captured;
+            Ok(p.clone())
+        })
+    }
+
+    async fn refund(
+        &self,
+        key: &IdempotencyKey,
+        payment_ref: &PaymentRef,
+        amount: Money,
+    ) -> PortResult<Payment> {
+        self.once(key, format!("refund|{payment_ref}|{amount}"), |inner| {
+            let p = payment_mut(inner, payment_ref)?;
+            check_amount(&amount, p.authorized.currency())?;
+            let refunded = add(&p.refunded, &amount)?;
+            if refunded.amount() > p.captured.amount() {
+                return Err(err(
+                    PortErrorKind::Conflict,
+                    "refund exceeds the captured amount",
+                ));
+            }
+            p.refunded = refunded;
+            Ok(p.clone())
+        })
+    }
+
+    async fn void(&self, key: &IdempotencyKey, payment_ref: &PaymentRef) -> PortResult<Payment> {
+        self.once(key, format!("void|{payment_ref}"), |inner| {
+            let p = payment_mut(inner, payment_ref)?;
+            match p.status {
+                PaymentStatus::Captured => Err(err(
+                    PortErrorKind::Conflict,
+                    "a captured payment cannot be voided",
+                )),
+                PaymentStatus::Authorized | PaymentStatus::Voided => {
+                    p.status = PaymentStatus::Voided;
+                    Ok(p.clone())
+                }
+            }
+        })
+    }
+
+    async fn lookup(&self, key: &IdempotencyKey) -> PortResult<Option<Payment>> {
+        let inner = lock(&self.inner);
+        Ok(match inner.calls.get(key) {
+            Some(Call { result: Ok(p), .. }) => inner.payments.get(&p.payment_ref).cloned(),
+            _ => None,
+        })
+    }
+
+    async fn list(&self, after: Option<&PaymentRef>, limit: usize) -> PortResult<Vec<Payment>> {
+        let inner = lock(&self.inner);
+        let lower = after.map_or(Bound::Unbounded, |a| Bound::Excluded(a.clone()));
+        Ok(inner
+            .payments
+            .range((lower, Bound::Unbounded))
+            .take(page_limit(limit))
+            .map(|(_, p)| p.clone())
+            .collect())
+    }
+}

@@ -1,0 +1,237 @@
+//! Exact allocation of an amount over weights, by largest remainder.
+
+use rust_decimal::Decimal;
+
+use super::Money;
+use crate::limits::ALLOCATION_WEIGHTS_MAX;
+use crate::{Error, Result};
+
+/// Splits `total` over `weights` in minor units so the parts sum **exactly** to `total`.
+///
+/// Semantics (each one tested):
+/// - Each part is the floor of its exact share `total × wᵢ / Σw` in minor units; the minor
+///   units left over go, one each, to the parts with the largest remainders. Equal remainders go
+///   to the **earlier** weight, so the result is deterministic and independent of hashing or
+///   thread timing. Every part is therefore within one minor unit of its exact share.
+/// - A zero weight receives nothing, unless **all** weights are zero: then the amount is split
+///   evenly, as if every weight were 1 (an order discount over lines that all cost 0 still has
+///   to land somewhere).
+/// - A negative total is split as its absolute value and every part negated, so a refund splits
+///   as the mirror image of the charge.
+/// - A single weight receives the whole total.
+/// - The arithmetic is exact: weights are scaled to integers and the shares computed in `i128`.
+///
+/// ```
+/// use commerce_core::{Currency, Money, allocate};
+/// use rust_decimal::Decimal;
+///
+/// // 10.00 EUR over three equal lines: 3.34 + 3.33 + 3.33 (the tie goes to the first line).
+/// let total = Money::from_minor(1000, Currency::EUR);
+/// let parts = allocate(&total, &[Decimal::ONE; 3])?;
+/// let cents: Vec<i64> = parts.iter().map(|p| p.to_minor()).collect::<Result<_, _>>()?;
+/// assert_eq!(cents, [334, 333, 333]);
+/// # Ok::<(), commerce_core::Error>(())
+/// ```
+///
+/// # Errors
+/// - [`Error::InvalidWeights`] for no weights, more than [`ALLOCATION_WEIGHTS_MAX`], or a
+///   negative weight;
+/// - [`Error::NotInMinorUnits`] if `total` is not rounded to its minor unit;
+/// - [`Error::Overflow`] if `total × weight` does not fit 127 bits once weights are scaled to
+///   integers (totals and weights of everyday commerce are many orders of magnitude away).
+pub fn allocate(total: &Money, weights: &[Decimal]) -> Result<Vec<Money>> {
+    if weights.is_empty() {
+        return Err(Error::InvalidWeights {
+            reason: "no weights",
+        });
+    }
+    if weights.len() > ALLOCATION_WEIGHTS_MAX {
+        return Err(Error::InvalidWeights {
+            reason: "too many weights",
+        });
+    }
+    if weights.iter().any(|w| w.is_sign_negative() && !w.is_zero()) {
+        return Err(Error::InvalidWeights {
+            reason: "negative weight",
+        });
+    }
+    let total_minor = total.minor_units()?;
+    let overflow = Error::Overflow {
+        operation: "allocate",
+    };
+
+    let ints = integer_weights(weights).ok_or_else(|| overflow.clone())?;
+    let mut sum: i128 = ints
+        .iter()
+        .try_fold(0i128, |acc, w| acc.checked_add(*w))
+        .ok_or_else(|| overflow.clone())?;
+    let even = sum == 0;
+    if even {
+        sum = i128::try_from(ints.len()).map_err(|_| overflow.clone())?;
+    }
+
+    let magnitude = total_minor.checked_abs().ok_or_else(|| overflow.clone())?;
+    let mut parts = Vec::with_capacity(ints.len());
+    let mut remainders = Vec::with_capacity(ints.len());
+    let mut assigned: i128 = 0;
+    for (index, weight) in ints.iter().enumerate() {
+        let weight = if even { 1 } else { *weight };
+        let numerator = magnitude
+            .checked_mul(weight)
+            .ok_or_else(|| overflow.clone())?;
+        let floor = numerator / sum;
+        parts.push(floor);
+        remainders.push((numerator % sum, index));
+        assigned += floor; // Σ floor ≤ magnitude: cannot overflow.
+    }
+    let leftover = magnitude - assigned;
+    debug_assert!(leftover >= 0 && leftover < sum.max(1));
+    debug_assert!(usize::try_from(leftover).is_ok_and(|l| l <= parts.len()));
+
+    // Largest remainder first; equal remainders in index order.
+    remainders.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let leftover = usize::try_from(leftover).map_err(|_| overflow.clone())?;
+    for &(_, index) in remainders.iter().take(leftover) {
+        parts[index] += 1;
+    }
+
+    let exponent = u32::from(total.currency().exponent());
+    let negative = total_minor < 0;
+    let result: Vec<Money> = parts
+        .into_iter()
+        .map(|minor| {
+            let signed = if negative { -minor } else { minor };
+            Decimal::try_from_i128_with_scale(signed, exponent)
+                .map(|amount| Money::new(amount, total.currency()))
+                .map_err(|_| overflow.clone())
+        })
+        .collect::<Result<_>>()?;
+    debug_assert_eq!(
+        Money::sum(total.currency(), &result)
+            .ok()
+            .map(|s| s.amount()),
+        Some(total.amount())
+    );
+    Ok(result)
+}
+
+/// Scales non-negative decimal weights to integers with one common scale, so that their ratios
+/// are exact. `None` if a scaled weight does not fit an `i128`.
+fn integer_weights(weights: &[Decimal]) -> Option<Vec<i128>> {
+    let normalized: Vec<Decimal> = weights.iter().map(|w| w.normalize()).collect();
+    let scale = normalized.iter().map(Decimal::scale).max().unwrap_or(0);
+    normalized
+        .iter()
+        .map(|w| {
+            let factor = 10i128.checked_pow(scale - w.scale())?;
+            w.mantissa().abs().checked_mul(factor)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Currency;
+
+    fn cents(parts: &[Money]) -> Vec<i64> {
+        parts.iter().map(|p| p.to_minor().unwrap()).collect()
+    }
+
+    fn d(n: i64) -> Decimal {
+        Decimal::from(n)
+    }
+
+    #[test]
+    fn ties_go_to_the_earlier_weight() {
+        let total = Money::from_minor(100, Currency::EUR);
+        assert_eq!(
+            cents(&allocate(&total, &[d(1), d(1), d(1)]).unwrap()),
+            [34, 33, 33]
+        );
+        let total = Money::from_minor(200, Currency::EUR);
+        assert_eq!(
+            cents(&allocate(&total, &[d(1), d(1), d(1)]).unwrap()),
+            [67, 67, 66]
+        );
+    }
+
+    #[test]
+    fn largest_remainder_wins_over_index() {
+        // Shares of 1.00 over 1:2:7 are 10, 20, 70 exactly. Over 1:1:5 they are 14.28.., 14.28..,
+        // 71.42..: the floors sum to 99 and the cent left goes to the largest remainder (.42),
+        // although the first line comes earlier.
+        let total = Money::from_minor(100, Currency::EUR);
+        assert_eq!(
+            cents(&allocate(&total, &[d(1), d(2), d(7)]).unwrap()),
+            [10, 20, 70]
+        );
+        assert_eq!(
+            cents(&allocate(&total, &[d(1), d(1), d(5)]).unwrap()),
+            [14, 14, 72]
+        );
+    }
+
+    #[test]
+    fn zero_weight_gets_nothing_and_all_zero_splits_evenly() {
+        let total = Money::from_minor(10, Currency::EUR);
+        assert_eq!(
+            cents(&allocate(&total, &[d(0), d(1), d(1)]).unwrap()),
+            [0, 5, 5]
+        );
+        assert_eq!(
+            cents(&allocate(&total, &[d(0), d(0), d(0)]).unwrap()),
+            [4, 3, 3]
+        );
+    }
+
+    #[test]
+    fn negative_total_mirrors_the_positive_split() {
+        let pos = allocate(&Money::from_minor(100, Currency::EUR), &[d(1); 3]).unwrap();
+        let neg = allocate(&Money::from_minor(-100, Currency::EUR), &[d(1); 3]).unwrap();
+        assert_eq!(
+            cents(&neg),
+            cents(&pos).iter().map(|c| -c).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn single_weight_takes_everything() {
+        let total = Money::from_minor(12_345, Currency::KWD);
+        assert_eq!(
+            cents(&allocate(&total, &[Decimal::new(3, 1)]).unwrap()),
+            [12_345]
+        );
+    }
+
+    #[test]
+    fn fractional_weights_are_exact() {
+        // Weights 0.1 and 0.2 are 1:2 exactly; a float would see 0.30000000000000004.
+        let total = Money::from_minor(3, Currency::JPY);
+        let parts = allocate(&total, &[Decimal::new(1, 1), Decimal::new(2, 1)]).unwrap();
+        assert_eq!(cents(&parts), [1, 2]);
+    }
+
+    #[test]
+    fn refusals_are_typed() {
+        let total = Money::from_minor(100, Currency::EUR);
+        assert!(matches!(
+            allocate(&total, &[]),
+            Err(Error::InvalidWeights { .. })
+        ));
+        assert!(matches!(
+            allocate(&total, &[d(1), d(-1)]),
+            Err(Error::InvalidWeights { .. })
+        ));
+        let unrounded = Money::new(Decimal::new(1005, 3), Currency::EUR);
+        assert!(matches!(
+            allocate(&unrounded, &[d(1)]),
+            Err(Error::NotInMinorUnits { .. })
+        ));
+        let huge = Money::new(Decimal::MAX, Currency::JPY);
+        assert!(matches!(
+            allocate(&huge, &[Decimal::MAX, d(1)]),
+            Err(Error::Overflow { .. })
+        ));
+    }
+}

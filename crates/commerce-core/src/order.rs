@@ -1,0 +1,708 @@
+//! The order, its status state machine, and the ledger of every transition.
+//!
+//! The transition table is written once, in [`TRANSITIONS`]; its docs show it, and a test
+//! keeps the two identical.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::limits::{ADDRESS_FIELD_CHARS_MAX, ORDER_LEDGER_MAX, ORDER_LINES_MAX};
+use crate::{
+    CountryCode, Currency, Error, Money, OrderId, PaymentRef, ProductId, Result, Sku, UserId,
+};
+
+/// Where an order is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    /// Created by checkout; the charge has not succeeded yet.
+    PendingPayment,
+    /// Paid; waiting for the warehouse.
+    Confirmed,
+    /// Being picked and packed (also after a lost or returned-to-sender parcel, for the
+    /// replacement).
+    Fulfilling,
+    /// Handed to the carrier.
+    Shipped,
+    /// Received by the customer.
+    Delivered,
+    /// Cancelled before shipping. If it had been paid, a refund follows.
+    Cancelled,
+    /// The payment was refunded in full. Terminal.
+    Refunded,
+    /// The goods came back; a refund follows.
+    Returned,
+}
+
+impl OrderStatus {
+    /// Every status.
+    pub const ALL: [OrderStatus; 8] = [
+        OrderStatus::PendingPayment,
+        OrderStatus::Confirmed,
+        OrderStatus::Fulfilling,
+        OrderStatus::Shipped,
+        OrderStatus::Delivered,
+        OrderStatus::Cancelled,
+        OrderStatus::Refunded,
+        OrderStatus::Returned,
+    ];
+
+    /// The snake_case name used in text and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::PendingPayment => "pending_payment",
+            OrderStatus::Confirmed => "confirmed",
+            OrderStatus::Fulfilling => "fulfilling",
+            OrderStatus::Shipped => "shipped",
+            OrderStatus::Delivered => "delivered",
+            OrderStatus::Cancelled => "cancelled",
+            OrderStatus::Refunded => "refunded",
+            OrderStatus::Returned => "returned",
+        }
+    }
+
+    /// True if no transition leaves this status.
+    pub fn is_terminal(self) -> bool {
+        !TRANSITIONS.iter().any(|(from, _, _)| *from == self)
+    }
+}
+
+/// The kind of a [`Transition`], without its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransitionKind {
+    /// The charge succeeded.
+    ConfirmPayment,
+    /// The warehouse started picking.
+    StartFulfilment,
+    /// The parcel went to the carrier.
+    Ship,
+    /// The carrier delivered it.
+    Deliver,
+    /// Cancelled by the customer, the merchant, or a failed checkout.
+    Cancel,
+    /// The payment was refunded in full.
+    Refund,
+    /// Returned goods arrived back.
+    ReturnReceived,
+    /// Shipping exception: the shipping address was corrected (status unchanged).
+    CorrectAddress,
+    /// Shipping exception: the carrier lost the parcel; a replacement is fulfilled.
+    ReportLost,
+    /// Shipping exception: the parcel came back undelivered; it is fulfilled again (or the order
+    /// is cancelled and refunded).
+    ReturnToSender,
+}
+
+impl TransitionKind {
+    /// Every kind.
+    pub const ALL: [TransitionKind; 10] = [
+        TransitionKind::ConfirmPayment,
+        TransitionKind::StartFulfilment,
+        TransitionKind::Ship,
+        TransitionKind::Deliver,
+        TransitionKind::Cancel,
+        TransitionKind::Refund,
+        TransitionKind::ReturnReceived,
+        TransitionKind::CorrectAddress,
+        TransitionKind::ReportLost,
+        TransitionKind::ReturnToSender,
+    ];
+
+    /// The snake_case name used in text and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransitionKind::ConfirmPayment => "confirm_payment",
+            TransitionKind::StartFulfilment => "start_fulfilment",
+            TransitionKind::Ship => "ship",
+            TransitionKind::Deliver => "deliver",
+            TransitionKind::Cancel => "cancel",
+            TransitionKind::Refund => "refund",
+            TransitionKind::ReturnReceived => "return_received",
+            TransitionKind::CorrectAddress => "correct_address",
+            TransitionKind::ReportLost => "report_lost",
+            TransitionKind::ReturnToSender => "return_to_sender",
+        }
+    }
+}
+
+impl fmt::Display for OrderStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Display for TransitionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+use OrderStatus as S;
+use TransitionKind as T;
+
+#[doc = include_str!("../docs/order-transitions.md")]
+pub const TRANSITIONS: &[(OrderStatus, TransitionKind, OrderStatus)] = &[
+    (S::PendingPayment, T::ConfirmPayment, S::Confirmed),
+    (S::PendingPayment, T::Cancel, S::Cancelled),
+    (S::PendingPayment, T::CorrectAddress, S::PendingPayment),
+    (S::Confirmed, T::StartFulfilment, S::Fulfilling),
+    (S::Confirmed, T::Cancel, S::Cancelled),
+    (S::Confirmed, T::CorrectAddress, S::Confirmed),
+    (S::Fulfilling, T::Ship, S::Shipped),
+    (S::Fulfilling, T::Cancel, S::Cancelled),
+    (S::Fulfilling, T::CorrectAddress, S::Fulfilling),
+    (S::Shipped, T::Deliver, S::Delivered),
+    (S::Shipped, T::CorrectAddress, S::Shipped),
+    (S::Shipped, T::ReportLost, S::Fulfilling),
+    (S::Shipped, T::ReturnToSender, S::Fulfilling),
+    (S::Delivered, T::ReturnReceived, S::Returned),
+    (S::Delivered, T::Refund, S::Refunded),
+    (S::Returned, T::Refund, S::Refunded),
+    (S::Cancelled, T::Refund, S::Refunded),
+];
+
+/// The status `kind` leads to from `from`, or `None` if the table has no such transition.
+pub fn next_status(from: OrderStatus, kind: TransitionKind) -> Option<OrderStatus> {
+    TRANSITIONS
+        .iter()
+        .find(|(f, k, _)| *f == from && *k == kind)
+        .map(|(_, _, to)| *to)
+}
+
+/// Renders [`TRANSITIONS`] as the Markdown table its docs show.
+pub fn transition_table_markdown() -> String {
+    let mut out = String::from("| from | transition | to |\n|---|---|---|\n");
+    for (from, kind, to) in TRANSITIONS {
+        out.push_str(&format!("| `{from}` | `{kind}` | `{to}` |\n"));
+    }
+    out
+}
+
+/// A postal address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Address {
+    /// Recipient name.
+    pub name: String,
+    /// Street and number.
+    pub line1: String,
+    /// Flat, floor, company.
+    pub line2: Option<String>,
+    /// City.
+    pub city: String,
+    /// State, province or county, where the country uses one.
+    pub region: Option<String>,
+    /// Postal code.
+    pub postal_code: String,
+    /// Country.
+    pub country: CountryCode,
+}
+
+impl Address {
+    /// Checks that the required fields are present and every field is bounded.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the field.
+    pub fn validate(&self) -> Result<()> {
+        let required = [
+            ("address.name", &self.name),
+            ("address.line1", &self.line1),
+            ("address.city", &self.city),
+            ("address.postal_code", &self.postal_code),
+        ];
+        for (field, value) in required {
+            if value.trim().is_empty() {
+                return Err(Error::invalid(field, "empty"));
+            }
+        }
+        let all = required
+            .iter()
+            .map(|(f, v)| (*f, v.as_str()))
+            .chain(self.line2.as_deref().map(|v| ("address.line2", v)))
+            .chain(self.region.as_deref().map(|v| ("address.region", v)));
+        for (field, value) in all {
+            if value.chars().count() > ADDRESS_FIELD_CHARS_MAX {
+                return Err(Error::invalid(field, "too long"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What happened to an order, with its data. The ledger stores these.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Transition {
+    /// The charge succeeded with this provider reference.
+    ConfirmPayment {
+        /// The provider's reference for the charge.
+        payment_ref: PaymentRef,
+    },
+    /// The warehouse started picking.
+    StartFulfilment,
+    /// Handed to a carrier.
+    Ship {
+        /// Carrier name.
+        carrier: String,
+        /// The carrier's tracking number.
+        tracking_number: String,
+    },
+    /// Delivered.
+    Deliver,
+    /// Cancelled.
+    Cancel {
+        /// Why, for the customer and the ledger.
+        reason: String,
+    },
+    /// Refunded in full.
+    Refund {
+        /// The amount refunded; equal to the order's grand total.
+        amount: Money,
+    },
+    /// Returned goods arrived.
+    ReturnReceived,
+    /// The shipping address was corrected.
+    CorrectAddress {
+        /// The corrected address.
+        address: Address,
+    },
+    /// The carrier lost the parcel.
+    ReportLost,
+    /// The parcel came back undelivered.
+    ReturnToSender,
+}
+
+impl Transition {
+    /// The kind, without data.
+    pub fn kind(&self) -> TransitionKind {
+        match self {
+            Transition::ConfirmPayment { .. } => T::ConfirmPayment,
+            Transition::StartFulfilment => T::StartFulfilment,
+            Transition::Ship { .. } => T::Ship,
+            Transition::Deliver => T::Deliver,
+            Transition::Cancel { .. } => T::Cancel,
+            Transition::Refund { .. } => T::Refund,
+            Transition::ReturnReceived => T::ReturnReceived,
+            Transition::CorrectAddress { .. } => T::CorrectAddress,
+            Transition::ReportLost => T::ReportLost,
+            Transition::ReturnToSender => T::ReturnToSender,
+        }
+    }
+}
+
+/// One ledger entry: a transition the order went through.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    /// 1 for the first transition, then +1 each.
+    pub seq: u32,
+    /// When it was applied.
+    pub at: DateTime<Utc>,
+    /// Status before.
+    pub from: OrderStatus,
+    /// Status after (equal to `from` for an address correction).
+    pub to: OrderStatus,
+    /// What happened.
+    pub transition: Transition,
+}
+
+/// One order line, with the price snapshot taken at checkout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderLine {
+    /// The SKU bought.
+    pub sku: Sku,
+    /// Its product.
+    pub product_id: ProductId,
+    /// Title at the time of purchase.
+    pub title: String,
+    /// Units, at least 1.
+    pub quantity: u32,
+    /// Unit price at the time of purchase.
+    pub unit_price: Money,
+    /// This line's share of all discounts, ≥ 0 and ≤ `unit_price × quantity`.
+    pub discount: Money,
+}
+
+impl OrderLine {
+    /// `unit_price × quantity`.
+    ///
+    /// # Errors
+    /// [`Error::Overflow`].
+    pub fn subtotal(&self) -> Result<Money> {
+        self.unit_price.checked_mul(Decimal::from(self.quantity))
+    }
+
+    /// `subtotal − discount`.
+    ///
+    /// # Errors
+    /// [`Error::Overflow`], [`Error::CurrencyMismatch`].
+    pub fn total(&self) -> Result<Money> {
+        self.subtotal()?.checked_sub(&self.discount)
+    }
+}
+
+/// What a new order is made of; [`Order::new`] validates it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewOrder {
+    /// The order id (checkout derives it; see the saga crate).
+    pub id: OrderId,
+    /// The customer.
+    pub user_id: UserId,
+    /// The one currency of every amount.
+    pub currency: Currency,
+    /// The lines, 1 to [`ORDER_LINES_MAX`].
+    pub lines: Vec<OrderLine>,
+    /// Shipping charged.
+    pub shipping: Money,
+    /// Tax charged on top of the lines (zero when prices include tax).
+    pub tax: Money,
+    /// Where to ship.
+    pub shipping_address: Address,
+    /// Where to bill.
+    pub billing_address: Address,
+}
+
+/// Totals derived from an order's lines, shipping and tax.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderTotals {
+    /// Σ unit price × quantity.
+    pub subtotal: Money,
+    /// Σ line discounts.
+    pub discount: Money,
+    /// Shipping.
+    pub shipping: Money,
+    /// Tax.
+    pub tax: Money,
+    /// `subtotal − discount + shipping + tax`: what is charged.
+    pub grand_total: Money,
+}
+
+/// An order: what was bought, at which prices, where it goes, and every transition it went
+/// through. Fields are private: an order only changes through [`Order::apply`], which follows
+/// [`TRANSITIONS`] and appends to the ledger, or refuses and changes nothing.
+///
+/// ```
+/// use chrono::{TimeZone, Utc};
+/// use commerce_core::{OrderStatus, PaymentRef, Transition, TransitionKind, Error};
+/// # let mut order = commerce_core::testkit::sample_order("order-1");
+/// assert_eq!(order.status(), OrderStatus::PendingPayment);
+/// let at = Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap();
+/// order.apply(Transition::ConfirmPayment { payment_ref: PaymentRef::new("pay-1")? }, at)?;
+/// assert_eq!(order.status(), OrderStatus::Confirmed);
+///
+/// // Delivering an order that never shipped is refused, and nothing changes.
+/// let err = order.apply(Transition::Deliver, at).unwrap_err();
+/// assert_eq!(err, Error::IllegalTransition { from: OrderStatus::Confirmed, transition: TransitionKind::Deliver });
+/// assert_eq!(order.ledger().len(), 1);
+/// # Ok::<(), commerce_core::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "OrderRecord", into = "OrderRecord")]
+pub struct Order {
+    id: OrderId,
+    user_id: UserId,
+    currency: Currency,
+    lines: Vec<OrderLine>,
+    totals: OrderTotals,
+    shipping_address: Address,
+    billing_address: Address,
+    payment_ref: Option<PaymentRef>,
+    created_at: DateTime<Utc>,
+    status: OrderStatus,
+    ledger: Vec<LedgerEntry>,
+}
+
+impl Order {
+    /// Creates an order in `pending_payment` with an empty ledger.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the field: no lines, too many lines, a zero quantity, an amount
+    /// in another currency or not in minor units, a negative amount, a discount larger than its
+    /// line, a bad address. [`Error::Overflow`] for absurd totals.
+    pub fn new(new: NewOrder, created_at: DateTime<Utc>) -> Result<Order> {
+        let totals = compute_totals(&new)?;
+        new.shipping_address.validate()?;
+        new.billing_address.validate()?;
+        Ok(Order {
+            id: new.id,
+            user_id: new.user_id,
+            currency: new.currency,
+            lines: new.lines,
+            totals,
+            shipping_address: new.shipping_address,
+            billing_address: new.billing_address,
+            payment_ref: None,
+            created_at,
+            status: OrderStatus::PendingPayment,
+            ledger: Vec::new(),
+        })
+    }
+
+    /// Applies `transition` at `at`: checks [`TRANSITIONS`] and the transition's own guard,
+    /// appends a ledger entry, and updates the status and any data the transition carries.
+    ///
+    /// # Errors
+    /// [`Error::IllegalTransition`] if the table has no such transition from the current status;
+    /// [`Error::Invalid`] if its guard fails (a refund of another amount than the grand total, a
+    /// refund of an order never paid, a bad corrected address, a full ledger). The order is
+    /// unchanged on error.
+    pub fn apply(&mut self, transition: Transition, at: DateTime<Utc>) -> Result<&LedgerEntry> {
+        let kind = transition.kind();
+        let to = next_status(self.status, kind).ok_or(Error::IllegalTransition {
+            from: self.status,
+            transition: kind,
+        })?;
+        if self.ledger.len() >= ORDER_LEDGER_MAX {
+            return Err(Error::invalid("order.ledger", "full"));
+        }
+        match &transition {
+            Transition::Refund { amount } => {
+                if self.payment_ref.is_none() {
+                    return Err(Error::invalid("refund", "the order was never paid"));
+                }
+                if *amount != self.totals.grand_total {
+                    return Err(Error::invalid(
+                        "refund.amount",
+                        "must equal the grand total",
+                    ));
+                }
+            }
+            Transition::CorrectAddress { address } => address.validate()?,
+            Transition::Ship {
+                carrier,
+                tracking_number,
+            } if carrier.trim().is_empty() || tracking_number.trim().is_empty() => {
+                return Err(Error::invalid(
+                    "ship",
+                    "carrier and tracking number are required",
+                ));
+            }
+            _ => {}
+        }
+        // Checked above: nothing below can fail.
+        match &transition {
+            Transition::ConfirmPayment { payment_ref } => {
+                self.payment_ref = Some(payment_ref.clone());
+            }
+            Transition::CorrectAddress { address } => self.shipping_address = address.clone(),
+            _ => {}
+        }
+        let seq = u32::try_from(self.ledger.len() + 1).unwrap_or(u32::MAX);
+        self.ledger.push(LedgerEntry {
+            seq,
+            at,
+            from: self.status,
+            to,
+            transition,
+        });
+        self.status = to;
+        Ok(self
+            .ledger
+            .last()
+            .unwrap_or_else(|| unreachable!("just pushed")))
+    }
+
+    /// Replays `ledger` from `pending_payment` through [`TRANSITIONS`] and returns the status it
+    /// ends in.
+    ///
+    /// # Errors
+    /// [`Error::IllegalTransition`] for an entry the table does not allow, [`Error::Invalid`]
+    /// for an entry whose `from`, `to` or `seq` disagrees with the replay.
+    pub fn replay(ledger: &[LedgerEntry]) -> Result<OrderStatus> {
+        let mut status = OrderStatus::PendingPayment;
+        for (i, entry) in ledger.iter().enumerate() {
+            let kind = entry.transition.kind();
+            let to = next_status(status, kind).ok_or(Error::IllegalTransition {
+                from: status,
+                transition: kind,
+            })?;
+            let seq_ok = usize::try_from(entry.seq).is_ok_and(|s| s == i + 1);
+            if entry.from != status || entry.to != to || !seq_ok {
+                return Err(Error::invalid(
+                    "order.ledger",
+                    format!("entry {} disagrees", i + 1),
+                ));
+            }
+            status = to;
+        }
+        Ok(status)
+    }
+
+    /// The order id.
+    pub fn id(&self) -> &OrderId {
+        &self.id
+    }
+    /// The customer.
+    pub fn user_id(&self) -> &UserId {
+        &self.user_id
+    }
+    /// The order's currency.
+    pub fn currency(&self) -> Currency {
+        self.currency
+    }
+    /// The lines.
+    pub fn lines(&self) -> &[OrderLine] {
+        &self.lines
+    }
+    /// The totals.
+    pub fn totals(&self) -> &OrderTotals {
+        &self.totals
+    }
+    /// Where it ships (the latest corrected address).
+    pub fn shipping_address(&self) -> &Address {
+        &self.shipping_address
+    }
+    /// Where it is billed.
+    pub fn billing_address(&self) -> &Address {
+        &self.billing_address
+    }
+    /// The payment reference, once paid.
+    pub fn payment_ref(&self) -> Option<&PaymentRef> {
+        self.payment_ref.as_ref()
+    }
+    /// When checkout created it.
+    pub fn created_at(&self) -> DateTime<Utc> {
+        self.created_at
+    }
+    /// The current status.
+    pub fn status(&self) -> OrderStatus {
+        self.status
+    }
+    /// Every transition, oldest first.
+    pub fn ledger(&self) -> &[LedgerEntry] {
+        &self.ledger
+    }
+    /// The version for compare-and-set: the number of ledger entries.
+    pub fn version(&self) -> u64 {
+        self.ledger.len() as u64
+    }
+}
+
+fn compute_totals(new: &NewOrder) -> Result<OrderTotals> {
+    let c = new.currency;
+    if new.lines.is_empty() {
+        return Err(Error::invalid("order.lines", "no lines"));
+    }
+    if new.lines.len() > ORDER_LINES_MAX {
+        return Err(Error::invalid(
+            "order.lines",
+            format!("more than {ORDER_LINES_MAX}"),
+        ));
+    }
+    let amount_ok = |m: &Money| m.currency() == c && m.is_rounded() && !m.is_negative();
+    let mut subtotal = Money::zero(c);
+    let mut discount = Money::zero(c);
+    for line in &new.lines {
+        if line.quantity == 0 {
+            return Err(Error::invalid("order.lines.quantity", "zero"));
+        }
+        if !amount_ok(&line.unit_price) {
+            return Err(Error::invalid(
+                "order.lines.unit_price",
+                "wrong currency, unrounded or negative",
+            ));
+        }
+        if !amount_ok(&line.discount) {
+            return Err(Error::invalid(
+                "order.lines.discount",
+                "wrong currency, unrounded or negative",
+            ));
+        }
+        let line_subtotal = line.subtotal()?;
+        if line.discount.amount() > line_subtotal.amount() {
+            return Err(Error::invalid(
+                "order.lines.discount",
+                "larger than the line",
+            ));
+        }
+        subtotal = subtotal.checked_add(&line_subtotal)?;
+        discount = discount.checked_add(&line.discount)?;
+    }
+    for (field, m) in [("order.shipping", &new.shipping), ("order.tax", &new.tax)] {
+        if !amount_ok(m) {
+            return Err(Error::invalid(
+                field,
+                "wrong currency, unrounded or negative",
+            ));
+        }
+    }
+    let grand_total = subtotal
+        .checked_sub(&discount)?
+        .checked_add(&new.shipping)?
+        .checked_add(&new.tax)?;
+    Ok(OrderTotals {
+        subtotal,
+        discount,
+        shipping: new.shipping,
+        tax: new.tax,
+        grand_total,
+    })
+}
+
+/// The serialized form of an [`Order`]; loading re-validates it and replays the ledger.
+#[derive(Serialize, Deserialize)]
+struct OrderRecord {
+    id: OrderId,
+    user_id: UserId,
+    currency: Currency,
+    lines: Vec<OrderLine>,
+    totals: OrderTotals,
+    shipping_address: Address,
+    billing_address: Address,
+    payment_ref: Option<PaymentRef>,
+    created_at: DateTime<Utc>,
+    status: OrderStatus,
+    ledger: Vec<LedgerEntry>,
+}
+
+impl TryFrom<OrderRecord> for Order {
+    type Error = Error;
+    fn try_from(r: OrderRecord) -> Result<Order> {
+        let new = NewOrder {
+            id: r.id,
+            user_id: r.user_id,
+            currency: r.currency,
+            lines: r.lines,
+            shipping: r.totals.shipping,
+            tax: r.totals.tax,
+            shipping_address: r.billing_address.clone(),
+            billing_address: r.billing_address,
+        };
+        let mut order = Order::new(new, r.created_at)?;
+        if order.totals != r.totals {
+            return Err(Error::invalid("order.totals", "do not match the lines"));
+        }
+        if Order::replay(&r.ledger)? != r.status {
+            return Err(Error::invalid("order.status", "does not match the ledger"));
+        }
+        r.shipping_address.validate()?;
+        order.shipping_address = r.shipping_address;
+        order.payment_ref = r.payment_ref;
+        order.status = r.status;
+        order.ledger = r.ledger;
+        Ok(order)
+    }
+}
+
+impl From<Order> for OrderRecord {
+    fn from(o: Order) -> OrderRecord {
+        OrderRecord {
+            id: o.id,
+            user_id: o.user_id,
+            currency: o.currency,
+            lines: o.lines,
+            totals: o.totals,
+            shipping_address: o.shipping_address,
+            billing_address: o.billing_address,
+            payment_ref: o.payment_ref,
+            created_at: o.created_at,
+            status: o.status,
+            ledger: o.ledger,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
