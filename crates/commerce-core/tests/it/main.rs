@@ -1,0 +1,6 @@
+//! Integration tests of commerce-core: port conformance for the in-memory implementations,
+//! property tests of the invariants, and serde round trips of the public data types.
+
+mod conformance;
+mod props;
+mod serde_round_trips;

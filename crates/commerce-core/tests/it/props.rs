@@ -1,0 +1,238 @@
+//! Property tests: money sums, allocation, rounding, FX round trips, and the order state machine.
+
+use chrono::NaiveDate;
+use commerce_core::testkit::{sample_address, sample_order, t0};
+use commerce_core::*;
+use proptest::prelude::*;
+use rust_decimal::Decimal;
+
+fn currency() -> impl Strategy<Value = Currency> {
+    proptest::sample::select(Currency::ALL)
+}
+
+fn mode() -> impl Strategy<Value = RoundingMode> {
+    proptest::sample::select(RoundingMode::ALL.to_vec())
+}
+
+/// A rounded amount of up to ±10^12 minor units.
+fn money() -> impl Strategy<Value = Money> {
+    (-1_000_000_000_000i64..1_000_000_000_000, currency())
+        .prop_map(|(m, c)| Money::from_minor(m, c))
+}
+
+/// A non-negative decimal weight with up to 4 decimals; zero is common.
+fn weight() -> impl Strategy<Value = Decimal> {
+    prop_oneof![
+        1 => Just(Decimal::ZERO),
+        4 => (0i64..1_000_000_000, 0u32..5).prop_map(|(m, s)| Decimal::new(m, s)),
+    ]
+}
+
+/// `part` is within one minor unit of `total × w / Σw`, checked exactly in integers:
+/// |part·Σw − total·w| < Σw.
+fn within_one_unit(part: i128, total: i128, w: Decimal, sum: Decimal) -> bool {
+    let lhs = Decimal::from_i128_with_scale(part, 0) * sum;
+    let rhs = Decimal::from_i128_with_scale(total, 0) * w;
+    (lhs - rhs).abs() < sum
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn allocation_sums_exactly_and_each_part_is_within_one_unit(
+        total in money(),
+        weights in proptest::collection::vec(weight(), 1..40),
+    ) {
+        let parts = allocate(&total, &weights).unwrap();
+        prop_assert_eq!(parts.len(), weights.len());
+        prop_assert_eq!(Money::sum(total.currency(), &parts).unwrap(), total);
+        let sum: Decimal = weights.iter().sum();
+        let t = i128::from(total.to_minor().unwrap());
+        for (part, w) in parts.iter().zip(&weights) {
+            prop_assert_eq!(part.currency(), total.currency());
+            let p = i128::from(part.to_minor().unwrap());
+            if sum.is_zero() {
+                // All-zero weights split evenly.
+                let n = Decimal::from(weights.len());
+                prop_assert!(within_one_unit(p, t, Decimal::ONE, n));
+            } else {
+                prop_assert!(within_one_unit(p, t, *w, sum), "part {} of {} for weight {} / {}", p, t, w, sum);
+            }
+            // No part has the opposite sign of the total.
+            prop_assert!(p == 0 || (p > 0) == (t > 0));
+        }
+    }
+
+    #[test]
+    fn allocation_is_deterministic_and_negation_mirrors(
+        total in money(),
+        weights in proptest::collection::vec(weight(), 1..20),
+    ) {
+        let a = allocate(&total, &weights).unwrap();
+        prop_assert_eq!(&a, &allocate(&total, &weights).unwrap());
+        let mirrored: Vec<Money> = allocate(&total.negated(), &weights).unwrap();
+        prop_assert_eq!(mirrored, a.iter().map(Money::negated).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn rounding_is_idempotent_and_moves_less_than_one_unit(
+        mantissa in any::<i64>(),
+        scale in 0u32..12,
+        c in currency(),
+        m in mode(),
+    ) {
+        let x = Money::new(Decimal::new(mantissa, scale), c);
+        let r = x.round(m);
+        prop_assert!(r.is_rounded());
+        prop_assert_eq!(r.round(m), r);
+        for other in RoundingMode::ALL {
+            prop_assert_eq!(r.round(other), r, "a rounded amount is a fixed point of every mode");
+        }
+        let unit = Decimal::new(1, u32::from(c.exponent()));
+        prop_assert!((r.amount() - x.amount()).abs() < unit);
+        // Half modes never move more than half a unit.
+        if matches!(m, RoundingMode::HalfEven | RoundingMode::HalfUp | RoundingMode::HalfDown) {
+            prop_assert!((r.amount() - x.amount()).abs() * Decimal::TWO <= unit);
+        }
+    }
+
+    #[test]
+    fn text_round_trips(x in money()) {
+        prop_assert_eq!(x.to_string().parse::<Money>().unwrap(), x);
+        prop_assert_eq!(Money::from_minor(x.to_minor().unwrap(), x.currency()), x);
+    }
+
+    #[test]
+    fn sums_do_not_depend_on_order_and_sub_undoes_add(
+        minors in proptest::collection::vec(-1_000_000_000i64..1_000_000_000, 0..30),
+        c in currency(),
+    ) {
+        let items: Vec<Money> = minors.iter().map(|m| Money::from_minor(*m, c)).collect();
+        let forward = Money::sum(c, &items).unwrap();
+        let mut reversed = items.clone();
+        reversed.reverse();
+        prop_assert_eq!(forward, Money::sum(c, &reversed).unwrap());
+        prop_assert_eq!(forward.to_minor().unwrap(), minors.iter().sum::<i64>());
+        if let Some(first) = items.first() {
+            prop_assert_eq!(forward.checked_sub(first).unwrap().checked_add(first).unwrap(), forward);
+        }
+    }
+
+    #[test]
+    fn fx_round_trip_stays_within_one_minor_unit(
+        minor in 0i64..10_000_000_000,
+        pair in (currency(), currency()),
+        rates in (1u64..100_000_000, 1u64..100_000_000),
+        m in mode(),
+    ) {
+        let (a, b) = pair;
+        let day = NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
+        // Rates with 4 decimals against EUR: 0.0001 to 10,000.
+        let rate = |r: u64, c: Currency| if c == Currency::EUR { Decimal::ONE } else { Decimal::new(i64::try_from(r).unwrap(), 4) };
+        let (ra, rb) = (rate(rates.0, a), rate(rates.1, b));
+        let mut fx = FxTable::new(Currency::EUR);
+        fx.insert_day(day, [(a, ra), (b, rb)].into_iter().filter(|(c, _)| *c != Currency::EUR)).unwrap();
+        let policy = FxPolicy { max_age_days: 0, rounding: m };
+        let x = Money::from_minor(minor, a);
+        let y = fx.convert(&x, b, day, policy).unwrap();
+        let z = fx.convert(&y, a, day, policy).unwrap();
+        let unit_a = Decimal::new(1, u32::from(a.exponent()));
+        let unit_b_in_a = Decimal::new(1, u32::from(b.exponent())) * ra / rb;
+        let error = (z.amount() - x.amount()).abs();
+        // The round trip loses at most one rounding in B (seen in A) and one in A.
+        prop_assert!(error <= unit_a + unit_b_in_a, "{} -> {} -> {}", x, y, z);
+        // When B's minor unit is worth no more than A's, that is within one minor unit of A.
+        if unit_b_in_a <= unit_a && matches!(m, RoundingMode::HalfEven | RoundingMode::HalfUp | RoundingMode::HalfDown) {
+            prop_assert!(error <= unit_a, "{} -> {} -> {}", x, y, z);
+        }
+    }
+
+    #[test]
+    fn random_walks_of_the_order_state_machine(
+        kinds in proptest::collection::vec(proptest::sample::select(TransitionKind::ALL.to_vec()), 0..40),
+    ) {
+        let mut order = sample_order("walk-1");
+        let mut model = OrderStatus::PendingPayment;
+        let mut paid = false;
+        for kind in kinds {
+            let before = order.clone();
+            let result = order.apply(transition(kind, &order), t0());
+            let expected = next_status(model, kind);
+            let guard_ok = kind != TransitionKind::Refund || paid;
+            match (expected, guard_ok) {
+                (Some(to), true) => {
+                    prop_assert!(result.is_ok(), "{:?} from {:?}: {:?}", kind, model, result);
+                    model = to;
+                    paid |= kind == TransitionKind::ConfirmPayment;
+                }
+                (Some(_), false) => {
+                    let refused = matches!(result, Err(Error::Invalid { .. }));
+                    prop_assert!(refused, "unpaid refund must be refused: {:?}", result);
+                    prop_assert_eq!(&order, &before);
+                }
+                (None, _) => {
+                    prop_assert_eq!(result.unwrap_err(), Error::IllegalTransition { from: model, transition: kind });
+                    prop_assert_eq!(&order, &before);
+                }
+            }
+            prop_assert_eq!(order.status(), model);
+            prop_assert!(OrderStatus::ALL.contains(&order.status()));
+            prop_assert_eq!(Order::replay(order.ledger()).unwrap(), order.status());
+            prop_assert_eq!(order.version(), order.ledger().len() as u64);
+        }
+        let json = serde_json::to_string(&order).unwrap();
+        prop_assert_eq!(serde_json::from_str::<Order>(&json).unwrap(), order);
+    }
+}
+
+fn transition(kind: TransitionKind, o: &Order) -> Transition {
+    match kind {
+        TransitionKind::ConfirmPayment => Transition::ConfirmPayment {
+            payment_ref: PaymentRef::new("pay-walk").unwrap(),
+        },
+        TransitionKind::StartFulfilment => Transition::StartFulfilment,
+        TransitionKind::Ship => Transition::Ship {
+            carrier: "dhl".into(),
+            tracking_number: "T-1".into(),
+        },
+        TransitionKind::Deliver => Transition::Deliver,
+        TransitionKind::Cancel => Transition::Cancel {
+            reason: "walk".into(),
+        },
+        TransitionKind::Refund => Transition::Refund {
+            amount: o.totals().grand_total,
+        },
+        TransitionKind::ReturnReceived => Transition::ReturnReceived,
+        TransitionKind::CorrectAddress => Transition::CorrectAddress {
+            address: sample_address(),
+        },
+        TransitionKind::ReportLost => Transition::ReportLost,
+        TransitionKind::ReturnToSender => Transition::ReturnToSender,
+    }
+}
+
+#[test]
+fn every_status_is_reachable_and_the_table_has_no_duplicates() {
+    use std::collections::BTreeSet;
+    let mut reached = BTreeSet::from([OrderStatus::PendingPayment]);
+    loop {
+        let next: BTreeSet<_> = TRANSITIONS
+            .iter()
+            .filter(|(f, _, _)| reached.contains(f))
+            .map(|(_, _, t)| *t)
+            .collect();
+        let grown: BTreeSet<_> = reached.union(&next).copied().collect();
+        if grown == reached {
+            break;
+        }
+        reached = grown;
+    }
+    assert_eq!(reached.len(), OrderStatus::ALL.len());
+    let pairs: BTreeSet<_> = TRANSITIONS.iter().map(|(f, k, _)| (*f, *k)).collect();
+    assert_eq!(
+        pairs.len(),
+        TRANSITIONS.len(),
+        "one target per (status, transition)"
+    );
+}

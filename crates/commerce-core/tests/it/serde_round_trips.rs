@@ -1,0 +1,190 @@
+//! Every public data type survives a JSON round trip unchanged.
+
+use std::fmt::Debug;
+
+use chrono::NaiveDate;
+use commerce_core::testkit::{sample_address, sample_order, sample_product, t0};
+use commerce_core::*;
+use proptest::prelude::*;
+use rust_decimal::Decimal;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+fn round_trip<T: Serialize + DeserializeOwned + PartialEq + Debug>(value: &T) {
+    let json = serde_json::to_string(value).unwrap();
+    let back: T = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{json}: {e}"));
+    assert_eq!(&back, value, "{json}");
+}
+
+fn ev(event: DomainEvent) -> EventEnvelope {
+    EventEnvelope::new(EventId::new("evt-1").unwrap(), t0(), event)
+}
+
+#[test]
+fn every_domain_event_round_trips() {
+    let order_id = OrderId::new("o-1").unwrap();
+    let sku = Sku::new("SKU-1").unwrap();
+    let product = sample_product("p-1", "SKU-1");
+    let eur = Money::from_minor(1999, Currency::EUR);
+    let events = vec![
+        DomainEvent::OrderConfirmed {
+            order_id: order_id.clone(),
+            user_id: UserId::new("u-1").unwrap(),
+            grand_total: eur,
+            lines: vec![EventLine {
+                sku: sku.clone(),
+                quantity: 2,
+            }],
+        },
+        DomainEvent::OrderCancelled {
+            order_id: order_id.clone(),
+            reason: "payment failed".into(),
+        },
+        DomainEvent::OrderStatusChanged {
+            order_id: order_id.clone(),
+            from: OrderStatus::Confirmed,
+            to: OrderStatus::Fulfilling,
+            transition: TransitionKind::StartFulfilment,
+            seq: 2,
+        },
+        DomainEvent::InventoryChanged {
+            sku: sku.clone(),
+            location: LocationId::new("wh-1").unwrap(),
+            on_hand: 10,
+            available: 7,
+        },
+        DomainEvent::BackInStock {
+            sku: sku.clone(),
+            available: 3,
+        },
+        DomainEvent::PriceChanged {
+            product_id: product.id.clone(),
+            sku: sku.clone(),
+            old: None,
+            new: eur,
+            version: 2,
+        },
+        DomainEvent::ProductUpserted {
+            projection: Box::new(ProductProjection::from_product(&product)),
+        },
+        DomainEvent::ProductRetired {
+            product_id: product.id.clone(),
+            sku: sku.clone(),
+            version: 3,
+        },
+        DomainEvent::CartAbandoned {
+            cart_id: CartId::new("c-1").unwrap(),
+            user_id: None,
+            last_activity_at: t0(),
+        },
+        DomainEvent::ShipmentUpdated {
+            order_id,
+            carrier: "dhl".into(),
+            tracking_number: "T-1".into(),
+            status: "in_transit".into(),
+            carrier_seq: 4,
+        },
+    ];
+    let mut types = std::collections::BTreeSet::new();
+    for e in events {
+        let envelope = ev(e);
+        assert!(types.insert(envelope.event_type.clone()));
+        assert_eq!(envelope.schema_version, SCHEMA_VERSION);
+        round_trip(&envelope);
+    }
+    assert_eq!(types.len(), 10, "one of each event type");
+}
+
+#[test]
+fn catalog_order_and_port_types_round_trip() {
+    let product = sample_product("p-1", "SKU-1");
+    round_trip(&product);
+    round_trip(&ProductProjection::from_product(&product));
+    round_trip(&product.category);
+    round_trip(&product.status);
+    round_trip(&sample_order("o-1"));
+    round_trip(&sample_address());
+    round_trip(&RoundingMode::HalfUp);
+    round_trip(&FxPolicy::default());
+    round_trip(&Locale::new("de-CH").unwrap());
+    round_trip(&CountryCode::new("CH").unwrap());
+    for scope in [
+        PriceScope::Default,
+        PriceScope::Country(CountryCode::new("AT").unwrap()),
+        PriceScope::Locale(Locale::new("fr").unwrap()),
+    ] {
+        round_trip(&scope);
+    }
+    let mut fx = FxTable::new(Currency::EUR);
+    fx.insert_day(
+        NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(),
+        [(Currency::USD, Decimal::new(10832, 4))],
+    )
+    .unwrap();
+    round_trip(&fx);
+    let eur = Money::from_minor(500, Currency::EUR);
+    let payment = Payment {
+        payment_ref: PaymentRef::new("pay-1").unwrap(),
+        order_id: OrderId::new("o-1").unwrap(),
+        authorized: eur,
+        captured: eur,
+        refunded: Money::zero(Currency::EUR),
+        status: PaymentStatus::Captured,
+    };
+    round_trip(&payment);
+    round_trip(&AuthorizeRequest {
+        idempotency_key: IdempotencyKey::new("o-1:charge").unwrap(),
+        order_id: OrderId::new("o-1").unwrap(),
+        amount: eur,
+        method_token: "tok_visa".into(),
+        capture: true,
+    });
+    let ship_date = NaiveDate::from_ymd_opt(2026, 11, 26).unwrap();
+    round_trip(&ShipmentRequest {
+        from: sample_address(),
+        to: sample_address(),
+        parcels: vec![Parcel {
+            weight_g: 500,
+            dimensions_mm: [1, 2, 3],
+        }],
+        currency: Currency::EUR,
+        ship_date,
+    });
+    round_trip(&RateQuote {
+        carrier: "dhl".into(),
+        service: "standard".into(),
+        amount: eur,
+        estimated_delivery: ship_date,
+    });
+    round_trip(&Label {
+        carrier: "dhl".into(),
+        service: "standard".into(),
+        tracking_number: "T-1".into(),
+        amount: eur,
+    });
+    round_trip(&TrackingEvent {
+        seq: 1,
+        at: t0(),
+        status: TrackingStatus::ReturnToSender,
+    });
+    round_trip(&Notification {
+        key: IdempotencyKey::new("n-1").unwrap(),
+        recipient: UserId::new("u-1").unwrap(),
+        kind: NotificationKind::AbandonedCart,
+        order_id: None,
+        sku: Some(Sku::new("SKU-1").unwrap()),
+    });
+}
+
+proptest! {
+    #[test]
+    fn money_and_ids_round_trip(mantissa in any::<i64>(), scale in 0u32..28, idx in 0usize..Currency::ALL.len(), id in "[A-Za-z0-9_.:-]{1,128}") {
+        round_trip(&Money::new(Decimal::new(mantissa, scale), Currency::ALL[idx]));
+        round_trip(&Currency::ALL[idx]);
+        round_trip(&OrderId::new(&id).unwrap());
+        round_trip(&IdempotencyKey::new(&id).unwrap());
+        if !id.contains(':') && id.len() <= 64 {
+            round_trip(&Sku::new(&id).unwrap());
+        }
+    }
+}
