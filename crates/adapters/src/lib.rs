@@ -34,6 +34,6 @@ impl commerce_core::Clock for SystemClock {
         reason = "this adapter is the one place that reads the system clock"
     )]
     fn now(&self) -> DateTime<Utc> {
-        Utc::now()
+        DateTime::<Utc>::from(std::time::SystemTime::now())
     }
 }

@@ -86,3 +86,8 @@ pub use ports::{
     RateQuote, ShipmentRequest, TrackingEvent, TrackingStatus,
 };
 pub use price::{CountryCode, FxFallback, Locale, PriceScope, PriceTable};
+
+/// The README's Rust examples run as doc tests, so the first screen never lies.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
