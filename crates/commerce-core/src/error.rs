@@ -41,7 +41,7 @@ pub enum Error {
     },
     /// An amount has more decimal places than its currency's minor unit allows, where a
     /// minor-unit amount was required.
-    #[error("{amount} has more decimals than {currency} allows ({exponent})")]
+    #[error("amount {amount} has more decimals than {currency} allows ({exponent})")]
     NotInMinorUnits {
         /// The amount as given.
         amount: String,

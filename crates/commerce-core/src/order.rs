@@ -678,6 +678,27 @@ impl TryFrom<OrderRecord> for Order {
             return Err(Error::invalid("order.status", "does not match the ledger"));
         }
         r.shipping_address.validate()?;
+        // Data carried by transitions must agree with the ledger that carried it.
+        let paid_with = r.ledger.iter().rev().find_map(|e| match &e.transition {
+            Transition::ConfirmPayment { payment_ref } => Some(payment_ref),
+            _ => None,
+        });
+        if paid_with != r.payment_ref.as_ref() {
+            return Err(Error::invalid(
+                "order.payment_ref",
+                "does not match the ledger",
+            ));
+        }
+        let corrected_to = r.ledger.iter().rev().find_map(|e| match &e.transition {
+            Transition::CorrectAddress { address } => Some(address),
+            _ => None,
+        });
+        if corrected_to.is_some_and(|a| *a != r.shipping_address) {
+            return Err(Error::invalid(
+                "order.shipping_address",
+                "does not match the ledger",
+            ));
+        }
         order.shipping_address = r.shipping_address;
         order.payment_ref = r.payment_ref;
         order.status = r.status;

@@ -176,3 +176,34 @@ fn serde_keeps_the_amount_exact() {
     assert_eq!(serde_json::from_str::<Money>(&json).unwrap(), m);
     assert!(serde_json::from_str::<Money>(r#"{"amount":"1","currency":"ZZZ"}"#).is_err());
 }
+
+#[test]
+fn equal_amounts_hash_equal_whatever_their_scale() {
+    use std::collections::HashSet;
+    let a = Money::new(Decimal::new(125, 1), Currency::EUR);
+    let b = Money::from_minor(1250, Currency::EUR);
+    assert_eq!(a, b);
+    assert_eq!(HashSet::from([a, b]).len(), 1);
+}
+
+#[test]
+fn error_messages_are_lower_case_without_a_trailing_period() {
+    let errors = [
+        Money::from_minor(1, Currency::EUR)
+            .checked_add(&Money::from_minor(1, Currency::USD))
+            .unwrap_err(),
+        "x".parse::<Money>().unwrap_err(),
+        "1.555 EUR".parse::<Money>().unwrap_err(),
+        "1 QQQ".parse::<Money>().unwrap_err(),
+        allocate(&Money::from_minor(1, Currency::EUR), &[]).unwrap_err(),
+        crate::Sku::new("").unwrap_err(),
+    ];
+    for e in errors {
+        let text = e.to_string();
+        assert!(
+            text.chars().next().is_some_and(char::is_lowercase),
+            "{text}"
+        );
+        assert!(!text.ends_with('.'), "{text}");
+    }
+}

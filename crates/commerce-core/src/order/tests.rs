@@ -322,7 +322,25 @@ fn loading_refuses_an_inconsistent_order() {
     wrong_total["totals"]["grand_total"]["amount"] = "1.00".into();
     assert!(serde_json::from_value::<Order>(wrong_total).is_err());
 
-    let mut forged_ledger = json;
+    let mut forged_ledger = json.clone();
     forged_ledger["ledger"][0]["to"] = "delivered".into();
     assert!(serde_json::from_value::<Order>(forged_ledger).is_err());
+
+    let mut forged_payment = json.clone();
+    forged_payment["payment_ref"] = "pay-other".into();
+    assert!(serde_json::from_value::<Order>(forged_payment).is_err());
+
+    let mut moved = json;
+    moved["shipping_address"]["city"] = "Hamburg".into();
+    assert!(
+        serde_json::from_value::<Order>(moved.clone()).is_ok(),
+        "no correction in the ledger"
+    );
+    let mut corrected = o.clone();
+    corrected
+        .apply(sample_transition(T::CorrectAddress, &o), t0())
+        .unwrap();
+    let mut forged_address = serde_json::to_value(&corrected).unwrap();
+    forged_address["shipping_address"]["city"] = "Hamburg".into();
+    assert!(serde_json::from_value::<Order>(forged_address).is_err());
 }
