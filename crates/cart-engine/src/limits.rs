@@ -1,0 +1,29 @@
+//! Named limits of the cart engine: every bound it enforces on outside input.
+
+/// Most lines in one cart.
+pub const LINES_MAX: usize = 100;
+/// Most units on one line.
+pub const QUANTITY_PER_LINE_MAX: u32 = 999;
+/// Most promotion codes applied to one cart at once.
+pub const CODES_MAX: usize = 5;
+/// Longest promotion code after normalization, in bytes.
+pub const CODE_LEN_MAX: usize = 64;
+/// How many recent request ids a cart remembers to apply a retried request once.
+pub const REQUEST_IDS_KEPT: usize = 32;
+/// Longest request id, in bytes.
+pub const REQUEST_ID_LEN_MAX: usize = 128;
+/// Most promotions one pricing call considers.
+pub const PROMOTIONS_MAX: usize = 1_000;
+/// Deepest nesting of `all` / `any` conditions.
+pub const CONDITION_DEPTH_MAX: usize = 8;
+/// Most entries in one condition's set (SKUs, brands, categories, groups).
+pub const CONDITION_SET_MAX: usize = 10_000;
+/// Most tiers in a tiered promotion.
+pub const TIERS_MAX: usize = 32;
+/// Days of inactivity after which a cart expires, by default.
+pub const CART_TTL_DAYS_DEFAULT: i64 = 30;
+/// Most carts one abandoned-cart sweep handles.
+pub const SWEEP_BATCH_MAX: usize = 1_000;
+/// Largest amount (in major units) the pricing engine accepts for a price, fee or promotion
+/// amount: 10^15, far above any real basket and far below where decimal arithmetic could overflow.
+pub const AMOUNT_ABS_MAX: i64 = 1_000_000_000_000_000;

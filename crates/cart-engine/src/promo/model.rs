@@ -1,0 +1,613 @@
+//! Promotion rules as data: conditions, actions, stacking fields and usage limits, with
+//! validation that names the offending field.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use commerce_core::{CategoryPath, Currency, Money, Sku};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::cart::{CartLine, PromoCode};
+use crate::limits::{CONDITION_DEPTH_MAX, CONDITION_SET_MAX, TIERS_MAX};
+use crate::{Error, Result};
+
+/// A promotion's id: 1 to 64 bytes of ASCII letters, digits, `-`, `_` and `.`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PromotionId(String);
+
+impl PromotionId {
+    /// Validates an id.
+    ///
+    /// # Errors
+    /// [`Error::InvalidRule`] at `id`.
+    pub fn new(id: impl Into<String>) -> Result<PromotionId> {
+        let id = id.into();
+        let ok = !id.is_empty()
+            && id.len() <= 64
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if ok {
+            Ok(PromotionId(id))
+        } else {
+            Err(rule("id", "1 to 64 of [A-Za-z0-9._-]"))
+        }
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for PromotionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for PromotionId {
+    type Error = Error;
+    fn try_from(s: String) -> Result<PromotionId> {
+        PromotionId::new(s)
+    }
+}
+
+impl From<PromotionId> for String {
+    fn from(p: PromotionId) -> String {
+        p.0
+    }
+}
+
+fn rule(path: &str, reason: impl Into<String>) -> Error {
+    Error::InvalidRule {
+        path: path.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// Which cart lines an action or condition looks at.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemFilter {
+    /// Every line.
+    #[default]
+    All,
+    /// Lines with one of these SKUs.
+    Skus(BTreeSet<Sku>),
+    /// Lines in one of these categories or below them.
+    Categories(Vec<CategoryPath>),
+    /// Lines of one of these brands (exact match).
+    Brands(BTreeSet<String>),
+}
+
+impl ItemFilter {
+    /// True if `line` passes the filter.
+    pub fn matches(&self, line: &CartLine) -> bool {
+        match self {
+            ItemFilter::All => true,
+            ItemFilter::Skus(skus) => skus.contains(&line.sku),
+            ItemFilter::Categories(cats) => cats.iter().any(|c| line.product.category.is_within(c)),
+            ItemFilter::Brands(brands) => line
+                .product
+                .brand
+                .as_ref()
+                .is_some_and(|b| brands.contains(b)),
+        }
+    }
+
+    fn validate(&self, path: &str) -> Result<()> {
+        let len = match self {
+            ItemFilter::All => return Ok(()),
+            ItemFilter::Skus(s) => s.len(),
+            ItemFilter::Categories(c) => c.len(),
+            ItemFilter::Brands(b) => b.len(),
+        };
+        if len == 0 {
+            return Err(rule(
+                path,
+                "an empty set matches nothing; use \"all\" or list items",
+            ));
+        }
+        if len > CONDITION_SET_MAX {
+            return Err(rule(path, format!("more than {CONDITION_SET_MAX} entries")));
+        }
+        Ok(())
+    }
+}
+
+/// When a promotion applies. Conditions look at the cart **as earlier promotions left it**
+/// (a minimum subtotal counts the value that remains), so stacked promotions never qualify on
+/// money another promotion already took off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Condition {
+    /// Every condition holds.
+    All(Vec<Condition>),
+    /// At least one condition holds.
+    Any(Vec<Condition>),
+    /// The matching lines' remaining value is at least this.
+    MinSubtotal {
+        /// The threshold.
+        amount: Money,
+        /// Which lines count.
+        #[serde(default)]
+        items: ItemFilter,
+    },
+    /// The matching lines hold at least this many units.
+    MinQuantity {
+        /// The threshold.
+        quantity: u32,
+        /// Which lines count.
+        #[serde(default)]
+        items: ItemFilter,
+    },
+    /// At least one line matches.
+    ContainsItems(ItemFilter),
+    /// The customer is in one of these groups.
+    CustomerGroup(BTreeSet<String>),
+    /// `starts_at ≤ now < ends_at` (either bound may be open).
+    DateWindow {
+        /// First instant it applies.
+        starts_at: Option<DateTime<Utc>>,
+        /// First instant it no longer applies.
+        ends_at: Option<DateTime<Utc>>,
+    },
+    /// The customer has never placed an order (an anonymous shopper counts as a first order).
+    FirstOrder,
+}
+
+impl Condition {
+    fn validate(&self, path: &str, depth: usize, currency: &mut Option<Currency>) -> Result<()> {
+        if depth > CONDITION_DEPTH_MAX {
+            return Err(rule(
+                path,
+                format!("nested deeper than {CONDITION_DEPTH_MAX}"),
+            ));
+        }
+        match self {
+            Condition::All(cs) | Condition::Any(cs) => {
+                let key = if matches!(self, Condition::All(_)) {
+                    "all"
+                } else {
+                    "any"
+                };
+                if cs.is_empty() {
+                    return Err(rule(
+                        &format!("{path}.{key}"),
+                        "must list at least one condition",
+                    ));
+                }
+                if cs.len() > CONDITION_SET_MAX {
+                    return Err(rule(&format!("{path}.{key}"), "too many conditions"));
+                }
+                for (i, c) in cs.iter().enumerate() {
+                    c.validate(&format!("{path}.{key}[{i}]"), depth + 1, currency)?;
+                }
+                Ok(())
+            }
+            Condition::MinSubtotal { amount, items } => {
+                check_money(
+                    &format!("{path}.min_subtotal.amount"),
+                    amount,
+                    currency,
+                    false,
+                )?;
+                items.validate(&format!("{path}.min_subtotal.items"))
+            }
+            Condition::MinQuantity { quantity, items } => {
+                if *quantity == 0 {
+                    return Err(rule(
+                        &format!("{path}.min_quantity.quantity"),
+                        "must be at least 1",
+                    ));
+                }
+                items.validate(&format!("{path}.min_quantity.items"))
+            }
+            Condition::ContainsItems(items) => items.validate(&format!("{path}.contains_items")),
+            Condition::CustomerGroup(groups) => {
+                if groups.is_empty() || groups.len() > CONDITION_SET_MAX {
+                    return Err(rule(&format!("{path}.customer_group"), "1 to 10000 groups"));
+                }
+                Ok(())
+            }
+            Condition::DateWindow { starts_at, ends_at } => {
+                if let (Some(s), Some(e)) = (starts_at, ends_at)
+                    && s >= e
+                {
+                    return Err(rule(
+                        &format!("{path}.date_window"),
+                        "starts_at must be before ends_at",
+                    ));
+                }
+                Ok(())
+            }
+            Condition::FirstOrder => Ok(()),
+        }
+    }
+}
+
+/// Which units a buy-X-get-Y promotion discounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Selection {
+    /// The cheapest eligible units are the discounted ones (the usual rule).
+    #[default]
+    Cheapest,
+    /// The most expensive eligible units are the discounted ones.
+    MostExpensive,
+}
+
+/// One tier of a tiered promotion: spend at least `min_subtotal`, get `amount_off`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tier {
+    /// The threshold on the matching lines' remaining value.
+    pub min_subtotal: Money,
+    /// The discount, spread over the matching lines.
+    pub amount_off: Money,
+}
+
+/// What a promotion gives. Amounts are in the promotion's currency; fixed amounts are gross or
+/// net according to the pricing configuration's discount basis.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// `percent` % off each matching line's remaining value (0 < percent ≤ 100; 10.5 is 10.5 %).
+    PercentOff {
+        /// The percentage.
+        percent: Decimal,
+        /// Which lines.
+        #[serde(default)]
+        items: ItemFilter,
+    },
+    /// `amount` off every matching unit (capped at each line's remaining value).
+    FixedOffPerUnit {
+        /// Off each unit.
+        amount: Money,
+        /// Which lines.
+        #[serde(default)]
+        items: ItemFilter,
+    },
+    /// `amount` off every matching line, whatever its quantity.
+    FixedOffPerLine {
+        /// Off each line.
+        amount: Money,
+        /// Which lines.
+        #[serde(default)]
+        items: ItemFilter,
+    },
+    /// `amount` off the order, spread over the matching lines in proportion to their remaining
+    /// value (exact allocation; never onto shipping).
+    FixedOffOrder {
+        /// Off the order.
+        amount: Money,
+        /// Which lines carry it.
+        #[serde(default)]
+        items: ItemFilter,
+    },
+    /// Every matching unit costs `unit_price` (units already cheaper are left alone).
+    FixedPrice {
+        /// The price per unit.
+        unit_price: Money,
+        /// Which lines.
+        #[serde(default)]
+        items: ItemFilter,
+    },
+    /// Buy `buy_quantity` matching `buy`, get `get_quantity` matching `get` at `percent_off`
+    /// (100 = free); repeats while units remain, at most `max_occurrences` times. The units
+    /// bought and the units discounted never overlap.
+    BuyXGetY {
+        /// Units that qualify.
+        buy: ItemFilter,
+        /// How many qualifying units each occurrence needs.
+        buy_quantity: u32,
+        /// Units that may be discounted.
+        get: ItemFilter,
+        /// How many units each occurrence discounts.
+        get_quantity: u32,
+        /// The discount on those units, 0 < percent ≤ 100.
+        percent_off: Decimal,
+        /// At most this many occurrences (none: as many as fit).
+        max_occurrences: Option<u32>,
+        /// Which units are discounted.
+        #[serde(default)]
+        selection: Selection,
+    },
+    /// The shipping method is free. The only action that touches shipping.
+    FreeShipping,
+    /// Spend thresholds, each with an amount off the order (spend 50 get 5, spend 100 get 15):
+    /// the highest tier reached applies, spread like [`Action::FixedOffOrder`].
+    TieredOrder {
+        /// Tiers, thresholds strictly ascending.
+        tiers: Vec<Tier>,
+        /// Which lines count and carry the discount.
+        #[serde(default)]
+        items: ItemFilter,
+    },
+}
+
+/// How often a promotion may be used, enforced at checkout through a
+/// [`crate::PromotionUsageStore`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct UsageLimits {
+    /// Uses in total.
+    pub total: Option<u32>,
+    /// Uses per customer.
+    pub per_customer: Option<u32>,
+    /// Money the campaign may give away in total.
+    pub budget: Option<Money>,
+}
+
+/// One promotion rule.
+///
+/// # Stacking
+/// Promotions apply in priority order (higher `priority` first, ties by id). Each later one
+/// sees the value earlier ones left ([`Condition`] and [`Action`] both work on remaining
+/// values), so two 10 % promotions give 19 %, not 20 %.
+/// - An **exclusive** promotion applies alone: if any exclusive promotion applies, the one
+///   with the largest discount (ties by priority order) is the only promotion on the cart.
+/// - Promotions sharing a **stacking group** compete: at the position of the group's first
+///   member, each member is tried on the cart as it is then, and only the largest discount is
+///   kept (ties by priority order).
+/// - A promotion with a `code` applies only if the cart carries that code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Promotion {
+    /// Unique id.
+    pub id: PromotionId,
+    /// Name for diagnostics and receipts.
+    pub name: String,
+    /// Code the cart must carry, if any.
+    #[serde(default)]
+    pub code: Option<PromoCode>,
+    /// Higher applies first.
+    #[serde(default)]
+    pub priority: i32,
+    /// Applies alone.
+    #[serde(default)]
+    pub exclusive: bool,
+    /// Best-deal group.
+    #[serde(default)]
+    pub stacking_group: Option<String>,
+    /// When it applies; none means always.
+    #[serde(default)]
+    pub condition: Option<Condition>,
+    /// What it gives.
+    pub action: Action,
+    /// Usage limits.
+    #[serde(default)]
+    pub limits: UsageLimits,
+}
+
+fn check_money(
+    path: &str,
+    m: &Money,
+    currency: &mut Option<Currency>,
+    allow_zero: bool,
+) -> Result<()> {
+    if let Some(c) = currency
+        && *c != m.currency()
+    {
+        return Err(rule(
+            path,
+            format!("{} differs from the promotion's currency {c}", m.currency()),
+        ));
+    }
+    *currency = Some(m.currency());
+    if m.is_negative() || (!allow_zero && m.is_zero()) {
+        return Err(rule(path, "must be positive"));
+    }
+    if !m.is_rounded() {
+        return Err(rule(path, "must be in minor units"));
+    }
+    if m.amount() > rust_decimal::Decimal::from(crate::limits::AMOUNT_ABS_MAX) {
+        return Err(rule(path, "too large"));
+    }
+    Ok(())
+}
+
+fn check_percent(path: &str, p: &Decimal) -> Result<()> {
+    if *p <= Decimal::ZERO || *p > Decimal::ONE_HUNDRED {
+        return Err(rule(path, "must be above 0 and at most 100"));
+    }
+    Ok(())
+}
+
+impl Promotion {
+    /// The one currency of the promotion's amounts, if it has any (a validated promotion has
+    /// at most one).
+    pub fn currency(&self) -> Option<Currency> {
+        fn in_condition(c: &Condition) -> Option<Currency> {
+            match c {
+                Condition::All(cs) | Condition::Any(cs) => cs.iter().find_map(in_condition),
+                Condition::MinSubtotal { amount, .. } => Some(amount.currency()),
+                _ => None,
+            }
+        }
+        let from_action = match &self.action {
+            Action::FixedOffPerUnit { amount, .. }
+            | Action::FixedOffPerLine { amount, .. }
+            | Action::FixedOffOrder { amount, .. } => Some(amount.currency()),
+            Action::FixedPrice { unit_price, .. } => Some(unit_price.currency()),
+            Action::TieredOrder { tiers, .. } => tiers.first().map(|t| t.amount_off.currency()),
+            Action::PercentOff { .. } | Action::BuyXGetY { .. } | Action::FreeShipping => None,
+        };
+        from_action
+            .or_else(|| self.condition.as_ref().and_then(in_condition))
+            .or_else(|| self.limits.budget.map(|b| b.currency()))
+    }
+
+    /// Checks every field.
+    ///
+    /// # Errors
+    /// [`Error::InvalidRule`] whose path names the field, such as `action.percent_off.percent`.
+    pub fn validate(&self) -> Result<()> {
+        self.validate_at("")
+    }
+
+    pub(crate) fn validate_at(&self, prefix: &str) -> Result<()> {
+        let p = |field: &str| {
+            if prefix.is_empty() {
+                field.to_owned()
+            } else {
+                format!("{prefix}.{field}")
+            }
+        };
+        if self.name.trim().is_empty() || self.name.chars().count() > 256 {
+            return Err(rule(&p("name"), "1 to 256 characters"));
+        }
+        if let Some(g) = &self.stacking_group
+            && (g.trim().is_empty() || g.len() > 64)
+        {
+            return Err(rule(&p("stacking_group"), "1 to 64 bytes"));
+        }
+        let mut currency = None;
+        if let Some(c) = &self.condition {
+            c.validate(&p("condition"), 1, &mut currency)?;
+        }
+        match &self.action {
+            Action::PercentOff { percent, items } => {
+                check_percent(&p("action.percent_off.percent"), percent)?;
+                items.validate(&p("action.percent_off.items"))?;
+            }
+            Action::FixedOffPerUnit { amount, items } => {
+                check_money(
+                    &p("action.fixed_off_per_unit.amount"),
+                    amount,
+                    &mut currency,
+                    false,
+                )?;
+                items.validate(&p("action.fixed_off_per_unit.items"))?;
+            }
+            Action::FixedOffPerLine { amount, items } => {
+                check_money(
+                    &p("action.fixed_off_per_line.amount"),
+                    amount,
+                    &mut currency,
+                    false,
+                )?;
+                items.validate(&p("action.fixed_off_per_line.items"))?;
+            }
+            Action::FixedOffOrder { amount, items } => {
+                check_money(
+                    &p("action.fixed_off_order.amount"),
+                    amount,
+                    &mut currency,
+                    false,
+                )?;
+                items.validate(&p("action.fixed_off_order.items"))?;
+            }
+            Action::FixedPrice { unit_price, items } => {
+                check_money(
+                    &p("action.fixed_price.unit_price"),
+                    unit_price,
+                    &mut currency,
+                    true,
+                )?;
+                items.validate(&p("action.fixed_price.items"))?;
+            }
+            Action::BuyXGetY {
+                buy,
+                buy_quantity,
+                get,
+                get_quantity,
+                percent_off,
+                max_occurrences,
+                ..
+            } => {
+                let a = "action.buy_x_get_y";
+                if *buy_quantity == 0 {
+                    return Err(rule(&p(&format!("{a}.buy_quantity")), "must be at least 1"));
+                }
+                if *get_quantity == 0 {
+                    return Err(rule(&p(&format!("{a}.get_quantity")), "must be at least 1"));
+                }
+                if *max_occurrences == Some(0) {
+                    return Err(rule(
+                        &p(&format!("{a}.max_occurrences")),
+                        "must be at least 1",
+                    ));
+                }
+                check_percent(&p(&format!("{a}.percent_off")), percent_off)?;
+                buy.validate(&p(&format!("{a}.buy")))?;
+                get.validate(&p(&format!("{a}.get")))?;
+            }
+            Action::FreeShipping => {}
+            Action::TieredOrder { tiers, items } => {
+                let a = "action.tiered_order.tiers";
+                if tiers.is_empty() || tiers.len() > TIERS_MAX {
+                    return Err(rule(&p(a), format!("1 to {TIERS_MAX} tiers")));
+                }
+                for (i, t) in tiers.iter().enumerate() {
+                    check_money(
+                        &p(&format!("{a}[{i}].min_subtotal")),
+                        &t.min_subtotal,
+                        &mut currency,
+                        true,
+                    )?;
+                    check_money(
+                        &p(&format!("{a}[{i}].amount_off")),
+                        &t.amount_off,
+                        &mut currency,
+                        false,
+                    )?;
+                    if i > 0 && t.min_subtotal.amount() <= tiers[i - 1].min_subtotal.amount() {
+                        return Err(rule(
+                            &p(&format!("{a}[{i}].min_subtotal")),
+                            "thresholds must ascend",
+                        ));
+                    }
+                }
+                items.validate(&p("action.tiered_order.items"))?;
+            }
+        }
+        if let Some(b) = &self.limits.budget {
+            check_money(&p("limits.budget"), b, &mut currency, false)?;
+        }
+        if self.limits.total == Some(0) {
+            return Err(rule(
+                &p("limits.total"),
+                "must be at least 1 (remove the promotion instead)",
+            ));
+        }
+        if self.limits.per_customer == Some(0) {
+            return Err(rule(&p("limits.per_customer"), "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// Loads a JSON array of promotions, refusing the whole document if any rule is invalid.
+/// The error's path names the field: `[2].action.percent_off.percent`.
+///
+/// ```
+/// let doc = r#"[{"id": "ten", "name": "10 % off", "action": {"percent_off": {"percent": "150"}}}]"#;
+/// let err = cart_engine::load_promotions(doc).unwrap_err();
+/// assert_eq!(err.to_string(), "invalid promotion rule at [0].action.percent_off.percent: must be above 0 and at most 100");
+/// ```
+///
+/// # Errors
+/// [`Error::InvalidRule`] for malformed JSON, a wrong type, an invalid value, or a duplicate id.
+pub fn load_promotions(json: &str) -> Result<Vec<Promotion>> {
+    let mut de = serde_json::Deserializer::from_str(json);
+    let promotions: Vec<Promotion> = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        Error::InvalidRule {
+            path: if path == "." { String::new() } else { path },
+            reason: e.into_inner().to_string(),
+        }
+    })?;
+    let mut ids = BTreeSet::new();
+    for (i, promotion) in promotions.iter().enumerate() {
+        promotion.validate_at(&format!("[{i}]"))?;
+        if !ids.insert(&promotion.id) {
+            return Err(rule(
+                &format!("[{i}].id"),
+                format!("duplicate id {}", promotion.id),
+            ));
+        }
+    }
+    Ok(promotions)
+}

@@ -1,0 +1,10 @@
+//! Conformance suites for the cart engine's ports, run against the in-memory implementations
+//! here and against every adapter later. See `commerce_core::testkit` for how the macros work.
+
+#![allow(
+    clippy::missing_panics_doc,
+    reason = "conformance cases are tests: they panic to report a broken contract"
+)]
+
+pub mod cart_store;
+pub mod usage_store;

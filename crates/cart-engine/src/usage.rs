@@ -1,0 +1,236 @@
+//! Promotion usage: limits in total, per customer, and campaign budgets, claimed as
+//! reserve-then-commit so concurrent checkouts can never exceed them.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::{Mutex, PoisonError};
+
+use async_trait::async_trait;
+use commerce_core::{IdempotencyKey, Money, PortError, PortErrorKind, PortResult, UserId};
+use serde::{Deserialize, Serialize};
+
+use crate::promo::{PromotionId, UsageLimits};
+
+/// A request to claim one use of a promotion for one checkout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimRequest {
+    /// The claim's id (derive it from the order id and promotion id); claims are idempotent by it.
+    pub claim_id: IdempotencyKey,
+    /// The promotion.
+    pub promotion_id: PromotionId,
+    /// The customer, for per-customer limits.
+    pub customer: Option<UserId>,
+    /// The discount this use gives, for budgets.
+    pub discount: Money,
+    /// The promotion's limits.
+    pub limits: UsageLimits,
+}
+
+/// Which limit stopped a claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitReached {
+    /// Uses in total.
+    Total,
+    /// Uses by this customer.
+    PerCustomer,
+    /// The campaign budget.
+    Budget,
+    /// The promotion has a per-customer limit and the shopper is anonymous.
+    CustomerRequired,
+}
+
+/// The answer to a claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClaimOutcome {
+    /// The use is reserved (counted against the limits) until committed or released.
+    Reserved,
+    /// A limit would be exceeded; nothing was reserved.
+    LimitReached(LimitReached),
+}
+
+/// Counts of one promotion's uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Reserved or committed uses.
+    pub uses: u32,
+    /// Reserved or committed discount, if any use was claimed.
+    pub spent: Option<Money>,
+}
+
+/// Where promotion usage is counted.
+///
+/// Contract (checked by `cart_engine::usage_store_conformance!`):
+/// - `reserve` counts the use against every limit atomically: concurrent reservations can never
+///   exceed a limit. Reserved and committed uses both count.
+/// - `reserve` is idempotent by `claim_id`: repeating a reserved claim returns `Reserved` and
+///   counts once; the same id with another request is `Conflict`. A refused claim stores
+///   nothing, and a released one may be reserved again (it is checked against the limits anew).
+/// - `commit` makes a reservation permanent; `release` gives a reserved or committed use back
+///   (a cancelled checkout, a cancelled order). Both are idempotent; an unknown claim is
+///   `NotFound`.
+#[async_trait]
+pub trait PromotionUsageStore: Send + Sync + Debug {
+    /// Reserves one use.
+    async fn reserve(&self, request: &ClaimRequest) -> PortResult<ClaimOutcome>;
+    /// Makes a reservation permanent.
+    async fn commit(&self, claim_id: &IdempotencyKey) -> PortResult<()>;
+    /// Gives a use back.
+    async fn release(&self, claim_id: &IdempotencyKey) -> PortResult<()>;
+    /// Current usage of a promotion.
+    async fn usage(&self, promotion_id: &PromotionId) -> PortResult<Usage>;
+}
+
+/// A [`PromotionUsageStore`] in memory, behind one mutex.
+#[derive(Debug, Default)]
+pub struct InMemoryUsageStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    claims: HashMap<IdempotencyKey, Claim>,
+}
+
+#[derive(Debug, Clone)]
+struct Claim {
+    request: ClaimRequest,
+    outcome: ClaimOutcome,
+    state: ClaimState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClaimState {
+    Reserved,
+    Committed,
+    Released,
+}
+
+impl InMemoryUsageStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Inner {
+    fn counting<'a>(&'a self, promotion: &'a PromotionId) -> impl Iterator<Item = &'a Claim> + 'a {
+        self.claims.values().filter(move |c| {
+            c.request.promotion_id == *promotion
+                && c.outcome == ClaimOutcome::Reserved
+                && c.state != ClaimState::Released
+        })
+    }
+}
+
+#[async_trait]
+impl PromotionUsageStore for InMemoryUsageStore {
+    async fn reserve(&self, request: &ClaimRequest) -> PortResult<ClaimOutcome> {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(claim) = inner.claims.get(&request.claim_id) {
+            if claim.state == ClaimState::Released {
+                // Given back earlier: a retried checkout claims afresh, against the limits.
+                inner.claims.remove(&request.claim_id);
+            } else if claim.request != *request {
+                return Err(PortError::new(
+                    PortErrorKind::Conflict,
+                    format!("claim {} was made for another request", request.claim_id),
+                ));
+            } else {
+                return Ok(claim.outcome);
+            }
+        }
+        if request.discount.is_negative() {
+            return Err(PortError::new(PortErrorKind::Invalid, "negative discount"));
+        }
+        let limits = &request.limits;
+        let uses = inner.counting(&request.promotion_id).count();
+        let outcome = if limits.total.is_some_and(|t| uses >= t as usize) {
+            ClaimOutcome::LimitReached(LimitReached::Total)
+        } else if limits.per_customer.is_some() && request.customer.is_none() {
+            ClaimOutcome::LimitReached(LimitReached::CustomerRequired)
+        } else if limits.per_customer.is_some_and(|per| {
+            inner
+                .counting(&request.promotion_id)
+                .filter(|c| c.request.customer == request.customer)
+                .count()
+                >= per as usize
+        }) {
+            ClaimOutcome::LimitReached(LimitReached::PerCustomer)
+        } else if let Some(budget) = &limits.budget {
+            let spent = inner
+                .counting(&request.promotion_id)
+                .try_fold(Money::zero(budget.currency()), |acc, c| {
+                    acc.checked_add(&c.request.discount)
+                })
+                .and_then(|s| s.checked_add(&request.discount))
+                .map_err(PortError::from)?;
+            if spent.amount() > budget.amount() {
+                ClaimOutcome::LimitReached(LimitReached::Budget)
+            } else {
+                ClaimOutcome::Reserved
+            }
+        } else {
+            ClaimOutcome::Reserved
+        };
+        // A refusal is not stored: the same claim may succeed once another is released.
+        if outcome == ClaimOutcome::Reserved {
+            inner.claims.insert(
+                request.claim_id.clone(),
+                Claim {
+                    request: request.clone(),
+                    outcome,
+                    state: ClaimState::Reserved,
+                },
+            );
+        }
+        Ok(outcome)
+    }
+
+    async fn commit(&self, claim_id: &IdempotencyKey) -> PortResult<()> {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let claim = inner
+            .claims
+            .get_mut(claim_id)
+            .ok_or_else(|| PortError::new(PortErrorKind::NotFound, format!("claim {claim_id}")))?;
+        match claim.state {
+            ClaimState::Reserved | ClaimState::Committed => {
+                claim.state = ClaimState::Committed;
+                Ok(())
+            }
+            ClaimState::Released => Err(PortError::new(
+                PortErrorKind::Conflict,
+                format!("claim {claim_id} was released"),
+            )),
+        }
+    }
+
+    async fn release(&self, claim_id: &IdempotencyKey) -> PortResult<()> {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let claim = inner
+            .claims
+            .get_mut(claim_id)
+            .ok_or_else(|| PortError::new(PortErrorKind::NotFound, format!("claim {claim_id}")))?;
+        claim.state = ClaimState::Released;
+        Ok(())
+    }
+
+    async fn usage(&self, promotion_id: &PromotionId) -> PortResult<Usage> {
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut usage = Usage {
+            uses: 0,
+            spent: None,
+        };
+        for c in inner.counting(promotion_id) {
+            usage.uses += 1;
+            usage.spent = Some(match usage.spent {
+                None => c.request.discount,
+                Some(s) => s
+                    .checked_add(&c.request.discount)
+                    .map_err(PortError::from)?,
+            });
+        }
+        Ok(usage)
+    }
+}
