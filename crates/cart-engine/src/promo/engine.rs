@@ -363,7 +363,9 @@ impl PricedCart {
 /// Per-line working state. Amounts are in price-mode terms (gross for tax-inclusive prices)
 /// and always rounded to the minor unit.
 struct Work<'c> {
-    lines: &'c [CartLine],
+    /// The cart's lines in SKU order: every tie (in allocation, in buy-X-get-Y selection) is
+    /// broken by SKU, so the order lines were added in never changes a price.
+    lines: Vec<&'c CartLine>,
     currency: Currency,
     mode: RoundingMode,
     /// Remaining value per line.
@@ -469,8 +471,11 @@ pub fn price(
         });
     }
     check_config(config, currency)?;
+    super::model::check_groups(promotions)?;
     let country: Option<CountryCode> = cart.shipping_address().map(|a| a.country);
-    let lines = cart.lines();
+    let mut canonical: Vec<&CartLine> = cart.lines().iter().collect();
+    canonical.sort_by(|a, b| a.sku.cmp(&b.sku));
+    let lines = canonical.as_slice();
     let inclusive = config.price_mode == PriceMode::TaxInclusive;
 
     let mut rates = Vec::with_capacity(lines.len());
@@ -498,7 +503,7 @@ pub fn price(
         None => Decimal::ZERO,
     };
     let mut work = Work {
-        lines,
+        lines: canonical.clone(),
         currency,
         mode: policy.mode,
         remaining,
@@ -594,7 +599,9 @@ pub fn price(
         }
     };
 
-    for (i, line) in lines.iter().enumerate() {
+    for line in cart.lines() {
+        // Index of this line in SKU order (SKUs are unique within a cart).
+        let i = lines.partition_point(|l| l.sku < line.sku);
         let subtotal = subtotals[i];
         let total = work.remaining[i];
         priced_lines.push(PricedLine {
@@ -752,10 +759,16 @@ fn run_promotions(
             order.push(i);
         }
     }
+    // Priority first; then a stacking group sorts by its name and a lone promotion by its id, so
+    // a group's place never depends on which of its members exist.
+    fn key(p: &Promotion) -> &str {
+        p.stacking_group.as_deref().unwrap_or(p.id.as_str())
+    }
     order.sort_by(|a, b| {
         let (pa, pb) = (&promotions[*a], &promotions[*b]);
         pb.priority
             .cmp(&pa.priority)
+            .then_with(|| key(pa).cmp(key(pb)))
             .then_with(|| pa.id.cmp(&pb.id))
     });
 
@@ -1199,7 +1212,7 @@ fn buy_x_get_y(
             if need == 0 {
                 break;
             }
-            if get.matches(&work.lines[*i]) && left[k] > 0 {
+            if get.matches(work.lines[*i]) && left[k] > 0 {
                 let n = need.min(left[k]);
                 take_get.push((k, n));
                 need -= n;
@@ -1218,7 +1231,7 @@ fn buy_x_get_y(
             if need == 0 {
                 break;
             }
-            if buy.matches(&work.lines[*i]) && left[k] > 0 {
+            if buy.matches(work.lines[*i]) && left[k] > 0 {
                 let n = need.min(left[k]);
                 take_buy.push((k, n));
                 need -= n;

@@ -349,9 +349,10 @@ pub struct UsageLimits {
 /// values), so two 10 % promotions give 19 %, not 20 %.
 /// - An **exclusive** promotion applies alone: if any exclusive promotion applies, the one
 ///   with the largest discount (ties by priority order) is the only promotion on the cart.
-/// - Promotions sharing a **stacking group** compete: at the position of the group's first
-///   member, each member is tried on the cart as it is then, and only the largest discount is
-///   kept (ties by priority order).
+/// - Promotions sharing a **stacking group** compete: the group takes one place in the order
+///   (its members share a priority; among equal priorities it sorts by group name where a lone
+///   promotion sorts by id), each member is tried on the cart as it is then, and only the
+///   largest discount is kept (ties by id).
 /// - A promotion with a `code` applies only if the cart carries that code.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Promotion {
@@ -609,5 +610,26 @@ pub fn load_promotions(json: &str) -> Result<Vec<Promotion>> {
             ));
         }
     }
+    check_groups(&promotions)?;
     Ok(promotions)
+}
+
+/// The members of a stacking group must share one priority: the group then has one place in
+/// the stacking order, whichever of its members exist.
+pub(crate) fn check_groups(promotions: &[Promotion]) -> Result<()> {
+    let mut priorities: std::collections::BTreeMap<&str, i32> = std::collections::BTreeMap::new();
+    for (i, p) in promotions.iter().enumerate() {
+        if let Some(group) = &p.stacking_group {
+            let first = *priorities.entry(group.as_str()).or_insert(p.priority);
+            if first != p.priority {
+                return Err(rule(
+                    &format!("[{i}].priority"),
+                    format!(
+                        "members of stacking group {group:?} must share one priority ({first})"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }

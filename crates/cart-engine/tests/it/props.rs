@@ -1,0 +1,458 @@
+//! Property tests of the pricing engine and the cart.
+
+use cart_engine::*;
+use commerce_core::testkit::{sample_address, sample_product, t0};
+use commerce_core::{
+    CartId, CategoryPath, CountryCode, Currency, Money, PriceTable, RoundingMode, Sku,
+};
+use proptest::prelude::*;
+use rust_decimal::Decimal;
+
+#[derive(Debug, Clone)]
+pub(crate) struct LineSpec {
+    sku: usize,
+    cents: i64,
+    qty: u32,
+    brand: bool,
+    category: usize,
+    gift_wrap: bool,
+}
+
+const CATEGORIES: [&str; 3] = ["X/Y", "X/Z", "W"];
+
+fn line_spec() -> impl Strategy<Value = LineSpec> {
+    (
+        0usize..12,
+        prop_oneof![Just(0i64), Just(1i64), 0i64..20_000],
+        1u32..6,
+        any::<bool>(),
+        0usize..3,
+        any::<bool>(),
+    )
+        .prop_map(|(sku, cents, qty, brand, category, gift_wrap)| LineSpec {
+            sku,
+            cents,
+            qty,
+            brand,
+            category,
+            gift_wrap,
+        })
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct CartSpec {
+    lines: Vec<LineSpec>,
+    shipping_cents: Option<i64>,
+    country: Option<&'static str>,
+    codes: Vec<&'static str>,
+}
+
+fn cart_spec() -> impl Strategy<Value = CartSpec> {
+    (
+        proptest::collection::vec(line_spec(), 0..8),
+        proptest::option::of(0i64..1_500),
+        proptest::option::of(prop_oneof![Just("DE"), Just("US")]),
+        proptest::sample::subsequence(vec!["SAVE", "VIP"], 0..=2),
+    )
+        .prop_map(|(lines, shipping_cents, country, codes)| CartSpec {
+            lines,
+            shipping_cents,
+            country,
+            codes,
+        })
+}
+
+pub(crate) fn build(spec: &CartSpec, reverse: bool) -> Cart {
+    let mut cart = Cart::new(
+        CartId::new("prop").unwrap(),
+        None,
+        Currency::EUR,
+        None,
+        t0(),
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    let mut lines: Vec<&LineSpec> = spec.lines.iter().filter(|l| seen.insert(l.sku)).collect();
+    if reverse {
+        lines.reverse();
+    }
+    let now = Mutation::at(t0());
+    for l in lines {
+        let sku = format!("S{}", l.sku);
+        let mut p = sample_product(&format!("p-{sku}"), &sku);
+        p.prices = PriceTable::single(Money::from_minor(l.cents, Currency::EUR));
+        p.brand = Some(if l.brand { "A" } else { "B" }.to_owned());
+        p.category = CategoryPath::parse(CATEGORIES[l.category]).unwrap();
+        let _ = cart
+            .execute(
+                CartCommand::AddLine {
+                    product: &p,
+                    quantity: l.qty,
+                    gift_wrap: l.gift_wrap,
+                },
+                &now,
+            )
+            .unwrap();
+    }
+    if let Some(c) = spec.shipping_cents {
+        let method = ShippingMethod {
+            id: "std".into(),
+            name: "Standard".into(),
+            price: Money::from_minor(c, Currency::EUR),
+        };
+        let _ = cart
+            .execute(CartCommand::SetShippingMethod(method), &now)
+            .unwrap();
+    }
+    if let Some(country) = spec.country {
+        let mut a = sample_address();
+        a.country = CountryCode::new(country).unwrap();
+        let _ = cart
+            .execute(CartCommand::SetShippingAddress(a), &now)
+            .unwrap();
+    }
+    for code in &spec.codes {
+        let _ = cart
+            .execute(CartCommand::ApplyCode((*code).to_owned()), &now)
+            .unwrap();
+    }
+    cart
+}
+
+fn eur(cents: i64) -> Money {
+    Money::from_minor(cents, Currency::EUR)
+}
+
+fn filter() -> impl Strategy<Value = ItemFilter> {
+    prop_oneof![
+        3 => Just(ItemFilter::All),
+        1 => proptest::collection::btree_set((0usize..12).prop_map(|i| Sku::new(format!("S{i}")).unwrap()), 1..4).prop_map(ItemFilter::Skus),
+        1 => Just(ItemFilter::Brands(["A".to_owned()].into())),
+        1 => (0usize..3).prop_map(|c| ItemFilter::Categories(vec![CategoryPath::parse(CATEGORIES[c].split('/').next().unwrap()).unwrap()])),
+    ]
+}
+
+fn percent() -> impl Strategy<Value = Decimal> {
+    prop_oneof![
+        Just(Decimal::ONE_HUNDRED),
+        Just(Decimal::new(105, 1)),
+        (1i64..1_000).prop_map(|p| Decimal::new(p, 1))
+    ]
+}
+
+fn action() -> impl Strategy<Value = Action> {
+    prop_oneof![
+        (percent(), filter()).prop_map(|(percent, items)| Action::PercentOff { percent, items }),
+        (1i64..3_000, filter()).prop_map(|(c, items)| Action::FixedOffPerUnit {
+            amount: eur(c),
+            items
+        }),
+        (1i64..3_000, filter()).prop_map(|(c, items)| Action::FixedOffPerLine {
+            amount: eur(c),
+            items
+        }),
+        (1i64..10_000, filter()).prop_map(|(c, items)| Action::FixedOffOrder {
+            amount: eur(c),
+            items
+        }),
+        (0i64..5_000, filter()).prop_map(|(c, items)| Action::FixedPrice {
+            unit_price: eur(c),
+            items
+        }),
+        (
+            filter(),
+            1u32..3,
+            filter(),
+            1u32..3,
+            percent(),
+            proptest::option::of(1u32..3),
+            any::<bool>()
+        )
+            .prop_map(
+                |(buy, buy_quantity, get, get_quantity, percent_off, max_occurrences, cheap)| {
+                    Action::BuyXGetY {
+                        buy,
+                        buy_quantity,
+                        get,
+                        get_quantity,
+                        percent_off,
+                        max_occurrences,
+                        selection: if cheap {
+                            Selection::Cheapest
+                        } else {
+                            Selection::MostExpensive
+                        },
+                    }
+                }
+            ),
+        Just(Action::FreeShipping),
+        (1i64..5_000, 1i64..2_000, filter()).prop_map(|(t, a, items)| Action::TieredOrder {
+            tiers: vec![
+                Tier {
+                    min_subtotal: eur(t),
+                    amount_off: eur(a)
+                },
+                Tier {
+                    min_subtotal: eur(t * 2),
+                    amount_off: eur(a * 2)
+                }
+            ],
+            items,
+        }),
+    ]
+}
+
+fn condition() -> impl Strategy<Value = Option<Condition>> {
+    let leaf = prop_oneof![
+        (0i64..20_000, filter()).prop_map(|(c, items)| Condition::MinSubtotal {
+            amount: eur(c),
+            items
+        }),
+        (1u32..6, filter())
+            .prop_map(|(quantity, items)| Condition::MinQuantity { quantity, items }),
+        filter()
+            .prop_filter("not all", |f| *f != ItemFilter::All)
+            .prop_map(Condition::ContainsItems),
+        Just(Condition::FirstOrder),
+    ];
+    proptest::option::of(prop_oneof![
+        3 => leaf.clone(),
+        1 => proptest::collection::vec(leaf.clone(), 1..3).prop_map(Condition::All),
+        1 => proptest::collection::vec(leaf, 1..3).prop_map(Condition::Any),
+    ])
+}
+
+fn promotions() -> impl Strategy<Value = Vec<Promotion>> {
+    proptest::collection::vec(
+        (
+            action(),
+            condition(),
+            0i32..3,
+            0u8..10,
+            proptest::option::of(prop_oneof![Just("SAVE"), Just("VIP"), Just("NOPE")]),
+        ),
+        0..7,
+    )
+    .prop_map(|specs| {
+        specs
+            .into_iter()
+            .enumerate()
+            .map(|(i, (action, condition, priority, kind, code))| {
+                let grouped = kind < 2;
+                Promotion {
+                    id: PromotionId::new(format!("promo-{i}")).unwrap(),
+                    name: format!("promotion {i}"),
+                    code: code.map(|c| PromoCode::new(c).unwrap()),
+                    priority: if grouped { 7 } else { priority },
+                    exclusive: kind == 9,
+                    stacking_group: grouped.then(|| "group".to_owned()),
+                    condition,
+                    action,
+                    limits: UsageLimits::default(),
+                }
+            })
+            .collect()
+    })
+}
+
+fn config() -> impl Strategy<Value = PricingConfig> {
+    (
+        proptest::sample::select(RoundingMode::ALL.to_vec()),
+        proptest::sample::select(vec![
+            RoundingLevel::Unit,
+            RoundingLevel::Line,
+            RoundingLevel::Total,
+        ]),
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(mode, level, per_total, inclusive, net, fees)| PricingConfig {
+                rounding: RoundingPolicy {
+                    mode,
+                    level,
+                    tax: if per_total {
+                        TaxRounding::PerTotal
+                    } else {
+                        TaxRounding::PerLine
+                    },
+                },
+                price_mode: if inclusive {
+                    PriceMode::TaxInclusive
+                } else {
+                    PriceMode::TaxExclusive
+                },
+                discount_basis: if net {
+                    DiscountBasis::Net
+                } else {
+                    DiscountBasis::Gross
+                },
+                rules: if fees {
+                    CartRules {
+                        gift_wrap: GiftWrapFee::PerLine(eur(150)),
+                        surcharges: vec![Surcharge {
+                            name: "handling".into(),
+                            amount: SurchargeAmount::PercentOfOrderValue(Decimal::new(25, 1)),
+                            when_order_value_below: Some(eur(5_000)),
+                        }],
+                        ..CartRules::default()
+                    }
+                } else {
+                    CartRules::default()
+                },
+            },
+        )
+}
+
+fn tax() -> FlatRateTax {
+    FlatRateTax::new(Decimal::new(7, 2))
+        .unwrap()
+        .with_rate(CountryCode::new("DE").unwrap(), Decimal::new(19, 2))
+        .unwrap()
+}
+
+fn price_it(cart: &Cart, promos: &[Promotion], config: &PricingConfig) -> PricedCart {
+    let tax = tax();
+    price(
+        cart,
+        promos,
+        &PricingContext {
+            now: t0(),
+            customer: None,
+            config,
+            tax: &tax,
+        },
+    )
+    .unwrap()
+}
+
+pub(crate) fn check_invariants(p: &PricedCart) -> Result<(), TestCaseError> {
+    let t = &p.totals;
+    let sum = |ms: &mut dyn Iterator<Item = Money>| {
+        Money::sum(Currency::EUR, &ms.collect::<Vec<_>>()).unwrap()
+    };
+    let mut expected = t
+        .subtotal
+        .checked_sub(&t.discount)
+        .unwrap()
+        .checked_add(&t.fees)
+        .unwrap()
+        .checked_add(&t.shipping)
+        .unwrap();
+    if !t.tax_included {
+        expected = expected.checked_add(&t.tax).unwrap();
+    }
+    prop_assert_eq!(t.total, expected, "total identity");
+    prop_assert!(!t.total.is_negative());
+    for m in [t.subtotal, t.discount, t.fees, t.shipping, t.tax, t.total] {
+        prop_assert!(m.is_rounded() && m.currency() == Currency::EUR);
+    }
+    for l in &p.lines {
+        prop_assert!(
+            !l.discount.is_negative() && l.discount.amount() <= l.subtotal.amount(),
+            "line discount in range"
+        );
+        prop_assert_eq!(l.total, l.subtotal.checked_sub(&l.discount).unwrap());
+        prop_assert!(!l.total.is_negative() && !l.tax.is_negative());
+        prop_assert_eq!(
+            l.discount,
+            sum(&mut l.adjustments.iter().map(|a| a.amount)),
+            "line discount = its adjustments"
+        );
+    }
+    prop_assert_eq!(t.subtotal, sum(&mut p.lines.iter().map(|l| l.subtotal)));
+    let shipping_discount = p
+        .shipping
+        .as_ref()
+        .map_or(Money::zero(Currency::EUR), |s| s.discount);
+    if let Some(s) = &p.shipping {
+        prop_assert!(!s.total.is_negative() && s.total.amount() <= s.price.amount());
+    }
+    let line_discounts = sum(&mut p.lines.iter().map(|l| l.discount));
+    prop_assert_eq!(
+        t.discount,
+        line_discounts.checked_add(&shipping_discount).unwrap()
+    );
+    // Each promotion's adjustments sum exactly to what its diagnostic says it gave.
+    for d in &p.promotions {
+        let given = sum(&mut p
+            .lines
+            .iter()
+            .flat_map(|l| &l.adjustments)
+            .chain(p.shipping.iter().flat_map(|s| &s.adjustments))
+            .filter(|a| a.promotion_id == d.promotion_id)
+            .map(|a| a.amount));
+        match d.outcome {
+            PromotionOutcome::Applied { discount } => {
+                prop_assert!(discount.is_positive());
+                prop_assert_eq!(given, discount);
+            }
+            PromotionOutcome::NotApplied(_) => prop_assert!(given.is_zero()),
+        }
+    }
+    let tax_sum = sum(&mut p
+        .lines
+        .iter()
+        .map(|l| l.tax)
+        .chain(p.shipping.iter().map(|s| s.tax))
+        .chain(p.fees.iter().map(|f| f.tax)));
+    prop_assert_eq!(t.tax, tax_sum);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    #[test]
+    fn pricing_invariants_hold(spec in cart_spec(), promos in promotions(), config in config()) {
+        for p in &promos {
+            prop_assert!(p.validate().is_ok(), "generated an invalid promotion: {:?}", p.validate());
+        }
+        let cart = build(&spec, false);
+        let priced = price_it(&cart, &promos, &config);
+        check_invariants(&priced)?;
+        // Deterministic.
+        prop_assert_eq!(&priced, &price_it(&cart, &promos, &config));
+        // Line order never changes a price.
+        let reversed = price_it(&build(&spec, true), &promos, &config);
+        prop_assert_eq!(priced.totals, reversed.totals);
+        let mut a = priced.lines.clone();
+        let mut b = reversed.lines.clone();
+        a.sort_by(|x, y| x.sku.cmp(&y.sku));
+        b.sort_by(|x, y| x.sku.cmp(&y.sku));
+        prop_assert_eq!(a, b);
+        // A promotion that does not apply changes nothing.
+        for (i, d) in priced.promotions.iter().enumerate() {
+            if matches!(d.outcome, PromotionOutcome::NotApplied(_)) {
+                let mut fewer = promos.clone();
+                fewer.remove(i);
+                let without = price_it(&cart, &fewer, &config);
+                prop_assert_eq!(without.totals, priced.totals, "removing {} changed the totals", d.promotion_id);
+                prop_assert_eq!(&without.lines, &priced.lines);
+            }
+        }
+    }
+
+    #[test]
+    fn merge_is_idempotent(guest in cart_spec(), user in cart_spec(), strategy in proptest::sample::select(vec![MergeStrategy::SumCapped, MergeStrategy::TakeLarger, MergeStrategy::GuestReplaces])) {
+        let mut g = build(&guest, false);
+        let mut u = Cart::new(CartId::new("user-cart").unwrap(), Some(commerce_core::UserId::new("u").unwrap()), Currency::EUR, None, t0());
+        let seed = build(&user, true);
+        for l in seed.lines() {
+            let mut p = sample_product(&format!("p-{}", l.sku), l.sku.as_str());
+            p.prices = PriceTable::single(l.unit_price);
+            let _ = u.execute(CartCommand::AddLine { product: &p, quantity: l.quantity, gift_wrap: false }, &Mutation::at(t0())).unwrap();
+        }
+        merge(&mut u, &mut g, strategy, t0()).unwrap();
+        let once = (u.clone(), g.clone());
+        merge(&mut u, &mut g, strategy, t0()).unwrap();
+        prop_assert_eq!((u.clone(), g), once);
+        // Every SKU of either cart is in the merged cart, within limits.
+        for l in guest.lines.iter().chain(&user.lines) {
+            let sku = format!("S{}", l.sku);
+            prop_assert!(u.lines().iter().any(|x| x.sku.as_str() == sku));
+        }
+        prop_assert!(u.lines().iter().all(|l| l.quantity >= 1 && l.quantity <= limits::QUANTITY_PER_LINE_MAX));
+    }
+}
