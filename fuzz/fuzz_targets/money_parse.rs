@@ -10,6 +10,9 @@ fuzz_target!(|text: &str| {
         let printed = m.to_string();
         let again: Money = printed.parse().expect("formatted money parses");
         assert_eq!(again, m);
-        assert_eq!(Money::from_minor(m.to_minor().expect("parsed money is rounded"), m.currency()), m);
+        assert_eq!(
+            Money::from_minor(m.to_minor().expect("parsed money is rounded"), m.currency()),
+            m
+        );
     }
 });

@@ -436,10 +436,10 @@ impl Cart {
         if self.status != CartStatus::Active || self.is_expired(mutation.now) {
             return Err(Error::Expired);
         }
-        let mut next = self.clone();
-        next.apply(command, mutation.now)?;
-        next.touch(mutation.now, mutation.request_id.clone());
-        *self = next;
+        // `apply` checks everything before it changes anything, so a refusal leaves the cart
+        // as it was without the cost of a copy.
+        self.apply(command, mutation.now)?;
+        self.touch(mutation.now, mutation.request_id.clone());
         Ok(Outcome::Applied {
             version: self.version,
         })
@@ -457,6 +457,8 @@ impl Cart {
         }
     }
 
+    /// Applies one command. Every arm validates before it mutates: an error leaves the cart
+    /// unchanged (the property tests check this).
     fn apply(&mut self, command: CartCommand<'_>, now: DateTime<Utc>) -> Result<()> {
         match command {
             CartCommand::AddLine {

@@ -27,3 +27,5 @@ pub const SWEEP_BATCH_MAX: usize = 1_000;
 /// Largest amount (in major units) the pricing engine accepts for a price, fee or promotion
 /// amount: 10^15, far above any real basket and far below where decimal arithmetic could overflow.
 pub const AMOUNT_ABS_MAX: i64 = 1_000_000_000_000_000;
+/// Most decimals of a percentage (33.333333 % is fine; pricing keeps no more).
+pub const PERCENT_DECIMALS_MAX: u32 = 6;

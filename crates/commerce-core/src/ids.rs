@@ -1,5 +1,8 @@
 //! Identifiers: validated newtypes so an order id can never be passed where a SKU is expected.
 //!
+//! Ids are shared, immutable text (`Arc<str>`), so cloning one into a priced line, an event or
+//! an index costs a reference count, not an allocation.
+//!
 //! Ids are opaque text chosen by the caller (a UUID, a ULID, a database key): the SDK generates
 //! none itself, because randomness is an input. They are 1 to [`ID_LEN_MAX`] bytes of ASCII
 //! letters, digits and `-_.:`.
@@ -38,7 +41,7 @@ macro_rules! text_id {
     ($(#[$doc:meta])* $name:ident, $field:literal, $check:path) => {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $name(Box<str>);
+        pub struct $name(std::sync::Arc<str>);
 
         impl $name {
             /// Validates and wraps `text`.

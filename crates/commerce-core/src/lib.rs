@@ -74,7 +74,7 @@ pub use fx::{FxPolicy, FxTable};
 pub use ids::{
     CartId, EventId, IdempotencyKey, LocationId, OrderId, PaymentRef, ProductId, Sku, UserId,
 };
-pub use money::{Currency, Money, RoundingMode, allocate};
+pub use money::{Currency, Money, RoundingMode, allocate, allocate_minor, allocate_weighted};
 pub use order::{
     Address, LedgerEntry, NewOrder, Order, OrderLine, OrderStatus, OrderTotals, TRANSITIONS,
     Transition, TransitionKind, next_status, transition_table_markdown,

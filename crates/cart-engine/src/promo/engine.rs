@@ -3,7 +3,9 @@
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
-use commerce_core::{CountryCode, Currency, Money, RoundingMode, Sku, UserId, allocate};
+use commerce_core::{
+    CountryCode, Currency, Money, RoundingMode, Sku, UserId, allocate_minor, allocate_weighted,
+};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
@@ -157,9 +159,21 @@ pub struct PricingContext<'a> {
     pub tax: &'a dyn TaxCalculator,
 }
 
-/// One promotion's share of one line (or of shipping).
+/// What an adjustment discounts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdjustmentTarget {
+    /// The line with this SKU.
+    Line(Sku),
+    /// Shipping.
+    Shipping,
+}
+
+/// One promotion's share of one line or of shipping.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Adjustment {
+    /// What it discounts.
+    pub target: AdjustmentTarget,
     /// The promotion.
     pub promotion_id: PromotionId,
     /// The discount, positive.
@@ -177,7 +191,7 @@ pub struct PricedLine {
     pub unit_price: Money,
     /// `unit_price × quantity`.
     pub subtotal: Money,
-    /// Σ adjustments; `0 ≤ discount ≤ subtotal`.
+    /// Σ this line's adjustments; `0 ≤ discount ≤ subtotal`.
     pub discount: Money,
     /// `subtotal − discount`, never below zero.
     pub total: Money,
@@ -185,8 +199,6 @@ pub struct PricedLine {
     pub tax: Money,
     /// The rate used.
     pub tax_rate: Decimal,
-    /// Each promotion's share.
-    pub adjustments: Vec<Adjustment>,
 }
 
 /// Priced shipping.
@@ -202,8 +214,6 @@ pub struct PricedShipping {
     pub total: Money,
     /// Tax on `total`.
     pub tax: Money,
-    /// Each promotion's share.
-    pub adjustments: Vec<Adjustment>,
 }
 
 /// What kind of fee.
@@ -258,6 +268,9 @@ pub struct CartTotals {
 pub enum NotApplied {
     /// Its amounts are in another currency than the cart's.
     CurrencyMismatch,
+    /// It fails validation (a negative or absurd amount, a percentage outside (0, 100]);
+    /// [`crate::load_promotions`] would have refused it.
+    InvalidRule,
     /// It needs a code the cart does not carry.
     CodeMissing,
     /// A condition failed; `detail` says which and by how much.
@@ -342,6 +355,8 @@ pub struct PricedCart {
     pub fees: Vec<PricedFee>,
     /// Totals.
     pub totals: CartTotals,
+    /// Every promotion's share of every line and of shipping, in the order promotions applied.
+    pub adjustments: Vec<Adjustment>,
     /// One diagnostic per promotion given, in the order given.
     pub promotions: Vec<PromotionDiagnostic>,
     /// Cart-rule violations.
@@ -349,6 +364,16 @@ pub struct PricedCart {
 }
 
 impl PricedCart {
+    /// The adjustments of the line with `sku`, in the order promotions applied.
+    pub fn line_adjustments<'a>(
+        &'a self,
+        sku: &'a Sku,
+    ) -> impl Iterator<Item = &'a Adjustment> + 'a {
+        self.adjustments
+            .iter()
+            .filter(move |a| matches!(&a.target, AdjustmentTarget::Line(s) if s == sku))
+    }
+
     /// The discount each applied promotion gave, for usage claims at checkout.
     pub fn applied(&self) -> impl Iterator<Item = (&PromotionId, Money)> {
         self.promotions.iter().filter_map(|d| match d.outcome {
@@ -359,9 +384,86 @@ impl PricedCart {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Arithmetic. Inside the engine every amount is an integer number of minor units (`i128`) and
+// every factor (a percentage, a tax rate, 1 + rate) an exact ratio; a ratio is rounded to minor
+// units by the policy's mode. Decimals appear only at the edges. With amounts bounded by
+// `AMOUNT_ABS_MAX` and factors by `FACTOR_SCALE_MAX` decimals, no product exceeds 10^35.
 
-/// Per-line working state. Amounts are in price-mode terms (gross for tax-inclusive prices)
-/// and always rounded to the minor unit.
+/// Most decimals a percentage keeps inside the engine (validation refuses more).
+const PERCENT_SCALE_MAX: u32 = crate::limits::PERCENT_DECIMALS_MAX;
+/// Most decimals a tax rate keeps inside the engine.
+const RATE_SCALE_MAX: u32 = 12;
+
+/// An exact ratio `num / den`, `den > 0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Ratio {
+    num: i128,
+    den: i128,
+}
+
+impl Ratio {
+    const ONE: Ratio = Ratio { num: 1, den: 1 };
+
+    fn int(n: i128) -> Ratio {
+        Ratio { num: n, den: 1 }
+    }
+
+    /// A decimal as a ratio, rounded half-even to at most `scale_max` decimals.
+    fn of(d: Decimal, scale_max: u32) -> Ratio {
+        let d = if d.scale() > scale_max {
+            d.round_dp(scale_max)
+        } else {
+            d
+        };
+        Ratio {
+            num: d.mantissa(),
+            den: 10i128.pow(d.scale()),
+        }
+    }
+
+    fn is_one(self) -> bool {
+        self.num == self.den
+    }
+
+    fn to_decimal(self) -> Decimal {
+        let num = Decimal::try_from_i128_with_scale(self.num, 0).unwrap_or(Decimal::MAX);
+        if self.den == 1 {
+            num
+        } else {
+            num / Decimal::try_from_i128_with_scale(self.den, 0).unwrap_or(Decimal::ONE)
+        }
+    }
+}
+
+/// `num / den` rounded to an integer with `mode` (`den > 0`).
+fn round_div(num: i128, den: i128, mode: RoundingMode) -> i128 {
+    let (q, r) = (num / den, num % den);
+    if r == 0 {
+        return q;
+    }
+    let twice = 2 * r.abs();
+    let away = match mode {
+        RoundingMode::Up => true,
+        RoundingMode::Down => false,
+        RoundingMode::HalfUp => twice >= den,
+        RoundingMode::HalfDown => twice > den,
+        RoundingMode::HalfEven => twice > den || (twice == den && q % 2 != 0),
+    };
+    if away { q + num.signum() } else { q }
+}
+
+fn money(minor: i128, c: Currency) -> Money {
+    let amount =
+        Decimal::try_from_i128_with_scale(minor, u32::from(c.exponent())).unwrap_or(Decimal::MAX);
+    Money::new(amount, c)
+}
+
+fn minor_of(m: &Money) -> i128 {
+    m.to_minor().map(i128::from).unwrap_or(0)
+}
+
+/// Per-line working state, in SKU order, in minor units of price-mode terms (gross for
+/// tax-inclusive prices).
 struct Work<'c> {
     /// The cart's lines in SKU order: every tie (in allocation, in buy-X-get-Y selection) is
     /// broken by SKU, so the order lines were added in never changes a price.
@@ -369,30 +471,38 @@ struct Work<'c> {
     currency: Currency,
     mode: RoundingMode,
     /// Remaining value per line.
-    remaining: Vec<Decimal>,
-    /// Factor from discount-basis terms to price-mode terms: 1, or 1 + rate for net discounts
-    /// on tax-inclusive prices.
-    basis: Vec<Decimal>,
-    shipping_remaining: Decimal,
+    remaining: Vec<i128>,
+    /// Price-mode units per discount-basis unit: 1, or 1 + rate for net discounts on
+    /// tax-inclusive prices.
+    basis: Vec<Ratio>,
+    /// Every basis is 1 (the common case: integer arithmetic throughout).
+    unit_basis: bool,
+    shipping_remaining: i128,
     codes: BTreeSet<&'c str>,
 }
 
 /// One promotion's effect: rounded discounts per line index, and on shipping.
 #[derive(Default, Clone)]
 struct Effect {
-    lines: Vec<(usize, Decimal)>,
-    shipping: Decimal,
+    lines: Vec<(usize, i128)>,
+    shipping: i128,
+    total: i128,
 }
 
 impl Effect {
-    fn total(&self) -> Decimal {
-        self.lines.iter().map(|(_, d)| *d).sum::<Decimal>() + self.shipping
+    fn new(lines: Vec<(usize, i128)>, shipping: i128) -> Effect {
+        let total = lines.iter().fold(shipping, |acc, (_, d)| acc + *d);
+        Effect {
+            lines,
+            shipping,
+            total,
+        }
     }
 }
 
 impl Work<'_> {
-    fn round(&self, d: Decimal) -> Decimal {
-        Money::new(d, self.currency).round(self.mode).amount()
+    fn round(&self, r: Ratio) -> i128 {
+        round_div(r.num, r.den, self.mode)
     }
 
     fn matching<'f>(&'f self, filter: &'f ItemFilter) -> impl Iterator<Item = usize> + 'f {
@@ -403,11 +513,29 @@ impl Work<'_> {
             .map(|(i, _)| i)
     }
 
-    /// Σ remaining value of matching lines, in discount-basis terms.
+    /// Σ remaining value of matching lines in discount-basis terms, in minor units (exact
+    /// unless net discounts divide by 1 + rate).
     fn basis_value(&self, filter: &ItemFilter) -> Decimal {
-        self.matching(filter)
-            .map(|i| self.remaining[i] / self.basis[i])
-            .sum()
+        if self.unit_basis {
+            let sum: i128 = self.matching(filter).map(|i| self.remaining[i]).sum();
+            Ratio::int(sum).to_decimal()
+        } else {
+            self.matching(filter)
+                .map(|i| {
+                    let b = self.basis[i];
+                    Ratio {
+                        num: self.remaining[i] * b.den,
+                        den: b.num,
+                    }
+                    .to_decimal()
+                })
+                .sum()
+        }
+    }
+
+    fn display(&self, minor_value: Decimal) -> Money {
+        let minor = Ratio::of(minor_value, 0).num;
+        money(minor, self.currency)
     }
 
     fn apply(&mut self, effect: &Effect) {
@@ -418,8 +546,23 @@ impl Work<'_> {
     }
 }
 
-fn money(d: Decimal, c: Currency) -> Money {
-    Money::new(d, c)
+/// Rounds the sum of exact `parts` once with `mode` and allocates it over them exactly.
+fn round_and_allocate(parts: &[Ratio], mode: RoundingMode) -> Vec<i128> {
+    let Some(first) = parts.first() else {
+        return Vec::new();
+    };
+    if parts.iter().all(|p| p.den == first.den) {
+        let nums: Vec<i128> = parts.iter().map(|p| p.num.max(0)).collect();
+        let total = round_div(nums.iter().sum(), first.den, mode);
+        allocate_minor(total, &nums).unwrap_or_else(|_| vec![0; parts.len()])
+    } else {
+        let exact: Vec<Decimal> = parts
+            .iter()
+            .map(|p| p.to_decimal().max(Decimal::ZERO))
+            .collect();
+        let total = Ratio::of(mode.round_dp(exact.iter().sum(), 0), 0).num;
+        allocate_weighted(total, &exact).unwrap_or_else(|_| vec![0; parts.len()])
+    }
 }
 
 /// Prices `cart` with `promotions` in `context`: a pure, deterministic function of its inputs.
@@ -455,7 +598,9 @@ fn money(d: Decimal, c: Currency) -> Money {
 /// # Errors
 /// [`Error::Core`] when the configuration (fees, minimums) is in another currency than the
 /// cart, or an amount exceeds [`AMOUNT_ABS_MAX`]; [`Error::InvalidRule`] for more than
-/// [`PROMOTIONS_MAX`] promotions.
+/// [`PROMOTIONS_MAX`] promotions, members of a stacking group with different priorities, or a
+/// tax rate outside `0..=1`. A single promotion with impossible numbers does not fail the call:
+/// it does not apply, with [`NotApplied::InvalidRule`].
 pub fn price(
     cart: &Cart,
     promotions: &[Promotion],
@@ -464,6 +609,7 @@ pub fn price(
     let currency = cart.currency();
     let config = context.config;
     let policy = config.rounding;
+    let mode = policy.mode;
     if promotions.len() > PROMOTIONS_MAX {
         return Err(Error::InvalidRule {
             path: String::new(),
@@ -473,98 +619,109 @@ pub fn price(
     check_config(config, currency)?;
     super::model::check_groups(promotions)?;
     let country: Option<CountryCode> = cart.shipping_address().map(|a| a.country);
-    let mut canonical: Vec<&CartLine> = cart.lines().iter().collect();
-    canonical.sort_by(|a, b| a.sku.cmp(&b.sku));
-    let lines = canonical.as_slice();
     let inclusive = config.price_mode == PriceMode::TaxInclusive;
+    let net_basis = inclusive && config.discount_basis == DiscountBasis::Net;
+
+    // Work in SKU order; `position[k]` is where cart line k sits in that order.
+    let mut by_sku: Vec<usize> = (0..cart.lines().len()).collect();
+    by_sku.sort_by(|a, b| cart.lines()[*a].sku.cmp(&cart.lines()[*b].sku));
+    let mut position = vec![0; by_sku.len()];
+    for (k, i) in by_sku.iter().enumerate() {
+        position[*i] = k;
+    }
+    let lines: Vec<&CartLine> = by_sku.iter().map(|i| &cart.lines()[*i]).collect();
 
     let mut rates = Vec::with_capacity(lines.len());
     let mut remaining = Vec::with_capacity(lines.len());
     let mut basis = Vec::with_capacity(lines.len());
-    for line in lines {
+    for line in &lines {
         check_amount(&line.unit_price, currency, "line.unit_price")?;
-        let rate = context.tax.item_rate(country, &line.product);
+        let rate = tax_rate(context.tax.item_rate(country, &line.product))?;
+        remaining.push(minor_of(&line.unit_price) * i128::from(line.quantity));
+        basis.push(if net_basis {
+            Ratio {
+                num: rate.den + rate.num,
+                den: rate.den,
+            }
+        } else {
+            Ratio::ONE
+        });
         rates.push(rate);
-        remaining.push(line.unit_price.amount() * Decimal::from(line.quantity));
-        basis.push(
-            if inclusive && config.discount_basis == DiscountBasis::Net {
-                Decimal::ONE + rate
-            } else {
-                Decimal::ONE
-            },
-        );
     }
     let subtotals = remaining.clone();
     let shipping_price = match cart.shipping_method() {
         Some(m) => {
             check_amount(&m.price, currency, "shipping_method.price")?;
-            m.price.amount()
+            minor_of(&m.price)
         }
-        None => Decimal::ZERO,
+        None => 0,
     };
+    let unit_basis = basis.iter().all(|b| b.is_one());
     let mut work = Work {
-        lines: canonical.clone(),
+        lines: lines.clone(),
         currency,
-        mode: policy.mode,
+        mode,
         remaining,
         basis,
+        unit_basis,
         shipping_remaining: shipping_price,
         codes: cart.codes().iter().map(|c| c.as_str()).collect(),
     };
 
     let (diagnostics, effects) = run_promotions(&mut work, promotions, context, policy.level);
 
-    // Lines.
-    let mut priced_lines = Vec::with_capacity(lines.len());
-    let mut line_adjustments: Vec<Vec<Adjustment>> = vec![Vec::new(); lines.len()];
-    let mut shipping_adjustments = Vec::new();
+    let mut adjustments = Vec::with_capacity(effects.iter().map(|(_, e)| e.lines.len() + 1).sum());
     for (promo_index, effect) in &effects {
         let id = &promotions[*promo_index].id;
         for (i, d) in &effect.lines {
-            if !d.is_zero() {
-                line_adjustments[*i].push(Adjustment {
-                    promotion_id: id.clone(),
-                    amount: money(*d, currency),
-                });
-            }
+            adjustments.push(Adjustment {
+                target: AdjustmentTarget::Line(lines[*i].sku.clone()),
+                promotion_id: id.clone(),
+                amount: money(*d, currency),
+            });
         }
-        if !effect.shipping.is_zero() {
-            shipping_adjustments.push(Adjustment {
+        if effect.shipping != 0 {
+            adjustments.push(Adjustment {
+                target: AdjustmentTarget::Shipping,
                 promotion_id: id.clone(),
                 amount: money(effect.shipping, currency),
             });
         }
     }
-    let order_value: Decimal = work.remaining.iter().sum();
+    let order_value: i128 = work.remaining.iter().sum();
 
     // Fees.
-    let mut fees = Vec::new();
+    let mut fees: Vec<(FeeKind, String, i128)> = Vec::new();
     match &config.rules.gift_wrap {
         GiftWrapFee::None => {}
         GiftWrapFee::PerLine(fee) => {
-            for line in lines.iter().filter(|l| l.gift_wrap) {
+            for line in cart.lines().iter().filter(|l| l.gift_wrap) {
                 fees.push((
                     FeeKind::GiftWrap,
                     format!("gift wrap {}", line.sku),
-                    fee.amount(),
+                    minor_of(fee),
                 ));
             }
         }
         GiftWrapFee::PerOrder(fee) => {
-            if lines.iter().any(|l| l.gift_wrap) {
-                fees.push((FeeKind::GiftWrap, "gift wrap".to_owned(), fee.amount()));
+            if cart.lines().iter().any(|l| l.gift_wrap) {
+                fees.push((FeeKind::GiftWrap, "gift wrap".to_owned(), minor_of(fee)));
             }
         }
     }
     for s in &config.rules.surcharges {
         let applies = s
             .when_order_value_below
-            .is_none_or(|below| order_value < below.amount());
+            .is_none_or(|below| order_value < minor_of(&below));
         if applies {
             let amount = match &s.amount {
-                SurchargeAmount::Fixed(m) => m.amount(),
+                SurchargeAmount::Fixed(m) => minor_of(m),
                 SurchargeAmount::PercentOfOrderValue(p) => {
-                    work.round(order_value * *p / Decimal::ONE_HUNDRED)
+                    let f = Ratio::of(*p, PERCENT_SCALE_MAX);
+                    work.round(Ratio {
+                        num: order_value * f.num,
+                        den: f.den * 100,
+                    })
                 }
             };
             fees.push((FeeKind::Surcharge, s.name.clone(), amount));
@@ -572,15 +729,21 @@ pub fn price(
     }
 
     // Tax: one exact figure per taxable piece (lines, shipping, fees), rounded per the policy.
-    let shipping_rate = context.tax.shipping_rate(country);
-    let exact_tax = |amount: Decimal, rate: Decimal| {
+    let shipping_rate = tax_rate(context.tax.shipping_rate(country))?;
+    let exact_tax = |amount: i128, rate: Ratio| {
         if inclusive {
-            amount * rate / (Decimal::ONE + rate)
+            Ratio {
+                num: amount * rate.num,
+                den: rate.den + rate.num,
+            }
         } else {
-            amount * rate
+            Ratio {
+                num: amount * rate.num,
+                den: rate.den,
+            }
         }
     };
-    let mut exact: Vec<Decimal> = work
+    let mut exact: Vec<Ratio> = work
         .remaining
         .iter()
         .zip(&rates)
@@ -588,22 +751,15 @@ pub fn price(
         .collect();
     exact.push(exact_tax(work.shipping_remaining, shipping_rate));
     exact.extend(fees.iter().map(|f| exact_tax(f.2, shipping_rate)));
-    let taxes: Vec<Decimal> = match policy.tax {
+    let taxes: Vec<i128> = match policy.tax {
         TaxRounding::PerLine => exact.iter().map(|t| work.round(*t)).collect(),
-        TaxRounding::PerTotal => {
-            let total = money(work.round(exact.iter().sum()), currency);
-            allocate(&total, &exact)?
-                .iter()
-                .map(Money::amount)
-                .collect()
-        }
+        TaxRounding::PerTotal => round_and_allocate(&exact, mode),
     };
 
-    for line in cart.lines() {
-        // Index of this line in SKU order (SKUs are unique within a cart).
-        let i = lines.partition_point(|l| l.sku < line.sku);
-        let subtotal = subtotals[i];
-        let total = work.remaining[i];
+    let mut priced_lines = Vec::with_capacity(lines.len());
+    for (k, line) in cart.lines().iter().enumerate() {
+        let i = position[k];
+        let (subtotal, total) = (subtotals[i], work.remaining[i]);
         priced_lines.push(PricedLine {
             sku: line.sku.clone(),
             quantity: line.quantity,
@@ -612,18 +768,15 @@ pub fn price(
             discount: money(subtotal - total, currency),
             total: money(total, currency),
             tax: money(taxes[i], currency),
-            tax_rate: rates[i],
-            adjustments: std::mem::take(&mut line_adjustments[i]),
+            tax_rate: rates[i].to_decimal(),
         });
     }
-    let shipping_tax = taxes[lines.len()];
     let shipping = cart.shipping_method().map(|m| PricedShipping {
         method_id: m.id.clone(),
         price: m.price,
         discount: money(shipping_price - work.shipping_remaining, currency),
         total: money(work.shipping_remaining, currency),
-        tax: money(shipping_tax, currency),
-        adjustments: shipping_adjustments,
+        tax: money(taxes[lines.len()], currency),
     });
     let priced_fees: Vec<PricedFee> = fees
         .into_iter()
@@ -636,10 +789,10 @@ pub fn price(
         })
         .collect();
 
-    let subtotal: Decimal = subtotals.iter().sum();
+    let subtotal: i128 = subtotals.iter().sum();
     let discount = subtotal - order_value + (shipping_price - work.shipping_remaining);
-    let fee_total: Decimal = priced_fees.iter().map(|f| f.amount.amount()).sum();
-    let tax_total: Decimal = taxes.iter().sum();
+    let fee_total: i128 = priced_fees.iter().map(|f| minor_of(&f.amount)).sum();
+    let tax_total: i128 = taxes.iter().sum();
     let mut total = subtotal - discount + fee_total + shipping_price;
     if !inclusive {
         total += tax_total;
@@ -656,7 +809,7 @@ pub fn price(
 
     let mut violations = Vec::new();
     if let Some(min) = &config.rules.min_order_value
-        && order_value < min.amount()
+        && order_value < minor_of(min)
     {
         violations.push(Violation::BelowMinimumOrderValue {
             minimum: *min,
@@ -664,7 +817,7 @@ pub fn price(
         });
     }
     if let Some(max) = config.rules.max_quantity_per_sku {
-        for line in lines.iter().filter(|l| l.quantity > max) {
+        for line in cart.lines().iter().filter(|l| l.quantity > max) {
             violations.push(Violation::QuantityAboveMaximum {
                 sku: line.sku.clone(),
                 maximum: max,
@@ -673,20 +826,28 @@ pub fn price(
         }
     }
 
-    debug_assert!(
-        work.remaining
-            .iter()
-            .all(|r| !r.is_sign_negative() || r.is_zero())
-    );
+    debug_assert!(work.remaining.iter().all(|r| *r >= 0));
     Ok(PricedCart {
         currency,
         lines: priced_lines,
         shipping,
         fees: priced_fees,
         totals,
+        adjustments,
         promotions: diagnostics,
         violations,
     })
+}
+
+/// A tax rate from the calculator as an exact ratio, refused outside `0..=1`.
+fn tax_rate(rate: Decimal) -> Result<Ratio> {
+    if rate < Decimal::ZERO || rate > Decimal::ONE {
+        return Err(Error::InvalidRule {
+            path: "tax.rate".into(),
+            reason: format!("{rate} is outside 0..=1"),
+        });
+    }
+    Ok(Ratio::of(rate, RATE_SCALE_MAX))
 }
 
 fn check_amount(m: &Money, currency: Currency, field: &'static str) -> Result<()> {
@@ -713,7 +874,7 @@ fn check_config(config: &PricingConfig, currency: Currency) -> Result<()> {
     }
     match &rules.gift_wrap {
         GiftWrapFee::PerLine(m) | GiftWrapFee::PerOrder(m) => {
-            check_amount(m, currency, "rules.gift_wrap")?
+            check_amount(m, currency, "rules.gift_wrap")?;
         }
         GiftWrapFee::None => {}
     }
@@ -755,6 +916,8 @@ fn run_promotions(
     for (i, p) in promotions.iter().enumerate() {
         if p.currency().is_some_and(|c| c != currency) {
             outcomes[i] = Some(PromotionOutcome::NotApplied(NotApplied::CurrencyMismatch));
+        } else if !p.numbers_in_bounds() {
+            outcomes[i] = Some(PromotionOutcome::NotApplied(NotApplied::InvalidRule));
         } else {
             order.push(i);
         }
@@ -779,7 +942,7 @@ fn run_promotions(
             Ok(effect) => {
                 let better = best_exclusive
                     .as_ref()
-                    .is_none_or(|(_, best)| effect.total() > best.total());
+                    .is_none_or(|(_, best)| effect.total > best.total);
                 if better {
                     best_exclusive = Some((i, effect));
                 }
@@ -790,7 +953,7 @@ fn run_promotions(
     if let Some((winner, effect)) = best_exclusive {
         work.apply(&effect);
         outcomes[winner] = Some(PromotionOutcome::Applied {
-            discount: money(effect.total(), currency),
+            discount: money(effect.total, currency),
         });
         effects.push((winner, effect));
         for &i in &order {
@@ -811,7 +974,7 @@ fn run_promotions(
                     Ok(effect) => {
                         work.apply(&effect);
                         outcomes[i] = Some(PromotionOutcome::Applied {
-                            discount: money(effect.total(), currency),
+                            discount: money(effect.total, currency),
                         });
                         effects.push((i, effect));
                     }
@@ -829,10 +992,7 @@ fn run_promotions(
                     for j in members {
                         match evaluate(&promotions[j], work, ctx, level) {
                             Ok(effect) => {
-                                if best
-                                    .as_ref()
-                                    .is_none_or(|(_, b)| effect.total() > b.total())
-                                {
+                                if best.as_ref().is_none_or(|(_, b)| effect.total > b.total) {
                                     best = Some((j, effect));
                                 }
                             }
@@ -842,7 +1002,7 @@ fn run_promotions(
                     if let Some((winner, effect)) = best {
                         work.apply(&effect);
                         outcomes[winner] = Some(PromotionOutcome::Applied {
-                            discount: money(effect.total(), currency),
+                            discount: money(effect.total, currency),
                         });
                         effects.push((winner, effect));
                         for &j in &order {
@@ -891,7 +1051,7 @@ fn evaluate(
             .map_err(|detail| NotApplied::ConditionFailed { detail })?;
     }
     let effect = compute(&p.action, work, level)?;
-    if effect.total().is_zero() {
+    if effect.total == 0 {
         return Err(NotApplied::NothingToDiscount);
     }
     Ok(effect)
@@ -916,12 +1076,12 @@ fn check_condition(
         }
         Condition::MinSubtotal { amount, items } => {
             let value = work.basis_value(items);
-            if value >= amount.amount() {
+            if value >= Ratio::int(minor_of(amount)).to_decimal() {
                 Ok(())
             } else {
                 Err(format!(
                     "min_subtotal {amount}: matching lines hold {}",
-                    money(value, work.currency).round(work.mode)
+                    work.display(value)
                 ))
             }
         }
@@ -968,169 +1128,202 @@ fn check_condition(
     }
 }
 
-/// A discount per unit on `units` units of line `index`, before rounding.
+/// An exact discount `line` (minor units) on `units` units of line `index`, before rounding.
 struct Raw {
     index: usize,
-    per_unit: Decimal,
+    line: Ratio,
     units: u32,
 }
 
 /// Rounds proportional discounts at the policy's level and caps them at each line's remaining
 /// value.
 fn finish(raw: Vec<Raw>, work: &Work<'_>, level: RoundingLevel) -> Effect {
-    let mut lines: Vec<(usize, Decimal)> = match level {
+    let mut lines: Vec<(usize, i128)> = match level {
         RoundingLevel::Unit => raw
             .iter()
-            .map(|r| (r.index, work.round(r.per_unit) * Decimal::from(r.units)))
+            .map(|r| {
+                let units = i128::from(r.units.max(1));
+                (
+                    r.index,
+                    round_div(r.line.num, r.line.den * units, work.mode) * units,
+                )
+            })
             .collect(),
-        RoundingLevel::Line => raw
-            .iter()
-            .map(|r| (r.index, work.round(r.per_unit * Decimal::from(r.units))))
-            .collect(),
+        RoundingLevel::Line => raw.iter().map(|r| (r.index, work.round(r.line))).collect(),
         RoundingLevel::Total => {
-            let exact: Vec<Decimal> = raw
-                .iter()
-                .map(|r| r.per_unit * Decimal::from(r.units))
-                .collect();
-            let total = money(work.round(exact.iter().sum()), work.currency);
-            match allocate(&total, &exact) {
-                Ok(parts) => raw
-                    .iter()
-                    .zip(parts)
-                    .map(|(r, p)| (r.index, p.amount()))
-                    .collect(),
-                Err(_) => Vec::new(),
-            }
+            let exact: Vec<Ratio> = raw.iter().map(|r| r.line).collect();
+            raw.iter()
+                .zip(round_and_allocate(&exact, work.mode))
+                .map(|(r, d)| (r.index, d))
+                .collect()
         }
     };
     for (i, d) in &mut lines {
-        *d = (*d).max(Decimal::ZERO).min(work.remaining[*i]);
+        *d = (*d).clamp(0, work.remaining[*i]);
     }
-    lines.retain(|(_, d)| !d.is_zero());
-    Effect {
-        lines,
-        shipping: Decimal::ZERO,
-    }
+    lines.retain(|(_, d)| *d != 0);
+    Effect::new(lines, 0)
 }
 
-/// Spreads a rounded amount (in discount-basis terms) over matching lines in proportion to
+/// Spreads `amount` minor units (in discount-basis terms) over matching lines in proportion to
 /// their remaining value, exactly, capped at what remains.
-fn spread(amount: Decimal, items: &ItemFilter, work: &Work<'_>) -> Outcome {
+fn spread(amount: i128, items: &ItemFilter, work: &Work<'_>) -> Outcome {
     let indices: Vec<usize> = work.matching(items).collect();
     if indices.is_empty() {
         return Err(NotApplied::NoMatchingItems);
     }
-    let weights: Vec<Decimal> = indices
-        .iter()
-        .map(|i| work.remaining[*i] / work.basis[*i])
-        .collect();
-    let available: Decimal = weights.iter().sum();
-    if available.is_zero() {
-        return Err(NotApplied::NothingToDiscount);
-    }
-    let capped = money(amount.min(work.round(available)), work.currency);
-    let parts = allocate(&capped, &weights).map_err(|_| NotApplied::NothingToDiscount)?;
-    let lines = indices
-        .iter()
-        .zip(parts)
-        .map(|(i, part)| {
-            let gross = if work.basis[*i] == Decimal::ONE {
-                part.amount()
-            } else {
-                work.round(part.amount() * work.basis[*i])
-            };
-            (*i, gross.min(work.remaining[*i]))
-        })
-        .filter(|(_, d)| !d.is_zero())
-        .collect();
-    Ok(Effect {
-        lines,
-        shipping: Decimal::ZERO,
-    })
-}
-
-fn unit_value(work: &Work<'_>, i: usize) -> Decimal {
-    work.remaining[i] / Decimal::from(work.lines[i].quantity)
+    let lines: Vec<(usize, i128)> = if work.unit_basis {
+        let weights: Vec<i128> = indices.iter().map(|i| work.remaining[*i]).collect();
+        let available: i128 = weights.iter().sum();
+        if available == 0 {
+            return Err(NotApplied::NothingToDiscount);
+        }
+        let parts = allocate_minor(amount.min(available), &weights)
+            .map_err(|_| NotApplied::NothingToDiscount)?;
+        indices
+            .iter()
+            .zip(parts)
+            .map(|(i, part)| (*i, part.min(work.remaining[*i])))
+            .collect()
+    } else {
+        let weights: Vec<Decimal> = indices
+            .iter()
+            .map(|i| {
+                Ratio {
+                    num: work.remaining[*i] * work.basis[*i].den,
+                    den: work.basis[*i].num,
+                }
+                .to_decimal()
+            })
+            .collect();
+        let available = Ratio::of(work.mode.round_dp(weights.iter().sum(), 0), 0).num;
+        if available == 0 {
+            return Err(NotApplied::NothingToDiscount);
+        }
+        let parts = allocate_weighted(amount.min(available), &weights)
+            .map_err(|_| NotApplied::NothingToDiscount)?;
+        indices
+            .iter()
+            .zip(parts)
+            .map(|(i, part)| {
+                let b = work.basis[*i];
+                (
+                    *i,
+                    work.round(Ratio {
+                        num: part * b.num,
+                        den: b.den,
+                    })
+                    .min(work.remaining[*i]),
+                )
+            })
+            .collect()
+    };
+    let lines = lines.into_iter().filter(|(_, d)| *d != 0).collect();
+    Ok(Effect::new(lines, 0))
 }
 
 fn compute(action: &Action, work: &Work<'_>, level: RoundingLevel) -> Outcome {
-    let none_match = |items: &ItemFilter| work.matching(items).next().is_none();
+    // The matching lines, found once per action.
+    let matching = |items: &ItemFilter| -> std::result::Result<Vec<usize>, NotApplied> {
+        let found: Vec<usize> = work.matching(items).collect();
+        if found.is_empty() {
+            Err(NotApplied::NoMatchingItems)
+        } else {
+            Ok(found)
+        }
+    };
+    let units = |i: usize| work.lines[i].quantity;
     match action {
         Action::PercentOff { percent, items } => {
-            if none_match(items) {
-                return Err(NotApplied::NoMatchingItems);
-            }
-            let factor = *percent / Decimal::ONE_HUNDRED;
-            let raw = work
-                .matching(items)
+            let f = Ratio::of(*percent, PERCENT_SCALE_MAX);
+            let raw = matching(items)?
+                .into_iter()
                 .map(|i| Raw {
                     index: i,
-                    per_unit: unit_value(work, i) * factor,
-                    units: work.lines[i].quantity,
+                    line: Ratio {
+                        num: work.remaining[i] * f.num,
+                        den: f.den * 100,
+                    },
+                    units: units(i),
                 })
                 .collect();
             Ok(finish(raw, work, level))
         }
         Action::FixedOffPerUnit { amount, items } => {
-            if none_match(items) {
-                return Err(NotApplied::NoMatchingItems);
-            }
-            let raw = work
-                .matching(items)
-                .map(|i| Raw {
-                    index: i,
-                    per_unit: (amount.amount() * work.basis[i]).min(unit_value(work, i)),
-                    units: work.lines[i].quantity,
+            let amount = minor_of(amount);
+            let raw = matching(items)?
+                .into_iter()
+                .map(|i| {
+                    let b = work.basis[i];
+                    let line = Ratio {
+                        num: amount * b.num * i128::from(units(i)),
+                        den: b.den,
+                    };
+                    // Capped at what remains (compare without dividing).
+                    let line = if line.num > work.remaining[i] * line.den {
+                        Ratio::int(work.remaining[i])
+                    } else {
+                        line
+                    };
+                    Raw {
+                        index: i,
+                        line,
+                        units: units(i),
+                    }
                 })
                 .collect();
             Ok(finish(raw, work, level))
         }
         Action::FixedOffPerLine { amount, items } => {
-            if none_match(items) {
-                return Err(NotApplied::NoMatchingItems);
-            }
-            let raw = work
-                .matching(items)
-                .map(|i| Raw {
-                    index: i,
-                    per_unit: amount.amount() * work.basis[i],
-                    units: 1,
+            let amount = minor_of(amount);
+            let raw = matching(items)?
+                .into_iter()
+                .map(|i| {
+                    let b = work.basis[i];
+                    Raw {
+                        index: i,
+                        line: Ratio {
+                            num: amount * b.num,
+                            den: b.den,
+                        },
+                        units: 1,
+                    }
                 })
                 .collect();
             Ok(finish(raw, work, level))
         }
-        Action::FixedOffOrder { amount, items } => spread(amount.amount(), items, work),
+        Action::FixedOffOrder { amount, items } => spread(minor_of(amount), items, work),
         Action::TieredOrder { tiers, items } => {
-            if none_match(items) {
-                return Err(NotApplied::NoMatchingItems);
-            }
+            matching(items)?;
             let value = work.basis_value(items);
             match tiers
                 .iter()
                 .rev()
-                .find(|t| value >= t.min_subtotal.amount())
+                .find(|t| value >= Ratio::int(minor_of(&t.min_subtotal)).to_decimal())
             {
-                Some(tier) => spread(tier.amount_off.amount(), items, work),
+                Some(tier) => spread(minor_of(&tier.amount_off), items, work),
                 None => Err(NotApplied::ConditionFailed {
                     detail: format!(
                         "tiered_order: matching lines hold {}, the first tier needs {}",
-                        money(value, work.currency).round(work.mode),
+                        work.display(value),
                         tiers[0].min_subtotal
                     ),
                 }),
             }
         }
         Action::FixedPrice { unit_price, items } => {
-            if none_match(items) {
-                return Err(NotApplied::NoMatchingItems);
-            }
-            let raw = work
-                .matching(items)
-                .map(|i| Raw {
-                    index: i,
-                    per_unit: (unit_value(work, i) - unit_price.amount() * work.basis[i])
-                        .max(Decimal::ZERO),
-                    units: work.lines[i].quantity,
+            let price = minor_of(unit_price);
+            let raw = matching(items)?
+                .into_iter()
+                .map(|i| {
+                    let b = work.basis[i];
+                    let floor = price * b.num * i128::from(units(i));
+                    let num = (work.remaining[i] * b.den - floor).max(0);
+                    Raw {
+                        index: i,
+                        line: Ratio { num, den: b.den },
+                        units: units(i),
+                    }
                 })
                 .collect();
             Ok(finish(raw, work, level))
@@ -1148,18 +1341,15 @@ fn compute(action: &Action, work: &Work<'_>, level: RoundingLevel) -> Outcome {
             level,
             (buy, *buy_quantity),
             (get, *get_quantity),
-            *percent_off,
+            Ratio::of(*percent_off, PERCENT_SCALE_MAX),
             *max_occurrences,
             *selection,
         ),
         Action::FreeShipping => {
-            if work.shipping_remaining.is_zero() {
+            if work.shipping_remaining == 0 {
                 Err(NotApplied::NothingToDiscount)
             } else {
-                Ok(Effect {
-                    lines: Vec::new(),
-                    shipping: work.shipping_remaining,
-                })
+                Ok(Effect::new(Vec::new(), work.shipping_remaining))
             }
         }
     }
@@ -1175,30 +1365,31 @@ fn buy_x_get_y(
     level: RoundingLevel,
     (buy, buy_quantity): (&ItemFilter, u32),
     (get, get_quantity): (&ItemFilter, u32),
-    percent_off: Decimal,
+    percent_off: Ratio,
     max_occurrences: Option<u32>,
     selection: Selection,
 ) -> Outcome {
-    // Lines that can take part, ordered by unit value, cheapest first (ties by line order).
-    let mut candidates: Vec<(usize, Decimal)> = work
+    // Lines that can take part, ordered by unit value, cheapest first (ties by SKU).
+    let mut candidates: Vec<usize> = work
         .lines
         .iter()
         .enumerate()
         .filter(|(_, l)| buy.matches(l) || get.matches(l))
-        .map(|(i, _)| (i, unit_value(work, i)))
+        .map(|(i, _)| i)
         .collect();
     if candidates.is_empty() {
         return Err(NotApplied::NoMatchingItems);
     }
-    candidates.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
+    // Unit values remaining[i] / quantity[i], compared without dividing.
+    candidates.sort_by(|a, b| {
+        let ua = work.remaining[*a] * i128::from(work.lines[*b].quantity);
+        let ub = work.remaining[*b] * i128::from(work.lines[*a].quantity);
+        ua.cmp(&ub).then(a.cmp(b))
+    });
     if selection == Selection::MostExpensive {
         candidates.reverse();
     }
-    // Units left per candidate line.
-    let mut left: Vec<u32> = candidates
-        .iter()
-        .map(|(i, _)| work.lines[*i].quantity)
-        .collect();
+    let mut left: Vec<u32> = candidates.iter().map(|i| work.lines[*i].quantity).collect();
     let mut discounted: Vec<u32> = vec![0; candidates.len()];
     let mut occurrences = 0u32;
     loop {
@@ -1208,7 +1399,7 @@ fn buy_x_get_y(
         // Take the discounted units from the front (selection order)...
         let mut take_get = Vec::new();
         let mut need = get_quantity;
-        for (k, (i, _)) in candidates.iter().enumerate() {
+        for (k, i) in candidates.iter().enumerate() {
             if need == 0 {
                 break;
             }
@@ -1227,7 +1418,7 @@ fn buy_x_get_y(
         // ...and the qualifying units from the back.
         let mut take_buy = Vec::new();
         let mut need = buy_quantity;
-        for (k, (i, _)) in candidates.iter().enumerate().rev() {
+        for (k, i) in candidates.iter().enumerate().rev() {
             if need == 0 {
                 break;
             }
@@ -1254,17 +1445,62 @@ fn buy_x_get_y(
     if occurrences == 0 {
         return Err(NotApplied::NotEnoughItems);
     }
-    let factor = percent_off / Decimal::ONE_HUNDRED;
     let mut raw: Vec<Raw> = candidates
         .iter()
         .zip(&discounted)
         .filter(|(_, n)| **n > 0)
-        .map(|((i, unit), n)| Raw {
+        .map(|(i, n)| Raw {
             index: *i,
-            per_unit: *unit * factor,
+            // n units at remaining / quantity each, times the percentage.
+            line: Ratio {
+                num: work.remaining[*i] * i128::from(*n) * percent_off.num,
+                den: i128::from(work.lines[*i].quantity) * percent_off.den * 100,
+            },
             units: *n,
         })
         .collect();
     raw.sort_by_key(|r| r.index);
     Ok(finish(raw, work, level))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounding_a_ratio_follows_the_mode_on_both_signs() {
+        use RoundingMode::*;
+        // 5/2 = 2.5, 7/2 = 3.5, 11/4 = 2.75, 9/4 = 2.25, and their negatives.
+        let cases = [
+            ((5, 2), [2, 3, 2, 3, 2]),
+            ((7, 2), [4, 4, 3, 4, 3]),
+            ((11, 4), [3, 3, 3, 3, 2]),
+            ((9, 4), [2, 2, 2, 3, 2]),
+            ((-5, 2), [-2, -3, -2, -3, -2]),
+            ((-11, 4), [-3, -3, -3, -3, -2]),
+            ((6, 3), [2, 2, 2, 2, 2]),
+        ];
+        for ((num, den), expected) in cases {
+            for (mode, want) in [HalfEven, HalfUp, HalfDown, Up, Down]
+                .into_iter()
+                .zip(expected)
+            {
+                assert_eq!(round_div(num, den, mode), want, "{num}/{den} {mode:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn ratio_rounding_agrees_with_decimal_rounding() {
+        for num in -1_000i128..1_000 {
+            for den in [1i128, 3, 7, 8, 100, 1_000] {
+                for mode in RoundingMode::ALL {
+                    let d = Decimal::from_i128_with_scale(num, 0)
+                        / Decimal::from_i128_with_scale(den, 0);
+                    let want = Ratio::of(mode.round_dp(d, 0), 0).num;
+                    assert_eq!(round_div(num, den, mode), want, "{num}/{den} {mode:?}");
+                }
+            }
+        }
+    }
 }

@@ -10,13 +10,13 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::cart::{CartLine, PromoCode};
-use crate::limits::{CONDITION_DEPTH_MAX, CONDITION_SET_MAX, TIERS_MAX};
+use crate::limits::{CONDITION_DEPTH_MAX, CONDITION_SET_MAX, PERCENT_DECIMALS_MAX, TIERS_MAX};
 use crate::{Error, Result};
 
 /// A promotion's id: 1 to 64 bytes of ASCII letters, digits, `-`, `_` and `.`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct PromotionId(String);
+pub struct PromotionId(std::sync::Arc<str>);
 
 impl PromotionId {
     /// Validates an id.
@@ -31,7 +31,7 @@ impl PromotionId {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
         if ok {
-            Ok(PromotionId(id))
+            Ok(PromotionId(id.into()))
         } else {
             Err(rule("id", "1 to 64 of [A-Za-z0-9._-]"))
         }
@@ -58,7 +58,7 @@ impl TryFrom<String> for PromotionId {
 
 impl From<PromotionId> for String {
     fn from(p: PromotionId) -> String {
-        p.0
+        p.0.to_string()
     }
 }
 
@@ -413,7 +413,21 @@ fn check_percent(path: &str, p: &Decimal) -> Result<()> {
     if *p <= Decimal::ZERO || *p > Decimal::ONE_HUNDRED {
         return Err(rule(path, "must be above 0 and at most 100"));
     }
+    if p.normalize().scale() > PERCENT_DECIMALS_MAX {
+        return Err(rule(
+            path,
+            format!("at most {PERCENT_DECIMALS_MAX} decimals"),
+        ));
+    }
     Ok(())
+}
+
+fn amount_ok(m: &Money) -> bool {
+    !m.is_negative() && m.is_rounded() && m.amount() <= Decimal::from(crate::limits::AMOUNT_ABS_MAX)
+}
+
+fn percent_ok(p: &Decimal) -> bool {
+    *p > Decimal::ZERO && *p <= Decimal::ONE_HUNDRED
 }
 
 impl Promotion {
@@ -438,6 +452,32 @@ impl Promotion {
         from_action
             .or_else(|| self.condition.as_ref().and_then(in_condition))
             .or_else(|| self.limits.budget.map(|b| b.currency()))
+    }
+
+    /// True if every number is one pricing can work with: amounts non-negative, in minor units
+    /// and at most [`crate::limits::AMOUNT_ABS_MAX`], percentages in (0, 100]. Pricing checks
+    /// this (cheaply, without allocating) for promotions built in code rather than loaded.
+    pub(crate) fn numbers_in_bounds(&self) -> bool {
+        fn condition_ok(c: &Condition) -> bool {
+            match c {
+                Condition::All(cs) | Condition::Any(cs) => cs.iter().all(condition_ok),
+                Condition::MinSubtotal { amount, .. } => amount_ok(amount),
+                _ => true,
+            }
+        }
+        let action_ok = match &self.action {
+            Action::PercentOff { percent, .. } => percent_ok(percent),
+            Action::FixedOffPerUnit { amount, .. }
+            | Action::FixedOffPerLine { amount, .. }
+            | Action::FixedOffOrder { amount, .. } => amount_ok(amount),
+            Action::FixedPrice { unit_price, .. } => amount_ok(unit_price),
+            Action::BuyXGetY { percent_off, .. } => percent_ok(percent_off),
+            Action::FreeShipping => true,
+            Action::TieredOrder { tiers, .. } => tiers
+                .iter()
+                .all(|t| amount_ok(&t.min_subtotal) && amount_ok(&t.amount_off)),
+        };
+        action_ok && self.condition.as_ref().is_none_or(condition_ok)
     }
 
     /// Checks every field.

@@ -7,4 +7,7 @@
 )]
 
 pub mod cart_store;
+mod invariants;
 pub mod usage_store;
+
+pub use invariants::check_priced_cart;

@@ -328,76 +328,8 @@ fn price_it(cart: &Cart, promos: &[Promotion], config: &PricingConfig) -> Priced
 }
 
 pub(crate) fn check_invariants(p: &PricedCart) -> Result<(), TestCaseError> {
-    let t = &p.totals;
-    let sum = |ms: &mut dyn Iterator<Item = Money>| {
-        Money::sum(Currency::EUR, &ms.collect::<Vec<_>>()).unwrap()
-    };
-    let mut expected = t
-        .subtotal
-        .checked_sub(&t.discount)
-        .unwrap()
-        .checked_add(&t.fees)
-        .unwrap()
-        .checked_add(&t.shipping)
-        .unwrap();
-    if !t.tax_included {
-        expected = expected.checked_add(&t.tax).unwrap();
-    }
-    prop_assert_eq!(t.total, expected, "total identity");
-    prop_assert!(!t.total.is_negative());
-    for m in [t.subtotal, t.discount, t.fees, t.shipping, t.tax, t.total] {
-        prop_assert!(m.is_rounded() && m.currency() == Currency::EUR);
-    }
-    for l in &p.lines {
-        prop_assert!(
-            !l.discount.is_negative() && l.discount.amount() <= l.subtotal.amount(),
-            "line discount in range"
-        );
-        prop_assert_eq!(l.total, l.subtotal.checked_sub(&l.discount).unwrap());
-        prop_assert!(!l.total.is_negative() && !l.tax.is_negative());
-        prop_assert_eq!(
-            l.discount,
-            sum(&mut l.adjustments.iter().map(|a| a.amount)),
-            "line discount = its adjustments"
-        );
-    }
-    prop_assert_eq!(t.subtotal, sum(&mut p.lines.iter().map(|l| l.subtotal)));
-    let shipping_discount = p
-        .shipping
-        .as_ref()
-        .map_or(Money::zero(Currency::EUR), |s| s.discount);
-    if let Some(s) = &p.shipping {
-        prop_assert!(!s.total.is_negative() && s.total.amount() <= s.price.amount());
-    }
-    let line_discounts = sum(&mut p.lines.iter().map(|l| l.discount));
-    prop_assert_eq!(
-        t.discount,
-        line_discounts.checked_add(&shipping_discount).unwrap()
-    );
-    // Each promotion's adjustments sum exactly to what its diagnostic says it gave.
-    for d in &p.promotions {
-        let given = sum(&mut p
-            .lines
-            .iter()
-            .flat_map(|l| &l.adjustments)
-            .chain(p.shipping.iter().flat_map(|s| &s.adjustments))
-            .filter(|a| a.promotion_id == d.promotion_id)
-            .map(|a| a.amount));
-        match d.outcome {
-            PromotionOutcome::Applied { discount } => {
-                prop_assert!(discount.is_positive());
-                prop_assert_eq!(given, discount);
-            }
-            PromotionOutcome::NotApplied(_) => prop_assert!(given.is_zero()),
-        }
-    }
-    let tax_sum = sum(&mut p
-        .lines
-        .iter()
-        .map(|l| l.tax)
-        .chain(p.shipping.iter().map(|s| s.tax))
-        .chain(p.fees.iter().map(|f| f.tax)));
-    prop_assert_eq!(t.tax, tax_sum);
+    let checked = cart_engine::testkit::check_priced_cart(p);
+    prop_assert!(checked.is_ok(), "{:?}", checked);
     Ok(())
 }
 
@@ -454,5 +386,79 @@ proptest! {
             prop_assert!(u.lines().iter().any(|x| x.sku.as_str() == sku));
         }
         prop_assert!(u.lines().iter().all(|l| l.quantity >= 1 && l.quantity <= limits::QUANTITY_PER_LINE_MAX));
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Cmd {
+    Add(usize, u32),
+    Set(usize, u32),
+    Remove(usize),
+    Clear,
+    Code(String),
+    Uncode(String),
+    Ack,
+    Retired,
+}
+
+fn cmd() -> impl Strategy<Value = Cmd> {
+    prop_oneof![
+        4 => (0usize..6, 0u32..1_200).prop_map(|(s, q)| Cmd::Add(s, q)),
+        2 => (0usize..6, 0u32..1_200).prop_map(|(s, q)| Cmd::Set(s, q)),
+        1 => (0usize..6).prop_map(Cmd::Remove),
+        1 => Just(Cmd::Clear),
+        1 => "[ a-zA-Z0-9!]{0,8}".prop_map(Cmd::Code),
+        1 => "[a-z]{0,3}".prop_map(Cmd::Uncode),
+        1 => Just(Cmd::Ack),
+        1 => Just(Cmd::Retired),
+    ]
+}
+
+proptest! {
+    /// Every command either applies (version + 1) or is refused and changes nothing; a retried
+    /// request id is applied once; the limits always hold.
+    #[test]
+    fn commands_apply_whole_or_not_at_all(cmds in proptest::collection::vec((cmd(), any::<bool>()), 1..40)) {
+        let mut cart = Cart::new(CartId::new("cmds").unwrap(), None, Currency::EUR, None, t0());
+        let product = |i: usize, retired: bool| {
+            let mut p = sample_product(&format!("p-{i}"), &format!("S{i}"));
+            if retired {
+                p.status = commerce_core::ProductStatus::Retired;
+            }
+            p
+        };
+        for (n, (c, retry)) in cmds.into_iter().enumerate() {
+            let before = cart.clone();
+            let products = [product(0, false), product(1, false), product(2, false), product(3, false), product(4, false), product(5, false)];
+            let retired = product(0, true);
+            let command = match &c {
+                Cmd::Add(s, q) => CartCommand::AddLine { product: &products[*s], quantity: *q, gift_wrap: false },
+                Cmd::Set(s, q) => CartCommand::SetQuantity { sku: products[*s].sku.clone(), quantity: *q },
+                Cmd::Remove(s) => CartCommand::RemoveLine { sku: products[*s].sku.clone() },
+                Cmd::Clear => CartCommand::Clear,
+                Cmd::Code(code) => CartCommand::ApplyCode(code.clone()),
+                Cmd::Uncode(code) => CartCommand::RemoveCode(code.clone()),
+                Cmd::Ack => CartCommand::AcknowledgePrices,
+                Cmd::Retired => CartCommand::AddLine { product: &retired, quantity: 1, gift_wrap: false },
+            };
+            let m = Mutation { request_id: Some(RequestId::new(format!("r-{n}")).unwrap()), ..Mutation::at(t0()) };
+            match cart.execute(command.clone(), &m) {
+                Ok(Outcome::Applied { version }) => {
+                    prop_assert_eq!(version, before.version() + 1);
+                    if retry {
+                        let again = cart.clone();
+                        prop_assert_eq!(cart.execute(command, &m).unwrap(), Outcome::Duplicate { version });
+                        prop_assert_eq!(&cart, &again);
+                    }
+                }
+                Ok(other) => prop_assert!(false, "unexpected {:?}", other),
+                Err(_) => prop_assert_eq!(&cart, &before, "a refused command changed the cart"),
+            }
+            prop_assert!(cart.lines().len() <= limits::LINES_MAX);
+            prop_assert!(cart.lines().iter().all(|l| (1..=limits::QUANTITY_PER_LINE_MAX).contains(&l.quantity)));
+            prop_assert!(cart.codes().len() <= limits::CODES_MAX);
+            let skus: std::collections::BTreeSet<_> = cart.lines().iter().map(|l| &l.sku).collect();
+            prop_assert_eq!(skus.len(), cart.lines().len(), "one line per SKU");
+        }
     }
 }

@@ -144,9 +144,7 @@ fn two_ten_percent_promotions_give_nineteen_percent() {
     );
     assert_eq!(cents(p.totals.discount), 1_900);
     assert_eq!(
-        p.lines[0]
-            .adjustments
-            .iter()
+        p.line_adjustments(&p.lines[0].sku)
             .map(|a| cents(a.amount))
             .collect::<Vec<_>>(),
         [1_000, 900]

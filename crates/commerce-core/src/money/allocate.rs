@@ -40,70 +40,17 @@ use crate::{Error, Result};
 /// - [`Error::Overflow`] if `total × weight` does not fit 127 bits once weights are scaled to
 ///   integers (totals and weights of everyday commerce are many orders of magnitude away).
 pub fn allocate(total: &Money, weights: &[Decimal]) -> Result<Vec<Money>> {
-    if weights.is_empty() {
-        return Err(Error::InvalidWeights {
-            reason: "no weights",
-        });
-    }
-    if weights.len() > ALLOCATION_WEIGHTS_MAX {
-        return Err(Error::InvalidWeights {
-            reason: "too many weights",
-        });
-    }
-    if weights.iter().any(|w| w.is_sign_negative() && !w.is_zero()) {
-        return Err(Error::InvalidWeights {
-            reason: "negative weight",
-        });
-    }
     let total_minor = total.minor_units()?;
-    let overflow = Error::Overflow {
-        operation: "allocate",
-    };
-
-    let ints = integer_weights(weights).ok_or_else(|| overflow.clone())?;
-    let mut sum: i128 = ints
-        .iter()
-        .try_fold(0i128, |acc, w| acc.checked_add(*w))
-        .ok_or_else(|| overflow.clone())?;
-    let even = sum == 0;
-    if even {
-        sum = i128::try_from(ints.len()).map_err(|_| overflow.clone())?;
-    }
-
-    let magnitude = total_minor.checked_abs().ok_or_else(|| overflow.clone())?;
-    let mut parts = Vec::with_capacity(ints.len());
-    let mut remainders = Vec::with_capacity(ints.len());
-    let mut assigned: i128 = 0;
-    for (index, weight) in ints.iter().enumerate() {
-        let weight = if even { 1 } else { *weight };
-        let numerator = magnitude
-            .checked_mul(weight)
-            .ok_or_else(|| overflow.clone())?;
-        let floor = numerator / sum;
-        parts.push(floor);
-        remainders.push((numerator % sum, index));
-        assigned += floor; // Σ floor ≤ magnitude: cannot overflow.
-    }
-    let leftover = magnitude - assigned;
-    debug_assert!(leftover >= 0 && leftover < sum.max(1));
-    debug_assert!(usize::try_from(leftover).is_ok_and(|l| l <= parts.len()));
-
-    // Largest remainder first; equal remainders in index order.
-    remainders.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-    let leftover = usize::try_from(leftover).map_err(|_| overflow.clone())?;
-    for &(_, index) in remainders.iter().take(leftover) {
-        parts[index] += 1;
-    }
-
+    let parts = allocate_weighted(total_minor, weights)?;
     let exponent = u32::from(total.currency().exponent());
-    let negative = total_minor < 0;
     let result: Vec<Money> = parts
         .into_iter()
         .map(|minor| {
-            let signed = if negative { -minor } else { minor };
-            Decimal::try_from_i128_with_scale(signed, exponent)
+            Decimal::try_from_i128_with_scale(minor, exponent)
                 .map(|amount| Money::new(amount, total.currency()))
-                .map_err(|_| overflow.clone())
+                .map_err(|_| Error::Overflow {
+                    operation: "allocate",
+                })
         })
         .collect::<Result<_>>()?;
     debug_assert_eq!(
@@ -115,18 +62,140 @@ pub fn allocate(total: &Money, weights: &[Decimal]) -> Result<Vec<Money>> {
     Ok(result)
 }
 
+/// [`allocate`] of `total` minor units over exact decimal weights, returning minor units.
+///
+/// # Errors
+/// As [`allocate`].
+pub fn allocate_weighted(total: i128, weights: &[Decimal]) -> Result<Vec<i128>> {
+    if weights.iter().any(|w| w.is_sign_negative() && !w.is_zero()) {
+        return Err(Error::InvalidWeights {
+            reason: "negative weight",
+        });
+    }
+    let ints = integer_weights(weights).ok_or(Error::Overflow {
+        operation: "allocate",
+    })?;
+    allocate_minor(total, &ints)
+}
+
+/// [`allocate`] on integers: splits `total` minor units over non-negative integer `weights`
+/// with the same semantics (largest remainder, ties to the earlier weight, all-zero weights
+/// split evenly, a negative total mirrored). The parts sum exactly to `total`.
+///
+/// ```
+/// assert_eq!(commerce_core::allocate_minor(100, &[1, 1, 1])?, [34, 33, 33]);
+/// assert_eq!(commerce_core::allocate_minor(-5, &[0, 2, 3])?, [0, -2, -3]);
+/// # Ok::<(), commerce_core::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::InvalidWeights`] for no weights, too many, or a negative one; [`Error::Overflow`]
+/// if `|total| × weight` does not fit 127 bits.
+pub fn allocate_minor(total: i128, weights: &[i128]) -> Result<Vec<i128>> {
+    if weights.is_empty() {
+        return Err(Error::InvalidWeights {
+            reason: "no weights",
+        });
+    }
+    if weights.len() > ALLOCATION_WEIGHTS_MAX {
+        return Err(Error::InvalidWeights {
+            reason: "too many weights",
+        });
+    }
+    if weights.iter().any(|w| *w < 0) {
+        return Err(Error::InvalidWeights {
+            reason: "negative weight",
+        });
+    }
+    let overflow = Error::Overflow {
+        operation: "allocate",
+    };
+    let ints = weights;
+    let mut sum: i128 = ints
+        .iter()
+        .try_fold(0i128, |acc, w| acc.checked_add(*w))
+        .ok_or_else(|| overflow.clone())?;
+    let even = sum == 0;
+    if even {
+        sum = i128::try_from(ints.len()).map_err(|_| overflow.clone())?;
+    }
+
+    let magnitude = total.checked_abs().ok_or_else(|| overflow.clone())?;
+    let mut parts = Vec::with_capacity(ints.len());
+    let mut remainders = Vec::with_capacity(ints.len());
+    let mut assigned: i128 = 0;
+    // Everyday totals and weights fit 64 bits, where division is several times cheaper.
+    let narrow = |v: i128| u64::try_from(v).ok();
+    let weight_max = if even {
+        1
+    } else {
+        ints.iter().copied().max().unwrap_or(0)
+    };
+    let fast = narrow(magnitude)
+        .zip(narrow(sum))
+        .filter(|(m, _)| narrow(weight_max).is_some_and(|w| m.checked_mul(w).is_some()));
+    for (index, weight) in ints.iter().enumerate() {
+        let weight = if even { 1 } else { *weight };
+        let (floor, remainder) = match fast {
+            Some((m, s)) => {
+                // Checked above: the weight fits and the product does not overflow.
+                let numerator = m * u64::try_from(weight).unwrap_or(0);
+                let floor = numerator / s;
+                (i128::from(floor), i128::from(numerator - floor * s))
+            }
+            None => {
+                let numerator = magnitude
+                    .checked_mul(weight)
+                    .ok_or_else(|| overflow.clone())?;
+                (numerator / sum, numerator % sum)
+            }
+        };
+        parts.push(floor);
+        remainders.push((remainder, index));
+        assigned += floor; // Σ floor ≤ magnitude: cannot overflow.
+    }
+    let leftover = magnitude - assigned;
+    debug_assert!(leftover >= 0 && leftover < sum.max(1));
+
+    // Largest remainder first; equal remainders in index order. Only the first `leftover`
+    // places matter, so select them instead of sorting everything.
+    let leftover = usize::try_from(leftover).map_err(|_| overflow.clone())?;
+    if leftover > 0 {
+        let by_remainder = |a: &(i128, usize), b: &(i128, usize)| b.0.cmp(&a.0).then(a.1.cmp(&b.1));
+        if leftover < remainders.len() {
+            remainders.select_nth_unstable_by(leftover - 1, by_remainder);
+        }
+        for &(_, index) in remainders.iter().take(leftover) {
+            parts[index] += 1;
+        }
+    }
+    if total < 0 {
+        for p in &mut parts {
+            *p = -*p;
+        }
+    }
+    Ok(parts)
+}
+
 /// Scales non-negative decimal weights to integers with one common scale, so that their ratios
 /// are exact. `None` if a scaled weight does not fit an `i128`.
 fn integer_weights(weights: &[Decimal]) -> Option<Vec<i128>> {
-    let normalized: Vec<Decimal> = weights.iter().map(|w| w.normalize()).collect();
-    let scale = normalized.iter().map(Decimal::scale).max().unwrap_or(0);
-    normalized
-        .iter()
-        .map(|w| {
-            let factor = 10i128.checked_pow(scale - w.scale())?;
-            w.mantissa().abs().checked_mul(factor)
-        })
-        .collect()
+    fn scaled(weights: &[Decimal]) -> Option<Vec<i128>> {
+        let scale = weights.iter().map(Decimal::scale).max().unwrap_or(0);
+        weights
+            .iter()
+            .map(|w| {
+                let factor = 10i128.checked_pow(scale - w.scale())?;
+                w.mantissa().abs().checked_mul(factor)
+            })
+            .collect()
+    }
+    // Try the weights as given (cheap); only if their scales are too far apart, strip trailing
+    // zeros first. Either way the ratios are exact.
+    scaled(weights).or_else(|| {
+        let normalized: Vec<Decimal> = weights.iter().map(Decimal::normalize).collect();
+        scaled(&normalized)
+    })
 }
 
 #[cfg(test)]

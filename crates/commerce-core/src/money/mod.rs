@@ -12,7 +12,7 @@ use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use serde::{Deserialize, Serialize};
 
-pub use allocate::allocate;
+pub use allocate::{allocate, allocate_minor, allocate_weighted};
 pub use currency::Currency;
 pub use rounding::RoundingMode;
 

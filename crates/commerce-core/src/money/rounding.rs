@@ -50,6 +50,22 @@ impl RoundingMode {
         RoundingMode::Down,
     ];
 
+    /// Rounds `amount` to `decimals` places with this mode. An amount that already has at most
+    /// that many decimals is returned as it is, without any arithmetic.
+    ///
+    /// ```
+    /// use commerce_core::RoundingMode;
+    /// use rust_decimal::Decimal;
+    /// assert_eq!(RoundingMode::HalfEven.round_dp(Decimal::new(2345, 3), 2), Decimal::new(234, 2));
+    /// ```
+    pub fn round_dp(self, amount: rust_decimal::Decimal, decimals: u32) -> rust_decimal::Decimal {
+        if amount.scale() <= decimals {
+            amount
+        } else {
+            amount.round_dp_with_strategy(decimals, self.strategy())
+        }
+    }
+
     pub(crate) fn strategy(self) -> RoundingStrategy {
         match self {
             RoundingMode::HalfEven => RoundingStrategy::MidpointNearestEven,
