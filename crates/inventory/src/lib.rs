@@ -1,6 +1,63 @@
 //! Stock, holds and hot-SKU counters: the part of the SDK that must never oversell.
 //!
-//! **Status: skeleton.** This crate will own stock per SKU and location, holds with a TTL that
-//! count as free once expired (even before a sweeper runs), a durable sweeper, sharded counters for
-//! hot SKUs, reconciliation against physical counts, and the `StockStore` port with its in-memory
-//! implementation and conformance suite. It builds on [`commerce_core`] and does no I/O.
+//! - Stock is counted per [`StockKey`] (SKU × location): on hand, held, committed, safety
+//!   stock; `available = on_hand − held − committed − safety_stock` (and may dip into a
+//!   configured backorder allowance, never further).
+//! - **Holds** ([`StockStore::reserve`]) take stock for a time to live, for several SKUs all or
+//!   nothing, summing demand per key first. They are extended, pinned (no expiry while a
+//!   charge is in flight), committed (the order was placed), released, or they expire. An
+//!   expired hold counts as free at once; [`StockStore::sweep`] finalizes it later, exactly
+//!   once. Every operation is idempotent by hold id.
+//! - **Optimistic mode** ([`StockMode::Optimistic`]): no holds; [`StockStore::commit_direct`]
+//!   decrements at order placement and reports any over-promise as a [`Shortfall`].
+//! - **Sharded counters**: a hot SKU's free stock is split over shards
+//!   ([`StockConfig::sharded`]); a reservation starts at one shard and borrows from the others,
+//!   so no unit is stranded, and availability sums the shards. A single-shard SKU that sees
+//!   lock contention is promoted to its `shards_max`.
+//! - [`reconcile`] compares physical counts with the system, reports drift, alerts above a
+//!   threshold, and applies corrections as movements.
+//! - Events: `InventoryChanged` when on-hand or committed stock changes or held stock comes
+//!   back, and `BackInStock` when availability goes from nothing to something. Reservations
+//!   alone emit nothing (a flash sale would flood the bus); read availability live instead.
+//!
+//! # Example
+//!
+//! ```
+//! use chrono::TimeDelta;
+//! use commerce_core::{IdempotencyKey, LocationId, Sku, testkit::t0};
+//! use inventory::*;
+//!
+//! let store = InMemoryStockStore::new();
+//! let tee = StockKey::new(Sku::new("TEE")?, LocationId::new("wh-1")?);
+//! store.configure_now(&tee, StockConfig::default())?;
+//! let _ = store.receive_now(&IdempotencyKey::new("po-7")?, &tee, 3, t0())?;
+//!
+//! // Two lines of the same SKU are summed before checking: 2 + 2 > 3 reserves nothing.
+//! let two = StockLine { key: tee.clone(), quantity: 2 };
+//! let err = store.reserve_now(&HoldId::new("h-1")?, &[two.clone(), two.clone()], t0() + TimeDelta::minutes(15), t0());
+//! assert!(matches!(err, Err(Error::InsufficientStock { requested: 4, .. })));
+//!
+//! let hold = store.reserve_now(&HoldId::new("h-2")?, &[two], t0() + TimeDelta::minutes(15), t0())?;
+//! store.pin_now(&hold.id, t0())?;                 // the charge is in flight
+//! let _ = store.commit_now(&hold.id, t0())?;      // the order is placed
+//! let level = store.level_now(&tee, t0())?;
+//! assert_eq!((level.on_hand, level.committed, level.available), (3, 2, 1));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod error;
+pub mod limits;
+mod memory;
+mod model;
+mod port;
+mod reconcile;
+pub mod testkit;
+
+pub use error::{Error, Result};
+pub use memory::InMemoryStockStore;
+pub use model::{
+    Changes, DirectCommit, Hold, HoldId, HoldStatus, Shortfall, ShortfallPolicy, StockConfig,
+    StockKey, StockLevel, StockLine, StockMode, demand,
+};
+pub use port::{Movement, StockStore, Sweep};
+pub use reconcile::{Drift, PhysicalCount, ReconcileConfig, Reconciliation, reconcile};
