@@ -14,10 +14,12 @@
 //! and hold one counter shard at a time, so a hot SKU's shards work in parallel.
 //!
 //! # Invariant
-//! For every stock, `Σ free = on_hand − committed − Σ held − safety_stock + backorder_limit`,
-//! where `held` counts live, pinned and expired-but-not-yet-reclaimed parts. A shard's `free`
-//! is never negative except after a correction or an accepted shortfall, and a reservation
-//! only takes what `free` holds: there is no path that promises a unit twice.
+//! For every stock, `Σ free − deficit = on_hand − committed − Σ held − safety_stock +
+//! backorder_limit`, where `held` counts live, pinned and expired-but-not-yet-reclaimed parts.
+//! A shard's `free` is never negative; units promised beyond stock (a count below what is
+//! promised, an accepted shortfall) are the `deficit`, paid off by the next units that come
+//! back before any shard holds free units again. A reservation only takes what `free` holds:
+//! there is no path that promises a unit twice.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -78,17 +80,23 @@ impl Shard {
         }
     }
 
-    /// Takes expired parts' units back into `free`.
-    fn reclaim(&mut self, now: DateTime<Utc>) {
+    /// Takes expired parts' units back (paying any deficit first).
+    fn reclaim(&mut self, now: DateTime<Utc>, deficit: &AtomicI64) {
         while let Some(entry) = self.expiring.first_entry() {
             if entry.key().0 > now {
                 break;
             }
             let ((_, hold), q) = entry.remove_entry();
-            self.free += q;
+            self.credit(q, deficit);
             self.held -= q;
             *self.reclaimed.entry(hold).or_insert(0) += q;
         }
+    }
+
+    /// Adds `q` units to `free`, paying the stock's deficit first: while units are owed, no
+    /// shard may hold free units another reservation could take.
+    fn credit(&mut self, q: i64, deficit: &AtomicI64) {
+        self.free += q - pay_deficit(deficit, q);
     }
 }
 
@@ -108,6 +116,20 @@ struct Stock {
     contention: AtomicU64,
     /// A copy of `meta.config.backorder_limit`, for the lock-free read path.
     backorder: AtomicI64,
+    /// Units promised beyond what the shards hold (after a count below what is promised, or an
+    /// accepted shortfall). While it is positive every shard's `free` is zero: returning units
+    /// pay it off before they can be reserved again.
+    deficit: AtomicI64,
+}
+
+/// Takes up to `q` units off `deficit`; returns how many it took.
+fn pay_deficit(deficit: &AtomicI64, q: i64) -> i64 {
+    let mut paid = 0;
+    let _ = deficit.fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| {
+        paid = d.min(q).max(0);
+        Some(d - paid)
+    });
+    paid
 }
 
 /// One part of a hold: units taken from one shard of one stock.
@@ -197,7 +219,8 @@ impl Default for InMemoryStockStore {
 /// A snapshot taken under the stock's meta lock and every shard lock.
 fn snapshot(stock: &Stock, meta: &Meta, now: DateTime<Utc>) -> StockLevel {
     let shards: Vec<MutexGuard<'_, Shard>> = stock.shards.iter().map(lock).collect();
-    let free: i64 = shards.iter().map(|s| s.free).sum();
+    let free: i64 =
+        shards.iter().map(|s| s.free).sum::<i64>() - stock.deficit.load(Ordering::Acquire);
     let held: i64 = shards.iter().map(|s| s.held).sum();
     let expired: i64 = shards.iter().map(|s| s.expired(now)).sum();
     let c = meta.config;
@@ -211,7 +234,7 @@ fn snapshot(stock: &Stock, meta: &Meta, now: DateTime<Utc>) -> StockLevel {
         shards: stock.active.load(Ordering::Acquire),
     };
     debug_assert_eq!(
-        meta.on_hand + c.backorder_limit,
+        meta.on_hand,
         level.available + level.held + level.committed + c.safety_stock,
         "conservation broken for {}",
         stock.key
@@ -246,7 +269,8 @@ impl Stock {
         let shards: Box<[Mutex<Shard>]> = (0..config.shards_max)
             .map(|_| Mutex::new(Shard::default()))
             .collect();
-        lock(&shards[0]).free = config.backorder_limit - config.safety_stock;
+        let opening = config.backorder_limit - config.safety_stock;
+        lock(&shards[0]).free = opening.max(0);
         Stock {
             key,
             meta: Mutex::new(Meta {
@@ -258,6 +282,7 @@ impl Stock {
             active: AtomicUsize::new(config.shards),
             contention: AtomicU64::new(0),
             backorder: AtomicI64::new(config.backorder_limit),
+            deficit: AtomicI64::new((-opening).max(0)),
         }
     }
 
@@ -269,7 +294,7 @@ impl Stock {
             let s = lock(shard);
             total += s.free + s.expired(now);
         }
-        total - backorder_limit
+        total - self.deficit.load(Ordering::Acquire) - backorder_limit
     }
 
     /// Adds `delta` free units (negative: removes them), spreading over active shards.
@@ -278,6 +303,7 @@ impl Stock {
             .unwrap_or(1)
             .max(1);
         if delta >= 0 {
+            let delta = delta - pay_deficit(&self.deficit, delta);
             let (each, rest) = (delta / active, delta % active);
             for (i, shard) in self
                 .shards
@@ -300,9 +326,9 @@ impl Stock {
                 s.free -= take;
                 need -= take;
             }
-            // Not enough free units: the count is below what is promised. Record it on shard 0
-            // as a negative balance, which blocks reservations until stock arrives.
-            lock(&self.shards[0]).free -= need;
+            // Not enough free units: more is promised than the count allows. Owe the rest; it
+            // blocks reservations until stock comes back.
+            self.deficit.fetch_add(need, Ordering::AcqRel);
         }
     }
 
@@ -362,7 +388,7 @@ impl Stock {
             let i = (start + k) % active;
             let mut s = self.lock_shard(i);
             if s.free < need {
-                s.reclaim(now);
+                s.reclaim(now, &self.deficit);
             }
             seen += s.free.max(0);
             let take = need.min(s.free.max(0));
@@ -386,7 +412,7 @@ impl Stock {
         for (i, q) in parts {
             let mut s = lock(&self.shards[*i]);
             remove_expiring(&mut s, expires_at, hold, *q);
-            s.free += q;
+            s.credit(*q, &self.deficit);
             s.held -= q;
         }
     }
@@ -731,7 +757,7 @@ impl InMemoryStockStore {
                             .unwrap_or(0);
                         metas[k].committed += part.quantity;
                     } else {
-                        s.free += part.quantity;
+                        s.credit(part.quantity, &part.stock.deficit);
                     }
                 }
             }
@@ -1018,7 +1044,7 @@ impl InMemoryStockStore {
         for ((key, q), (stock, mut meta)) in demand.iter().zip(stocks.iter().zip(metas)) {
             let before = snapshot(stock, &meta, now).available;
             for shard in &stock.shards {
-                lock(shard).reclaim(now);
+                lock(shard).reclaim(now, &stock.deficit);
             }
             meta.committed += q;
             stock.adjust_free(-q);

@@ -202,8 +202,8 @@ impl StockConfig {
 
 /// A consistent view of one SKU's stock at one location.
 ///
-/// `on_hand + backorder_limit = available + held + committed + safety_stock` at every instant
-/// (`available` goes negative only into the backorder allowance).
+/// `on_hand = available + held + committed + safety_stock` at every instant, and
+/// `available ≥ −backorder_limit` (it goes negative only into the backorder allowance).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StockLevel {
     /// Units physically there, per the system.

@@ -42,9 +42,10 @@ pub struct Movement {
 /// an error and changes nothing.
 ///
 /// Contract (checked by `inventory::stock_store_conformance!`):
-/// - **Conservation**: for every key, `on_hand + backorder_limit = available + held + committed
-///   + safety_stock`, and `available ≥ −backorder_limit`; without backorders nothing is ever
-///   promised beyond stock.
+/// - **Conservation**: for every key, `on_hand = available + held + committed + safety_stock`,
+///   and `available ≥ −backorder_limit`: without backorders nothing is ever promised beyond
+///   stock. The only exceptions are reported ones: a count (`set_on_hand`) below what is
+///   already promised, and a `commit_direct` whose shortfall the caller accepted.
 /// - **Holds** are idempotent by id: repeating `reserve` with the same lines returns the hold and
 ///   reserves nothing more; other lines under the same id are `HoldConflict`. `commit`,
 ///   `release`, `expire` repeated are no-ops; a commit after a release (or the reverse) is
