@@ -407,13 +407,16 @@ impl Stock {
         Err(seen)
     }
 
-    /// Returns parts taken by [`Stock::take`] that will not become a hold.
+    /// Returns parts taken by [`Stock::take`] that will not become a hold. A part that a
+    /// reservation under a later clock already reclaimed has had its units returned: only its
+    /// bookkeeping is cleared.
     fn give_back(&self, hold: &HoldId, expires_at: DateTime<Utc>, parts: &[(usize, i64)]) {
         for (i, q) in parts {
             let mut s = lock(&self.shards[*i]);
-            remove_expiring(&mut s, expires_at, hold, *q);
-            s.credit(*q, &self.deficit);
-            s.held -= q;
+            if let PartState::Held = detach(&mut s, hold, expires_at, *q, false) {
+                s.credit(*q, &self.deficit);
+                s.held -= q;
+            }
         }
     }
 }
