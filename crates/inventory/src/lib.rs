@@ -16,9 +16,10 @@
 //!   lock contention is promoted to its `shards_max`.
 //! - [`reconcile`] compares physical counts with the system, reports drift, alerts above a
 //!   threshold, and applies corrections as movements.
-//! - Events: `InventoryChanged` when on-hand or committed stock changes or held stock comes
-//!   back, and `BackInStock` when availability goes from nothing to something. Reservations
-//!   alone emit nothing (a flash sale would flood the bus); read availability live instead.
+//! - Events: `InventoryChanged` when on-hand or committed stock changes, and `BackInStock` (with
+//!   an `InventoryChanged`) when a sold-out SKU gets stock back, by receipt, correction,
+//!   release or expiry. Reservations and releases on a SKU that has stock emit nothing (a
+//!   flash sale would flood the bus and serialize the shards); read availability live.
 //!
 //! # Example
 //!

@@ -18,3 +18,6 @@ pub const SWEEP_BATCH_MAX: usize = 10_000;
 pub const CONTENTION_PROMOTE_AFTER: u64 = 1_000;
 /// Default alert threshold for reconciliation drift, in percent of the system's on-hand count.
 pub const DRIFT_ALERT_PERCENT_DEFAULT: i64 = 1;
+/// How long a finished hold is remembered (so a retried call with its id stays idempotent)
+/// before the sweep forgets it: 24 hours.
+pub const HOLD_RETENTION_SECS: i64 = 24 * 60 * 60;

@@ -24,14 +24,14 @@
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, TryLockError};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use commerce_core::{DomainEvent, IdempotencyKey};
 
-use crate::limits::{CONTENTION_PROMOTE_AFTER, QUANTITY_MAX, SWEEP_BATCH_MAX};
+use crate::limits::{CONTENTION_PROMOTE_AFTER, HOLD_RETENTION_SECS, QUANTITY_MAX, SWEEP_BATCH_MAX};
 use crate::port::{Movement, Sweep};
 use crate::{
     Changes, DirectCommit, Error, Hold, HoldId, HoldStatus, Result, Shortfall, ShortfallPolicy,
@@ -116,6 +116,9 @@ struct Stock {
     contention: AtomicU64,
     /// A copy of `meta.config.backorder_limit`, for the lock-free read path.
     backorder: AtomicI64,
+    /// Set when the stock was last seen with nothing available (a failed reservation, an event
+    /// snapshot); the next return of units checks for `BackInStock`.
+    sold_out: AtomicBool,
     /// Units promised beyond what the shards hold (after a count below what is promised, or an
     /// accepted shortfall). While it is positive every shard's `free` is zero: returning units
     /// pay it off before they can be reserved again.
@@ -163,6 +166,25 @@ impl HoldRecord {
 struct HoldShard {
     holds: HashMap<HoldId, HoldRecord>,
     expiry: BTreeSet<(DateTime<Utc>, HoldId)>,
+    /// Finished holds (committed, released, expired) by when they finished, kept for
+    /// [`HOLD_RETENTION_SECS`] so retries stay idempotent, then dropped by the sweep.
+    finished: std::collections::VecDeque<(DateTime<Utc>, HoldId)>,
+}
+
+impl HoldShard {
+    fn finished(&mut self, id: &HoldId, now: DateTime<Utc>) {
+        self.finished.push_back((now, id.clone()));
+    }
+
+    /// Drops finished holds older than the retention window.
+    fn prune(&mut self, now: DateTime<Utc>) {
+        let horizon = now - chrono::TimeDelta::seconds(HOLD_RETENTION_SECS);
+        while self.finished.front().is_some_and(|(at, _)| *at < horizon) {
+            if let Some((_, id)) = self.finished.pop_front() {
+                self.holds.remove(&id);
+            }
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -250,6 +272,9 @@ fn changed(
     events: &mut Vec<DomainEvent>,
 ) {
     let level = snapshot(stock, meta, now);
+    stock
+        .sold_out
+        .store(level.available <= 0, Ordering::Release);
     events.push(DomainEvent::InventoryChanged {
         sku: stock.key.sku.clone(),
         location: stock.key.location.clone(),
@@ -283,6 +308,7 @@ impl Stock {
             contention: AtomicU64::new(0),
             backorder: AtomicI64::new(config.backorder_limit),
             deficit: AtomicI64::new((-opening).max(0)),
+            sold_out: AtomicBool::new(true),
         }
     }
 
@@ -697,6 +723,7 @@ impl InMemoryStockStore {
                         part.stock
                             .give_back(hold, expires_at, &[(part.shard, part.quantity)]);
                     }
+                    stock.sold_out.store(true, Ordering::Release);
                     let backorder = lock(&stock.meta).config.backorder_limit;
                     return Err(Error::InsufficientStock {
                         key: key.clone(),
@@ -724,10 +751,13 @@ impl InMemoryStockStore {
     }
 
     /// Finalizes a hold's parts: `to_committed` moves held units to committed, otherwise they
-    /// go back to free. Every involved meta and shard is locked for the whole step, so the
-    /// check and the change are one atomic step. Returns false, changing nothing, if
-    /// `to_committed` and a part's units were already reclaimed (the hold expired under a later
-    /// clock).
+    /// go back to free. Every involved shard (and for a commit every involved meta) is locked
+    /// for the whole step, so the check and the change are one atomic step. Returns false,
+    /// changing nothing, if `to_committed` and a part's units were already reclaimed (the hold
+    /// expired under a later clock).
+    ///
+    /// Giving units back takes no meta lock and computes no snapshot unless the stock was sold
+    /// out, so releases and expiries on a hot SKU stay as parallel as its shards.
     fn finish(
         record: &HoldRecord,
         id: &HoldId,
@@ -737,6 +767,28 @@ impl InMemoryStockStore {
     ) -> bool {
         let pinned = record.status == HoldStatus::Pinned;
         let stocks = stocks_of(&record.parts);
+        if !to_committed {
+            {
+                let mut shards = lock_parts(&record.parts);
+                for (s, part) in &mut shards {
+                    if let PartState::Held = detach(s, id, record.expires_at, part.quantity, pinned)
+                    {
+                        s.held -= part.quantity;
+                        s.credit(part.quantity, &part.stock.deficit);
+                    }
+                }
+            }
+            if let Some(events) = events {
+                for stock in stocks
+                    .iter()
+                    .filter(|s| s.sold_out.swap(false, Ordering::AcqRel))
+                {
+                    let meta = lock(&stock.meta);
+                    changed(stock, &meta, 0, now, events);
+                }
+            }
+            return true;
+        }
         let mut metas: Vec<MutexGuard<'_, Meta>> = stocks.iter().map(|s| lock(&s.meta)).collect();
         let before: Option<Vec<i64>> = events.as_ref().map(|_| {
             stocks
@@ -747,21 +799,17 @@ impl InMemoryStockStore {
         });
         {
             let mut shards = lock_parts(&record.parts);
-            if to_committed && !pinned && shards.iter().any(|(s, _)| s.reclaimed.contains_key(id)) {
+            if !pinned && shards.iter().any(|(s, _)| s.reclaimed.contains_key(id)) {
                 return false;
             }
             for (s, part) in &mut shards {
                 if let PartState::Held = detach(s, id, record.expires_at, part.quantity, pinned) {
                     s.held -= part.quantity;
-                    if to_committed {
-                        let k = stocks
-                            .iter()
-                            .position(|x| Arc::ptr_eq(x, &part.stock))
-                            .unwrap_or(0);
-                        metas[k].committed += part.quantity;
-                    } else {
-                        s.credit(part.quantity, &part.stock.deficit);
-                    }
+                    let k = stocks
+                        .iter()
+                        .position(|x| Arc::ptr_eq(x, &part.stock))
+                        .unwrap_or(0);
+                    metas[k].committed += part.quantity;
                 }
             }
         }
@@ -789,6 +837,8 @@ impl InMemoryStockStore {
         record.status = HoldStatus::Expired;
         let at = record.expires_at;
         shard.expiry.remove(&(at, id.clone()));
+        // It finished when it expired (even if noticed later).
+        shard.finished(id, at);
         true
     }
 
@@ -925,6 +975,7 @@ impl InMemoryStockStore {
         let at = record.expires_at;
         if let Some(record) = shard.holds.get_mut(hold) {
             record.status = HoldStatus::Committed;
+            shard.finished(hold, now);
         }
         shard.expiry.remove(&(at, hold.clone()));
         Ok(Changes { events })
@@ -956,6 +1007,7 @@ impl InMemoryStockStore {
         let at = record.expires_at;
         if let Some(record) = shard.holds.get_mut(hold) {
             record.status = HoldStatus::Released;
+            shard.finished(hold, now);
         }
         shard.expiry.remove(&(at, hold.clone()));
         Ok(Changes { events })
@@ -985,6 +1037,7 @@ impl InMemoryStockStore {
                 break;
             }
             let mut shard = lock(shard);
+            shard.prune(now);
             let due: Vec<HoldId> = shard
                 .expiry
                 .iter()

@@ -446,6 +446,46 @@ pub async fn concurrent_last_unit<S: StockStore + ?Sized>(s: &S) {
     assert_eq!(level(s, &k, t0()).await.held, 1);
 }
 
+/// Stock coming back to a sold-out SKU (a release, a sweep) is `BackInStock`.
+pub async fn returns_to_sold_out_stock_are_back_in_stock<S: StockStore + ?Sized>(s: &S) {
+    let k = stocked(s, "INV-M", StockConfig::default(), 1).await;
+    let _ = s
+        .reserve(&hold("h-m-1"), &[line(&k, 1)], mins(15), t0())
+        .await
+        .unwrap();
+    assert!(
+        s.reserve(&hold("h-m-2"), &[line(&k, 1)], mins(15), t0())
+            .await
+            .is_err()
+    );
+    let changes = s.release(&hold("h-m-1"), mins(1)).await.unwrap();
+    assert!(
+        changes
+            .events
+            .iter()
+            .any(|e| matches!(e, DomainEvent::BackInStock { available: 1, .. })),
+        "{changes:?}"
+    );
+    let _ = s
+        .reserve(&hold("h-m-3"), &[line(&k, 1)], mins(15), mins(2))
+        .await
+        .unwrap();
+    assert!(
+        s.reserve(&hold("h-m-4"), &[line(&k, 1)], mins(15), mins(2))
+            .await
+            .is_err()
+    );
+    let swept = s.sweep(mins(30), 100).await.unwrap();
+    assert!(
+        swept
+            .changes
+            .events
+            .iter()
+            .any(|e| matches!(e, DomainEvent::BackInStock { .. })),
+        "{swept:?}"
+    );
+}
+
 /// Runs the [`StockStore`] conformance suite against `$make`.
 #[macro_export]
 macro_rules! stock_store_conformance {
@@ -463,6 +503,7 @@ macro_rules! stock_store_conformance {
             corrections_are_movements => $crate::testkit::corrections_are_movements,
             unknown_stock_is_refused => $crate::testkit::unknown_stock_is_refused,
             concurrent_last_unit => $crate::testkit::concurrent_last_unit,
+            returns_to_sold_out_stock_are_back_in_stock => $crate::testkit::returns_to_sold_out_stock_are_back_in_stock,
         );
     };
 }

@@ -329,7 +329,8 @@ fn stress(seed: u64) {
         .collect();
     let ledgers: Vec<Ledger> = workers.into_iter().map(|w| w.join().unwrap()).collect();
     // Quiescence: move time far past every expiry and sweep until nothing is left.
-    clock.fetch_add(1_000_000, Ordering::SeqCst);
+    // Past every hold's expiry (at most 11 minutes), well inside the 24-hour retention.
+    clock.fetch_add(7_200, Ordering::SeqCst);
     stop.store(true, Ordering::Relaxed);
     monitor.join().unwrap();
     let mut expired: Vec<HoldId> = sweeper.join().unwrap();
@@ -422,4 +423,37 @@ fn stress_with_a_checker() {
             }
         }
     }
+}
+
+#[test]
+fn finished_holds_are_forgotten_after_the_retention_window() {
+    let store = InMemoryStockStore::new();
+    let k = stocked(&store, "RETAIN", StockConfig::default(), 5);
+    let line = [StockLine {
+        key: k.clone(),
+        quantity: 1,
+    }];
+    let id = HoldId::new("retained").unwrap();
+    let _ = store
+        .reserve_now(&id, &line, t0() + TimeDelta::minutes(5), t0())
+        .unwrap();
+    let _ = store.release_now(&id, t0()).unwrap();
+    let _ = store.sweep_now(t0() + TimeDelta::hours(23), 100).unwrap();
+    assert_eq!(
+        store.hold_now(&id).unwrap().status,
+        HoldStatus::Released,
+        "kept for retries"
+    );
+    assert!(matches!(
+        store.reserve_now(
+            &id,
+            &line,
+            t0() + TimeDelta::hours(24),
+            t0() + TimeDelta::hours(23)
+        ),
+        Err(Error::HoldState { .. })
+    ));
+    let _ = store.sweep_now(t0() + TimeDelta::hours(25), 100).unwrap();
+    assert_eq!(store.hold_now(&id), None, "forgotten after 24 hours");
+    assert_eq!(store.level_now(&k, t0()).unwrap().available, 5);
 }

@@ -1,0 +1,66 @@
+//! Inventory latencies on one thread: an uncontended reserve + commit, a reserve + release on a
+//! sharded SKU, and one availability check.
+//!
+//! `cargo bench -p benches --bench inventory`
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::TimeDelta;
+use commerce_core::testkit::t0;
+use commerce_core::{IdempotencyKey, LocationId, Sku};
+use criterion::{Criterion, criterion_group, criterion_main};
+use inventory::{HoldId, InMemoryStockStore, StockConfig, StockKey, StockLine};
+
+fn key(sku: &str) -> StockKey {
+    StockKey::new(
+        Sku::new(sku).unwrap_or_else(|_| unreachable!("valid sku")),
+        LocationId::new("wh-1").unwrap_or_else(|_| unreachable!("valid location")),
+    )
+}
+
+fn inventory(c: &mut Criterion) {
+    let store = InMemoryStockStore::new();
+    let plain = key("PLAIN");
+    let hot = key("HOT");
+    for (k, config) in [
+        (&plain, StockConfig::default()),
+        (&hot, StockConfig::sharded(8)),
+    ] {
+        let _ = store.configure_now(k, config);
+        let po = IdempotencyKey::new(format!("po-{}", k.sku)).unwrap_or_else(|_| unreachable!());
+        let _ = store.receive_now(&po, k, 1_000_000_000, t0());
+    }
+    let n = AtomicU64::new(0);
+    let expires = t0() + TimeDelta::minutes(15);
+    let line = [StockLine {
+        key: plain.clone(),
+        quantity: 1,
+    }];
+    c.bench_function("inventory/reserve_then_commit_uncontended", |b| {
+        b.iter(|| {
+            let id = HoldId::new(format!("h-{}", n.fetch_add(1, Ordering::Relaxed)))
+                .unwrap_or_else(|_| unreachable!());
+            let hold = store.reserve_now(&id, black_box(&line), expires, t0());
+            hold.and_then(|h| store.commit_now(&h.id, t0()))
+        });
+    });
+    let hot_line = [StockLine {
+        key: hot.clone(),
+        quantity: 1,
+    }];
+    c.bench_function("inventory/reserve_then_release_8_shards", |b| {
+        b.iter(|| {
+            let id = HoldId::new(format!("s-{}", n.fetch_add(1, Ordering::Relaxed)))
+                .unwrap_or_else(|_| unreachable!());
+            let hold = store.reserve_now(&id, black_box(&hot_line), expires, t0());
+            hold.and_then(|h| store.release_now(&h.id, t0()))
+        });
+    });
+    c.bench_function("inventory/available_one_check", |b| {
+        b.iter(|| store.available_now(black_box(&plain), t0()));
+    });
+}
+
+criterion_group!(benches, inventory);
+criterion_main!(benches);
