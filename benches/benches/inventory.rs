@@ -3,6 +3,11 @@
 //!
 //! `cargo bench -p benches --bench inventory`
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "iter_custom measures wall time itself"
+)]
+
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -31,30 +36,56 @@ fn inventory(c: &mut Criterion) {
         let po = IdempotencyKey::new(format!("po-{}", k.sku)).unwrap_or_else(|_| unreachable!());
         let _ = store.receive_now(&po, k, 1_000_000_000, t0());
     }
+    // Each sample starts from a fresh store, so the hold registry holds only that sample's
+    // holds (a long-running store keeps 24 hours of them).
+    let fresh = |sku: &str, config: StockConfig| {
+        let store = InMemoryStockStore::new();
+        let k = key(sku);
+        let _ = store.configure_now(&k, config);
+        let po = IdempotencyKey::new("po").unwrap_or_else(|_| unreachable!());
+        let _ = store.receive_now(&po, &k, 1_000_000_000, t0());
+        (
+            store,
+            [StockLine {
+                key: k,
+                quantity: 1,
+            }],
+        )
+    };
     let n = AtomicU64::new(0);
     let expires = t0() + TimeDelta::minutes(15);
-    let line = [StockLine {
-        key: plain.clone(),
-        quantity: 1,
-    }];
     c.bench_function("inventory/reserve_then_commit_uncontended", |b| {
-        b.iter(|| {
-            let id = HoldId::new(format!("h-{}", n.fetch_add(1, Ordering::Relaxed)))
-                .unwrap_or_else(|_| unreachable!());
-            let hold = store.reserve_now(&id, black_box(&line), expires, t0());
-            hold.and_then(|h| store.commit_now(&h.id, t0()))
+        b.iter_custom(|iters| {
+            let (store, line) = fresh("PLAIN", StockConfig::default());
+            let ids: Vec<HoldId> = (0..iters)
+                .map(|_| {
+                    HoldId::new(format!("h-{}", n.fetch_add(1, Ordering::Relaxed)))
+                        .unwrap_or_else(|_| unreachable!())
+                })
+                .collect();
+            let start = std::time::Instant::now();
+            for id in &ids {
+                let hold = store.reserve_now(id, black_box(&line), expires, t0());
+                let _ = black_box(hold.and_then(|h| store.commit_now(&h.id, t0())));
+            }
+            start.elapsed()
         });
     });
-    let hot_line = [StockLine {
-        key: hot.clone(),
-        quantity: 1,
-    }];
     c.bench_function("inventory/reserve_then_release_8_shards", |b| {
-        b.iter(|| {
-            let id = HoldId::new(format!("s-{}", n.fetch_add(1, Ordering::Relaxed)))
-                .unwrap_or_else(|_| unreachable!());
-            let hold = store.reserve_now(&id, black_box(&hot_line), expires, t0());
-            hold.and_then(|h| store.release_now(&h.id, t0()))
+        b.iter_custom(|iters| {
+            let (store, line) = fresh("HOT", StockConfig::sharded(8));
+            let ids: Vec<HoldId> = (0..iters)
+                .map(|_| {
+                    HoldId::new(format!("s-{}", n.fetch_add(1, Ordering::Relaxed)))
+                        .unwrap_or_else(|_| unreachable!())
+                })
+                .collect();
+            let start = std::time::Instant::now();
+            for id in &ids {
+                let hold = store.reserve_now(id, black_box(&line), expires, t0());
+                let _ = black_box(hold.and_then(|h| store.release_now(&h.id, t0())));
+            }
+            start.elapsed()
         });
     });
     c.bench_function("inventory/available_one_check", |b| {

@@ -24,8 +24,19 @@
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
+use std::sync::{PoisonError, TryLockError};
+
+// Under `--cfg inventory_loom` the synchronization primitives are loom's, so its model checker can
+// explore every interleaving of the counter shards, the deficit and the hold registry
+// (`tests/loom.rs`).
+#[cfg(inventory_loom)]
+use loom::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+#[cfg(inventory_loom)]
+use loom::sync::{Arc, Mutex, MutexGuard, RwLock};
+#[cfg(not(inventory_loom))]
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, TryLockError};
+#[cfg(not(inventory_loom))]
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -38,11 +49,17 @@ use crate::{
     StockConfig, StockKey, StockLevel, StockLine, StockStore, demand,
 };
 
+#[cfg(not(inventory_loom))]
 const REGISTRY_SHARDS: usize = 64;
+#[cfg(inventory_loom)]
+const REGISTRY_SHARDS: usize = 1;
 
 /// One shard of the stock registry.
 type Registry = RwLock<HashMap<StockKey, Arc<Stock>>>;
+#[cfg(not(inventory_loom))]
 const HOLD_SHARDS: usize = 64;
+#[cfg(inventory_loom)]
+const HOLD_SHARDS: usize = 2;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
