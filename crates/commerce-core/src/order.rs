@@ -354,10 +354,16 @@ pub struct NewOrder {
     pub currency: Currency,
     /// The lines, 1 to [`ORDER_LINES_MAX`].
     pub lines: Vec<OrderLine>,
-    /// Shipping charged.
+    /// Shipping charged (after shipping discounts).
     pub shipping: Money,
-    /// Tax charged on top of the lines (zero when prices include tax).
+    /// Fees charged (gift wrap, surcharges).
+    #[serde(default)]
+    pub fees: Option<Money>,
+    /// Tax: charged on top when `tax_included` is false, contained in the prices when true.
     pub tax: Money,
+    /// Whether prices include tax.
+    #[serde(default)]
+    pub tax_included: bool,
     /// Where to ship.
     pub shipping_address: Address,
     /// Where to bill.
@@ -373,9 +379,13 @@ pub struct OrderTotals {
     pub discount: Money,
     /// Shipping.
     pub shipping: Money,
+    /// Fees.
+    pub fees: Money,
     /// Tax.
     pub tax: Money,
-    /// `subtotal − discount + shipping + tax`: what is charged.
+    /// Whether `tax` is contained in the prices (then it is not added again).
+    pub tax_included: bool,
+    /// `subtotal − discount + shipping + fees (+ tax unless included)`: what is charged.
     pub grand_total: Money,
 }
 
@@ -620,7 +630,12 @@ fn compute_totals(new: &NewOrder) -> Result<OrderTotals> {
         subtotal = subtotal.checked_add(&line_subtotal)?;
         discount = discount.checked_add(&line.discount)?;
     }
-    for (field, m) in [("order.shipping", &new.shipping), ("order.tax", &new.tax)] {
+    let fees = new.fees.unwrap_or_else(|| Money::zero(c));
+    for (field, m) in [
+        ("order.shipping", &new.shipping),
+        ("order.fees", &fees),
+        ("order.tax", &new.tax),
+    ] {
         if !amount_ok(m) {
             return Err(Error::invalid(
                 field,
@@ -628,15 +643,20 @@ fn compute_totals(new: &NewOrder) -> Result<OrderTotals> {
             ));
         }
     }
-    let grand_total = subtotal
+    let mut grand_total = subtotal
         .checked_sub(&discount)?
         .checked_add(&new.shipping)?
-        .checked_add(&new.tax)?;
+        .checked_add(&fees)?;
+    if !new.tax_included {
+        grand_total = grand_total.checked_add(&new.tax)?;
+    }
     Ok(OrderTotals {
         subtotal,
         discount,
         shipping: new.shipping,
+        fees,
         tax: new.tax,
+        tax_included: new.tax_included,
         grand_total,
     })
 }
@@ -666,7 +686,9 @@ impl TryFrom<OrderRecord> for Order {
             currency: r.currency,
             lines: r.lines,
             shipping: r.totals.shipping,
+            fees: Some(r.totals.fees),
             tax: r.totals.tax,
+            tax_included: r.totals.tax_included,
             shipping_address: r.billing_address.clone(),
             billing_address: r.billing_address,
         };

@@ -1,7 +1,36 @@
-//! A durable saga orchestrator and the checkout saga.
+//! A durable saga orchestrator and the checkout saga: no charge without an order.
 //!
-//! **Status: skeleton.** This crate will own a journal-driven orchestrator (compensatable steps,
-//! a pivot, retriable steps; retries with backoff, idempotency, recovery under a lease) and the
-//! checkout saga that turns a priced cart into a confirmed order without ever charging without an
-//! order. It talks to the outside only through [`commerce_core`]'s ports
-//! (`PaymentGateway`, `OrderStore`, `EventPublisher`, `Carrier`, `Notifier`, `Clock`).
+//! - [`Orchestrator`] drives a [`SagaDefinition`] — an explicit list of compensatable steps, a
+//!   pivot and retriable steps — from a [`SagaJournal`]. Each step is registered in the journal
+//!   before its forward call (so its compensation is known even if the call times out), its
+//!   output is recorded when it is done, and recovery reads the journal; no code is replayed.
+//!   Retries use exponential backoff with seeded jitter; an indeterminate outcome is resolved
+//!   by asking ([`SagaDefinition::resolve`]) before anything else; a lease keeps two workers
+//!   from driving one saga; a step may wait for an external signal ([`Orchestrator::complete`]).
+//! - [`Checkout`] runs the checkout saga ([`CheckoutSaga`]): claim promotion usage, hold and
+//!   pin stock, create the draft order, charge with a key derived from the order id (the
+//!   pivot), confirm the order and commit holds and claims, publish `OrderConfirmed` once —
+//!   and on any failure before the charge completes, undo each step in reverse order.
+//!   Checkout is idempotent by the client's key, which is also the order id and the saga id.
+//! - [`reconcile_payments`] refunds any captured money without a confirmed order.
+//!
+//! **Status:** the orchestrator, the checkout saga, payment reconciliation and the simulation
+//! are here; the order lifecycle after checkout (tracking webhooks, rate shopping, the flash-sale
+//! queue) is still to come.
+
+mod checkout;
+mod error;
+pub mod faults;
+mod journal;
+mod orchestrator;
+
+pub use checkout::{
+    CHARGE_STEP, Checkout, CheckoutInput, CheckoutOutcome, CheckoutPorts, CheckoutSaga,
+    PromotionClaim, finished, outcome, reconcile_payments,
+};
+pub use error::{Error, Result};
+pub use journal::{InMemoryJournal, SagaJournal, SagaRecord, SagaStatus, StepState};
+pub use orchestrator::{
+    ClockSleeper, Drive, Orchestrator, RetryPolicy, SagaDefinition, Sleeper, StepContext,
+    StepError, StepKind, StepSpec,
+};

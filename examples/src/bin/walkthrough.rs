@@ -74,7 +74,9 @@ async fn run() -> AnyResult<()> {
         currency: Currency::EUR,
         lines: order_lines,
         shipping: "4.90 EUR".parse()?,
+        fees: None,
         tax: Money::zero(Currency::EUR),
+        tax_included: false,
         shipping_address: sample_address(),
         billing_address: sample_address(),
     };

@@ -257,7 +257,9 @@ fn new_order_validation_names_the_field() {
             currency: o.currency(),
             lines: o.lines().to_vec(),
             shipping: o.totals().shipping,
+            fees: Some(o.totals().fees),
             tax: o.totals().tax,
+            tax_included: o.totals().tax_included,
             shipping_address: o.shipping_address().clone(),
             billing_address: o.billing_address().clone(),
         }

@@ -108,7 +108,9 @@ pub fn sample_order(id: &str) -> Order {
         currency: Currency::EUR,
         lines: vec![line("TEE-RED-M", 2, 1999, 300), line("SOCKS", 1, 500, 100)],
         shipping: eur(490),
+        fees: None,
         tax: eur(0),
+        tax_included: false,
         shipping_address: sample_address(),
         billing_address: sample_address(),
     };

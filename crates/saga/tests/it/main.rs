@@ -1,0 +1,4 @@
+//! Integration tests of the saga crate: the deterministic simulation, idempotency, the
+//! orchestrator's semantics, and the journal's conformance.
+
+mod simulation;
