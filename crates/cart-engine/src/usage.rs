@@ -82,7 +82,8 @@ pub trait PromotionUsageStore: Send + Sync + Debug {
     async fn usage(&self, promotion_id: &PromotionId) -> PortResult<Usage>;
 }
 
-/// A [`PromotionUsageStore`] in memory, behind one mutex.
+/// A [`PromotionUsageStore`] in memory, behind one mutex, with a running tally per promotion
+/// so every call costs the same however many claims exist.
 #[derive(Debug, Default)]
 pub struct InMemoryUsageStore {
     inner: Mutex<Inner>,
@@ -91,12 +92,20 @@ pub struct InMemoryUsageStore {
 #[derive(Debug, Default)]
 struct Inner {
     claims: HashMap<IdempotencyKey, Claim>,
+    tallies: HashMap<PromotionId, Tally>,
+}
+
+/// Counted (reserved or committed) uses of one promotion.
+#[derive(Debug, Default)]
+struct Tally {
+    uses: u32,
+    spent: Option<Money>,
+    per_customer: HashMap<UserId, u32>,
 }
 
 #[derive(Debug, Clone)]
 struct Claim {
     request: ClaimRequest,
-    outcome: ClaimOutcome,
     state: ClaimState,
 }
 
@@ -114,13 +123,29 @@ impl InMemoryUsageStore {
     }
 }
 
-impl Inner {
-    fn counting<'a>(&'a self, promotion: &'a PromotionId) -> impl Iterator<Item = &'a Claim> + 'a {
-        self.claims.values().filter(move |c| {
-            c.request.promotion_id == *promotion
-                && c.outcome == ClaimOutcome::Reserved
-                && c.state != ClaimState::Released
-        })
+impl Tally {
+    fn add(&mut self, request: &ClaimRequest) -> PortResult<()> {
+        self.uses += 1;
+        self.spent = Some(match self.spent {
+            None => request.discount,
+            Some(s) => s.checked_add(&request.discount).map_err(PortError::from)?,
+        });
+        if let Some(c) = &request.customer {
+            *self.per_customer.entry(c.clone()).or_insert(0) += 1;
+        }
+        Ok(())
+    }
+
+    fn remove(&mut self, request: &ClaimRequest) {
+        self.uses = self.uses.saturating_sub(1);
+        self.spent = self
+            .spent
+            .and_then(|s| s.checked_sub(&request.discount).ok());
+        if let Some(c) = &request.customer
+            && let Some(n) = self.per_customer.get_mut(c)
+        {
+            *n = n.saturating_sub(1);
+        }
     }
 }
 
@@ -138,33 +163,36 @@ impl PromotionUsageStore for InMemoryUsageStore {
                     format!("claim {} was made for another request", request.claim_id),
                 ));
             } else {
-                return Ok(claim.outcome);
+                return Ok(ClaimOutcome::Reserved);
             }
         }
         if request.discount.is_negative() {
             return Err(PortError::new(PortErrorKind::Invalid, "negative discount"));
         }
         let limits = &request.limits;
-        let uses = inner.counting(&request.promotion_id).count();
-        let outcome = if limits.total.is_some_and(|t| uses >= t as usize) {
+        let tally = inner
+            .tallies
+            .entry(request.promotion_id.clone())
+            .or_default();
+        let outcome = if limits.total.is_some_and(|t| tally.uses >= t) {
             ClaimOutcome::LimitReached(LimitReached::Total)
         } else if limits.per_customer.is_some() && request.customer.is_none() {
             ClaimOutcome::LimitReached(LimitReached::CustomerRequired)
         } else if limits.per_customer.is_some_and(|per| {
-            inner
-                .counting(&request.promotion_id)
-                .filter(|c| c.request.customer == request.customer)
-                .count()
-                >= per as usize
+            request
+                .customer
+                .as_ref()
+                .and_then(|c| tally.per_customer.get(c))
+                .copied()
+                .unwrap_or(0)
+                >= per
         }) {
             ClaimOutcome::LimitReached(LimitReached::PerCustomer)
         } else if let Some(budget) = &limits.budget {
-            let spent = inner
-                .counting(&request.promotion_id)
-                .try_fold(Money::zero(budget.currency()), |acc, c| {
-                    acc.checked_add(&c.request.discount)
-                })
-                .and_then(|s| s.checked_add(&request.discount))
+            let spent = tally
+                .spent
+                .unwrap_or_else(|| Money::zero(budget.currency()))
+                .checked_add(&request.discount)
                 .map_err(PortError::from)?;
             if spent.amount() > budget.amount() {
                 ClaimOutcome::LimitReached(LimitReached::Budget)
@@ -176,11 +204,11 @@ impl PromotionUsageStore for InMemoryUsageStore {
         };
         // A refusal is not stored: the same claim may succeed once another is released.
         if outcome == ClaimOutcome::Reserved {
+            tally.add(request)?;
             inner.claims.insert(
                 request.claim_id.clone(),
                 Claim {
                     request: request.clone(),
-                    outcome,
                     state: ClaimState::Reserved,
                 },
             );
@@ -208,29 +236,30 @@ impl PromotionUsageStore for InMemoryUsageStore {
 
     async fn release(&self, claim_id: &IdempotencyKey) -> PortResult<()> {
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        let claim = inner
-            .claims
+        let Inner { claims, tallies } = &mut *inner;
+        let claim = claims
             .get_mut(claim_id)
             .ok_or_else(|| PortError::new(PortErrorKind::NotFound, format!("claim {claim_id}")))?;
-        claim.state = ClaimState::Released;
+        if claim.state != ClaimState::Released {
+            claim.state = ClaimState::Released;
+            if let Some(t) = tallies.get_mut(&claim.request.promotion_id) {
+                t.remove(&claim.request);
+            }
+        }
         Ok(())
     }
 
     async fn usage(&self, promotion_id: &PromotionId) -> PortResult<Usage> {
         let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut usage = Usage {
-            uses: 0,
-            spent: None,
-        };
-        for c in inner.counting(promotion_id) {
-            usage.uses += 1;
-            usage.spent = Some(match usage.spent {
-                None => c.request.discount,
-                Some(s) => s
-                    .checked_add(&c.request.discount)
-                    .map_err(PortError::from)?,
-            });
-        }
-        Ok(usage)
+        Ok(inner.tallies.get(promotion_id).map_or(
+            Usage {
+                uses: 0,
+                spent: None,
+            },
+            |t| Usage {
+                uses: t.uses,
+                spent: t.spent.filter(|s| !s.is_zero() || t.uses > 0),
+            },
+        ))
     }
 }
