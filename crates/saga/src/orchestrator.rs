@@ -356,6 +356,14 @@ impl<D: SagaDefinition> Orchestrator<D> {
     /// # Errors
     /// Journal errors.
     pub async fn drive_with_budget(&self, id: &str, budget: &mut u32) -> Result<Drive> {
+        // A finished saga answers without taking a lease, so any worker can read its outcome.
+        match self.journal.load(id).await? {
+            Some(rec) if rec.status == SagaStatus::Completed => return Ok(Drive::Completed(rec)),
+            Some(rec) if rec.status == SagaStatus::Compensated => {
+                return Ok(Drive::Compensated(rec));
+            }
+            _ => {}
+        }
         let now = self.clock.now();
         let Some(mut rec) = self
             .journal
