@@ -1187,6 +1187,54 @@ impl InMemoryStockStore {
         Ok(Changes { events })
     }
 
+    /// Sync [`StockStore::uncommit`].
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] if a line gives back more than is committed; [`Error::UnknownStock`].
+    pub fn uncommit_now(
+        &self,
+        movement: &IdempotencyKey,
+        lines: &[StockLine],
+        now: DateTime<Utc>,
+    ) -> Result<Changes> {
+        let demand = demand(lines)?;
+        let fingerprint = format!("uncommit|{demand:?}");
+        if self.movement_seen(movement, &fingerprint)? {
+            return Ok(Changes::default());
+        }
+        let stocks = demand
+            .iter()
+            .map(|(k, _)| self.stock(k))
+            .collect::<Result<Vec<_>>>()?;
+        let metas: Vec<MutexGuard<'_, Meta>> = stocks.iter().map(|s| lock(&s.meta)).collect();
+        for ((key, q), meta) in demand.iter().zip(&metas) {
+            if meta.committed < *q {
+                return Err(Error::invalid(
+                    "uncommit",
+                    format!("{key} has {} committed, not {q}", meta.committed),
+                ));
+            }
+        }
+        let mut events = Vec::new();
+        let mut log = Vec::new();
+        for ((key, q), (stock, mut meta)) in demand.iter().zip(stocks.iter().zip(metas)) {
+            let before = snapshot(stock, &meta, now).available;
+            meta.committed -= q;
+            stock.adjust_free(*q);
+            changed(stock, &meta, before, now, &mut events);
+            log.push(Movement {
+                key: movement.clone(),
+                stock: key.clone(),
+                on_hand_delta: 0,
+                committed_delta: -q,
+                reason: "uncommit".into(),
+                at: now,
+            });
+        }
+        self.record(movement, fingerprint, log);
+        Ok(Changes { events })
+    }
+
     /// Sync [`StockStore::level`].
     ///
     /// # Errors
@@ -1309,6 +1357,14 @@ impl StockStore for InMemoryStockStore {
         now: DateTime<Utc>,
     ) -> Result<Changes> {
         self.ship_now(movement, lines, now)
+    }
+    async fn uncommit(
+        &self,
+        movement: &IdempotencyKey,
+        lines: &[StockLine],
+        now: DateTime<Utc>,
+    ) -> Result<Changes> {
+        self.uncommit_now(movement, lines, now)
     }
     async fn level(&self, key: &StockKey, now: DateTime<Utc>) -> Result<StockLevel> {
         self.level_now(key, now)

@@ -54,7 +54,8 @@ pub struct Movement {
 /// - **Lazy expiry**: a `Held` hold past `expires_at` counts as free at once, before any sweep;
 ///   it can no longer be pinned or committed (`HoldExpired`). `sweep` finalizes expired holds,
 ///   each exactly once. A `Pinned` hold never expires.
-/// - **Movements** (`receive`, `set_on_hand`, `commit_direct`, `ship`) are idempotent by key.
+/// - **Movements** (`receive`, `set_on_hand`, `commit_direct`, `ship`, `uncommit`) are
+///   idempotent by key.
 #[async_trait]
 pub trait StockStore: Send + Sync + Debug {
     /// Creates (with nothing on hand) or reconfigures the stock of `key`.
@@ -122,6 +123,14 @@ pub trait StockStore: Send + Sync + Debug {
 
     /// Ships committed units: on-hand and committed both go down.
     async fn ship(
+        &self,
+        movement: &IdempotencyKey,
+        lines: &[StockLine],
+        now: DateTime<Utc>,
+    ) -> Result<Changes>;
+
+    /// Gives committed units back to sale (an order cancelled before it shipped).
+    async fn uncommit(
         &self,
         movement: &IdempotencyKey,
         lines: &[StockLine],

@@ -394,6 +394,38 @@ pub async fn direct_commits_and_shipping<S: StockStore + ?Sized>(s: &S) {
     ));
 }
 
+/// Committed units of a cancelled order go back to sale, once per movement key.
+pub async fn uncommit_returns_stock<S: StockStore + ?Sized>(s: &S) {
+    let k = stocked(s, "INV-N", StockConfig::default(), 2).await;
+    let _ = s
+        .reserve(&hold("h-n"), &[line(&k, 2)], mins(15), t0())
+        .await
+        .unwrap();
+    let _ = s.commit(&hold("h-n"), t0()).await.unwrap();
+    let m = IdempotencyKey::new("cancel-inv-n").unwrap();
+    let changes = s.uncommit(&m, &[line(&k, 2)], t0()).await.unwrap();
+    assert!(
+        changes
+            .events
+            .iter()
+            .any(|e| matches!(e, DomainEvent::BackInStock { available: 2, .. }))
+    );
+    assert!(
+        s.uncommit(&m, &[line(&k, 2)], t0())
+            .await
+            .unwrap()
+            .events
+            .is_empty()
+    );
+    let l = level(s, &k, t0()).await;
+    assert_eq!((l.committed, l.available), (0, 2));
+    let more = IdempotencyKey::new("cancel-inv-n-2").unwrap();
+    assert!(matches!(
+        s.uncommit(&more, &[line(&k, 1)], t0()).await,
+        Err(Error::Invalid { .. })
+    ));
+}
+
 /// A correction sets on hand and is recorded as a movement.
 pub async fn corrections_are_movements<S: StockStore + ?Sized>(s: &S) {
     let k = stocked(s, "INV-J", StockConfig::default(), 10).await;
@@ -503,6 +535,7 @@ macro_rules! stock_store_conformance {
             corrections_are_movements => $crate::testkit::corrections_are_movements,
             unknown_stock_is_refused => $crate::testkit::unknown_stock_is_refused,
             concurrent_last_unit => $crate::testkit::concurrent_last_unit,
+            uncommit_returns_stock => $crate::testkit::uncommit_returns_stock,
             returns_to_sold_out_stock_are_back_in_stock => $crate::testkit::returns_to_sold_out_stock_are_back_in_stock,
         );
     };

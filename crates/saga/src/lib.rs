@@ -14,15 +14,22 @@
 //!   Checkout is idempotent by the client's key, which is also the order id and the saga id.
 //! - [`reconcile_payments`] refunds any captured money without a confirmed order.
 //!
-//! **Status:** the orchestrator, the checkout saga, payment reconciliation and the simulation
-//! are here; the order lifecycle after checkout (tracking webhooks, rate shopping, the flash-sale
-//! queue) is still to come.
+//! - [`Lifecycle`] drives orders after checkout: fulfilment, shipping (stock leaves), delivery,
+//!   cancellation before shipping (stock back, full refund, notification), returns, and carrier
+//!   tracking projected onto the order with duplicate and out-of-order updates ignored.
+//! - [`rate_shop`] picks the cheapest carrier service that meets the promised date;
+//!   [`VirtualQueue`] admits flash-sale shoppers to checkout fairly at a set rate;
+//!   [`notifications_for`] maps domain events to customer notifications.
 
 mod checkout;
 mod error;
 pub mod faults;
 mod journal;
+mod lifecycle;
+mod notify;
 mod orchestrator;
+mod queue;
+mod shipping;
 
 pub use checkout::{
     CHARGE_STEP, Checkout, CheckoutInput, CheckoutOutcome, CheckoutPorts, CheckoutSaga,
@@ -30,7 +37,11 @@ pub use checkout::{
 };
 pub use error::{Error, Result};
 pub use journal::{InMemoryJournal, SagaJournal, SagaRecord, SagaStatus, StepState};
+pub use lifecycle::{Applied, Lifecycle, LifecyclePorts};
+pub use notify::notifications_for;
 pub use orchestrator::{
     ClockSleeper, Drive, Orchestrator, RetryPolicy, SagaDefinition, Sleeper, StepContext,
     StepError, StepKind, StepSpec,
 };
+pub use queue::{QueueConfig, Ticket, VirtualQueue};
+pub use shipping::rate_shop;

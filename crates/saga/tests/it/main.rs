@@ -2,4 +2,5 @@
 //! orchestrator's semantics, and the journal's conformance.
 
 mod idempotency;
+mod lifecycle;
 mod simulation;
