@@ -160,3 +160,81 @@ impl<G: PaymentGateway> PaymentGateway for FaultyPaymentGateway<G> {
         self.inner.list(after, limit).await
     }
 }
+
+/// Wraps a carrier and injects a [`Fault`] into each label purchase; quotes and tracking fail
+/// only as `Unavailable`, half as often.
+#[derive(Debug)]
+pub struct FaultyCarrier<C> {
+    inner: C,
+    rng: SeededRng,
+    percent_faulty: u64,
+}
+
+impl<C: commerce_core::Carrier> FaultyCarrier<C> {
+    /// Wraps `inner`.
+    pub fn new(inner: C, seed: u64, percent_faulty: u64) -> Self {
+        FaultyCarrier {
+            inner,
+            rng: SeededRng::new(seed),
+            percent_faulty,
+        }
+    }
+
+    /// The wrapped carrier.
+    pub fn inner(&self) -> &C {
+        &self.inner
+    }
+
+    fn read_fault(&self) -> PortResult<()> {
+        if self.rng.below(200) < self.percent_faulty {
+            Err(PortError::new(
+                PortErrorKind::Unavailable,
+                "injected: unavailable",
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl<C: commerce_core::Carrier> commerce_core::Carrier for FaultyCarrier<C> {
+    async fn quote(
+        &self,
+        request: &commerce_core::ShipmentRequest,
+    ) -> PortResult<Vec<commerce_core::RateQuote>> {
+        self.read_fault()?;
+        self.inner.quote(request).await
+    }
+    async fn create_label(
+        &self,
+        key: &IdempotencyKey,
+        request: &commerce_core::ShipmentRequest,
+        service: &str,
+    ) -> PortResult<commerce_core::Label> {
+        if self.rng.below(100) >= self.percent_faulty {
+            return self.inner.create_label(key, request, service).await;
+        }
+        match self.rng.below(3) {
+            0 => Err(PortError::new(
+                PortErrorKind::Unavailable,
+                "injected: unavailable",
+            )),
+            1 => Err(PortError::new(
+                PortErrorKind::Indeterminate,
+                "injected: timeout before sending",
+            )),
+            _ => {
+                let _ = self.inner.create_label(key, request, service).await;
+                Err(PortError::new(
+                    PortErrorKind::Indeterminate,
+                    "injected: timeout after the effect",
+                ))
+            }
+        }
+    }
+    async fn track(&self, tracking_number: &str) -> PortResult<Vec<commerce_core::TrackingEvent>> {
+        self.read_fault()?;
+        self.inner.track(tracking_number).await
+    }
+}

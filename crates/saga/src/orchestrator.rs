@@ -135,16 +135,21 @@ pub struct RetryPolicy {
     pub backoff_max: TimeDelta,
     /// Lease a driver holds on a saga.
     pub lease: TimeDelta,
+    /// Longest a single step call (act, resolve, compensate) may take; a call that takes
+    /// longer counts as indeterminate (it may still have taken effect) and is resolved.
+    pub step_timeout: TimeDelta,
 }
 
 impl Default for RetryPolicy {
-    /// 5 attempts, 100 ms doubling to 5 s, full jitter on half the delay, 60 s lease.
+    /// 5 attempts, 100 ms doubling to 5 s, jitter on half the delay, 60 s lease, 10 s per
+    /// step call.
     fn default() -> Self {
         RetryPolicy {
             attempts_max: 5,
             backoff_initial: TimeDelta::milliseconds(100),
             backoff_max: TimeDelta::seconds(5),
             lease: TimeDelta::seconds(60),
+            step_timeout: TimeDelta::seconds(10),
         }
     }
 }
@@ -337,6 +342,22 @@ impl<D: SagaDefinition> Orchestrator<D> {
         }
     }
 
+    /// Runs a step call under the per-step timeout: if the sleeper's timer fires first, the
+    /// call is abandoned and reported as indeterminate.
+    async fn timed<T>(
+        &self,
+        call: impl std::future::Future<Output = std::result::Result<T, StepError>>,
+    ) -> std::result::Result<T, StepError> {
+        let call = std::pin::pin!(call);
+        let timer = std::pin::pin!(self.sleeper.sleep(self.policy.step_timeout));
+        match futures::future::select(call, timer).await {
+            futures::future::Either::Left((result, _)) => result,
+            futures::future::Either::Right(((), _)) => {
+                Err(StepError::Indeterminate("step timed out".into()))
+            }
+        }
+    }
+
     fn backoff(&self, attempt: u32) -> TimeDelta {
         let base = self.policy.backoff_initial.num_milliseconds().max(1);
         let exp = base.saturating_mul(1i64 << attempt.min(20).saturating_sub(1));
@@ -472,16 +493,16 @@ impl<D: SagaDefinition> Orchestrator<D> {
                 now: self.clock.now(),
             };
             let result = if ask_first {
-                match self.definition.resolve(&ctx).await {
+                match self.timed(self.definition.resolve(&ctx)).await {
                     Ok(Some(output)) => Ok(output),
                     Ok(None) => {
                         ask_first = false;
-                        self.definition.act(&ctx).await
+                        self.timed(self.definition.act(&ctx)).await
                     }
                     Err(e) => Err(e),
                 }
             } else {
-                self.definition.act(&ctx).await
+                self.timed(self.definition.act(&ctx)).await
             };
             match result {
                 Ok(output) => return StepRun::Done(output),
@@ -515,7 +536,7 @@ impl<D: SagaDefinition> Orchestrator<D> {
                 steps: &rec.steps,
                 now: self.clock.now(),
             };
-            match self.definition.compensate(&ctx).await {
+            match self.timed(self.definition.compensate(&ctx)).await {
                 Ok(()) => return Ok(()),
                 Err(
                     StepError::Retryable(e) | StepError::Terminal(e) | StepError::Indeterminate(e),

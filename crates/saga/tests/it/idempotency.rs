@@ -285,3 +285,53 @@ fn reconciliation_refunds_a_charge_without_a_confirmed_order() {
         "the confirmed order keeps its payment"
     );
 }
+
+#[test]
+fn a_step_that_hangs_times_out_and_is_resolved() {
+    #[derive(Debug)]
+    struct Hangs;
+    #[async_trait::async_trait]
+    impl SagaDefinition for Hangs {
+        fn kind(&self) -> &'static str {
+            "hangs"
+        }
+        fn steps(&self) -> &'static [StepSpec] {
+            &[StepSpec {
+                name: "slow_call",
+                kind: StepKind::Pivot,
+            }]
+        }
+        async fn act(&self, _: &StepContext<'_>) -> Result<Vec<u8>, StepError> {
+            futures::future::pending().await
+        }
+        async fn resolve(&self, _: &StepContext<'_>) -> Result<Option<Vec<u8>>, StepError> {
+            Ok(Some(b"it happened".to_vec()))
+        }
+        async fn compensate(&self, _: &StepContext<'_>) -> Result<(), StepError> {
+            Ok(())
+        }
+    }
+    let clock = Arc::new(ManualClock::new(testkit::t0()));
+    let o = Orchestrator::new(
+        Hangs,
+        Arc::new(InMemoryJournal::new()),
+        clock.clone(),
+        Arc::new(ClockSleeper(clock.clone())),
+        "w",
+        RetryPolicy::default(),
+        3,
+    );
+    match block_on(o.start("hang-1", vec![], testkit::t0() + TimeDelta::minutes(15))).unwrap() {
+        Drive::Completed(rec) => assert_eq!(
+            rec.steps[0],
+            StepState::Done {
+                output: b"it happened".to_vec()
+            }
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        clock.now() >= testkit::t0() + TimeDelta::seconds(10),
+        "the step timeout elapsed"
+    );
+}

@@ -399,3 +399,28 @@ fn events_map_to_notifications_once() {
             .all(|n| n.kind == NotificationKind::BackInStock)
     );
 }
+
+#[test]
+fn a_faulty_carrier_still_sells_one_label_per_key() {
+    use saga::faults::FaultyCarrier;
+    let carrier = FaultyCarrier::new(
+        InMemoryCarrier::with_standard_services("acme", Currency::EUR),
+        9,
+        50,
+    );
+    let req = shipment(Currency::EUR);
+    let key = IdempotencyKey::new("faulty-label").unwrap();
+    let mut label = None;
+    for _ in 0..50 {
+        if let Ok(l) = block_on(carrier.create_label(&key, &req, "standard")) {
+            label = Some(l);
+            break;
+        }
+    }
+    let label = label.expect("a label within 50 tries");
+    // Whatever timed out after taking effect, the key bought exactly this label.
+    assert_eq!(
+        block_on(carrier.inner().create_label(&key, &req, "standard")).unwrap(),
+        label
+    );
+}
