@@ -71,6 +71,7 @@ fn input(skus: &[StockKey], n: usize) -> CheckoutInput {
         }],
         hold_ttl_secs: 900,
         method_token: "tok_visa".into(),
+        cart_hold: None,
     }
 }
 

@@ -49,6 +49,11 @@ pub struct CheckoutInput {
     pub hold_ttl_secs: i64,
     /// The tokenized payment method.
     pub method_token: String,
+    /// A hold the cart already took for these lines (reservation at add-to-cart); checkout
+    /// pins it instead of reserving again, and reserves afresh if it expired or no longer
+    /// matches the lines.
+    #[serde(default)]
+    pub cart_hold: Option<HoldId>,
 }
 
 impl CheckoutInput {
@@ -141,6 +146,7 @@ impl CheckoutInput {
             stock,
             hold_ttl_secs: inventory::limits::HOLD_TTL_SECS_DEFAULT,
             method_token,
+            cart_hold: None,
         })
     }
 }
@@ -303,6 +309,27 @@ impl SagaDefinition for CheckoutSaga {
         match ctx.step {
             0 => self.claim(order, &input).await.map(|()| Vec::new()),
             1 => {
+                // Pinned before the charge: no sweeper may release it while money moves.
+                if let Some(cart_hold) = &input.cart_hold {
+                    let demand = inventory::demand(&input.stock).map_err(stock_error)?;
+                    let held = self
+                        .ports
+                        .stock
+                        .hold(cart_hold)
+                        .await
+                        .map_err(stock_error)?;
+                    let matches = held.is_some_and(|h| {
+                        h.lines
+                            .iter()
+                            .map(|l| (&l.key, l.quantity))
+                            .eq(demand.iter().map(|(k, q)| (k, *q)))
+                    });
+                    if matches && self.ports.stock.pin(cart_hold, ctx.now).await.is_ok() {
+                        return Ok(cart_hold.as_str().as_bytes().to_vec());
+                    }
+                    // Expired or stale: give it back and hold afresh under the order's id.
+                    let _ = self.ports.stock.release(cart_hold, ctx.now).await;
+                }
                 let hold = hold_id(order)?;
                 let expires = ctx.now + TimeDelta::seconds(input.hold_ttl_secs);
                 self.ports
@@ -310,13 +337,12 @@ impl SagaDefinition for CheckoutSaga {
                     .reserve(&hold, &input.stock, expires, ctx.now)
                     .await
                     .map_err(stock_error)?;
-                // Pinned before the charge: no sweeper may release it while money moves.
                 self.ports
                     .stock
                     .pin(&hold, ctx.now)
                     .await
                     .map_err(stock_error)?;
-                Ok(Vec::new())
+                Ok(hold.as_str().as_bytes().to_vec())
             }
             2 => {
                 let new = Order::new(input.order.clone(), ctx.now)
@@ -365,7 +391,15 @@ impl SagaDefinition for CheckoutSaga {
                         return Err(StepError::Retryable("order changed concurrently".into()));
                     }
                 }
-                match self.ports.stock.commit(&hold_id(order)?, ctx.now).await {
+                let used = ctx
+                    .output(1)
+                    .and_then(|b| std::str::from_utf8(b).ok())
+                    .and_then(|h| HoldId::new(h).ok());
+                let hold = match used {
+                    Some(h) => h,
+                    None => hold_id(order)?,
+                };
+                match self.ports.stock.commit(&hold, ctx.now).await {
                     Ok(_) => {}
                     Err(e) => return Err(StepError::Retryable(e.to_string())),
                 }
@@ -446,10 +480,18 @@ impl SagaDefinition for CheckoutSaga {
         let order = ctx.saga_id;
         match ctx.step {
             0 => self.release_claims(order, &input).await,
-            1 => match self.ports.stock.release(&hold_id(order)?, ctx.now).await {
-                Ok(_) | Err(inventory::Error::UnknownHold(_)) => Ok(()),
-                Err(e) => Err(StepError::Retryable(e.to_string())),
-            },
+            1 => {
+                // Whichever hold the step used (or may have used, if it never reported back).
+                let mut holds = vec![hold_id(order)?];
+                holds.extend(input.cart_hold.clone());
+                for hold in holds {
+                    match self.ports.stock.release(&hold, ctx.now).await {
+                        Ok(_) | Err(inventory::Error::UnknownHold(_)) => {}
+                        Err(e) => return Err(StepError::Retryable(e.to_string())),
+                    }
+                }
+                Ok(())
+            }
             2 => {
                 let id = &input.order.id;
                 if let Some(mut stored) = self.ports.orders.get(id).await? {

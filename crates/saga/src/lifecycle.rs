@@ -190,6 +190,21 @@ impl Lifecycle {
         Ok(applied)
     }
 
+    /// Corrects the shipping address (the customer's fix, or the carrier's address exception)
+    /// as a ledger entry; refused (`Ignored`) once the order is delivered or closed.
+    ///
+    /// # Errors
+    /// Port errors; an unknown order; an invalid address.
+    pub async fn correct_address(
+        &self,
+        id: &OrderId,
+        address: commerce_core::Address,
+        now: DateTime<Utc>,
+    ) -> Result<Applied> {
+        self.transition(id, Transition::CorrectAddress { address }, now)
+            .await
+    }
+
     /// The carrier delivered.
     ///
     /// # Errors

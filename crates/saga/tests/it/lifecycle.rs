@@ -424,3 +424,31 @@ fn a_faulty_carrier_still_sells_one_label_per_key() {
         label
     );
 }
+
+#[test]
+fn address_corrections_are_ledger_entries_until_delivery() {
+    let world = World::new(7, 0, 10);
+    let id = confirmed(&world, "life-7");
+    let life = lifecycle(&world);
+    let now = world.clock.now();
+    let mut fixed = sample_address();
+    fixed.line1 = "Friedrichstrasse 100".into();
+    assert!(matches!(
+        block_on(life.correct_address(&id, fixed.clone(), now)).unwrap(),
+        Applied::Moved(_)
+    ));
+    let order = world
+        .orders
+        .snapshot()
+        .into_iter()
+        .find(|o| o.id() == &id)
+        .unwrap();
+    assert_eq!(order.shipping_address(), &fixed);
+    assert_eq!(order.status(), OrderStatus::Confirmed);
+    let mut bad = sample_address();
+    bad.city = String::new();
+    assert!(
+        block_on(life.correct_address(&id, bad, now)).is_err(),
+        "an invalid address is refused"
+    );
+}

@@ -162,6 +162,7 @@ pub(crate) fn input(
             .collect(),
         hold_ttl_secs: 900,
         method_token: token.into(),
+        cart_hold: None,
     }
 }
 

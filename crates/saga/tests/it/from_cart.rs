@@ -1,0 +1,191 @@
+//! Checkout from a real cart: step 1's verification, and reuse of a hold the cart took.
+
+use cart_engine::{
+    Cart, CartCommand, FlatRateTax, Mutation, PricingConfig, PricingContext, ShippingMethod,
+    load_promotions, price,
+};
+use chrono::TimeDelta;
+use commerce_core::testkit::{sample_address, sample_product};
+use commerce_core::{
+    CartId, Clock, Currency, IdempotencyKey, LocationId, Money, PriceScope, PriceTable, UserId,
+};
+use futures::executor::block_on;
+use inventory::{HoldId, HoldStatus, StockKey, StockLine};
+use saga::*;
+
+use crate::simulation::World;
+
+fn ready_cart(world: &World) -> (Cart, cart_engine::PricedCart, Vec<cart_engine::Promotion>) {
+    let now = world.clock.now();
+    let mut cart = Cart::new(
+        CartId::new("c-1").unwrap(),
+        Some(UserId::new("u-1").unwrap()),
+        Currency::EUR,
+        None,
+        now,
+    );
+    let mut p = sample_product("p-0", world.skus[0].sku.as_str());
+    p.prices = PriceTable::single(Money::from_minor(1_000, Currency::EUR));
+    let m = Mutation::at(now);
+    let _ = cart
+        .execute(
+            CartCommand::AddLine {
+                product: &p,
+                quantity: 2,
+                gift_wrap: false,
+            },
+            &m,
+        )
+        .unwrap();
+    let _ = cart
+        .execute(CartCommand::SetShippingAddress(sample_address()), &m)
+        .unwrap();
+    let method = ShippingMethod {
+        id: "std".into(),
+        name: "Standard".into(),
+        price: Money::from_minor(490, Currency::EUR),
+    };
+    let _ = cart
+        .execute(CartCommand::SetShippingMethod(method), &m)
+        .unwrap();
+    let promos = load_promotions(
+        r#"[{"id": "launch", "name": "10 %", "limits": {"total": 5}, "action": {"percent_off": {"percent": "10"}}}]"#,
+    )
+    .unwrap();
+    let config = PricingConfig::default();
+    let tax = FlatRateTax::new(rust_decimal::Decimal::ZERO).unwrap();
+    let priced = price(
+        &cart,
+        &promos,
+        &PricingContext {
+            now,
+            customer: None,
+            config: &config,
+            tax: &tax,
+        },
+    )
+    .unwrap();
+    (cart, priced, promos)
+}
+
+#[test]
+fn a_ready_cart_checks_out_and_an_unacknowledged_price_change_is_refused() {
+    let world = World::new(1, 0, 10);
+    let (mut cart, priced, promos) = ready_cart(&world);
+    let key = IdempotencyKey::new("cart-checkout-1").unwrap();
+    let loc = LocationId::new("wh").unwrap();
+    let input = CheckoutInput::from_cart(
+        &key,
+        &cart,
+        &priced,
+        &promos,
+        UserId::new("u-1").unwrap(),
+        &loc,
+        sample_address(),
+        "tok_visa".into(),
+        world.clock.now(),
+    )
+    .unwrap();
+    assert_eq!(input.claims.len(), 1, "the limited promotion is claimed");
+    let outcome = block_on(world.checkout("w", 1).checkout(&input)).unwrap();
+    assert!(matches!(outcome, CheckoutOutcome::Confirmed { .. }));
+    let order = world.orders.snapshot().pop().unwrap();
+    assert_eq!(
+        order.totals().grand_total,
+        priced.totals.total,
+        "the order charges what the cart showed"
+    );
+
+    // The catalog price moves; until the shopper acknowledges it, checkout is refused.
+    let mut p = sample_product("p-0", world.skus[0].sku.as_str());
+    p.prices
+        .set(PriceScope::Default, Money::from_minor(1_200, Currency::EUR))
+        .unwrap();
+    let _ = cart.reprice(|_| Some(&p), world.clock.now());
+    let key2 = IdempotencyKey::new("cart-checkout-2").unwrap();
+    let refused = CheckoutInput::from_cart(
+        &key2,
+        &cart,
+        &priced,
+        &promos,
+        UserId::new("u-1").unwrap(),
+        &loc,
+        sample_address(),
+        "tok_visa".into(),
+        world.clock.now(),
+    );
+    assert!(matches!(refused, Err(Error::NotReady(_))));
+}
+
+#[test]
+fn a_hold_taken_by_the_cart_is_pinned_and_committed() {
+    let world = World::new(2, 0, 10);
+    let now = world.clock.now();
+    let line = StockLine {
+        key: StockKey::new(world.skus[1].sku.clone(), LocationId::new("wh").unwrap()),
+        quantity: 1,
+    };
+    let cart_hold = HoldId::new("cart-c9").unwrap();
+    let _ = world
+        .stock
+        .reserve_now(
+            &cart_hold,
+            std::slice::from_ref(&line),
+            now + TimeDelta::minutes(15),
+            now,
+        )
+        .unwrap();
+    let mut input = crate::simulation::input(&world, "reuse-1", &[(1, 1)], false, "tok_visa");
+    input.cart_hold = Some(cart_hold.clone());
+    assert!(matches!(
+        block_on(world.checkout("w", 1).checkout(&input)).unwrap(),
+        CheckoutOutcome::Confirmed { .. }
+    ));
+    assert_eq!(
+        world.stock.hold_now(&cart_hold).unwrap().status,
+        HoldStatus::Committed
+    );
+    assert_eq!(
+        world.stock.hold_now(&HoldId::new("reuse-1:hold").unwrap()),
+        None,
+        "no second hold"
+    );
+    assert_eq!(
+        world
+            .stock
+            .level_now(&world.skus[1], now)
+            .unwrap()
+            .committed,
+        1
+    );
+
+    // An expired cart hold is replaced by a fresh one.
+    let old = HoldId::new("cart-c10").unwrap();
+    let _ = world
+        .stock
+        .reserve_now(&old, &[line], now + TimeDelta::minutes(1), now)
+        .unwrap();
+    world.clock.advance(TimeDelta::minutes(2));
+    let mut input = crate::simulation::input(&world, "reuse-2", &[(1, 1)], false, "tok_visa");
+    input.cart_hold = Some(old);
+    assert!(matches!(
+        block_on(world.checkout("w", 1).checkout(&input)).unwrap(),
+        CheckoutOutcome::Confirmed { .. }
+    ));
+    assert_eq!(
+        world
+            .stock
+            .hold_now(&HoldId::new("reuse-2:hold").unwrap())
+            .unwrap()
+            .status,
+        HoldStatus::Committed
+    );
+    assert_eq!(
+        world
+            .stock
+            .level_now(&world.skus[1], world.clock.now())
+            .unwrap()
+            .committed,
+        2
+    );
+}
