@@ -1,224 +1,296 @@
-//! The SDK's main job until the reference server lands: price a small cart from per-locale
-//! price tables, split an order discount exactly, take the payment, and walk the order through
-//! its life with a carrier, an outbox and notifications — all on the in-memory ports.
+//! The SDK's main job until the reference server lands: every engine working together on the
+//! in-memory ports. A shopper in Austria fills a cart, prices resolve per locale, promotions and
+//! VAT apply, a carrier is chosen by rate shopping, checkout runs as a saga (stock held and
+//! pinned, order created, charged once, confirmed), and the order ships and is delivered from
+//! carrier tracking.
 //!
 //! Run it with `cargo run -p examples --bin walkthrough`.
 
 #![allow(clippy::print_stdout, reason = "an example prints what it does")]
 
 use std::error::Error as StdError;
+use std::sync::Arc;
 
 use adapters::SystemClock;
+use cart_engine::{
+    Cart, CartCommand, FlatRateTax, InMemoryUsageStore, Mutation, PriceMode, PricingConfig,
+    PricingContext, ShippingMethod, load_promotions, price,
+};
 use chrono::Days;
 use commerce_core::memory::{
     InMemoryCarrier, InMemoryEventLog, InMemoryNotifier, InMemoryOrderStore, InMemoryPaymentGateway,
 };
 use commerce_core::testkit::{sample_address, sample_product};
 use commerce_core::*;
+use inventory::{InMemoryStockStore, StockConfig, StockKey};
 use rust_decimal::Decimal;
+use saga::{
+    Checkout, CheckoutInput, CheckoutPorts, InMemoryJournal, Lifecycle, LifecyclePorts, rate_shop,
+};
 
 type AnyResult<T> = std::result::Result<T, Box<dyn StdError>>;
+
+/// A sleeper for retries on the wall clock would need a runtime; this example never retries,
+/// so a no-op sleeper is enough.
+#[derive(Debug)]
+struct NoSleep;
+
+#[async_trait::async_trait]
+impl saga::Sleeper for NoSleep {
+    async fn sleep(&self, _delay: chrono::TimeDelta) {}
+}
 
 fn main() -> AnyResult<()> {
     futures::executor::block_on(run())
 }
 
 async fn run() -> AnyResult<()> {
-    let clock = SystemClock;
-    let locale = Locale::new("de-AT")?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let now = clock.now();
+    let wh = LocationId::new("wh-vienna")?;
+    let at = CountryCode::new("AT")?;
 
-    // 1. Two products; the tee has an Austrian price.
+    // Catalog and stock.
     let mut tee = sample_product("p-tee", "TEE-RED-M");
-    tee.prices.set(
-        PriceScope::Country(CountryCode::new("AT")?),
-        "21.50 EUR".parse()?,
-    )?;
+    tee.prices
+        .set(PriceScope::Country(at), "21.50 EUR".parse()?)?;
     let mut mug = sample_product("p-mug", "MUG-01");
     mug.prices = PriceTable::single("8.90 EUR".parse()?);
-    let cart = [(&tee, 2u32), (&mug, 3u32)];
-
-    println!("== Pricing for {locale}");
-    let mut lines = Vec::new();
-    for (product, qty) in cart {
-        let unit = product.prices.resolve(Currency::EUR, Some(&locale), None)?;
-        let subtotal = unit.checked_mul(Decimal::from(qty))?;
-        println!("  {:<10} {qty} × {unit} = {subtotal}", product.sku);
-        lines.push((product, qty, unit, subtotal));
+    mug.brand = Some("Potter".into());
+    let stock = Arc::new(InMemoryStockStore::new());
+    for (p, units) in [(&tee, 5), (&mug, 3)] {
+        let key = StockKey::new(p.sku.clone(), wh.clone());
+        stock.configure_now(&key, StockConfig::default())?;
+        let _ = stock.receive_now(
+            &IdempotencyKey::derive("po-2026-11", p.sku.as_str())?,
+            &key,
+            units,
+            now,
+        )?;
     }
 
-    // 2. A 10 % order discount, rounded half-even, allocated over the lines by their subtotals.
-    let subtotal = Money::sum(Currency::EUR, lines.iter().map(|l| &l.3))?;
-    let discount = subtotal
-        .checked_mul(Decimal::new(10, 2))?
-        .round(RoundingMode::HalfEven);
-    let weights: Vec<Decimal> = lines.iter().map(|l| l.3.amount()).collect();
-    let shares = allocate(&discount, &weights)?;
-    println!("  subtotal {subtotal}, 10 % off = {discount}, split {shares:?}");
-
-    // 3. The order.
-    let order_lines = lines
-        .iter()
-        .zip(&shares)
-        .map(|((product, qty, unit, _), share)| OrderLine {
-            sku: product.sku.clone(),
-            product_id: product.id.clone(),
-            title: product.title.clone(),
-            quantity: *qty,
-            unit_price: *unit,
-            discount: *share,
-        })
-        .collect();
-    let new = NewOrder {
-        id: OrderId::new("order-1001")?,
-        user_id: UserId::new("user-42")?,
-        currency: Currency::EUR,
-        lines: order_lines,
-        shipping: "4.90 EUR".parse()?,
-        fees: None,
-        tax: Money::zero(Currency::EUR),
-        tax_included: false,
-        shipping_address: sample_address(),
-        billing_address: sample_address(),
-    };
-    let mut order = Order::new(new, clock.now())?;
-    let totals = *order.totals();
-    println!(
-        "== Order {}: {} − {} + {} shipping = {}",
-        order.id(),
-        totals.subtotal,
-        totals.discount,
-        totals.shipping,
-        totals.grand_total
+    // The cart, priced for de-AT.
+    let user = UserId::new("user-42")?;
+    let mut cart = Cart::new(
+        CartId::new("cart-42")?,
+        Some(user.clone()),
+        Currency::EUR,
+        Some(Locale::new("de-AT")?),
+        now,
     );
+    let m = Mutation::at(now);
+    let _ = cart.execute(
+        CartCommand::AddLine {
+            product: &tee,
+            quantity: 2,
+            gift_wrap: false,
+        },
+        &m,
+    )?;
+    let _ = cart.execute(
+        CartCommand::AddLine {
+            product: &mug,
+            quantity: 3,
+            gift_wrap: false,
+        },
+        &m,
+    )?;
+    let _ = cart.execute(CartCommand::ApplyCode("welcome 5".into()), &m)?;
+    let mut address = sample_address();
+    address.country = at;
+    address.city = "Wien".into();
+    let _ = cart.execute(CartCommand::SetShippingAddress(address.clone()), &m)?;
 
-    // 4. The ports, in memory.
-    let orders = InMemoryOrderStore::new();
-    let payments = InMemoryPaymentGateway::new();
-    let carrier = InMemoryCarrier::with_standard_services("acme-post", Currency::EUR);
-    let outbox = InMemoryEventLog::new();
-    let notifier = InMemoryNotifier::new();
-    orders.insert(order.clone()).await?;
-
-    // 5. Charge with a key derived from the order id, so a retry can never charge twice.
-    let charge = AuthorizeRequest {
-        idempotency_key: IdempotencyKey::derive(order.id().as_str(), "charge")?,
-        order_id: order.id().clone(),
-        amount: totals.grand_total,
-        method_token: "tok_visa".into(),
-        capture: true,
-    };
-    let payment = payments.authorize(&charge).await?;
-    let again = payments.authorize(&charge).await?;
-    assert_eq!(payment.payment_ref, again.payment_ref);
-    println!(
-        "== Charged {} as {} (a retry returned the same charge)",
-        payment.captured, payment.payment_ref
-    );
-
-    // 6. Walk the order; every step is a ledger entry, a stored version and an event.
-    let shipment = ShipmentRequest {
+    // Rate shopping: the cheapest service that arrives within three days.
+    let acme: Arc<dyn Carrier> = Arc::new(InMemoryCarrier::with_standard_services(
+        "acme-post",
+        Currency::EUR,
+    ));
+    let request = ShipmentRequest {
         from: sample_address(),
-        to: order.shipping_address().clone(),
+        to: address.clone(),
         parcels: vec![Parcel {
             weight_g: 1_800,
             dimensions_mm: [300, 200, 120],
         }],
         currency: Currency::EUR,
-        ship_date: clock
-            .now()
-            .date_naive()
-            .checked_add_days(Days::new(1))
-            .ok_or("date out of range")?,
+        ship_date: now.date_naive(),
     };
-    let quotes = carrier.quote(&shipment).await?;
-    let cheapest = quotes
-        .iter()
-        .min_by_key(|q| q.amount.amount())
-        .ok_or("no quote")?;
-    let label = carrier
-        .create_label(
-            &IdempotencyKey::derive(order.id().as_str(), "label")?,
-            &shipment,
-            &cheapest.service,
-        )
-        .await?;
+    let promised = now
+        .date_naive()
+        .checked_add_days(Days::new(3))
+        .ok_or("date out of range")?;
+    let quote = rate_shop(std::slice::from_ref(&acme), &request, promised).await?;
+    let method = ShippingMethod {
+        id: format!("{}/{}", quote.carrier, quote.service),
+        name: quote.service.clone(),
+        price: quote.amount,
+    };
+    let _ = cart.execute(CartCommand::SetShippingMethod(method), &m)?;
     println!(
-        "== Label {} via {} ({}), due {}",
-        label.tracking_number, label.service, label.amount, cheapest.estimated_delivery
+        "== Shipping: {} {} for {}, due {}",
+        quote.carrier, quote.service, quote.amount, quote.estimated_delivery
     );
 
-    let steps = vec![
-        Transition::ConfirmPayment {
-            payment_ref: payment.payment_ref.clone(),
+    let promotions = load_promotions(
+        r#"[
+      {"id": "welcome5", "name": "5 off with WELCOME5", "code": "WELCOME5", "limits": {"per_customer": 1},
+       "action": {"fixed_off_order": {"amount": {"amount": "5.00", "currency": "EUR"}}}},
+      {"id": "potter", "name": "Potter mugs 20 %", "priority": 10,
+       "action": {"percent_off": {"percent": "20", "items": {"brands": ["Potter"]}}}},
+      {"id": "ship-free-80", "name": "free shipping over 80", "condition": {"min_subtotal": {"amount": {"amount": "80.00", "currency": "EUR"}}},
+       "action": "free_shipping"}
+    ]"#,
+    )?;
+    let config = PricingConfig {
+        price_mode: PriceMode::TaxInclusive,
+        ..PricingConfig::default()
+    };
+    let vat = FlatRateTax::new(Decimal::new(20, 2))?.with_rate(at, Decimal::new(20, 2))?;
+    let priced = price(
+        &cart,
+        &promotions,
+        &PricingContext {
+            now,
+            customer: None,
+            config: &config,
+            tax: &vat,
         },
-        Transition::StartFulfilment,
-        Transition::Ship {
-            carrier: label.carrier.clone(),
-            tracking_number: label.tracking_number.clone(),
-        },
-        Transition::Deliver,
-    ];
-    for transition in steps {
-        let version = order.version();
-        let entry = order.apply(transition, clock.now())?.clone();
-        match orders.update(order.clone(), version).await? {
-            CasOutcome::Committed => {}
-            lost => return Err(format!("lost a race: {lost}").into()),
-        }
-        let event = EventEnvelope::new(
-            EventId::new(format!("{}-{}", order.id(), entry.seq))?,
-            entry.at,
-            DomainEvent::OrderStatusChanged {
-                order_id: order.id().clone(),
-                from: entry.from,
-                to: entry.to,
-                transition: entry.transition.kind(),
-                seq: entry.seq,
-            },
-        );
-        outbox.publish(&[event.clone(), event]).await?; // the duplicate is dropped
-        let kind = match entry.to {
-            OrderStatus::Confirmed => Some(NotificationKind::OrderConfirmed),
-            OrderStatus::Shipped => Some(NotificationKind::OrderShipped),
-            OrderStatus::Delivered => Some(NotificationKind::OrderDelivered),
-            _ => None,
-        };
-        if let Some(kind) = kind {
-            notifier
-                .send(&Notification {
-                    key: IdempotencyKey::derive(order.id().as_str(), entry.to.as_str())?,
-                    recipient: order.user_id().clone(),
-                    kind,
-                    order_id: Some(order.id().clone()),
-                    sku: None,
-                })
-                .await?;
-        }
+    )?;
+    println!("== Cart for de-AT (prices include 20 % VAT)");
+    for line in &priced.lines {
         println!(
-            "  #{} {} → {} ({})",
-            entry.seq,
-            entry.from,
-            entry.to,
-            entry.transition.kind()
+            "  {:<10} {} × {} = {}, discount {}",
+            line.sku, line.quantity, line.unit_price, line.subtotal, line.discount
         );
     }
-
-    // 7. An illegal move is refused and changes nothing.
-    let before = order.clone();
-    let refused = order
-        .apply(Transition::StartFulfilment, clock.now())
-        .err()
-        .ok_or("should have been refused")?;
-    assert_eq!(order, before);
-    println!("== Refused: {refused}");
-
-    let stored = orders.get(order.id()).await?.ok_or("order vanished")?;
+    for d in &priced.promotions {
+        println!(
+            "  promotion {:<13} {:?}",
+            d.promotion_id.to_string(),
+            d.outcome
+        );
+    }
+    let t = &priced.totals;
     println!(
-        "== Stored order at version {}, ledger replays to {}; {} events in the outbox; {} notifications sent",
-        stored.version(),
-        Order::replay(stored.ledger())?,
-        outbox.end_offset().await?,
-        notifier.sent().len()
+        "  subtotal {} − discounts {} + shipping {} = {} (VAT included: {})",
+        t.subtotal, t.discount, t.shipping, t.total, t.tax
     );
+
+    // Checkout: a saga keyed by the client's idempotency key.
+    let orders = Arc::new(InMemoryOrderStore::new());
+    let payments = Arc::new(InMemoryPaymentGateway::new());
+    let outbox = Arc::new(InMemoryEventLog::new());
+    let notifier = Arc::new(InMemoryNotifier::new());
+    let ports = CheckoutPorts {
+        usage: Arc::new(InMemoryUsageStore::new()),
+        stock: stock.clone(),
+        orders: orders.clone(),
+        payments: payments.clone(),
+        outbox: outbox.clone(),
+        notifier: notifier.clone(),
+    };
+    let checkout = Checkout::new(
+        ports,
+        Arc::new(InMemoryJournal::new()),
+        clock.clone(),
+        Arc::new(NoSleep),
+        "worker-1",
+        7,
+    );
+    let key = IdempotencyKey::new("checkout-7f3a")?;
+    let input = CheckoutInput::from_cart(
+        &key,
+        &cart,
+        &priced,
+        &promotions,
+        user.clone(),
+        &wh,
+        address.clone(),
+        "tok_visa".into(),
+        now,
+    )?;
+    let outcome = checkout.checkout(&input).await?;
+    let again = checkout.checkout(&input).await?;
+    println!("== Checkout {key}: {outcome:?} (a retry with the same key: {again:?})");
+    let charged: Vec<String> = payments
+        .snapshot()
+        .iter()
+        .map(|p| format!("{} {}", p.payment_ref, p.captured))
+        .collect();
+    println!("  charges: {charged:?}");
+
+    // After checkout: fulfil, ship, and let tracking deliver it.
+    let life = Lifecycle::new(
+        LifecyclePorts {
+            orders: orders.clone(),
+            stock: stock.clone(),
+            payments,
+            outbox: outbox.clone(),
+            notifier: notifier.clone(),
+        },
+        wh.clone(),
+    );
+    let order_id = OrderId::new(key.as_str())?;
+    let _ = life.start_fulfilment(&order_id, clock.now()).await?;
+    let label = acme
+        .create_label(
+            &IdempotencyKey::derive(order_id.as_str(), "label")?,
+            &request,
+            &quote.service,
+        )
+        .await?;
+    let _ = life.ship(&order_id, &label, clock.now()).await?;
+    // The carrier's delivery scan arrives as a webhook (twice, as webhooks do).
+    let tracking = TrackingEvent {
+        seq: 7,
+        at: clock.now(),
+        status: TrackingStatus::Delivered,
+    };
+    let _ = life
+        .on_tracking(&order_id, &label.carrier, &label.tracking_number, &tracking)
+        .await?;
+    let _ = life
+        .on_tracking(&order_id, &label.carrier, &label.tracking_number, &tracking)
+        .await?;
+
+    let order = orders.get(&order_id).await?.ok_or("order vanished")?;
+    println!(
+        "== Order {}: {} after {} ledger entries",
+        order.id(),
+        order.status(),
+        order.ledger().len()
+    );
+    for e in order.ledger() {
+        println!(
+            "  #{} {} → {} ({})",
+            e.seq,
+            e.from,
+            e.to,
+            e.transition.kind()
+        );
+    }
+    for key in [
+        StockKey::new(tee.sku.clone(), wh.clone()),
+        StockKey::new(mug.sku.clone(), wh),
+    ] {
+        let l = stock.level_now(&key, clock.now())?;
+        println!(
+            "  stock {key}: on hand {}, committed {}, available {}",
+            l.on_hand, l.committed, l.available
+        );
+    }
+    let events: Vec<String> = outbox
+        .snapshot()
+        .iter()
+        .map(|e| e.event_type.clone())
+        .collect();
+    println!("== Outbox: {events:?}");
+    let notes: Vec<String> = notifier
+        .sent()
+        .iter()
+        .map(|n| format!("{:?}", n.kind))
+        .collect();
+    println!("== Notifications to {user}: {notes:?}");
     Ok(())
 }
