@@ -79,6 +79,7 @@ mod notify;
 mod orchestrator;
 mod queue;
 mod shipping;
+pub mod testkit;
 
 pub use checkout::{
     CHARGE_STEP, Checkout, CheckoutInput, CheckoutOutcome, CheckoutPorts, CheckoutSaga,

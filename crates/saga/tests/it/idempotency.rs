@@ -335,3 +335,45 @@ fn a_step_that_hangs_times_out_and_is_resolved() {
         "the step timeout elapsed"
     );
 }
+
+#[test]
+fn eight_threads_with_one_key_charge_once() {
+    for round in 0..20 {
+        let world = Arc::new(World::new(round, 0, 10));
+        let order = Arc::new(input(
+            &world,
+            &format!("race-{round}"),
+            &[(0, 1)],
+            false,
+            "tok_visa",
+        ));
+        let barrier = Arc::new(std::sync::Barrier::new(8));
+        let handles: Vec<_> = (0..8)
+            .map(|t| {
+                let (world, order, barrier) = (world.clone(), order.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    let checkout = world.checkout(&format!("thread-{t}"), t);
+                    barrier.wait();
+                    block_on(checkout.checkout(&order)).unwrap()
+                })
+            })
+            .collect();
+        let outcomes: Vec<CheckoutOutcome> =
+            handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let confirmed = CheckoutOutcome::Confirmed {
+            order_id: order.order.id.clone(),
+        };
+        assert!(
+            outcomes
+                .iter()
+                .all(|o| *o == confirmed || *o == CheckoutOutcome::InProgress),
+            "{outcomes:?}"
+        );
+        assert!(outcomes.contains(&confirmed), "{outcomes:?}");
+        assert_eq!(charges(&world), 1, "round {round}: one charge");
+        assert_eq!(
+            block_on(world.checkout("late", 99).checkout(&order)).unwrap(),
+            confirmed
+        );
+    }
+}

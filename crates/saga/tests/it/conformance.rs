@@ -1,0 +1,3 @@
+//! The in-memory journal runs the journal conformance suite, as the Postgres journal will.
+
+saga::saga_journal_conformance!(saga::InMemoryJournal::new());
