@@ -258,8 +258,13 @@ impl Default for InMemoryStockStore {
 /// A snapshot taken under the stock's meta lock and every shard lock.
 fn snapshot(stock: &Stock, meta: &Meta, now: DateTime<Utc>) -> StockLevel {
     let shards: Vec<MutexGuard<'_, Shard>> = stock.shards.iter().map(lock).collect();
-    let free: i64 =
-        shards.iter().map(|s| s.free).sum::<i64>() - stock.deficit.load(Ordering::Acquire);
+    let deficit = stock.deficit.load(Ordering::Acquire);
+    debug_assert!(
+        deficit == 0 || shards.iter().all(|s| s.free <= 0),
+        "{}: a shard holds free units while {deficit} are owed",
+        stock.key
+    );
+    let free: i64 = shards.iter().map(|s| s.free).sum::<i64>() - deficit;
     let held: i64 = shards.iter().map(|s| s.held).sum();
     let expired: i64 = shards.iter().map(|s| s.expired(now)).sum();
     let c = meta.config;
@@ -346,7 +351,6 @@ impl Stock {
             .unwrap_or(1)
             .max(1);
         if delta >= 0 {
-            let delta = delta - pay_deficit(&self.deficit, delta);
             let (each, rest) = (delta / active, delta % active);
             for (i, shard) in self
                 .shards
@@ -354,25 +358,43 @@ impl Stock {
                 .take(usize::try_from(active).unwrap_or(1))
                 .enumerate()
             {
-                let extra = if i64::try_from(i).unwrap_or(0) < rest {
-                    1
-                } else {
-                    0
-                };
-                lock(shard).free += each + extra;
+                let extra = i64::from(i64::try_from(i).unwrap_or(0) < rest);
+                // Each shard pays what is owed before it holds anything free.
+                lock(shard).credit(each + extra, &self.deficit);
             }
         } else {
-            let mut need = -delta;
+            // Owe the whole amount first, then pay it from the shards' free units. A unit that
+            // comes back meanwhile pays the debt before it is free, so no shard ever holds free
+            // units while anything is owed.
+            self.deficit.fetch_add(-delta, Ordering::AcqRel);
             for shard in &self.shards {
                 let mut s = lock(shard);
-                let take = need.min(s.free.max(0));
-                s.free -= take;
-                need -= take;
+                if s.free > 0 {
+                    let paid = pay_deficit(&self.deficit, s.free);
+                    s.free -= paid;
+                }
             }
-            // Not enough free units: more is promised than the count allows. Owe the rest; it
-            // blocks reservations until stock comes back.
-            self.deficit.fetch_add(need, Ordering::AcqRel);
         }
+    }
+
+    /// Takes up to `quantity` free units (reclaiming expired parts on the way) without making a
+    /// hold; returns how many it took.
+    fn take_free(&self, quantity: i64, now: DateTime<Utc>) -> i64 {
+        let active = self.active.load(Ordering::Acquire);
+        let mut need = quantity;
+        for shard in &self.shards[..active] {
+            let mut s = lock(shard);
+            if s.free < need {
+                s.reclaim(now, &self.deficit);
+            }
+            let take = need.min(s.free.max(0));
+            s.free -= take;
+            need -= take;
+            if need == 0 {
+                break;
+            }
+        }
+        quantity - need
     }
 
     /// Grows to `shards_max` shards and spreads free units evenly (locks every shard).
@@ -583,22 +605,31 @@ impl InMemoryStockStore {
         Ok(())
     }
 
+    /// Claims a movement key in one step: true if it was applied (or is being applied) before
+    /// with the same fingerprint, false if this call now owns it. A caller that then fails calls
+    /// [`InMemoryStockStore::abort_movement`], so a concurrent duplicate never applies twice.
     fn movement_seen(&self, key: &IdempotencyKey, fingerprint: &str) -> Result<bool> {
-        let m = lock(&self.movements);
+        let mut m = lock(&self.movements);
         match m.applied.get(key) {
             Some(f) if f == fingerprint => Ok(true),
             Some(_) => Err(Error::invalid(
                 "movement",
                 format!("key {key} was used for another movement"),
             )),
-            None => Ok(false),
+            None => {
+                m.applied.insert(key.clone(), fingerprint.to_owned());
+                Ok(false)
+            }
         }
     }
 
-    fn record(&self, key: &IdempotencyKey, fingerprint: String, entries: Vec<Movement>) {
-        let mut m = lock(&self.movements);
-        m.applied.insert(key.clone(), fingerprint);
-        m.log.extend(entries);
+    /// Forgets a claimed movement key whose movement was refused.
+    fn abort_movement(&self, key: &IdempotencyKey) {
+        lock(&self.movements).applied.remove(key);
+    }
+
+    fn record(&self, _key: &IdempotencyKey, _fingerprint: String, entries: Vec<Movement>) {
+        lock(&self.movements).log.extend(entries);
     }
 
     /// Sync [`StockStore::receive`].
@@ -616,10 +647,10 @@ impl InMemoryStockStore {
             return Err(Error::invalid("quantity", "outside 1..=QUANTITY_MAX"));
         }
         let fingerprint = format!("receive|{key}|{quantity}");
+        let stock = self.stock(key)?;
         if self.movement_seen(movement, &fingerprint)? {
             return Ok(Changes::default());
         }
-        let stock = self.stock(key)?;
         let mut meta = lock(&stock.meta);
         let before = snapshot(&stock, &meta, now).available;
         meta.on_hand += quantity;
@@ -657,10 +688,10 @@ impl InMemoryStockStore {
             return Err(Error::invalid("counted", "outside 0..=QUANTITY_MAX"));
         }
         let fingerprint = format!("set_on_hand|{key}|{counted}|{reason}");
+        let stock = self.stock(key)?;
         if self.movement_seen(movement, &fingerprint)? {
             return Ok(Changes::default());
         }
-        let stock = self.stock(key)?;
         let mut meta = lock(&stock.meta);
         let before = snapshot(&stock, &meta, now).available;
         let delta = counted - meta.on_hand;
@@ -1085,42 +1116,60 @@ impl InMemoryStockStore {
     ) -> Result<DirectCommit> {
         let demand = demand(lines)?;
         let fingerprint = format!("commit_direct|{demand:?}|{policy:?}");
-        if self.movement_seen(movement, &fingerprint)? {
-            return Ok(DirectCommit::default());
-        }
         let stocks = demand
             .iter()
             .map(|(k, _)| self.stock(k))
             .collect::<Result<Vec<_>>>()?;
+        if self.movement_seen(movement, &fingerprint)? {
+            return Ok(DirectCommit::default());
+        }
         // Lock every stock's meta (in key order: `demand` is sorted) so the check and the
         // decrement are one atomic step across lines.
         let metas: Vec<MutexGuard<'_, Meta>> = stocks.iter().map(|s| lock(&s.meta)).collect();
+        let befores: Vec<i64> = stocks
+            .iter()
+            .zip(&metas)
+            .map(|(s, m)| snapshot(s, m, now).available)
+            .collect();
+        // Take the units from the shards (as a reservation would), so a concurrent reservation
+        // can never get the same unit; every line or none under `Refuse`.
+        let mut taken: Vec<i64> = Vec::with_capacity(demand.len());
         let mut shortfalls = Vec::new();
-        for ((key, q), (stock, meta)) in demand.iter().zip(stocks.iter().zip(&metas)) {
-            let available = snapshot(stock, meta, now).available;
-            if available < *q {
+        for ((key, q), stock) in demand.iter().zip(&stocks) {
+            let got = stock.take_free(*q, now);
+            taken.push(got);
+            if got < *q {
                 if policy == ShortfallPolicy::Refuse {
+                    for (s, t) in stocks.iter().zip(&taken) {
+                        s.adjust_free(*t);
+                    }
+                    self.abort_movement(movement);
+                    let backorder = stock.backorder.load(Ordering::Acquire);
                     return Err(Error::InsufficientStock {
                         key: key.clone(),
                         requested: *q,
-                        available,
+                        available: got - backorder,
                     });
                 }
                 shortfalls.push(Shortfall {
                     key: key.clone(),
-                    units: q - available.max(0),
+                    units: q - got,
                 });
             }
         }
         let mut events = Vec::new();
         let mut log = Vec::new();
-        for ((key, q), (stock, mut meta)) in demand.iter().zip(stocks.iter().zip(metas)) {
-            let before = snapshot(stock, &meta, now).available;
-            for shard in &stock.shards {
-                lock(shard).reclaim(now, &stock.deficit);
-            }
+        for ((((key, q), stock), mut meta), (got, before)) in demand
+            .iter()
+            .zip(&stocks)
+            .zip(metas)
+            .zip(taken.iter().zip(befores))
+        {
             meta.committed += q;
-            stock.adjust_free(-q);
+            if *got < *q {
+                // Accepted: the rest is owed, visible as availability below the allowance.
+                stock.deficit.fetch_add(q - got, Ordering::AcqRel);
+            }
             changed(stock, &meta, before, now, &mut events);
             log.push(Movement {
                 key: movement.clone(),
@@ -1151,16 +1200,17 @@ impl InMemoryStockStore {
     ) -> Result<Changes> {
         let demand = demand(lines)?;
         let fingerprint = format!("ship|{demand:?}");
-        if self.movement_seen(movement, &fingerprint)? {
-            return Ok(Changes::default());
-        }
         let stocks = demand
             .iter()
             .map(|(k, _)| self.stock(k))
             .collect::<Result<Vec<_>>>()?;
+        if self.movement_seen(movement, &fingerprint)? {
+            return Ok(Changes::default());
+        }
         let metas: Vec<MutexGuard<'_, Meta>> = stocks.iter().map(|s| lock(&s.meta)).collect();
         for ((key, q), meta) in demand.iter().zip(&metas) {
             if meta.committed < *q {
+                self.abort_movement(movement);
                 return Err(Error::invalid(
                     "ship",
                     format!("{key} has {} committed, not {q}", meta.committed),
@@ -1199,16 +1249,17 @@ impl InMemoryStockStore {
     ) -> Result<Changes> {
         let demand = demand(lines)?;
         let fingerprint = format!("uncommit|{demand:?}");
-        if self.movement_seen(movement, &fingerprint)? {
-            return Ok(Changes::default());
-        }
         let stocks = demand
             .iter()
             .map(|(k, _)| self.stock(k))
             .collect::<Result<Vec<_>>>()?;
+        if self.movement_seen(movement, &fingerprint)? {
+            return Ok(Changes::default());
+        }
         let metas: Vec<MutexGuard<'_, Meta>> = stocks.iter().map(|s| lock(&s.meta)).collect();
         for ((key, q), meta) in demand.iter().zip(&metas) {
             if meta.committed < *q {
+                self.abort_movement(movement);
                 return Err(Error::invalid(
                     "uncommit",
                     format!("{key} has {} committed, not {q}", meta.committed),

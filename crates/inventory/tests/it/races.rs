@@ -9,6 +9,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use chrono::{DateTime, TimeDelta, Utc};
 use commerce_core::testkit::t0;
 use commerce_core::{IdempotencyKey, LocationId, Sku};
+use futures::executor::block_on;
 use inventory::*;
 use proptest::test_runner::{RngAlgorithm, TestRng};
 use rand_like::Rng;
@@ -456,4 +457,95 @@ fn finished_holds_are_forgotten_after_the_retention_window() {
     let _ = store.sweep_now(t0() + TimeDelta::hours(25), 100).unwrap();
     assert_eq!(store.hold_now(&id), None, "forgotten after 24 hours");
     assert_eq!(store.level_now(&k, t0()).unwrap().available, 5);
+}
+
+/// Counts, releases, reservations and direct commits racing on one SKU: no shard may hold
+/// free units while units are owed (checked inside every snapshot in debug builds), a refused
+/// direct commit takes nothing, and one movement key applies once however many threads send it.
+#[test]
+fn counts_releases_and_direct_commits_race_without_double_promises() {
+    for round in 0..200 {
+        let store = Arc::new(InMemoryStockStore::new());
+        let k = stocked(&store, "RACE", StockConfig::sharded(2), 2);
+        let a = HoldId::new("a").unwrap();
+        let line = |q| {
+            [StockLine {
+                key: k.clone(),
+                quantity: q,
+            }]
+        };
+        let _ = store
+            .reserve_now(&a, &line(1), t0() + TimeDelta::minutes(5), t0())
+            .unwrap();
+        let barrier = Arc::new(Barrier::new(4));
+        let mut handles = Vec::new();
+        {
+            let (s, k, b) = (store.clone(), k.clone(), barrier.clone());
+            handles.push(std::thread::spawn(move || {
+                b.wait();
+                let _ = s.set_on_hand_now(
+                    &IdempotencyKey::new(format!("count-{round}")).unwrap(),
+                    &k,
+                    0,
+                    "count",
+                    t0(),
+                );
+            }));
+        }
+        {
+            let (s, b, a) = (store.clone(), barrier.clone(), a.clone());
+            handles.push(std::thread::spawn(move || {
+                b.wait();
+                let _ = s.release_now(&a, t0());
+            }));
+        }
+        for t in 0..2 {
+            let (s, k, b) = (store.clone(), k.clone(), barrier.clone());
+            handles.push(std::thread::spawn(move || {
+                b.wait();
+                let direct = IdempotencyKey::new("same-order").unwrap();
+                let _ = s.commit_direct_now(
+                    &direct,
+                    &[StockLine {
+                        key: k.clone(),
+                        quantity: 1,
+                    }],
+                    ShortfallPolicy::Refuse,
+                    t0(),
+                );
+                let _ = s.level_now(&k, t0());
+                let _ = s.reserve_now(
+                    &HoldId::new(format!("b{t}")).unwrap(),
+                    &[StockLine {
+                        key: k,
+                        quantity: 1,
+                    }],
+                    t0() + TimeDelta::minutes(5),
+                    t0(),
+                );
+            }));
+        }
+        for h in handles {
+            h.join().unwrap();
+        }
+        let level = store.level_now(&k, t0()).unwrap();
+        assert_eq!(
+            level.on_hand,
+            level.available + level.held + level.committed,
+            "round {round}"
+        );
+        assert!(
+            level.committed <= 1,
+            "round {round}: the direct commit applied {} times",
+            level.committed
+        );
+        assert_eq!(
+            block_on(store.movements(&k))
+                .unwrap()
+                .iter()
+                .filter(|m| m.reason == "commit_direct")
+                .count(),
+            usize::try_from(level.committed).unwrap()
+        );
+    }
 }
