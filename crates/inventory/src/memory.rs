@@ -166,6 +166,8 @@ struct HoldRecord {
     parts: Vec<Part>,
     status: HoldStatus,
     expires_at: DateTime<Utc>,
+    /// The checkout that adopted it, if any.
+    owner: Option<String>,
 }
 
 impl HoldRecord {
@@ -195,7 +197,10 @@ impl HoldShard {
 
     /// Drops finished holds older than the retention window.
     fn prune(&mut self, now: DateTime<Utc>) {
-        let horizon = now - chrono::TimeDelta::seconds(HOLD_RETENTION_SECS);
+        let Some(horizon) = now.checked_sub_signed(chrono::TimeDelta::seconds(HOLD_RETENTION_SECS))
+        else {
+            return;
+        };
         while self.finished.front().is_some_and(|(at, _)| *at < horizon) {
             if let Some((_, id)) = self.finished.pop_front() {
                 self.holds.remove(&id);
@@ -793,6 +798,7 @@ impl InMemoryStockStore {
                 parts: taken,
                 status: HoldStatus::Held,
                 expires_at,
+                owner: None,
             },
         );
         Ok(holds.holds[hold].view(hold))
@@ -967,6 +973,73 @@ impl InMemoryStockStore {
     /// [`Error::UnknownHold`], [`Error::HoldExpired`], [`Error::HoldState`].
     pub fn pin_now(&self, hold: &HoldId, now: DateTime<Utc>) -> Result<Hold> {
         let mut shard = self.hold_shard(hold);
+        self.pin_locked(&mut shard, hold, now)
+    }
+
+    /// Sync [`StockStore::adopt`].
+    ///
+    /// # Errors
+    /// [`Error::UnknownHold`], [`Error::HoldExpired`], [`Error::HoldState`] when another owner
+    /// adopted it, or it was pinned, committed or released outside an adoption.
+    pub fn adopt_now(&self, hold: &HoldId, owner: &str, now: DateTime<Utc>) -> Result<Hold> {
+        let mut shard = self.hold_shard(hold);
+        let record = shard
+            .holds
+            .get(hold)
+            .ok_or_else(|| Error::UnknownHold(hold.clone()))?;
+        match (&record.owner, record.status) {
+            (Some(o), HoldStatus::Pinned | HoldStatus::Committed) if o == owner => {
+                return Ok(record.view(hold));
+            }
+            (Some(_), _) => {
+                return Err(Error::HoldState {
+                    hold: hold.clone(),
+                    state: "adopted by another owner",
+                    operation: "adopt",
+                });
+            }
+            (None, HoldStatus::Held) => {}
+            (None, HoldStatus::Expired) => return Err(Error::HoldExpired(hold.clone())),
+            (None, other) => {
+                return Err(Error::HoldState {
+                    hold: hold.clone(),
+                    state: other.as_str(),
+                    operation: "adopt",
+                });
+            }
+        }
+        let view = self.pin_locked(&mut shard, hold, now)?;
+        if let Some(r) = shard.holds.get_mut(hold) {
+            r.owner = Some(owner.to_owned());
+        }
+        Ok(view)
+    }
+
+    /// Sync [`StockStore::release_owned`].
+    ///
+    /// # Errors
+    /// [`Error::HoldState`] if the hold is committed.
+    pub fn release_owned_now(
+        &self,
+        hold: &HoldId,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Changes> {
+        let mut shard = self.hold_shard(hold);
+        match shard.holds.get(hold) {
+            Some(r) if r.owner.as_deref() == Some(owner) => {
+                Self::release_locked(&mut shard, hold, now)
+            }
+            _ => Ok(Changes::default()),
+        }
+    }
+
+    fn pin_locked(
+        &self,
+        shard: &mut MutexGuard<'_, HoldShard>,
+        hold: &HoldId,
+        now: DateTime<Utc>,
+    ) -> Result<Hold> {
         if shard
             .holds
             .get(hold)
@@ -974,14 +1047,14 @@ impl InMemoryStockStore {
         {
             return Ok(shard.holds[hold].view(hold));
         }
-        self.check_live(&mut shard, hold, now, "pin")?;
+        self.check_live(shard, hold, now, "pin")?;
         let at = shard.holds[hold].expires_at;
         {
             let record = &shard.holds[hold];
             let mut parts = lock_parts(&record.parts);
             if parts.iter().any(|(s, _)| s.reclaimed.contains_key(hold)) {
                 drop(parts);
-                Self::expire_locked(&mut shard, hold, DateTime::<Utc>::MAX_UTC, None);
+                Self::expire_locked(shard, hold, DateTime::<Utc>::MAX_UTC, None);
                 return Err(Error::HoldExpired(hold.clone()));
             }
             for (s, p) in &mut parts {
@@ -1035,6 +1108,14 @@ impl InMemoryStockStore {
     /// [`Error::UnknownHold`], [`Error::HoldState`] (committed).
     pub fn release_now(&self, hold: &HoldId, now: DateTime<Utc>) -> Result<Changes> {
         let mut shard = self.hold_shard(hold);
+        Self::release_locked(&mut shard, hold, now)
+    }
+
+    fn release_locked(
+        shard: &mut MutexGuard<'_, HoldShard>,
+        hold: &HoldId,
+        now: DateTime<Utc>,
+    ) -> Result<Changes> {
         let record = shard
             .holds
             .get(hold)
@@ -1379,6 +1460,17 @@ impl StockStore for InMemoryStockStore {
     }
     async fn pin(&self, hold: &HoldId, now: DateTime<Utc>) -> Result<Hold> {
         self.pin_now(hold, now)
+    }
+    async fn adopt(&self, hold: &HoldId, owner: &str, now: DateTime<Utc>) -> Result<Hold> {
+        self.adopt_now(hold, owner, now)
+    }
+    async fn release_owned(
+        &self,
+        hold: &HoldId,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Changes> {
+        self.release_owned_now(hold, owner, now)
     }
     async fn commit(&self, hold: &HoldId, now: DateTime<Utc>) -> Result<Changes> {
         self.commit_now(hold, now)

@@ -100,6 +100,19 @@ pub trait StockStore: Send + Sync + Debug {
     /// Pins a live hold: it no longer expires (checkout is charging).
     async fn pin(&self, hold: &HoldId, now: DateTime<Utc>) -> Result<Hold>;
 
+    /// Pins a live hold on behalf of `owner` (a checkout taking over a cart's hold): only one
+    /// owner can adopt a hold; adopting again as the same owner is a no-op.
+    async fn adopt(&self, hold: &HoldId, owner: &str, now: DateTime<Utc>) -> Result<Hold>;
+
+    /// Releases a hold only if `owner` adopted it (a compensation must never release a hold
+    /// another checkout owns); otherwise does nothing.
+    async fn release_owned(
+        &self,
+        hold: &HoldId,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Changes>;
+
     /// Converts a live or pinned hold into committed stock (the order was placed).
     async fn commit(&self, hold: &HoldId, now: DateTime<Utc>) -> Result<Changes>;
 

@@ -426,6 +426,63 @@ pub async fn uncommit_returns_stock<S: StockStore + ?Sized>(s: &S) {
     ));
 }
 
+/// One owner adopts a hold; another cannot adopt or release it.
+pub async fn adoption_is_exclusive<S: StockStore + ?Sized>(s: &S) {
+    let k = stocked(s, "INV-O", StockConfig::default(), 2).await;
+    let _ = s
+        .reserve(&hold("h-o"), &[line(&k, 1)], mins(15), t0())
+        .await
+        .unwrap();
+    assert_eq!(
+        s.adopt(&hold("h-o"), "order-1", mins(1))
+            .await
+            .unwrap()
+            .status,
+        HoldStatus::Pinned
+    );
+    assert_eq!(
+        s.adopt(&hold("h-o"), "order-1", mins(2))
+            .await
+            .unwrap()
+            .status,
+        HoldStatus::Pinned
+    );
+    assert!(matches!(
+        s.adopt(&hold("h-o"), "order-2", mins(2)).await,
+        Err(Error::HoldState { .. })
+    ));
+    assert!(
+        s.release_owned(&hold("h-o"), "order-2", mins(3))
+            .await
+            .unwrap()
+            .events
+            .is_empty()
+    );
+    assert_eq!(
+        s.hold(&hold("h-o")).await.unwrap().unwrap().status,
+        HoldStatus::Pinned,
+        "not released by a stranger"
+    );
+    let _ = s
+        .release_owned(&hold("h-o"), "order-1", mins(3))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.hold(&hold("h-o")).await.unwrap().unwrap().status,
+        HoldStatus::Released
+    );
+    let _ = s
+        .reserve(&hold("h-o2"), &[line(&k, 1)], mins(15), t0())
+        .await
+        .unwrap();
+    assert_eq!(
+        s.adopt(&hold("h-o2"), "order-3", mins(15))
+            .await
+            .unwrap_err(),
+        Error::HoldExpired(hold("h-o2"))
+    );
+}
+
 /// A correction sets on hand and is recorded as a movement.
 pub async fn corrections_are_movements<S: StockStore + ?Sized>(s: &S) {
     let k = stocked(s, "INV-J", StockConfig::default(), 10).await;
@@ -536,6 +593,7 @@ macro_rules! stock_store_conformance {
             unknown_stock_is_refused => $crate::testkit::unknown_stock_is_refused,
             concurrent_last_unit => $crate::testkit::concurrent_last_unit,
             uncommit_returns_stock => $crate::testkit::uncommit_returns_stock,
+            adoption_is_exclusive => $crate::testkit::adoption_is_exclusive,
             returns_to_sold_out_stock_are_back_in_stock => $crate::testkit::returns_to_sold_out_stock_are_back_in_stock,
         );
     };

@@ -204,6 +204,9 @@ const STEPS: &[StepSpec] = &[
 /// The index of the charge step (the pivot).
 pub const CHARGE_STEP: usize = 3;
 
+/// The confirm step's output when the order was cancelled while the charge was in flight.
+const CANCELLED: &[u8] = b"cancelled";
+
 fn key(scope: &str, purpose: &str) -> std::result::Result<IdempotencyKey, StepError> {
     IdempotencyKey::derive(scope, purpose).map_err(|e| StepError::Terminal(e.to_string()))
 }
@@ -285,6 +288,52 @@ impl CheckoutSaga {
         Ok(())
     }
 
+    /// Gives back whichever hold the stock step used (or may have used, if it never reported
+    /// back): the order's own, and the cart's only if this checkout adopted it.
+    async fn release_holds(
+        &self,
+        order: &str,
+        input: &CheckoutInput,
+        now: DateTime<Utc>,
+    ) -> std::result::Result<(), StepError> {
+        match self.ports.stock.release(&hold_id(order)?, now).await {
+            Ok(_) | Err(inventory::Error::UnknownHold(_)) => {}
+            Err(e) => return Err(StepError::Retryable(e.to_string())),
+        }
+        if let Some(cart_hold) = &input.cart_hold {
+            match self.ports.stock.release_owned(cart_hold, order, now).await {
+                Ok(_) | Err(inventory::Error::UnknownHold(_)) => {}
+                Err(e) => return Err(StepError::Retryable(e.to_string())),
+            }
+        }
+        Ok(())
+    }
+
+    /// Refunds (or voids) whatever the charge key did.
+    async fn undo_charge(&self, order: &str) -> std::result::Result<(), StepError> {
+        let Some(p) = self.charge_key_lookup(order).await? else {
+            return Ok(());
+        };
+        let remaining = p
+            .captured
+            .checked_sub(&p.refunded)
+            .map_err(|e| StepError::Terminal(e.to_string()))?;
+        if remaining.is_positive() {
+            self.ports
+                .payments
+                .refund(&key(order, "refund")?, &p.payment_ref, remaining)
+                .await
+                .map_err(|e| StepError::Retryable(e.to_string()))?;
+        } else if p.status == PaymentStatus::Authorized {
+            self.ports
+                .payments
+                .void(&key(order, "void")?, &p.payment_ref)
+                .await
+                .map_err(|e| StepError::Retryable(e.to_string()))?;
+        }
+        Ok(())
+    }
+
     async fn charge_key_lookup(
         &self,
         order: &str,
@@ -324,14 +373,24 @@ impl SagaDefinition for CheckoutSaga {
                             .map(|l| (&l.key, l.quantity))
                             .eq(demand.iter().map(|(k, q)| (k, *q)))
                     });
-                    if matches && self.ports.stock.pin(cart_hold, ctx.now).await.is_ok() {
+                    // Adoption is exclusive: two checkouts of one cart never share its hold.
+                    if matches
+                        && self
+                            .ports
+                            .stock
+                            .adopt(cart_hold, order, ctx.now)
+                            .await
+                            .is_ok()
+                    {
                         return Ok(cart_hold.as_str().as_bytes().to_vec());
                     }
-                    // Expired or stale: give it back and hold afresh under the order's id.
-                    let _ = self.ports.stock.release(cart_hold, ctx.now).await;
+                    // Expired, stale, or another checkout's: hold afresh under the order's id
+                    // (and leave the cart's hold to its owner or its TTL).
                 }
                 let hold = hold_id(order)?;
-                let expires = ctx.now + TimeDelta::seconds(input.hold_ttl_secs);
+                let expires = TimeDelta::try_seconds(input.hold_ttl_secs)
+                    .and_then(|ttl| ctx.now.checked_add_signed(ttl))
+                    .ok_or_else(|| StepError::Terminal("hold_ttl_secs out of range".into()))?;
                 self.ports
                     .stock
                     .reserve(&hold, &input.stock, expires, ctx.now)
@@ -382,6 +441,15 @@ impl SagaDefinition for CheckoutSaga {
                     .get(id)
                     .await?
                     .ok_or_else(|| StepError::Retryable(format!("order {id} missing")))?;
+                if stored.status() == OrderStatus::Cancelled {
+                    // Cancelled (by the customer or the merchant) while the charge was in
+                    // flight: past the pivot the saga only goes forward, so going forward means
+                    // undoing the charge and giving the stock and claims back.
+                    self.undo_charge(order).await?;
+                    self.release_holds(order, &input, ctx.now).await?;
+                    self.release_claims(order, &input).await?;
+                    return Ok(CANCELLED.to_vec());
+                }
                 if stored.status() == OrderStatus::PendingPayment {
                     let version = stored.version();
                     stored
@@ -413,6 +481,9 @@ impl SagaDefinition for CheckoutSaga {
                 Ok(Vec::new())
             }
             5 => {
+                if ctx.output(4) == Some(CANCELLED) {
+                    return Ok(Vec::new());
+                }
                 let total = Order::new(input.order.clone(), ctx.now)
                     .map_err(|e| StepError::Terminal(e.to_string()))?
                     .totals()
@@ -480,18 +551,7 @@ impl SagaDefinition for CheckoutSaga {
         let order = ctx.saga_id;
         match ctx.step {
             0 => self.release_claims(order, &input).await,
-            1 => {
-                // Whichever hold the step used (or may have used, if it never reported back).
-                let mut holds = vec![hold_id(order)?];
-                holds.extend(input.cart_hold.clone());
-                for hold in holds {
-                    match self.ports.stock.release(&hold, ctx.now).await {
-                        Ok(_) | Err(inventory::Error::UnknownHold(_)) => {}
-                        Err(e) => return Err(StepError::Retryable(e.to_string())),
-                    }
-                }
-                Ok(())
-            }
+            1 => self.release_holds(order, &input, ctx.now).await,
             2 => {
                 let id = &input.order.id;
                 if let Some(mut stored) = self.ports.orders.get(id).await? {
@@ -527,27 +587,7 @@ impl SagaDefinition for CheckoutSaga {
             }
             3 => {
                 // The charge may have happened (a timeout after sending): ask, then undo.
-                let Some(p) = self.charge_key_lookup(order).await? else {
-                    return Ok(());
-                };
-                let remaining = p
-                    .captured
-                    .checked_sub(&p.refunded)
-                    .map_err(|e| StepError::Terminal(e.to_string()))?;
-                if remaining.is_positive() {
-                    self.ports
-                        .payments
-                        .refund(&key(order, "refund")?, &p.payment_ref, remaining)
-                        .await
-                        .map_err(|e| StepError::Retryable(e.to_string()))?;
-                } else if p.status == PaymentStatus::Authorized {
-                    self.ports
-                        .payments
-                        .void(&key(order, "void")?, &p.payment_ref)
-                        .await
-                        .map_err(|e| StepError::Retryable(e.to_string()))?;
-                }
-                Ok(())
+                self.undo_charge(order).await
             }
             // Steps after the pivot are never compensated.
             _ => Ok(()),
@@ -634,6 +674,12 @@ impl Checkout {
         input: &CheckoutInput,
         budget: &mut u32,
     ) -> Result<CheckoutOutcome> {
+        let ttl = inventory::limits::HOLD_TTL_SECS_MIN..=inventory::limits::HOLD_TTL_SECS_MAX;
+        if !ttl.contains(&input.hold_ttl_secs) {
+            return Err(Error::NotReady(format!(
+                "hold_ttl_secs must be within {ttl:?}"
+            )));
+        }
         let bytes = serde_json::to_vec(input).map_err(|e| Error::Codec(e.to_string()))?;
         let deadline = self.clock.now() + TimeDelta::seconds(input.hold_ttl_secs);
         let id = input.order.id.as_str();

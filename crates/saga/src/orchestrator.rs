@@ -141,14 +141,15 @@ pub struct RetryPolicy {
 }
 
 impl Default for RetryPolicy {
-    /// 5 attempts, 100 ms doubling to 5 s, jitter on half the delay, 60 s lease, 10 s per
-    /// step call.
+    /// 5 attempts, 100 ms doubling to 5 s, jitter on half the delay, 10 s per step call, and a
+    /// 300 s lease: longer than a step's worst case (5 attempts × (resolve + act) × 10 s + the
+    /// backoffs), and renewed before every step.
     fn default() -> Self {
         RetryPolicy {
             attempts_max: 5,
             backoff_initial: TimeDelta::milliseconds(100),
             backoff_max: TimeDelta::seconds(5),
-            lease: TimeDelta::seconds(60),
+            lease: TimeDelta::seconds(300),
             step_timeout: TimeDelta::seconds(10),
         }
     }
@@ -189,6 +190,9 @@ pub struct Orchestrator<D> {
     owner: String,
     policy: RetryPolicy,
     jitter: Mutex<u64>,
+    /// Numbers each drive, so every drive holds its own lease (two concurrent drives in one
+    /// process never both get a saga).
+    drives: std::sync::atomic::AtomicU64,
 }
 
 enum StepRun {
@@ -217,6 +221,7 @@ impl<D: SagaDefinition> Orchestrator<D> {
             owner: owner.into(),
             policy,
             jitter: Mutex::new(seed | 1),
+            drives: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -287,15 +292,17 @@ impl<D: SagaDefinition> Orchestrator<D> {
         result: std::result::Result<Vec<u8>, String>,
     ) -> Result<Drive> {
         let now = self.clock.now();
+        let token = self.token();
         let Some(mut rec) = self
             .journal
-            .acquire(id, &self.owner, now, now + self.policy.lease)
+            .acquire(id, &token, now, now + self.policy.lease)
             .await?
         else {
             return Ok(Drive::InProgress);
         };
         if rec.status == SagaStatus::Running
-            && rec.steps.len() == step + 1
+            && step < self.definition.steps().len()
+            && rec.steps.len() == step.saturating_add(1)
             && rec.steps[step] == StepState::Started
         {
             match result {
@@ -306,9 +313,18 @@ impl<D: SagaDefinition> Orchestrator<D> {
                 }
                 Err(_) => {}
             }
+            rec.lease = None;
             if !self.write(&mut rec, &mut u32::MAX.clone()).await? {
                 return Ok(Drive::InProgress);
             }
+        } else if rec
+            .lease
+            .as_ref()
+            .is_some_and(|(holder, _)| *holder == token)
+        {
+            // Not a signal this saga waits for: hand the lease back untouched.
+            rec.lease = None;
+            let _ = self.write(&mut rec, &mut u32::MAX.clone()).await?;
         }
         self.drive(id).await
     }
@@ -324,6 +340,30 @@ impl<D: SagaDefinition> Orchestrator<D> {
             out.push((rec.id, drive));
         }
         Ok(out)
+    }
+
+    fn token(&self) -> String {
+        let n = self
+            .drives
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{}#{n}", self.owner)
+    }
+
+    /// Renews this drive's lease; false if another driver holds the saga now.
+    async fn renew(&self, rec: &mut SagaRecord, token: &str) -> Result<bool> {
+        let now = self.clock.now();
+        match self
+            .journal
+            .acquire(&rec.id, token, now, now + self.policy.lease)
+            .await?
+        {
+            Some(stored) if stored.version == rec.version + 1 => {
+                rec.version = stored.version;
+                rec.lease = stored.lease;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     /// Writes `rec` (compare-and-set); false if another driver took it over. Spends one unit of
@@ -386,9 +426,10 @@ impl<D: SagaDefinition> Orchestrator<D> {
             _ => {}
         }
         let now = self.clock.now();
+        let token = self.token();
         let Some(mut rec) = self
             .journal
-            .acquire(id, &self.owner, now, now + self.policy.lease)
+            .acquire(id, &token, now, now + self.policy.lease)
             .await?
         else {
             return Ok(Drive::InProgress);
@@ -437,6 +478,9 @@ impl<D: SagaDefinition> Orchestrator<D> {
                         rec.steps.push(StepState::Started);
                         write!();
                     }
+                    if !self.renew(&mut rec, &token).await? {
+                        return Ok(Drive::InProgress);
+                    }
                     match self.run_step(&rec, i, kind, resuming).await {
                         StepRun::Done(output) => {
                             rec.steps[i] = StepState::Done { output };
@@ -447,7 +491,12 @@ impl<D: SagaDefinition> Orchestrator<D> {
                             rec.failure = Some(format!("{}: {reason}", steps[i].name));
                             write!();
                         }
-                        StepRun::Waiting => return Ok(Drive::Waiting { step: i }),
+                        StepRun::Waiting => {
+                            // Hand the lease back: the signal may arrive at another worker.
+                            rec.lease = None;
+                            write!();
+                            return Ok(Drive::Waiting { step: i });
+                        }
                         StepRun::Stalled(error) => return Ok(Drive::Stalled { step: i, error }),
                     }
                 }
@@ -462,6 +511,9 @@ impl<D: SagaDefinition> Orchestrator<D> {
                         write!();
                         continue;
                     };
+                    if !self.renew(&mut rec, &token).await? {
+                        return Ok(Drive::InProgress);
+                    }
                     match self.compensate_step(&rec, j).await {
                         Ok(()) => {
                             rec.steps[j] = StepState::Compensated;
@@ -499,7 +551,14 @@ impl<D: SagaDefinition> Orchestrator<D> {
                         ask_first = false;
                         self.timed(self.definition.act(&ctx)).await
                     }
-                    Err(e) => Err(e),
+                    // Without an answer nothing is decided: the step neither failed nor
+                    // succeeded, so keep asking (never fail it on a lookup error).
+                    Err(
+                        StepError::Terminal(e)
+                        | StepError::Retryable(e)
+                        | StepError::Indeterminate(e),
+                    ) => Err(StepError::Indeterminate(format!("could not resolve: {e}"))),
+                    Err(StepError::Pending) => Err(StepError::Pending),
                 }
             } else {
                 self.timed(self.definition.act(&ctx)).await

@@ -1,5 +1,6 @@
 //! Checkout from a real cart: step 1's verification, and reuse of a hold the cart took.
 
+use cart_engine::PromotionUsageStore;
 use cart_engine::{
     Cart, CartCommand, FlatRateTax, Mutation, PricingConfig, PricingContext, ShippingMethod,
     load_promotions, price,
@@ -187,5 +188,106 @@ fn a_hold_taken_by_the_cart_is_pinned_and_committed() {
             .unwrap()
             .committed,
         2
+    );
+}
+
+#[test]
+fn two_checkouts_of_one_cart_never_share_its_hold() {
+    let world = World::new(3, 0, 1); // one unit of each SKU
+    let now = world.clock.now();
+    let line = StockLine {
+        key: StockKey::new(world.skus[2].sku.clone(), LocationId::new("wh").unwrap()),
+        quantity: 1,
+    };
+    let cart_hold = HoldId::new("cart-shared").unwrap();
+    let _ = world
+        .stock
+        .reserve_now(&cart_hold, &[line], now + TimeDelta::minutes(15), now)
+        .unwrap();
+    let mut first = crate::simulation::input(&world, "dbl-1", &[(2, 1)], false, "tok_visa");
+    first.cart_hold = Some(cart_hold.clone());
+    let mut second = crate::simulation::input(&world, "dbl-2", &[(2, 1)], false, "tok_decline");
+    second.cart_hold = Some(cart_hold.clone());
+    // The declined one runs first: it adopts the hold, fails, and gives back only what it owns.
+    let checkout = world.checkout("w", 1);
+    assert!(matches!(
+        block_on(checkout.checkout(&second)).unwrap(),
+        CheckoutOutcome::Failed { .. }
+    ));
+    assert!(matches!(
+        block_on(checkout.checkout(&first)).unwrap(),
+        CheckoutOutcome::Confirmed { .. }
+    ));
+    let level = world
+        .stock
+        .level_now(&world.skus[2], world.clock.now())
+        .unwrap();
+    assert_eq!(
+        (level.committed, level.held, level.available),
+        (1, 0, 0),
+        "one unit, sold once"
+    );
+    assert_eq!(
+        world
+            .payments
+            .inner()
+            .snapshot()
+            .iter()
+            .filter(|p| p.captured.is_positive())
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn an_order_cancelled_while_the_charge_is_in_flight_is_refunded_not_confirmed() {
+    let world = World::new(4, 0, 10);
+    let checkout = world.checkout("w", 1);
+    let order = crate::simulation::input(&world, "cancel-race", &[(0, 2)], true, "tok_visa");
+    // Run up to the order's creation, then the customer cancels it.
+    let mut budget = 6;
+    let _ = block_on(checkout.checkout_with_budget(&order, &mut budget)).unwrap();
+    let life = Lifecycle::new(
+        LifecyclePorts {
+            orders: world.orders.clone(),
+            stock: world.stock.clone(),
+            payments: world.payments.clone(),
+            outbox: world.outbox.clone(),
+            notifier: world.notifier.clone(),
+        },
+        LocationId::new("wh").unwrap(),
+    );
+    assert!(matches!(
+        block_on(life.cancel(&order.order.id, "changed my mind", world.clock.now())).unwrap(),
+        Applied::Moved(_)
+    ));
+    world.clock.advance(TimeDelta::seconds(301));
+    let _ = block_on(checkout.checkout(&order)).unwrap();
+    let paid = world.payments.inner().snapshot();
+    assert!(
+        paid.iter().all(|p| p.refunded == p.captured),
+        "refunded: {paid:?}"
+    );
+    assert!(
+        world
+            .outbox
+            .snapshot()
+            .iter()
+            .all(|e| e.event_type != "OrderConfirmed")
+    );
+    let level = world
+        .stock
+        .level_now(&world.skus[0], world.clock.now())
+        .unwrap();
+    assert_eq!((level.committed, level.held), (0, 0));
+    assert_eq!(
+        block_on(
+            world
+                .usage
+                .usage(&crate::simulation::limited_promo().promotion_id)
+        )
+        .unwrap()
+        .uses,
+        0
     );
 }

@@ -352,7 +352,7 @@ pub(crate) fn run(seed: u64) -> std::result::Result<(), String> {
     }
     // Recovery: let every lease expire, then drive everything to an end.
     for round in 0..200 {
-        world.clock.advance(TimeDelta::seconds(61));
+        world.clock.advance(TimeDelta::seconds(301));
         let worker = &workers[round % 2];
         let open = block_on(worker.orchestrator().recover(100)).map_err(|e| e.to_string())?;
         if open.is_empty() {
@@ -423,7 +423,7 @@ fn runs_reach_confirmations_failures_and_recoveries() {
             inputs.push(input);
         }
         for _ in 0..50 {
-            world.clock.advance(TimeDelta::seconds(61));
+            world.clock.advance(TimeDelta::seconds(301));
             if block_on(checkout.orchestrator().recover(100))
                 .unwrap()
                 .is_empty()
