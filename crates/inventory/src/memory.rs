@@ -1279,43 +1279,10 @@ impl InMemoryStockStore {
         lines: &[StockLine],
         now: DateTime<Utc>,
     ) -> Result<Changes> {
-        let demand = demand(lines)?;
-        let fingerprint = format!("ship|{demand:?}");
-        let stocks = demand
-            .iter()
-            .map(|(k, _)| self.stock(k))
-            .collect::<Result<Vec<_>>>()?;
-        if self.movement_seen(movement, &fingerprint)? {
-            return Ok(Changes::default());
-        }
-        let metas: Vec<MutexGuard<'_, Meta>> = stocks.iter().map(|s| lock(&s.meta)).collect();
-        for ((key, q), meta) in demand.iter().zip(&metas) {
-            if meta.committed < *q {
-                self.abort_movement(movement);
-                return Err(Error::invalid(
-                    "ship",
-                    format!("{key} has {} committed, not {q}", meta.committed),
-                ));
-            }
-        }
-        let mut events = Vec::new();
-        let mut log = Vec::new();
-        for ((key, q), (stock, mut meta)) in demand.iter().zip(stocks.iter().zip(metas)) {
-            let before = snapshot(stock, &meta, now).available;
-            meta.committed -= q;
+        self.move_committed(movement, lines, "ship", now, |_, meta, q| {
             meta.on_hand -= q;
-            changed(stock, &meta, before, now, &mut events);
-            log.push(Movement {
-                key: movement.clone(),
-                stock: key.clone(),
-                on_hand_delta: -q,
-                committed_delta: -q,
-                reason: "ship".into(),
-                at: now,
-            });
-        }
-        self.record(movement, fingerprint, log);
-        Ok(Changes { events })
+            -q
+        })
     }
 
     /// Sync [`StockStore::uncommit`].
@@ -1328,8 +1295,24 @@ impl InMemoryStockStore {
         lines: &[StockLine],
         now: DateTime<Utc>,
     ) -> Result<Changes> {
+        self.move_committed(movement, lines, "uncommit", now, |stock, _, q| {
+            stock.adjust_free(q);
+            0
+        })
+    }
+
+    /// Takes committed units off every line (all or none, once per movement key); `then` says
+    /// where they go (out of the building, or back to sale) and returns the on-hand change.
+    fn move_committed(
+        &self,
+        movement: &IdempotencyKey,
+        lines: &[StockLine],
+        op: &'static str,
+        now: DateTime<Utc>,
+        then: impl Fn(&Stock, &mut Meta, i64) -> i64,
+    ) -> Result<Changes> {
         let demand = demand(lines)?;
-        let fingerprint = format!("uncommit|{demand:?}");
+        let fingerprint = format!("{op}|{demand:?}");
         let stocks = demand
             .iter()
             .map(|(k, _)| self.stock(k))
@@ -1342,7 +1325,7 @@ impl InMemoryStockStore {
             if meta.committed < *q {
                 self.abort_movement(movement);
                 return Err(Error::invalid(
-                    "uncommit",
+                    op,
                     format!("{key} has {} committed, not {q}", meta.committed),
                 ));
             }
@@ -1352,14 +1335,14 @@ impl InMemoryStockStore {
         for ((key, q), (stock, mut meta)) in demand.iter().zip(stocks.iter().zip(metas)) {
             let before = snapshot(stock, &meta, now).available;
             meta.committed -= q;
-            stock.adjust_free(*q);
+            let on_hand_delta = then(stock, &mut meta, *q);
             changed(stock, &meta, before, now, &mut events);
             log.push(Movement {
                 key: movement.clone(),
                 stock: key.clone(),
-                on_hand_delta: 0,
+                on_hand_delta,
                 committed_delta: -q,
-                reason: "uncommit".into(),
+                reason: op.into(),
                 at: now,
             });
         }
