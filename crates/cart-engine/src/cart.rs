@@ -517,6 +517,7 @@ impl Cart {
                         other: method.price.currency(),
                     });
                 }
+                check_amount_limit("shipping_method.price", &method.price)?;
                 if method.price.is_negative() || !method.price.is_rounded() {
                     return Err(commerce_core::Error::Invalid {
                         field: "shipping_method.price",
@@ -560,6 +561,7 @@ impl Cart {
         let price = product
             .prices
             .resolve(self.currency, self.locale.as_ref(), None)?;
+        check_amount_limit("line.unit_price", &price)?;
         self.lines.push(CartLine {
             sku: product.sku.clone(),
             quantity,
@@ -599,6 +601,10 @@ impl Cart {
         now: DateTime<Utc>,
     ) -> RepriceReport {
         let mut report = RepriceReport::default();
+        if self.status != CartStatus::Active || self.is_expired(now) {
+            // A cart that is over changes no more; its prices are what they were.
+            return report;
+        }
         let mut changed = false;
         for line in &mut self.lines {
             let current = lookup(&line.sku)
@@ -780,6 +786,17 @@ impl Cart {
     pub fn merged_from(&self) -> &BTreeSet<CartId> {
         &self.merged_from
     }
+}
+
+fn check_amount_limit(field: &'static str, m: &Money) -> Result<()> {
+    if m.amount() > rust_decimal::Decimal::from(crate::limits::AMOUNT_ABS_MAX) {
+        return Err(commerce_core::Error::Invalid {
+            field,
+            reason: "above the pricing limit".into(),
+        }
+        .into());
+    }
+    Ok(())
 }
 
 fn check_quantity(sku: &Sku, quantity: u64) -> Result<()> {

@@ -81,6 +81,17 @@ pub fn merge(
     if user.currency() != guest.currency() {
         return Err(Error::Merge("the carts are in different currencies"));
     }
+    match guest.status() {
+        CartStatus::Active | CartStatus::Merged { .. } => {}
+        CartStatus::CheckedOut | CartStatus::Abandoned => {
+            return Err(Error::Merge("the guest cart is no longer active"));
+        }
+    }
+    if let CartStatus::Merged { into } = guest.status()
+        && into != user.id()
+    {
+        return Err(Error::Merge("the guest cart was merged into another cart"));
+    }
     if user.merged_from().contains(guest.id()) {
         if *guest.status() == CartStatus::Active {
             guest.set_status(CartStatus::Merged {
@@ -90,8 +101,11 @@ pub fn merge(
         }
         return Ok(MergeReport::default());
     }
-    if *user.status() != CartStatus::Active || user.is_expired(now) {
+    if *user.status() != CartStatus::Active || user.is_expired(now) || guest.is_expired(now) {
         return Err(Error::Expired);
+    }
+    if *guest.status() != CartStatus::Active {
+        return Err(Error::Merge("the guest cart is no longer active"));
     }
 
     let mut report = MergeReport {

@@ -125,11 +125,13 @@ impl InMemoryUsageStore {
 
 impl Tally {
     fn add(&mut self, request: &ClaimRequest) -> PortResult<()> {
-        self.uses += 1;
-        self.spent = Some(match self.spent {
+        // Compute everything that can fail before changing anything.
+        let spent = match self.spent {
             None => request.discount,
             Some(s) => s.checked_add(&request.discount).map_err(PortError::from)?,
-        });
+        };
+        self.uses += 1;
+        self.spent = Some(spent);
         if let Some(c) = &request.customer {
             *self.per_customer.entry(c.clone()).or_insert(0) += 1;
         }

@@ -695,7 +695,8 @@ pub fn price(
     match &config.rules.gift_wrap {
         GiftWrapFee::None => {}
         GiftWrapFee::PerLine(fee) => {
-            for line in cart.lines().iter().filter(|l| l.gift_wrap) {
+            // In SKU order, like everything else, so line order never changes a fee's tax.
+            for line in lines.iter().filter(|l| l.gift_wrap) {
                 fees.push((
                     FeeKind::GiftWrap,
                     format!("gift wrap {}", line.sku),
@@ -1396,7 +1397,15 @@ fn buy_x_get_y(
         if max_occurrences.is_some_and(|m| occurrences >= m) {
             break;
         }
-        // Take the discounted units from the front (selection order)...
+        // Take the discounted units from the front (selection order), never a unit the buy
+        // side needs: with overlapping filters, a unit that could be bought is discounted only
+        // if enough other qualifying units remain...
+        let mut buy_capable: u32 = candidates
+            .iter()
+            .zip(&left)
+            .filter(|(i, _)| buy.matches(work.lines[**i]))
+            .map(|(_, n)| *n)
+            .sum();
         let mut take_get = Vec::new();
         let mut need = get_quantity;
         for (k, i) in candidates.iter().enumerate() {
@@ -1404,7 +1413,18 @@ fn buy_x_get_y(
                 break;
             }
             if get.matches(work.lines[*i]) && left[k] > 0 {
-                let n = need.min(left[k]);
+                let spare = if buy.matches(work.lines[*i]) {
+                    left[k].min(buy_capable.saturating_sub(buy_quantity))
+                } else {
+                    left[k]
+                };
+                let n = need.min(spare);
+                if n == 0 {
+                    continue;
+                }
+                if buy.matches(work.lines[*i]) {
+                    buy_capable -= n;
+                }
                 take_get.push((k, n));
                 need -= n;
             }

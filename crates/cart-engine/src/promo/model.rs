@@ -471,11 +471,26 @@ impl Promotion {
             | Action::FixedOffPerLine { amount, .. }
             | Action::FixedOffOrder { amount, .. } => amount_ok(amount),
             Action::FixedPrice { unit_price, .. } => amount_ok(unit_price),
-            Action::BuyXGetY { percent_off, .. } => percent_ok(percent_off),
+            Action::BuyXGetY {
+                percent_off,
+                buy_quantity,
+                get_quantity,
+                max_occurrences,
+                ..
+            } => {
+                percent_ok(percent_off)
+                    && *buy_quantity > 0
+                    && *get_quantity > 0
+                    && *max_occurrences != Some(0)
+            }
             Action::FreeShipping => true,
-            Action::TieredOrder { tiers, .. } => tiers
-                .iter()
-                .all(|t| amount_ok(&t.min_subtotal) && amount_ok(&t.amount_off)),
+            Action::TieredOrder { tiers, .. } => {
+                !tiers.is_empty()
+                    && tiers.len() <= TIERS_MAX
+                    && tiers
+                        .iter()
+                        .all(|t| amount_ok(&t.min_subtotal) && amount_ok(&t.amount_off))
+            }
         };
         action_ok && self.condition.as_ref().is_none_or(condition_ok)
     }

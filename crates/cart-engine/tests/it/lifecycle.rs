@@ -174,3 +174,40 @@ async fn the_sweep_emits_one_abandoned_event_per_cart() {
     );
     assert_eq!(outbox.end_offset().await.unwrap(), 6);
 }
+
+#[test]
+fn a_checked_out_or_foreign_merged_guest_cart_is_not_merged() {
+    let tee = sample_product("p-1", "TEE");
+    let mut g = guest();
+    add(&mut g, &tee, 2);
+    g.mark_checked_out().unwrap();
+    let mut u = user();
+    let before = (u.clone(), g.clone());
+    assert!(matches!(
+        merge(&mut u, &mut g, MergeStrategy::default(), t0()),
+        Err(Error::Merge(_))
+    ));
+    assert_eq!((u, g), before, "a refused merge changes nothing");
+
+    let mut g = guest();
+    add(&mut g, &tee, 2);
+    let mut other = Cart::new(
+        CartId::new("other-user-cart").unwrap(),
+        Some(UserId::new("u-2").unwrap()),
+        Currency::EUR,
+        None,
+        t0(),
+    );
+    assert!(
+        merge(&mut other, &mut g, MergeStrategy::default(), t0())
+            .unwrap()
+            .merged
+    );
+    let mut u = user();
+    let before = (u.clone(), g.clone());
+    assert!(matches!(
+        merge(&mut u, &mut g, MergeStrategy::default(), t0()),
+        Err(Error::Merge(_))
+    ));
+    assert_eq!((u, g), before);
+}

@@ -815,3 +815,71 @@ fn invalid_rule_documents_name_the_field() {
         }
     }
 }
+
+#[test]
+fn the_get_side_never_takes_a_unit_the_buy_side_needs() {
+    // Buy one X, get any one unit free. X is the cheapest unit, but it pays for the deal, so the
+    // free unit is Y.
+    let cart = cart_of(&[item("X", 500, 1), item("Y", 2000, 1)]);
+    let promo = r#"[{"id": "gift", "name": "buy X get one free", "action": {"buy_x_get_y": {
+        "buy": {"skus": ["X"]}, "buy_quantity": 1, "get": "all", "get_quantity": 1,
+        "percent_off": "100", "max_occurrences": null, "selection": "cheapest"}}}]"#;
+    let p = run(&cart, promo);
+    assert_eq!(line_discounts(&p), [0, 2_000]);
+}
+
+#[test]
+fn promotions_built_in_code_with_impossible_numbers_do_not_apply() {
+    let cart = cart_of(&[item("A", 1000, 4)]);
+    let bogo = r#"[{"id": "bogo", "name": "bogo", "action": {"buy_x_get_y": {
+        "buy": "all", "buy_quantity": 1, "get": "all", "get_quantity": 1,
+        "percent_off": "100", "max_occurrences": null}}}]"#;
+    let tiers = format!(
+        r#"[{{"id": "tier", "name": "tier", "action": {{"tiered_order": {{"tiers": [
+        {{"min_subtotal": {}, "amount_off": {}}}]}}}}}}]"#,
+        eur("1.00"),
+        eur("1.00")
+    );
+    let mut broken = Vec::new();
+    for zero in 0..3 {
+        let mut p = load_promotions(bogo).unwrap();
+        if let Action::BuyXGetY {
+            buy_quantity,
+            get_quantity,
+            max_occurrences,
+            ..
+        } = &mut p[0].action
+        {
+            match zero {
+                0 => *buy_quantity = 0,
+                1 => *get_quantity = 0,
+                _ => *max_occurrences = Some(0),
+            }
+        }
+        broken.push(p);
+    }
+    let mut p = load_promotions(&tiers).unwrap();
+    if let Action::TieredOrder { tiers, .. } = &mut p[0].action {
+        tiers.clear();
+    }
+    broken.push(p);
+    let config = PricingConfig::default();
+    for promotions in broken {
+        let priced = price(
+            &cart,
+            &promotions,
+            &PricingContext {
+                now: t0(),
+                customer: None,
+                config: &config,
+                tax: &no_tax(),
+            },
+        )
+        .unwrap();
+        assert_eq!(cents(priced.totals.discount), 0);
+        assert_eq!(
+            priced.promotions[0].outcome,
+            PromotionOutcome::NotApplied(NotApplied::InvalidRule)
+        );
+    }
+}

@@ -62,7 +62,9 @@ pub fn allocate(total: &Money, weights: &[Decimal]) -> Result<Vec<Money>> {
     Ok(result)
 }
 
-/// [`allocate`] of `total` minor units over exact decimal weights, returning minor units.
+/// [`allocate`] of `total` minor units over decimal weights, returning minor units. Weights
+/// too precise for exact integer arithmetic at this total are rounded (to 12, then 6, 3, 0
+/// decimals) rather than refused; the parts always sum exactly to `total`.
 ///
 /// # Errors
 /// As [`allocate`].
@@ -72,10 +74,30 @@ pub fn allocate_weighted(total: i128, weights: &[Decimal]) -> Result<Vec<i128>> 
             reason: "negative weight",
         });
     }
-    let ints = integer_weights(weights).ok_or(Error::Overflow {
+    // Exact ratios first. Weights that carry more precision than `total × weight` can hold in
+    // 127 bits (a quotient like x/1.19 has 28 digits) are then rounded to fewer decimals: the
+    // shares move by a vanishing fraction of a minor unit, and the parts still sum exactly.
+    let mut last = Error::Overflow {
         operation: "allocate",
-    })?;
-    allocate_minor(total, &ints)
+    };
+    for decimals in [None, Some(12), Some(6), Some(3), Some(0)] {
+        let rounded: Vec<Decimal>;
+        let candidate = match decimals {
+            None => weights,
+            Some(dp) => {
+                rounded = weights.iter().map(|w| w.round_dp(dp)).collect();
+                &rounded
+            }
+        };
+        let Some(ints) = integer_weights(candidate) else {
+            continue;
+        };
+        match allocate_minor(total, &ints) {
+            Err(e @ Error::Overflow { .. }) => last = e,
+            other => return other,
+        }
+    }
+    Err(last)
 }
 
 /// [`allocate`] on integers: splits `total` minor units over non-negative integer `weights`
@@ -279,6 +301,17 @@ mod tests {
         let total = Money::from_minor(3, Currency::JPY);
         let parts = allocate(&total, &[Decimal::new(1, 1), Decimal::new(2, 1)]).unwrap();
         assert_eq!(cents(&parts), [1, 2]);
+    }
+
+    #[test]
+    fn over_precise_weights_are_rounded_not_refused() {
+        // Quotients by 1.19 and 1.07 carry 28 digits; scaled to one scale they overflow i128
+        // against a six-digit total. The split still happens, exactly.
+        let a = Decimal::from(1_000_000) / Decimal::new(119, 2);
+        let b = Decimal::from(100) / Decimal::new(107, 2);
+        let parts = allocate_weighted(159_663, &[a, b]).unwrap();
+        assert_eq!(parts.iter().sum::<i128>(), 159_663);
+        assert!(parts[0] > parts[1] * 1_000);
     }
 
     #[test]
