@@ -20,6 +20,8 @@ use crate::{Error, Result};
 ///   as the mirror image of the charge.
 /// - A single weight receives the whole total.
 /// - The arithmetic is exact: weights are scaled to integers and the shares computed in `i128`.
+///   Weights too precise for that at this total (a quotient like x/1.19 carries 28 digits) are
+///   first rounded to 12, then 6, 3 or 0 decimals; the parts still sum exactly to `total`.
 ///
 /// ```
 /// use commerce_core::{Currency, Money, allocate};
@@ -37,8 +39,9 @@ use crate::{Error, Result};
 /// - [`Error::InvalidWeights`] for no weights, more than [`ALLOCATION_WEIGHTS_MAX`], or a
 ///   negative weight;
 /// - [`Error::NotInMinorUnits`] if `total` is not rounded to its minor unit;
-/// - [`Error::Overflow`] if `total × weight` does not fit 127 bits once weights are scaled to
-///   integers (totals and weights of everyday commerce are many orders of magnitude away).
+/// - [`Error::Overflow`] if `total × weight` does not fit 127 bits even with weights rounded
+///   to whole numbers (totals and weights of everyday commerce are many orders of magnitude
+///   away).
 pub fn allocate(total: &Money, weights: &[Decimal]) -> Result<Vec<Money>> {
     let total_minor = total.minor_units()?;
     let parts = allocate_weighted(total_minor, weights)?;
