@@ -1,6 +1,6 @@
 //! Arbitrary promotion documents against arbitrary carts: loading refuses bad documents with a
 //! typed error, and whatever loads prices without panicking into a cart that keeps every
-//! invariant (`cart_engine::testkit::check_priced_cart`).
+//! invariant (`cart_engine::testkit::check_priced_cart_for`).
 //!
 //! Input: a promotion document (JSON), a 0xFF byte, then the cart: a flags byte, a tax-rate
 //! byte, two shipping bytes, and 4-byte lines (SKU, price low, price high, quantity).
@@ -87,7 +87,7 @@ fuzz_target!(|data: &[u8]| {
         tax: &tax,
     };
     if let Ok(priced) = price(&cart, &promotions, &ctx) {
-        if let Err(broken) = cart_engine::testkit::check_priced_cart(&priced) {
+        if let Err(broken) = cart_engine::testkit::check_priced_cart_for(&priced, &promotions) {
             panic!("{broken}");
         }
     }

@@ -3,7 +3,7 @@
 
 use commerce_core::Money;
 
-use crate::{AdjustmentTarget, PricedCart, PromotionOutcome};
+use crate::{Action, AdjustmentTarget, PricedCart, Promotion, PromotionOutcome};
 
 fn sum(
     currency: commerce_core::Currency,
@@ -134,5 +134,35 @@ pub fn check_priced_cart(p: &PricedCart) -> Result<(), String> {
         .chain(p.shipping.iter().map(|s| s.tax))
         .chain(p.fees.iter().map(|f| f.tax));
     ensure!(t.tax == sum(c, taxes)?, "tax total is not the pieces' sum");
+    Ok(())
+}
+
+/// [`check_priced_cart`], plus what needs the promotions that priced the cart: only a
+/// free-shipping promotion discounts shipping (an order discount never spills onto it), and a
+/// free-shipping promotion discounts nothing else.
+///
+/// # Errors
+/// A description of the first broken invariant.
+pub fn check_priced_cart_for(p: &PricedCart, promotions: &[Promotion]) -> Result<(), String> {
+    check_priced_cart(p)?;
+    for a in &p.adjustments {
+        let promotion = promotions
+            .iter()
+            .find(|q| q.id == a.promotion_id)
+            .ok_or_else(|| format!("adjustment from unknown promotion {}", a.promotion_id))?;
+        let ships = matches!(promotion.action, Action::FreeShipping);
+        let on_shipping = a.target == AdjustmentTarget::Shipping;
+        ensure!(
+            ships == on_shipping,
+            "{} ({}) adjusted {:?}",
+            a.promotion_id,
+            if ships {
+                "free shipping"
+            } else {
+                "not a shipping promotion"
+            },
+            a.target
+        );
+    }
     Ok(())
 }

@@ -10,4 +10,4 @@ pub mod cart_store;
 mod invariants;
 pub mod usage_store;
 
-pub use invariants::check_priced_cart;
+pub use invariants::{check_priced_cart, check_priced_cart_for};

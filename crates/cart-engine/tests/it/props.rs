@@ -327,8 +327,11 @@ fn price_it(cart: &Cart, promos: &[Promotion], config: &PricingConfig) -> Priced
     .unwrap()
 }
 
-pub(crate) fn check_invariants(p: &PricedCart) -> Result<(), TestCaseError> {
-    let checked = cart_engine::testkit::check_priced_cart(p);
+pub(crate) fn check_invariants(
+    p: &PricedCart,
+    promotions: &[Promotion],
+) -> Result<(), TestCaseError> {
+    let checked = cart_engine::testkit::check_priced_cart_for(p, promotions);
     prop_assert!(checked.is_ok(), "{:?}", checked);
     Ok(())
 }
@@ -343,7 +346,7 @@ proptest! {
         }
         let cart = build(&spec, false);
         let priced = price_it(&cart, &promos, &config);
-        check_invariants(&priced)?;
+        check_invariants(&priced, &promos)?;
         // Deterministic.
         prop_assert_eq!(&priced, &price_it(&cart, &promos, &config));
         // Line order never changes a price.

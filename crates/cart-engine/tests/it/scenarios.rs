@@ -581,6 +581,22 @@ fn an_order_discount_never_spills_onto_shipping() {
     assert_eq!(cents(p.lines[0].total), 0);
     assert_eq!(cents(p.shipping.as_ref().unwrap().total), 490);
     assert_eq!(cents(p.totals.total), 490);
+
+    // The checker the property tests and the fuzz target share sees the same rule: with free
+    // shipping next to the order discount it passes; told the shipping discount came from an
+    // order promotion, it refuses.
+    let doc = format!(
+        r#"[{{"id": "big", "name": "20 off", "action": {{"fixed_off_order": {{"amount": {}}}}}}},
+            {{"id": "ship", "name": "free shipping", "action": "free_shipping"}}]"#,
+        eur("20.00")
+    );
+    let promotions = load_promotions(&doc).unwrap();
+    let p = run(&cart, &doc);
+    assert_eq!(cents(p.totals.total), 0);
+    assert_eq!(testkit::check_priced_cart_for(&p, &promotions), Ok(()));
+    let mut lying = promotions.clone();
+    lying[1].action = promotions[0].action.clone();
+    assert!(testkit::check_priced_cart_for(&p, &lying).is_err());
 }
 
 #[test]
