@@ -178,6 +178,17 @@ impl Product {
         {
             return Err(Error::invalid("product.brand", "empty or too long"));
         }
+        // A table built in code (`PriceTable::single`) has not been through `PriceTable::set`.
+        if let Some((_, bad)) = self
+            .prices
+            .iter()
+            .find(|(_, m)| m.is_negative() || !m.is_rounded())
+        {
+            return Err(Error::invalid(
+                "product.prices",
+                format!("{bad} is negative or not in minor units"),
+            ));
+        }
         if self.prices.is_empty() && self.status == ProductStatus::Active {
             return Err(Error::invalid(
                 "product.prices",
@@ -316,6 +327,17 @@ mod tests {
             (|p| p.brand = Some(" ".into()), "product.brand"),
             (
                 |p| p.prices = PriceTable::new(Currency::EUR),
+                "product.prices",
+            ),
+            (
+                |p| p.prices = PriceTable::single(Money::from_minor(-500, Currency::EUR)),
+                "product.prices",
+            ),
+            (
+                |p| {
+                    p.prices =
+                        PriceTable::single(Money::new(Decimal::new(12_345, 3), Currency::EUR));
+                },
                 "product.prices",
             ),
             (|p| p.version = 0, "product.version"),

@@ -116,12 +116,20 @@ fn payment_mut<'a>(inner: &'a mut Inner, r: &PaymentRef) -> PortResult<&'a mut P
         .ok_or_else(|| err(PortErrorKind::NotFound, format!("payment {r}")))
 }
 
+/// An amount's value for comparing requests: 10.00 EUR and 10.000 EUR are the same request.
+fn same_value(m: &Money) -> String {
+    format!("{} {}", m.amount().normalize(), m.currency())
+}
+
 #[async_trait]
 impl PaymentGateway for InMemoryPaymentGateway {
     async fn authorize(&self, req: &AuthorizeRequest) -> PortResult<Payment> {
         let fingerprint = format!(
             "authorize|{}|{}|{}|{}",
-            req.order_id, req.amount, req.method_token, req.capture
+            req.order_id,
+            same_value(&req.amount),
+            req.method_token,
+            req.capture
         );
         self.once(&req.idempotency_key, fingerprint, |inner| {
             check_amount(&req.amount, req.amount.currency())?;
@@ -154,23 +162,27 @@ impl PaymentGateway for InMemoryPaymentGateway {
         payment_ref: &PaymentRef,
         amount: Money,
     ) -> PortResult<Payment> {
-        self.once(key, format!("capture|{payment_ref}|{amount}"), |inner| {
-            let p = payment_mut(inner, payment_ref)?;
-            check_amount(&amount, p.authorized.currency())?;
-            if p.status == PaymentStatus::Voided {
-                return Err(err(PortErrorKind::Conflict, "payment was voided"));
-            }
-            let captured = add(&p.captured, &amount)?;
-            if captured.amount() > p.authorized.amount() {
-                return Err(err(
-                    PortErrorKind::Conflict,
-                    "capture exceeds the authorization",
-                ));
-            }
-            p.captured = captured;
-            p.status = PaymentStatus::Captured;
-            Ok(p.clone())
-        })
+        self.once(
+            key,
+            format!("capture|{payment_ref}|{}", same_value(&amount)),
+            |inner| {
+                let p = payment_mut(inner, payment_ref)?;
+                check_amount(&amount, p.authorized.currency())?;
+                if p.status == PaymentStatus::Voided {
+                    return Err(err(PortErrorKind::Conflict, "payment was voided"));
+                }
+                let captured = add(&p.captured, &amount)?;
+                if captured.amount() > p.authorized.amount() {
+                    return Err(err(
+                        PortErrorKind::Conflict,
+                        "capture exceeds the authorization",
+                    ));
+                }
+                p.captured = captured;
+                p.status = PaymentStatus::Captured;
+                Ok(p.clone())
+            },
+        )
     }
 
     async fn refund(
@@ -179,19 +191,23 @@ impl PaymentGateway for InMemoryPaymentGateway {
         payment_ref: &PaymentRef,
         amount: Money,
     ) -> PortResult<Payment> {
-        self.once(key, format!("refund|{payment_ref}|{amount}"), |inner| {
-            let p = payment_mut(inner, payment_ref)?;
-            check_amount(&amount, p.authorized.currency())?;
-            let refunded = add(&p.refunded, &amount)?;
-            if refunded.amount() > p.captured.amount() {
-                return Err(err(
-                    PortErrorKind::Conflict,
-                    "refund exceeds the captured amount",
-                ));
-            }
-            p.refunded = refunded;
-            Ok(p.clone())
-        })
+        self.once(
+            key,
+            format!("refund|{payment_ref}|{}", same_value(&amount)),
+            |inner| {
+                let p = payment_mut(inner, payment_ref)?;
+                check_amount(&amount, p.authorized.currency())?;
+                let refunded = add(&p.refunded, &amount)?;
+                if refunded.amount() > p.captured.amount() {
+                    return Err(err(
+                        PortErrorKind::Conflict,
+                        "refund exceeds the captured amount",
+                    ));
+                }
+                p.refunded = refunded;
+                Ok(p.clone())
+            },
+        )
     }
 
     async fn void(&self, key: &IdempotencyKey, payment_ref: &PaymentRef) -> PortResult<Payment> {

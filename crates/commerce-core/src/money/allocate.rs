@@ -307,6 +307,21 @@ mod tests {
     }
 
     #[test]
+    fn an_amount_too_large_for_minor_units_is_refused_not_truncated() {
+        // 10^27 EUR has 10^29 cents, more than a Decimal's 96-bit mantissa holds.
+        let huge: Money = "1000000000000000000000000000 EUR".parse().unwrap();
+        assert!(matches!(
+            allocate(&huge, &[Decimal::ONE]),
+            Err(Error::Overflow { .. })
+        ));
+        assert!(matches!(huge.to_minor(), Err(Error::Overflow { .. })));
+        // The largest amount that still fits splits exactly.
+        let big: Money = "100000000000000000000000000 EUR".parse().unwrap();
+        let parts = allocate(&big, &[Decimal::ONE, Decimal::ONE]).unwrap();
+        assert_eq!(Money::sum(Currency::EUR, &parts).unwrap(), big);
+    }
+
+    #[test]
     fn over_precise_weights_are_rounded_not_refused() {
         // Quotients by 1.19 and 1.07 carry 28 digits; scaled to one scale they overflow i128
         // against a six-digit total. The split still happens, exactly.

@@ -173,8 +173,15 @@ impl Money {
         if !self.is_rounded() {
             return Err(self.not_in_minor_units());
         }
+        let exponent = u32::from(self.currency.exponent());
         let mut scaled = self.amount;
-        scaled.rescale(u32::from(self.currency.exponent()));
+        scaled.rescale(exponent);
+        // `rescale` stops short, silently, when the mantissa would not fit 96 bits.
+        if scaled.scale() != exponent {
+            return Err(Error::Overflow {
+                operation: "minor units",
+            });
+        }
         Ok(scaled.mantissa())
     }
 

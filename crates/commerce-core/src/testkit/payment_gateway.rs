@@ -75,7 +75,8 @@ pub async fn authorize_capture_refund<G: PaymentGateway + ?Sized>(g: &G) {
     );
 }
 
-/// Repeating a call with its key returns the first result and moves no more money.
+/// Repeating a call with its key returns the first result and moves no more money; an amount
+/// is compared by value (10.00 EUR and 10.000 EUR are the same request).
 pub async fn same_key_replays_without_moving_money<G: PaymentGateway + ?Sized>(g: &G) {
     let req = request("pay-b-auth", "order-pay-b", 3_000, false);
     let first = g.authorize(&req).await.unwrap();
@@ -86,6 +87,9 @@ pub async fn same_key_replays_without_moving_money<G: PaymentGateway + ?Sized>(g
     let k = key("pay-b-cap");
     g.capture(&k, &first.payment_ref, eur(1_000)).await.unwrap();
     g.capture(&k, &first.payment_ref, eur(1_000)).await.unwrap();
+    // The same amount written with more zeros is the same request, not a conflict.
+    let ten = Money::new(rust_decimal::Decimal::new(10_000, 3), Currency::EUR);
+    g.capture(&k, &first.payment_ref, ten).await.unwrap();
     let k = key("pay-b-ref");
     g.refund(&k, &first.payment_ref, eur(400)).await.unwrap();
     let last = g.refund(&k, &first.payment_ref, eur(400)).await.unwrap();
