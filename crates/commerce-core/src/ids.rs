@@ -171,12 +171,14 @@ fn check_sku(field: &'static str, text: &str) -> Result<()> {
 
 impl IdempotencyKey {
     /// Derives a key for one call made on behalf of `scope` (an order id, a saga id), so retries of
-    /// that call reuse it: `derive("order-42", "capture")` is `order-42:capture`.
+    /// that call reuse it: `derive("order-42", "capture")` is `8:order-42:capture`. The scope's
+    /// length leads, so two different (scope, purpose) pairs never give the same key even when
+    /// ids contain `:` (`("o1:claim", "p")` and `("o1", "claim:p")` differ).
     ///
     /// # Errors
     /// [`Error::Invalid`] if the joined key is invalid (too long, bad characters).
     pub fn derive(scope: &str, purpose: &str) -> Result<IdempotencyKey> {
-        IdempotencyKey::new(format!("{scope}:{purpose}"))
+        IdempotencyKey::new(format!("{}:{scope}:{purpose}", scope.len()))
     }
 }
 
@@ -230,7 +232,11 @@ mod tests {
     fn derived_keys_are_stable() {
         let a = IdempotencyKey::derive("order-42", "capture").unwrap();
         assert_eq!(a, IdempotencyKey::derive("order-42", "capture").unwrap());
-        assert_eq!(a.as_str(), "order-42:capture");
+        assert_eq!(a.as_str(), "8:order-42:capture");
+        assert_ne!(
+            IdempotencyKey::derive("o1:claim", "claim:p").unwrap(),
+            IdempotencyKey::derive("o1", "claim:claim:p").unwrap()
+        );
         assert!(IdempotencyKey::derive("order 42", "capture").is_err());
     }
 }

@@ -57,7 +57,7 @@ fn ship_deliver_and_tracking_webhooks_out_of_order() {
     let carrier = InMemoryCarrier::with_standard_services("acme", Currency::EUR);
     let req = shipment(Currency::EUR);
     let label = block_on(carrier.create_label(
-        &IdempotencyKey::new("life-1:label").unwrap(),
+        &IdempotencyKey::derive("life-1", "label").unwrap(),
         &req,
         "standard",
     ))
