@@ -188,3 +188,79 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_stored_order_passes_the_guards_a_live_one_does() {
+    // Cancelled before payment, then a forged refund of another amount: the table allows
+    // cancelled → refunded, but `apply` refuses a refund of an order never paid.
+    let mut order = sample_order("o-forged");
+    let _ = order
+        .apply(
+            Transition::Cancel {
+                reason: "changed my mind".into(),
+            },
+            t0(),
+        )
+        .unwrap();
+    let mut json = serde_json::to_value(&order).unwrap();
+    let forged = LedgerEntry {
+        seq: 2,
+        at: t0(),
+        from: OrderStatus::Cancelled,
+        to: OrderStatus::Refunded,
+        transition: Transition::Refund {
+            amount: Money::from_minor(999_999, Currency::EUR),
+        },
+    };
+    json["ledger"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::to_value(&forged).unwrap());
+    json["status"] = serde_json::to_value(OrderStatus::Refunded).unwrap();
+    assert_eq!(
+        Order::replay(&serde_json::from_value::<Vec<LedgerEntry>>(json["ledger"].clone()).unwrap())
+            .unwrap(),
+        OrderStatus::Refunded,
+        "the table alone allows it"
+    );
+    assert!(serde_json::from_value::<Order>(json).is_err());
+
+    // A shipment without a carrier is refused on load as it is live.
+    let mut order = sample_order("o-ship");
+    for t in [
+        Transition::ConfirmPayment {
+            payment_ref: PaymentRef::new("pay-1").unwrap(),
+        },
+        Transition::StartFulfilment,
+    ] {
+        let _ = order.apply(t, t0()).unwrap();
+    }
+    let mut json = serde_json::to_value(&order).unwrap();
+    let blank = LedgerEntry {
+        seq: 3,
+        at: t0(),
+        from: OrderStatus::Fulfilling,
+        to: OrderStatus::Shipped,
+        transition: Transition::Ship {
+            carrier: " ".into(),
+            tracking_number: "T-1".into(),
+        },
+    };
+    json["ledger"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::to_value(&blank).unwrap());
+    json["status"] = serde_json::to_value(OrderStatus::Shipped).unwrap();
+    assert!(serde_json::from_value::<Order>(json.clone()).is_err());
+    // The honest version of the same order loads.
+    let _ = order
+        .apply(
+            Transition::Ship {
+                carrier: "acme".into(),
+                tracking_number: "T-1".into(),
+            },
+            t0(),
+        )
+        .unwrap();
+    round_trip(&order);
+}
