@@ -189,6 +189,25 @@ proptest! {
     }
 }
 
+/// `order` as stored JSON with one more ledger entry, `from` its status to `to`, that
+/// `Order::apply` never wrote.
+fn with_forged_entry(order: &Order, to: OrderStatus, transition: Transition) -> serde_json::Value {
+    let mut json = serde_json::to_value(order).unwrap();
+    let entry = LedgerEntry {
+        seq: u32::try_from(order.ledger().len() + 1).unwrap(),
+        at: t0(),
+        from: order.status(),
+        to,
+        transition,
+    };
+    json["ledger"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::to_value(&entry).unwrap());
+    json["status"] = serde_json::to_value(to).unwrap();
+    json
+}
+
 #[test]
 fn a_stored_order_passes_the_guards_a_live_one_does() {
     // Cancelled before payment, then a forged refund of another amount: the table allows
@@ -202,24 +221,16 @@ fn a_stored_order_passes_the_guards_a_live_one_does() {
             t0(),
         )
         .unwrap();
-    let mut json = serde_json::to_value(&order).unwrap();
-    let forged = LedgerEntry {
-        seq: 2,
-        at: t0(),
-        from: OrderStatus::Cancelled,
-        to: OrderStatus::Refunded,
-        transition: Transition::Refund {
+    let json = with_forged_entry(
+        &order,
+        OrderStatus::Refunded,
+        Transition::Refund {
             amount: Money::from_minor(999_999, Currency::EUR),
         },
-    };
-    json["ledger"]
-        .as_array_mut()
-        .unwrap()
-        .push(serde_json::to_value(&forged).unwrap());
-    json["status"] = serde_json::to_value(OrderStatus::Refunded).unwrap();
+    );
+    let ledger: Vec<LedgerEntry> = serde_json::from_value(json["ledger"].clone()).unwrap();
     assert_eq!(
-        Order::replay(&serde_json::from_value::<Vec<LedgerEntry>>(json["ledger"].clone()).unwrap())
-            .unwrap(),
+        Order::replay(&ledger).unwrap(),
         OrderStatus::Refunded,
         "the table alone allows it"
     );
@@ -235,23 +246,15 @@ fn a_stored_order_passes_the_guards_a_live_one_does() {
     ] {
         let _ = order.apply(t, t0()).unwrap();
     }
-    let mut json = serde_json::to_value(&order).unwrap();
-    let blank = LedgerEntry {
-        seq: 3,
-        at: t0(),
-        from: OrderStatus::Fulfilling,
-        to: OrderStatus::Shipped,
-        transition: Transition::Ship {
+    let json = with_forged_entry(
+        &order,
+        OrderStatus::Shipped,
+        Transition::Ship {
             carrier: " ".into(),
             tracking_number: "T-1".into(),
         },
-    };
-    json["ledger"]
-        .as_array_mut()
-        .unwrap()
-        .push(serde_json::to_value(&blank).unwrap());
-    json["status"] = serde_json::to_value(OrderStatus::Shipped).unwrap();
-    assert!(serde_json::from_value::<Order>(json.clone()).is_err());
+    );
+    assert!(serde_json::from_value::<Order>(json).is_err());
     // The honest version of the same order loads.
     let _ = order
         .apply(
