@@ -191,8 +191,14 @@ struct HoldShard {
 }
 
 impl HoldShard {
-    fn finished(&mut self, id: &HoldId, now: DateTime<Utc>) {
-        self.finished.push_back((now, id.clone()));
+    /// Moves a hold to a final `status`: off the expiry index, onto the retention queue as
+    /// finished at `finished_at`.
+    fn close(&mut self, id: &HoldId, status: HoldStatus, finished_at: DateTime<Utc>) {
+        if let Some(record) = self.holds.get_mut(id) {
+            record.status = status;
+            self.expiry.remove(&(record.expires_at, id.clone()));
+            self.finished.push_back((finished_at, id.clone()));
+        }
     }
 
     /// Drops finished holds older than the retention window.
@@ -888,11 +894,9 @@ impl InMemoryStockStore {
             return false;
         }
         Self::finish(record, id, false, now, events);
-        record.status = HoldStatus::Expired;
-        let at = record.expires_at;
-        shard.expiry.remove(&(at, id.clone()));
         // It finished when it expired (even if noticed later).
-        shard.finished(id, at);
+        let at = record.expires_at;
+        shard.close(id, HoldStatus::Expired, at);
         true
     }
 
@@ -1093,12 +1097,7 @@ impl InMemoryStockStore {
             Self::expire_locked(&mut shard, hold, DateTime::<Utc>::MAX_UTC, None);
             return Err(Error::HoldExpired(hold.clone()));
         }
-        let at = record.expires_at;
-        if let Some(record) = shard.holds.get_mut(hold) {
-            record.status = HoldStatus::Committed;
-            shard.finished(hold, now);
-        }
-        shard.expiry.remove(&(at, hold.clone()));
+        shard.close(hold, HoldStatus::Committed, now);
         Ok(Changes { events })
     }
 
@@ -1133,12 +1132,7 @@ impl InMemoryStockStore {
         }
         let mut events = Vec::new();
         Self::finish(record, hold, false, now, Some(&mut events));
-        let at = record.expires_at;
-        if let Some(record) = shard.holds.get_mut(hold) {
-            record.status = HoldStatus::Released;
-            shard.finished(hold, now);
-        }
-        shard.expiry.remove(&(at, hold.clone()));
+        shard.close(hold, HoldStatus::Released, now);
         Ok(Changes { events })
     }
 

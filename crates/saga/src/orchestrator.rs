@@ -291,13 +291,8 @@ impl<D: SagaDefinition> Orchestrator<D> {
         step: usize,
         result: std::result::Result<Vec<u8>, String>,
     ) -> Result<Drive> {
-        let now = self.clock.now();
         let token = self.token();
-        let Some(mut rec) = self
-            .journal
-            .acquire(id, &token, now, now + self.policy.lease)
-            .await?
-        else {
+        let Some(mut rec) = self.lease(id, &token).await? else {
             return Ok(Drive::InProgress);
         };
         if rec.status == SagaStatus::Running
@@ -342,6 +337,15 @@ impl<D: SagaDefinition> Orchestrator<D> {
         Ok(out)
     }
 
+    /// Takes the saga's lease under `token`, or `None` while another drive holds it.
+    async fn lease(&self, id: &str, token: &str) -> Result<Option<SagaRecord>> {
+        let now = self.clock.now();
+        Ok(self
+            .journal
+            .acquire(id, token, now, now + self.policy.lease)
+            .await?)
+    }
+
     fn token(&self) -> String {
         let n = self
             .drives
@@ -351,12 +355,7 @@ impl<D: SagaDefinition> Orchestrator<D> {
 
     /// Renews this drive's lease; false if another driver holds the saga now.
     async fn renew(&self, rec: &mut SagaRecord, token: &str) -> Result<bool> {
-        let now = self.clock.now();
-        match self
-            .journal
-            .acquire(&rec.id, token, now, now + self.policy.lease)
-            .await?
-        {
+        match self.lease(&rec.id, token).await? {
             Some(stored) if stored.version == rec.version + 1 => {
                 rec.version = stored.version;
                 rec.lease = stored.lease;
@@ -425,13 +424,8 @@ impl<D: SagaDefinition> Orchestrator<D> {
             }
             _ => {}
         }
-        let now = self.clock.now();
         let token = self.token();
-        let Some(mut rec) = self
-            .journal
-            .acquire(id, &token, now, now + self.policy.lease)
-            .await?
-        else {
+        let Some(mut rec) = self.lease(id, &token).await? else {
             return Ok(Drive::InProgress);
         };
         let steps = self.definition.steps();
