@@ -202,8 +202,10 @@ impl Product {
     }
 }
 
-/// Signals that other engines attach to the read model (reviews, sales).
+/// Signals that other engines attach to the read model (reviews, sales, merchandising).
+/// Every field defaults, so a projection written before a field existed still reads.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ProductSignals {
     /// Average rating, 0 to 5.
     pub rating: Option<Decimal>,
@@ -211,6 +213,13 @@ pub struct ProductSignals {
     pub review_count: u32,
     /// Units sold in the recent window the merchant chooses.
     pub popularity: u64,
+    /// Paid placement: the merchant is paid to promote this product.
+    pub sponsored: bool,
+    /// Gross margin in basis points of the price (2_500 is 25 %); negative for a loss leader.
+    pub margin_bps: Option<i32>,
+    /// How much the merchant wants to move this stock, in basis points (0 = no pressure,
+    /// 10_000 = clear it): overstock, ageing or seasonal stock.
+    pub stock_pressure_bps: u16,
 }
 
 /// The denormalized read model of a product: what a cache serves by SKU and what search indexes.
