@@ -1,6 +1,55 @@
-//! Product search: a projection of the catalog into tantivy.
+//! Product search: a projection of the catalog into [tantivy], per tenant.
 //!
-//! **Status: skeleton.** This crate will own the index schema built from
-//! `commerce_core::ProductProjection`, a near-real-time indexing pipeline fed by catalog events
-//! with resumable offsets, free-text queries with typo tolerance and synonyms, disjunctive facets,
-//! bounded business re-ranking, and per-tenant indices. The catalog port stays the source of truth.
+//! - **Indexing**: [`SearchIndex`] holds one tenant's products (in RAM or a directory). The
+//!   [`Indexer`] applies catalog change events from a [`ChangeSource`] in batches and commits
+//!   each with its source offset, so a restart resumes exactly where it stopped; the source's
+//!   capacity gives backpressure and [`Indexer::lag`] tells how far behind the index is.
+//! - **Querying**: [`SearchIndex::search`] runs BM25F over title (weight 3), keywords (brand,
+//!   category, attribute values; weight 2) and description, with typo tolerance scaled by word length (exact always above typo), prefix
+//!   matching on the last word, per-tenant synonyms and exact SKU lookup; filters on brand,
+//!   category subtree, price in the shopper's currency, rating, attributes and stock; and
+//!   disjunctive facet counts, all in one pass over the matches.
+//! - **Ranking**: the best [`BusinessWeights::rerank_depth`] matches are re-ranked with bounded
+//!   business signals, then an optional learned [`Reranker`] ([`LinearModel`], trained offline
+//!   by [`train_linear`]); merchandising rules pin and hide products per query.
+//! - **Staleness**: every hit carries its catalog version; [`validate_hits`] checks a page
+//!   against the catalog port and [`reconcile`] repairs divergence.
+//! - **Tenants**: [`SearchRegistry`] keeps one index per tenant; a query names its tenant and
+//!   reads only that index.
+//! - **Relevance**: [`LabelledSet`] measures nDCG@10, MRR and recall@100 on graded judgements.
+//!
+//! See [`SearchIndex`] for a runnable example.
+
+mod collect;
+mod config;
+mod error;
+mod index;
+mod pipeline;
+mod query;
+mod rank;
+mod registry;
+mod relevance;
+mod request;
+mod schema;
+mod stale;
+mod vocab;
+
+pub use config::{MerchRule, MerchRules, Synonyms, TenantConfig, TenantId};
+pub use error::{Error, Result};
+pub use index::{IndexWriterGuard, SearchIndex, Storage};
+pub use pipeline::{BatchReport, ChangeSource, Indexer, MemoryChangeLog, Sourced};
+pub use rank::{
+    BusinessWeights, Features, Interaction, LinearModel, LogEvent, Reranker, Signals, TrainConfig,
+    train_linear,
+};
+pub use registry::SearchRegistry;
+pub use relevance::{
+    LabelledProduct, LabelledQuery, LabelledSet, QueryScore, RelevanceReport, ndcg_at, recall_at,
+    reciprocal_rank,
+};
+pub use request::{
+    ATTRIBUTE_FILTERS_MAX, FacetCount, FacetRequest, Facets, Filters, Hit, Matching,
+    PAGE_LIMIT_MAX, PRICE_BUCKETS_MAX, Placement, PriceBucket, PriceRange, QUERY_CHARS_MAX,
+    QUERY_TOKENS_MAX, RESULT_WINDOW_MAX, RatingBucket, SearchRequest, SearchResults,
+};
+pub use stale::{Freshness, ReconcileReport, ValidatedHits, reconcile, validate_hits};

@@ -1,0 +1,610 @@
+//! Product search at catalog scale, printed as figures:
+//! - index build rate over 1,000,000 generated products with Zipf-skewed brands, categories,
+//!   attributes and vocabulary (goal ≥ 50,000 docs/s), with progress while building;
+//! - resident memory per million products (goal ≤ 1 GiB);
+//! - latency of a top-10 query with three facets (brand, category, price buckets) and a total
+//!   count over the 480 WANDS shopper queries (goal p50 ≤ 2 ms, p99 ≤ 10 ms);
+//! - queries per second on two threads;
+//! - freshness: time from a price change entering the change log to being searchable, while
+//!   10,000 changes/s stream in (goal p99 ≤ 1 s).
+//!
+//! `cargo bench -p benches --bench search` (without `--bench`, as under `cargo test --benches`,
+//! it smoke-runs on 20,000 products).
+
+#![allow(clippy::print_stdout, reason = "a bench binary prints its figures")]
+#![allow(clippy::disallowed_methods, reason = "a benchmark measures wall time")]
+#![allow(
+    clippy::float_arithmetic,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "rates and samples for display only"
+)]
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use commerce_core::{
+    CategoryPath, Currency, DomainEvent, Money, PriceScope, PriceTable, ProductId,
+    ProductProjection, ProductSignals, ProductStatus, Sku,
+};
+use rand::rngs::SmallRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, Zipf};
+use rust_decimal::Decimal;
+use search::{
+    ChangeSource, FacetRequest, Indexer, LabelledSet, Matching, MemoryChangeLog, SearchIndex,
+    SearchRequest, Storage, TenantConfig, TenantId,
+};
+
+const WANDS: &str = include_str!("../data/wands-queries.tsv");
+
+/// Deterministic generator of a skewed catalog.
+struct Catalog {
+    vocab: Vec<String>,
+    brands: Vec<String>,
+    categories: Vec<String>,
+    colours: Vec<&'static str>,
+    materials: Vec<&'static str>,
+    words: Zipf<f64>,
+    brand_dist: Zipf<f64>,
+    category_dist: Zipf<f64>,
+    small_dist: Zipf<f64>,
+}
+
+fn syllable_word(mut n: usize) -> String {
+    const C: &[u8] = b"bcdfghjklmnprstvz";
+    const V: &[u8] = b"aeiou";
+    let mut w = String::new();
+    loop {
+        w.push(C[n % C.len()] as char);
+        n /= C.len();
+        w.push(V[n % V.len()] as char);
+        n /= V.len();
+        if n == 0 {
+            break;
+        }
+    }
+    w
+}
+
+impl Catalog {
+    fn new() -> Catalog {
+        let mut rng = SmallRng::seed_from_u64(7);
+        // Every word of the WANDS queries and their classes, spread through the vocabulary so
+        // that some are frequent and most are rare, plus generated filler words.
+        let mut real: Vec<String> = WANDS
+            .lines()
+            .skip(1)
+            .flat_map(|l| l.split('\t').skip(1).take(2).collect::<Vec<_>>())
+            .flat_map(|t| {
+                t.split(|c: char| !c.is_alphanumeric())
+                    .filter(|w| w.len() > 1)
+                    .map(str::to_lowercase)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        real.sort();
+        real.dedup();
+        let mut vocab: Vec<String> = (0..12_000).map(|i| syllable_word(i + 300)).collect();
+        for (i, w) in real.into_iter().enumerate() {
+            let at = (i * 7 + rng.random_range(0..7)) % vocab.len();
+            vocab.insert(at, w);
+        }
+        let brands = (0..2_000)
+            .map(|i| format!("Brand{}", syllable_word(i + 50)))
+            .collect();
+        let top = [
+            "Furniture",
+            "Decor",
+            "Lighting",
+            "Bedding",
+            "Bath",
+            "Kitchen",
+            "Outdoor",
+            "Rugs",
+            "Storage",
+            "Kids",
+        ];
+        let mut categories = Vec::new();
+        for t in top {
+            for m in 0..10 {
+                for l in 0..10 {
+                    categories.push(format!(
+                        "{t}/{}/{}",
+                        syllable_word(m + 400),
+                        syllable_word(l + 900)
+                    ));
+                }
+            }
+        }
+        categories.shuffle(&mut rng);
+        Catalog {
+            words: Zipf::new(vocab.len() as f64, 1.07).expect("zipf"),
+            vocab,
+            brand_dist: Zipf::new(brands_len(), 1.1).expect("zipf"),
+            brands,
+            category_dist: Zipf::new(1_000.0, 1.0).expect("zipf"),
+            categories,
+            colours: vec![
+                "black", "white", "grey", "brown", "blue", "green", "red", "beige", "gold",
+                "silver", "pink", "yellow", "orange", "purple", "navy", "teal",
+            ],
+            materials: vec![
+                "wood", "metal", "fabric", "glass", "leather", "plastic", "wool", "cotton", "oak",
+                "pine", "steel", "velvet",
+            ],
+            small_dist: Zipf::new(16.0, 1.2).expect("zipf"),
+        }
+    }
+
+    fn text(&self, rng: &mut SmallRng, n: usize) -> String {
+        let mut s = String::new();
+        for i in 0..n {
+            if i > 0 {
+                s.push(' ');
+            }
+            let k = self.words.sample(rng) as usize - 1;
+            s.push_str(&self.vocab[k.min(self.vocab.len() - 1)]);
+        }
+        s
+    }
+
+    /// Product `i` (the same every time it is asked for).
+    fn product(&self, i: u64) -> ProductProjection {
+        let mut rng = SmallRng::seed_from_u64(i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let pick = |rng: &mut SmallRng, d: &Zipf<f64>, len: usize| {
+            (d.sample(rng) as usize - 1).min(len - 1)
+        };
+        let eur = rng.random_range(199..200_000);
+        let mut prices = PriceTable::new(Currency::EUR);
+        prices
+            .set(PriceScope::Default, Money::from_minor(eur, Currency::EUR))
+            .expect("price");
+        prices
+            .set(
+                PriceScope::Default,
+                Money::from_minor(eur * 11 / 10, Currency::USD),
+            )
+            .expect("price");
+        let mut attributes = BTreeMap::new();
+        attributes.insert(
+            "colour".to_owned(),
+            self.colours[pick(&mut rng, &self.small_dist, self.colours.len())].to_owned(),
+        );
+        attributes.insert(
+            "material".to_owned(),
+            self.materials[pick(&mut rng, &self.small_dist, self.materials.len())].to_owned(),
+        );
+        let title_len = rng.random_range(3..9);
+        let desc_len = rng.random_range(15..40);
+        ProductProjection {
+            sku: Sku::new(format!("SKU-{i:08}")).expect("sku"),
+            product_id: ProductId::new(format!("p{i}")).expect("id"),
+            title: self.text(&mut rng, title_len),
+            description: self.text(&mut rng, desc_len),
+            brand: Some(self.brands[pick(&mut rng, &self.brand_dist, self.brands.len())].clone()),
+            category: CategoryPath::parse(
+                &self.categories[pick(&mut rng, &self.category_dist, self.categories.len())],
+            )
+            .expect("category"),
+            attributes,
+            prices,
+            primary_image: None,
+            status: ProductStatus::Active,
+            version: 1,
+            signals: ProductSignals {
+                rating: rng
+                    .random_bool(0.8)
+                    .then(|| Decimal::new(rng.random_range(100..=500), 2)),
+                review_count: rng.random_range(0..2_000),
+                popularity: (self.words.sample(&mut rng) as u64).pow(2),
+                sponsored: rng.random_bool(0.02),
+                margin_bps: Some(rng.random_range(-500..6_000)),
+                stock_pressure_bps: rng.random_range(0..3_000),
+            },
+            in_stock: Some(rng.random_bool(0.9)),
+        }
+    }
+}
+
+fn brands_len() -> f64 {
+    2_000.0
+}
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn queries() -> Vec<String> {
+    WANDS
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split('\t').nth(1))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn request(text: &str) -> SearchRequest {
+    let eur = |m: i64| Money::from_minor(m, Currency::EUR);
+    let mut req = SearchRequest::new(text, Currency::EUR);
+    req.facets = FacetRequest {
+        brand: true,
+        category: true,
+        price_buckets: Some(vec![eur(5_000), eur(10_000), eur(25_000), eur(50_000)]),
+        ..FacetRequest::default()
+    };
+    req
+}
+
+fn dir_size(path: &std::path::Path) -> u64 {
+    std::fs::read_dir(path)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.metadata().ok())
+                .filter(std::fs::Metadata::is_file)
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Child process: open the directory index at `dir` (memory-mapped), serve every WANDS query
+/// twice, print the resident memory the process grew by.
+fn probe_memory_dir(dir: &str) {
+    let before = rss_bytes();
+    let index = SearchIndex::create(
+        TenantId::new("bench").expect("tenant"),
+        TenantConfig::new(&[Currency::EUR, Currency::USD]),
+        Storage::Dir(dir.into()),
+    )
+    .expect("open index");
+    for _ in 0..2 {
+        for q in queries() {
+            index.search(&request(&q)).expect("search");
+        }
+    }
+    let n = index.num_docs().expect("count");
+    let grown = rss_bytes().saturating_sub(before);
+    println!(
+        "serving memory: {:.0} MiB resident for {n} products = {:.0} MiB per million (fresh process, directory index memory-mapped with its 64 MB writer, every WANDS query run twice)",
+        grown as f64 / 1_048_576.0,
+        grown as f64 * 1e6 / n.max(1) as f64 / 1_048_576.0
+    );
+}
+
+/// Child process: build a RAM index of `n` products with the default (serving) writer, one
+/// thread and 64 MB, streaming the products from the generator; serve every WANDS query twice;
+/// print the resident memory the process grew by. That is what a process serving the catalog
+/// from memory holds, its live writer included.
+fn probe_memory(n: u64) {
+    let catalog = Catalog::new();
+    let before = rss_bytes();
+    let index = SearchIndex::create(
+        TenantId::new("bench").expect("tenant"),
+        TenantConfig::new(&[Currency::EUR, Currency::USD]),
+        Storage::Ram,
+    )
+    .expect("index");
+    let mut writer = index.writer();
+    for i in 0..n {
+        writer.upsert(&catalog.product(i)).expect("upsert");
+    }
+    writer.commit(Some(0)).expect("commit");
+    for _ in 0..2 {
+        for q in queries() {
+            index.search(&request(&q)).expect("search");
+        }
+    }
+    let grown = rss_bytes().saturating_sub(before);
+    println!(
+        "serving memory: {:.0} MiB resident for {n} products = {:.0} MiB per million (fresh process, RAM index and its 64 MB writer, every WANDS query run twice)",
+        grown as f64 / 1_048_576.0,
+        grown as f64 * 1e6 / n.max(1) as f64 / 1_048_576.0
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--probe-memory-dir") {
+        probe_memory_dir(&args[i + 1]);
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--probe-memory") {
+        probe_memory(args[i + 1].parse().expect("product count"));
+        return;
+    }
+    let full = args.iter().any(|a| a == "--bench");
+    // SEARCH_BENCH_PRODUCTS and SEARCH_BENCH_PASSES resize a run (for profiling).
+    let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+    let n: u64 = env("SEARCH_BENCH_PRODUCTS").unwrap_or(if full { 1_000_000 } else { 20_000 });
+    if !full {
+        println!("smoke run on {n} products (use `cargo bench` for figures)");
+    }
+
+    // 1. Generate (not timed), then build a directory index (timed).
+    let catalog = Catalog::new();
+    let t = Instant::now();
+    let products: Vec<ProductProjection> = (0..n).map(|i| catalog.product(i)).collect();
+    println!(
+        "generated {n} products in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    // SEARCH_BENCH_STORAGE=dir builds in a temporary directory (memory-mapped, fsync on commit).
+    let on_disk = std::env::var("SEARCH_BENCH_STORAGE").is_ok_and(|v| v == "dir");
+    let dir = std::env::temp_dir().join(format!("search-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let storage = if on_disk {
+        Storage::Dir(dir.clone())
+    } else {
+        Storage::Ram
+    };
+    let mut config = TenantConfig::new(&[Currency::EUR, Currency::USD]);
+    config.writer_threads = 2;
+    config.writer_memory_bytes = 256_000_000;
+    // SEARCH_BENCH_QUERY_THREADS: threads one query may use (default 1).
+    config.query_threads = env("SEARCH_BENCH_QUERY_THREADS").map_or(1, |t| t as usize);
+    let query_threads = config.query_threads;
+    let index = Arc::new(
+        SearchIndex::create(TenantId::new("bench").expect("tenant"), config, storage)
+            .expect("index"),
+    );
+    let start = Instant::now();
+    {
+        let mut writer = index.writer();
+        for (i, p) in products.iter().enumerate() {
+            writer.upsert(p).expect("upsert");
+            if (i + 1) % 100_000 == 0 {
+                let s = start.elapsed().as_secs_f64();
+                println!(
+                    "  indexed {:>9} products in {s:6.1} s ({:.0} docs/s)",
+                    i + 1,
+                    (i + 1) as f64 / s
+                );
+            }
+        }
+        writer.commit(Some(0)).expect("commit");
+    }
+    let build = start.elapsed();
+    drop(products);
+    println!(
+        "index build ({}): {n} products in {:.1} s = {:.0} docs/s, {} segments{}",
+        if on_disk { "directory" } else { "RAM" },
+        build.as_secs_f64(),
+        n as f64 / build.as_secs_f64(),
+        index.segment_count(),
+        if on_disk {
+            format!(", {:.0} MiB on disk", dir_size(&dir) as f64 / 1_048_576.0)
+        } else {
+            String::new()
+        }
+    );
+    // 2. Latency: every WANDS query, three passes, one thread.
+    let qs = queries();
+    let passes = env("SEARCH_BENCH_PASSES").map_or(if full { 3 } else { 1 }, |p| p as usize);
+    let mut lat = Vec::new();
+    let mut zero = 0;
+    let mut slowest: Vec<(Duration, u64, &str)> = Vec::new();
+    for _ in 0..passes {
+        for q in &qs {
+            let req = request(q);
+            let t = Instant::now();
+            let r = index.search(&req).expect("search");
+            let took = t.elapsed();
+            lat.push(took);
+            slowest.push((took, r.total, q));
+            if r.total == 0 {
+                zero += 1;
+            }
+        }
+    }
+    slowest.sort_by_key(|s| std::cmp::Reverse(s.0));
+    let matched: u64 = qs
+        .iter()
+        .map(|q| index.search(&request(q)).expect("search").total)
+        .sum();
+    println!(
+        "  mean products matched per query: {:.0}; slowest: {}",
+        matched as f64 / qs.len() as f64,
+        slowest
+            .iter()
+            .take(5)
+            .map(|(d, n, q)| format!("{q:?} {:.1} ms, {n} matches", ms(*d)))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    lat.sort();
+    let mean = lat.iter().sum::<Duration>() / lat.len() as u32;
+    println!(
+        "top-10 + brand, category and price facets + count, {} WANDS queries, {query_threads} thread(s) per query: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, mean {:.2} ms ({} of {} found nothing)",
+        qs.len(),
+        ms(percentile(&lat, 0.5)),
+        ms(percentile(&lat, 0.99)),
+        ms(*lat.last().expect("latencies")),
+        ms(mean),
+        zero / passes,
+        qs.len()
+    );
+
+    // 3. Throughput on two threads.
+    let run = if full {
+        Duration::from_secs(10)
+    } else {
+        Duration::from_millis(300)
+    };
+    let done = Arc::new(AtomicU64::new(0));
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for th in 0..2 {
+            let (index, qs, done) = (&index, &qs, &done);
+            s.spawn(move || {
+                let mut i = th * 240;
+                while t.elapsed() < run {
+                    index.search(&request(&qs[i % qs.len()])).expect("search");
+                    done.fetch_add(1, Ordering::Relaxed);
+                    i += 1;
+                }
+            });
+        }
+    });
+    println!(
+        "throughput: {:.0} queries/s on 2 threads",
+        done.load(Ordering::Relaxed) as f64 / t.elapsed().as_secs_f64()
+    );
+    // 4. Freshness under 10,000 price changes per second.
+    freshness(&index, n, full);
+
+    // 5. Memory, in a fresh process (after this one let go of the index's writer lock).
+    drop(index);
+    let mut probe = std::process::Command::new(std::env::current_exe().expect("self"));
+    if on_disk {
+        probe.arg("--probe-memory-dir").arg(&dir);
+    } else {
+        probe.arg("--probe-memory").arg(n.to_string());
+    }
+    let child = probe.output().expect("memory probe");
+    print!("{}", String::from_utf8_lossy(&child.stdout));
+    if !child.status.success() {
+        println!(
+            "memory probe failed: {}",
+            String::from_utf8_lossy(&child.stderr)
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // 6. Relevance on the hand-labelled set (the same the tests hold to their thresholds).
+    let set = LabelledSet::from_json(include_str!("../../crates/search/tests/data/labelled.json"))
+        .expect("labelled set");
+    let labelled = SearchIndex::create(
+        TenantId::new("labelled").expect("tenant"),
+        TenantConfig::new(&[set.currency]),
+        Storage::Ram,
+    )
+    .expect("index");
+    {
+        let mut w = labelled.writer();
+        for p in set.projections().expect("projections") {
+            w.upsert(&p).expect("upsert");
+        }
+        w.commit(None).expect("commit");
+    }
+    for matching in [Matching::All, Matching::Any] {
+        let r = set.evaluate(&labelled, matching).expect("evaluate");
+        println!(
+            "relevance, labelled set ({} queries, {matching:?} words): nDCG@10 {:.3}, MRR {:.3}, recall@100 {:.3}",
+            set.queries.len(),
+            r.ndcg_10,
+            r.mrr,
+            r.recall_100
+        );
+    }
+}
+
+fn freshness(index: &Arc<SearchIndex>, n: u64, full: bool) {
+    const RATE: u64 = 10_000;
+    let run = if full {
+        Duration::from_secs(20)
+    } else {
+        Duration::from_secs(1)
+    };
+    let log = Arc::new(MemoryChangeLog::new(200_000));
+    let appended: Arc<Mutex<Vec<Instant>>> = Arc::new(Mutex::new(Vec::new()));
+    let first = index.next_offset();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut latencies: Vec<Duration> = Vec::new();
+    let mut batches = 0u64;
+    let mut max_lag = 0u64;
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        let (log2, appended2, stop2) = (Arc::clone(&log), Arc::clone(&appended), Arc::clone(&stop));
+        let producer = s.spawn(move || {
+            let mut rng = SmallRng::seed_from_u64(99);
+            let mut versions: BTreeMap<u64, u64> = BTreeMap::new();
+            let mut sent = 0u64;
+            while start.elapsed() < run {
+                // Pace to RATE: append whatever is due by now, in 1 ms steps.
+                let due = (start.elapsed().as_secs_f64() * RATE as f64) as u64;
+                while sent < due {
+                    let i = rng.random_range(0..n);
+                    let v = versions.entry(i).or_insert(1);
+                    *v += 1;
+                    let event = DomainEvent::PriceChanged {
+                        product_id: ProductId::new(format!("p{i}")).expect("id"),
+                        sku: Sku::new(format!("SKU-{i:08}")).expect("sku"),
+                        old: None,
+                        new: Money::from_minor(rng.random_range(199..200_000), Currency::EUR),
+                        version: *v,
+                    };
+                    let mut times = appended2.lock().expect("times");
+                    log2.append_blocking(event);
+                    times.push(Instant::now());
+                    drop(times);
+                    sent += 1;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            stop2.store(true, Ordering::Release);
+            (sent, versions)
+        });
+        let indexer = Indexer::new(index, 20_000);
+        loop {
+            let lag = indexer.lag(&*log);
+            max_lag = max_lag.max(lag);
+            let report = indexer.run_once(&*log).expect("index batch");
+            let visible = Instant::now();
+            if report.read > 0 {
+                batches += 1;
+                let times = appended.lock().expect("times");
+                let lo = (report.next_offset - report.read as u64 - first) as usize;
+                let hi = (report.next_offset - first) as usize;
+                latencies.extend(times[lo..hi].iter().map(|t| visible - *t));
+            } else if stop.load(Ordering::Acquire) {
+                break;
+            } else {
+                log.wait_for(report.next_offset, Duration::from_millis(5));
+            }
+        }
+        let (sent, versions) = producer.join().expect("producer");
+        // Every change landed: each changed product is indexed at its last version.
+        for (i, v) in &versions {
+            let id = ProductId::new(format!("p{i}")).expect("id");
+            assert_eq!(
+                index.indexed_version(&id).expect("version"),
+                Some(*v),
+                "p{i}"
+            );
+        }
+        let elapsed = start.elapsed();
+        latencies.sort();
+        println!(
+            "freshness at {RATE} price changes/s for {:.0} s ({sent} changes, {batches} commits, max lag {max_lag}): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+            elapsed.as_secs_f64(),
+            ms(percentile(&latencies, 0.5)),
+            ms(percentile(&latencies, 0.99)),
+            ms(*latencies.last().unwrap_or(&Duration::ZERO)),
+        );
+    });
+}

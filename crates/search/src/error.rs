@@ -1,0 +1,85 @@
+//! The crate's error type.
+
+use commerce_core::ports::PortError;
+
+/// Everything that can go wrong in search. A refused request changes nothing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The request was malformed (an empty tenant id, a page past the cap, a bad filter).
+    #[error("invalid {field}: {reason}")]
+    Invalid {
+        /// What was wrong.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// No index is registered for this tenant.
+    #[error("unknown tenant {0:?}")]
+    UnknownTenant(String),
+    /// A tenant with this id is already registered.
+    #[error("tenant {0:?} already exists")]
+    TenantExists(String),
+    /// The request names a currency the tenant's index does not carry.
+    #[error("the index carries no prices in {0}")]
+    CurrencyNotIndexed(String),
+    /// The change log holds more unindexed changes than its capacity: the writer is behind.
+    #[error("indexer is {lag} changes behind (capacity {capacity}); retry later")]
+    Backpressure {
+        /// Changes appended but not yet committed to the index.
+        lag: u64,
+        /// The log's capacity.
+        capacity: u64,
+    },
+    /// A change log was asked for an offset it no longer (or never) held.
+    #[error("offset {asked} is outside the log (first {first}, next {next})")]
+    OffsetOutOfRange {
+        /// The offset asked for.
+        asked: u64,
+        /// The oldest offset still held.
+        first: u64,
+        /// The next offset to be written.
+        next: u64,
+    },
+    /// A product could not be turned into a document.
+    #[error("product {product}: {reason}")]
+    Unindexable {
+        /// The product id.
+        product: String,
+        /// Why.
+        reason: String,
+    },
+    /// A ranking model could not be read or does not fit the features.
+    #[error("ranking model: {0}")]
+    Model(String),
+    /// A labelled relevance set could not be read.
+    #[error("labelled set: {0}")]
+    Labels(String),
+    /// The catalog port failed.
+    #[error("catalog: {0}")]
+    Catalog(#[from] PortError),
+    /// The event log the indexer reads failed.
+    #[error("event log: {0}")]
+    Source(PortError),
+    /// The index's commit payload is not one this crate wrote.
+    #[error("commit payload {0:?} is not an indexer offset")]
+    Payload(String),
+    /// tantivy failed (I/O, a corrupt index, a lock held by another writer).
+    #[error("index: {0}")]
+    Index(#[from] tantivy::TantivyError),
+    /// A directory could not be created or read.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Error {
+    pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Error {
+        Error::Invalid {
+            field,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Results of this crate.
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,312 @@
+//! The index schema: how a [`ProductProjection`] becomes a tantivy document.
+//!
+//! Text goes through one analyzer (split on non-alphanumerics, lowercase, fold accents,
+//! optionally stem) so that query tokens and indexed tokens meet. Two text fields are indexed:
+//!
+//! - `text`, for exact matching and BM25: title, keywords (brand, category segments, attribute
+//!   values) and description in one field, the title three times and the keywords twice. That is
+//!   BM25F with field weights 3, 2 and 1 (the weights scale term frequencies inside one length
+//!   normalization, as Lucene's combined-field query does), and each query word reads a single
+//!   posting list instead of a union of three.
+//! - `loose`, for typo and prefix matching: title and keywords only (a typo in a description
+//!   word is noise).
+//!
+//! Title and description are stored for rendering hits and snippets. Everything filters, facets and ranking read is a fast (columnar) field, so a
+//! query never opens the document store except to render the page it returns.
+
+use std::collections::BTreeMap;
+
+use commerce_core::{Currency, ProductProjection, ProductStatus};
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
+use tantivy::TantivyDocument;
+use tantivy::schema::{
+    FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions,
+};
+use tantivy::tokenizer::{
+    AsciiFoldingFilter, Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer,
+    StopWordFilter, TextAnalyzer,
+};
+
+use crate::{Error, Result};
+
+/// The name under which the product analyzer is registered on every index.
+pub(crate) const TEXT_ANALYZER: &str = "product_text";
+/// Separates an attribute's key from its value in the `attrs` column.
+pub(crate) const ATTR_SEP: char = '\u{1f}';
+/// Stock state stored in the `in_stock` column.
+pub(crate) const STOCK_OUT: u64 = 0;
+pub(crate) const STOCK_IN: u64 = 1;
+pub(crate) const STOCK_UNKNOWN: u64 = 2;
+
+/// Values of the `status` field.
+pub(crate) const STATUS_ACTIVE: &str = "active";
+pub(crate) const STATUS_RETIRED: &str = "retired";
+
+/// BM25F field weights of the `text` field, applied by repeating the field's text.
+const TITLE_WEIGHT: usize = 3;
+const KEYWORDS_WEIGHT: usize = 2;
+
+/// Tokens longer than this are dropped by the analyzer (they are noise, not words).
+const TOKEN_CHARS_MAX: usize = 40;
+
+/// The analyzer for product text and queries.
+pub(crate) fn analyzer(stemming: bool) -> TextAnalyzer {
+    query_analyzer(stemming, false)
+}
+
+/// The analyzer, optionally dropping English stop words (`for`, `and`, `with`, ...): queries use
+/// it so that `desk for kids` does not require, or rank by, `for`. Stop words are dropped
+/// before stemming, so the stemmed and unstemmed analyses stay word for word aligned.
+pub(crate) fn query_analyzer(stemming: bool, stop_words: bool) -> TextAnalyzer {
+    let builder = TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(TOKEN_CHARS_MAX))
+        .filter(LowerCaser)
+        .filter(AsciiFoldingFilter)
+        .dynamic();
+    let builder = match (stop_words, StopWordFilter::new(Language::English)) {
+        (true, Some(stop)) => builder.filter_dynamic(stop),
+        _ => builder,
+    };
+    if stemming {
+        builder
+            .filter_dynamic(Stemmer::new(Language::English))
+            .build()
+    } else {
+        builder.build()
+    }
+}
+
+/// Handles on every field of a tenant's schema.
+#[derive(Debug, Clone)]
+pub(crate) struct Fields {
+    pub(crate) product_id: Field,
+    pub(crate) sku: Field,
+    pub(crate) sku_key: Field,
+    pub(crate) text: Field,
+    pub(crate) loose: Field,
+    pub(crate) title: Field,
+    pub(crate) description: Field,
+    pub(crate) brand: Field,
+    pub(crate) category: Field,
+    pub(crate) attrs: Field,
+    pub(crate) rating: Field,
+    pub(crate) reviews: Field,
+    pub(crate) popularity: Field,
+    pub(crate) sponsored: Field,
+    pub(crate) margin: Field,
+    pub(crate) pressure: Field,
+    pub(crate) in_stock: Field,
+    pub(crate) status: Field,
+    pub(crate) version: Field,
+    pub(crate) projection: Field,
+    pub(crate) prices: BTreeMap<Currency, Field>,
+}
+
+/// Column (fast field) names, read by the collector and the re-ranker.
+pub(crate) mod col {
+    pub(crate) const PRODUCT_ID: &str = "product_id";
+    pub(crate) const BRAND: &str = "brand";
+    pub(crate) const CATEGORY: &str = "category";
+    pub(crate) const ATTRS: &str = "attrs";
+    pub(crate) const RATING: &str = "rating";
+    pub(crate) const REVIEWS: &str = "review_count";
+    pub(crate) const POPULARITY: &str = "popularity";
+    pub(crate) const SPONSORED: &str = "sponsored";
+    pub(crate) const MARGIN: &str = "margin_bps";
+    pub(crate) const PRESSURE: &str = "stock_pressure_bps";
+    pub(crate) const IN_STOCK: &str = "in_stock";
+    pub(crate) const VERSION: &str = "version";
+    pub(crate) const STATUS: &str = "status";
+}
+
+/// The name of the price column for a currency.
+pub(crate) fn price_column(currency: Currency) -> String {
+    format!("price_{}", currency.code().to_ascii_lowercase())
+}
+
+/// The schema for an index carrying prices in `currencies`.
+pub(crate) fn build_schema(currencies: &[Currency]) -> Schema {
+    let mut b = Schema::builder();
+    let text = |stored: bool, record: IndexRecordOption| {
+        let idx = TextFieldIndexing::default()
+            .set_tokenizer(TEXT_ANALYZER)
+            .set_index_option(record);
+        let opts = TextOptions::default().set_indexing_options(idx);
+        if stored { opts.set_stored() } else { opts }
+    };
+    b.add_text_field(col::PRODUCT_ID, STRING | STORED | FAST);
+    b.add_text_field("sku", STRING | STORED);
+    b.add_text_field("sku_key", STRING);
+    b.add_text_field("text", text(false, IndexRecordOption::WithFreqs));
+    b.add_text_field("loose", text(false, IndexRecordOption::Basic));
+    b.add_text_field("title", STORED);
+    b.add_text_field("description", STORED);
+    b.add_text_field(col::BRAND, STRING | STORED | FAST);
+    b.add_text_field(col::CATEGORY, STRING | FAST);
+    b.add_text_field(col::ATTRS, STRING | FAST);
+    b.add_text_field(col::STATUS, STRING | STORED | FAST);
+    b.add_u64_field(col::VERSION, INDEXED | FAST | STORED);
+    b.add_u64_field(col::RATING, FAST);
+    b.add_u64_field(col::REVIEWS, FAST);
+    b.add_u64_field(col::POPULARITY, FAST);
+    b.add_bool_field(col::SPONSORED, FAST);
+    b.add_i64_field(col::MARGIN, FAST);
+    b.add_u64_field(col::PRESSURE, FAST);
+    b.add_u64_field(col::IN_STOCK, FAST);
+    b.add_bytes_field("projection", STORED);
+    for c in currencies {
+        b.add_u64_field(&price_column(*c), FAST);
+    }
+    b.build()
+}
+
+impl Fields {
+    /// Resolves every field of `schema` (one this crate built).
+    pub(crate) fn resolve(schema: &Schema) -> Result<Fields> {
+        let f = |name: &str| {
+            schema
+                .get_field(name)
+                .map_err(|_| Error::invalid("schema", format!("no field {name:?}")))
+        };
+        let mut prices = BTreeMap::new();
+        for (field, entry) in schema.fields() {
+            if let Some(code) = entry.name().strip_prefix("price_") {
+                let currency = Currency::from_code(&code.to_ascii_uppercase())
+                    .map_err(|_| Error::invalid("schema", format!("price field {code:?}")))?;
+                prices.insert(currency, field);
+            }
+        }
+        Ok(Fields {
+            product_id: f(col::PRODUCT_ID)?,
+            sku: f("sku")?,
+            sku_key: f("sku_key")?,
+            text: f("text")?,
+            loose: f("loose")?,
+            title: f("title")?,
+            description: f("description")?,
+            brand: f(col::BRAND)?,
+            category: f(col::CATEGORY)?,
+            attrs: f(col::ATTRS)?,
+            rating: f(col::RATING)?,
+            reviews: f(col::REVIEWS)?,
+            popularity: f(col::POPULARITY)?,
+            sponsored: f(col::SPONSORED)?,
+            margin: f(col::MARGIN)?,
+            pressure: f(col::PRESSURE)?,
+            in_stock: f(col::IN_STOCK)?,
+            status: f(col::STATUS)?,
+            version: f(col::VERSION)?,
+            projection: f("projection")?,
+            prices,
+        })
+    }
+
+    /// The tombstone of a retired product: its id, version and status only. It matches no
+    /// query (no text, no SKU) and keeps the version, so a late change older than the
+    /// retirement cannot bring the product back.
+    pub(crate) fn tombstone(&self, id: &str, version: u64) -> TantivyDocument {
+        let mut doc = TantivyDocument::default();
+        doc.add_text(self.product_id, id);
+        doc.add_text(self.status, STATUS_RETIRED);
+        doc.add_u64(self.version, version);
+        doc
+    }
+
+    /// The document for an active product.
+    pub(crate) fn document(&self, p: &ProductProjection) -> Result<TantivyDocument> {
+        let unindexable = |reason: String| Error::Unindexable {
+            product: p.product_id.as_str().to_owned(),
+            reason,
+        };
+        let mut doc = TantivyDocument::default();
+        doc.add_text(self.product_id, p.product_id.as_str());
+        doc.add_text(self.sku, p.sku.as_str());
+        doc.add_text(self.sku_key, sku_key(p.sku.as_str()));
+        doc.add_text(self.title, &p.title);
+        doc.add_text(self.description, &p.description);
+        let mut keywords = String::new();
+        if let Some(brand) = &p.brand {
+            doc.add_text(self.brand, brand);
+            keywords.push_str(brand);
+        }
+        if !p.category.segments().is_empty() {
+            doc.add_text(self.category, p.category.to_string());
+        }
+        for segment in p.category.segments() {
+            keywords.push(' ');
+            keywords.push_str(segment);
+        }
+        for (k, v) in &p.attributes {
+            if k.contains(ATTR_SEP) {
+                return Err(unindexable(format!("attribute key {k:?} holds U+001F")));
+            }
+            doc.add_text(self.attrs, format!("{k}{ATTR_SEP}{v}"));
+            keywords.push(' ');
+            keywords.push_str(v);
+        }
+        // BM25F weights by repetition: title 3, keywords 2, description 1.
+        for _ in 0..TITLE_WEIGHT {
+            doc.add_text(self.text, &p.title);
+        }
+        for _ in 0..KEYWORDS_WEIGHT {
+            doc.add_text(self.text, &keywords);
+        }
+        doc.add_text(self.text, &p.description);
+        doc.add_text(self.loose, &p.title);
+        doc.add_text(self.loose, &keywords);
+        if p.status == ProductStatus::Retired {
+            return Err(unindexable(
+                "a retired product is indexed as a tombstone".into(),
+            ));
+        }
+        doc.add_text(self.status, STATUS_ACTIVE);
+        doc.add_u64(self.version, p.version);
+        if let Some(rating) = p.signals.rating {
+            doc.add_u64(self.rating, rating_centi(rating));
+        }
+        doc.add_u64(self.reviews, u64::from(p.signals.review_count));
+        doc.add_u64(self.popularity, p.signals.popularity);
+        doc.add_bool(self.sponsored, p.signals.sponsored);
+        doc.add_i64(self.margin, i64::from(p.signals.margin_bps.unwrap_or(0)));
+        doc.add_u64(
+            self.pressure,
+            u64::from(p.signals.stock_pressure_bps.min(10_000)),
+        );
+        doc.add_u64(
+            self.in_stock,
+            match p.in_stock {
+                Some(true) => STOCK_IN,
+                Some(false) => STOCK_OUT,
+                None => STOCK_UNKNOWN,
+            },
+        );
+        for (currency, field) in &self.prices {
+            if let Ok(price) = p.prices.resolve(*currency, None, None) {
+                let minor = price
+                    .to_minor()
+                    .ok()
+                    .and_then(|m| u64::try_from(m).ok())
+                    .ok_or_else(|| unindexable(format!("price {price} out of range")))?;
+                doc.add_u64(*field, minor);
+            }
+        }
+        let json = serde_json::to_vec(p).map_err(|e| unindexable(e.to_string()))?;
+        doc.add_bytes(self.projection, &json);
+        Ok(doc)
+    }
+}
+
+/// A SKU as the `sku_key` field holds it: trimmed and lowercased, so `tee-red-m` finds `TEE-RED-M`.
+pub(crate) fn sku_key(text: &str) -> String {
+    text.trim().to_lowercase()
+}
+
+/// A rating of 0 to 5 stars as hundredths of a star, the unit of the `rating` column.
+pub(crate) fn rating_centi(rating: Decimal) -> u64 {
+    (rating * Decimal::ONE_HUNDRED)
+        .round()
+        .to_u64()
+        .unwrap_or(0)
+        .min(500)
+}

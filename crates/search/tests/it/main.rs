@@ -1,0 +1,10 @@
+//! Integration tests of the search crate.
+
+mod brute_force;
+mod fixtures;
+mod pipeline;
+mod querying;
+mod ranking;
+mod relevance;
+mod stale;
+mod tenants;

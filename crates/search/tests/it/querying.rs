@@ -1,0 +1,299 @@
+//! What a shopper's query finds, and in which order.
+
+use commerce_core::{Currency, Money, Sku};
+use search::{Error, MerchRule, Placement, SearchRequest, Synonyms};
+
+use crate::fixtures::{config, ids, index, index_with, product, search};
+
+#[test]
+fn an_exact_match_ranks_above_a_typo_match_whatever_its_signals() {
+    let idx = index(&[
+        product("typo", "Steel blander blander")
+            .popularity(1_000_000)
+            .sponsored(),
+        product(
+            "exact",
+            "Steel blender with a very long title that dilutes the score",
+        ),
+    ]);
+    let r = search(&idx, "blender");
+    assert_eq!(ids(&r), ["exact", "typo"]);
+}
+
+#[test]
+fn a_title_match_ranks_above_a_description_match() {
+    let idx = index(&[
+        product("desc", "Reading light").desc("A lamp for the bedside table"),
+        product("title", "Bedside lamp").desc("Warm light"),
+    ]);
+    assert_eq!(ids(&search(&idx, "lamp")), ["title", "desc"]);
+}
+
+#[test]
+fn the_typo_budget_grows_with_word_length() {
+    let mut cfg = config();
+    cfg.stemming = false;
+    let idx = index_with(
+        cfg,
+        &[
+            product("mug", "mug"),
+            product("chair", "chair"),
+            product("tv", "television"),
+        ],
+    );
+    // Under five letters: no typo allowed.
+    assert_eq!(search(&idx, "mig ").total, 0);
+    // Five to eight letters: one (a transposition counts as one).
+    assert_eq!(ids(&search(&idx, "chiar ")), ["chair"]);
+    assert_eq!(search(&idx, "chxiar ").total, 0);
+    // Nine and more: two.
+    assert_eq!(ids(&search(&idx, "tilevisoin ")), ["tv"]);
+    assert_eq!(search(&idx, "tilevxisoin ").total, 0);
+}
+
+#[test]
+fn words_with_digits_get_no_typos() {
+    let mut cfg = config();
+    cfg.stemming = false;
+    let idx = index_with(cfg, &[product("x200", "Router x200 dualband")]);
+    assert_eq!(search(&idx, "x201 ").total, 0);
+    assert_eq!(search(&idx, "x200 ").total, 1);
+    // The same edit on a word without digits is forgiven.
+    assert_eq!(search(&idx, "dualbnad ").total, 1);
+}
+
+#[test]
+fn the_last_word_matches_as_a_prefix_while_typing() {
+    let idx = index(&[product("b", "Glass blender"), product("g", "Glass bowl")]);
+    let typing = search(&idx, "glass blen");
+    assert_eq!((ids(&typing), typing.relaxed), (vec!["b"], false));
+    // A trailing space means the word is finished: no product has both words, so the
+    // results fall back to the first word.
+    let finished = search(&idx, "glass blen ");
+    assert!(finished.relaxed);
+    assert_eq!(finished.total, 2);
+    // Only the last word is a prefix.
+    assert_eq!(search(&idx, "gla bowl").total, 0);
+}
+
+#[test]
+fn stemming_finds_plurals() {
+    let idx = index(&[product("c", "Oak chair")]);
+    assert_eq!(ids(&search(&idx, "chairs ")), ["c"]);
+}
+
+#[test]
+fn synonyms_expand_at_query_time_per_tenant() {
+    let mut cfg = config();
+    let mut syn = Synonyms::default();
+    syn.equivalent(&["sofa", "couch"]);
+    syn.one_way("tv", &["television"]);
+    syn.one_way("tee", &["t shirt"]);
+    cfg.synonyms = syn;
+    let items = [
+        product("sofa", "Grey sofa"),
+        product("tele", "Television 55 inch"),
+        product("mount", "TV wall mount"),
+        product("shirt", "Cotton t shirt"),
+    ];
+    let idx = index_with(cfg, &items);
+    assert_eq!(ids(&search(&idx, "couch ")), ["sofa"]);
+    let mut tv = ids(&search(&idx, "tv "))
+        .into_iter()
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
+    tv.sort();
+    assert_eq!(tv, ["mount", "tele"]);
+    // One-way: television does not mean tv.
+    assert_eq!(ids(&search(&idx, "television ")), ["tele"]);
+    assert_eq!(ids(&search(&idx, "tee ")), ["shirt"]);
+    // Another tenant without the synonyms does not expand.
+    let plain = index(&items);
+    assert_eq!(search(&plain, "couch ").total, 0);
+}
+
+#[test]
+fn an_exact_sku_query_finds_that_product_first() {
+    let idx = index(&[
+        product("noise", "ab 1234 x ab 1234 x ab 1234 x").popularity(1_000_000),
+        product("target", "Desk organiser").sku("AB-1234-X"),
+    ]);
+    let r = search(&idx, "ab-1234-x");
+    assert_eq!(r.hits[0].product_id.as_str(), "target");
+    assert_eq!(
+        search(&idx, "AB-1234-X").hits[0].product_id.as_str(),
+        "target"
+    );
+}
+
+#[test]
+fn a_query_no_product_fully_matches_drops_words_from_the_end() {
+    let idx = index(&[
+        product("r", "Red mug"),
+        product("b", "Blue mug"),
+        product("rs", "Red mug stand"),
+    ]);
+    let r = search(&idx, "red mug unicorn");
+    assert!(r.relaxed);
+    assert_eq!(r.total, 2);
+    assert_eq!(ids(&r).len(), 2);
+    assert!(!ids(&r).contains(&"b"));
+    assert!(!search(&idx, "red mug").relaxed);
+    // A word matching nothing at the front is not dropped: nothing matches.
+    assert_eq!(search(&idx, "unicorn mug").total, 0);
+}
+
+#[test]
+fn stop_words_are_not_required() {
+    let idx = index(&[product("d", "Desk").desc("A desk kids love")]);
+    let r = search(&idx, "desk for kids");
+    assert_eq!((ids(&r), r.relaxed), (vec!["d"], false));
+    // A query of stop words only is searched as typed.
+    let idx = index(&[product("w", "The Who poster")]);
+    assert_eq!(ids(&search(&idx, "the who")), ["w"]);
+}
+
+#[test]
+fn pages_are_consistent_and_capped() {
+    let items: Vec<_> = (0..40)
+        .map(|i| product(&format!("p{i:02}"), "Plain mug").popularity(i))
+        .collect();
+    let idx = index(&items);
+    let mut req = SearchRequest::new("mug", Currency::EUR);
+    req.limit = 20;
+    let all = ids(&idx.search(&req).unwrap()).join(",");
+    req.limit = 10;
+    let first = idx.search(&req).unwrap();
+    req.offset = 10;
+    let second = idx.search(&req).unwrap();
+    assert_eq!(
+        format!("{},{}", ids(&first).join(","), ids(&second).join(",")),
+        all
+    );
+    assert_eq!(first.total, 40);
+
+    req.offset = 995;
+    assert!(matches!(
+        idx.search(&req),
+        Err(Error::Invalid {
+            field: "offset",
+            ..
+        })
+    ));
+    req.offset = 0;
+    req.limit = 0;
+    assert!(matches!(
+        idx.search(&req),
+        Err(Error::Invalid { field: "limit", .. })
+    ));
+    req.limit = 101;
+    assert!(idx.search(&req).is_err());
+}
+
+#[test]
+fn browsing_without_text_orders_by_business_signals() {
+    let idx = index(&[
+        product("low", "Mug").popularity(1),
+        product("high", "Cup").popularity(5_000),
+    ]);
+    let r = search(&idx, "");
+    assert_eq!(ids(&r), ["high", "low"]);
+    assert_eq!(r.total, 2);
+}
+
+#[test]
+fn snippets_highlight_the_query_words() {
+    let idx = index(&[product("l", "Bedside lamp").desc("A small lamp with a warm <glow>")]);
+    let mut req = SearchRequest::new("lamp", Currency::EUR);
+    req.highlight = true;
+    let hit = &idx.search(&req).unwrap().hits[0];
+    assert_eq!(hit.title_snippet.as_deref(), Some("Bedside <b>lamp</b>"));
+    let desc = hit.description_snippet.as_deref().unwrap();
+    assert!(desc.contains("<b>lamp</b>"), "{desc}");
+    assert!(desc.contains("&lt;glow"), "not escaped: {desc}");
+    // Without the flag, no snippets.
+    assert!(search(&idx, "lamp").hits[0].title_snippet.is_none());
+}
+
+#[test]
+fn prices_come_in_the_shoppers_currency_and_unknown_currencies_are_refused() {
+    let idx = index(&[product("m", "Mug").eur(1_250).usd(1_399)]);
+    let usd = idx
+        .search(&SearchRequest::new("mug", Currency::USD))
+        .unwrap();
+    assert_eq!(
+        usd.hits[0].price,
+        Some(Money::from_minor(1_399, Currency::USD))
+    );
+    let gbp = idx.search(&SearchRequest::new("mug", Currency::GBP));
+    assert!(matches!(gbp, Err(Error::CurrencyNotIndexed(_))));
+    // A price filter in another currency than the request's is refused.
+    let mut req = SearchRequest::new("mug", Currency::EUR);
+    req.filters.price = Some(search::PriceRange {
+        min: Some(Money::from_minor(1, Currency::USD)),
+        max: None,
+    });
+    assert!(matches!(idx.search(&req), Err(Error::Invalid { .. })));
+}
+
+#[test]
+fn merchandising_pins_and_hides_per_query() {
+    let mut cfg = config();
+    cfg.merch.set(
+        "Lamp",
+        MerchRule {
+            pins: vec![
+                (Sku::new("PROMO").unwrap(), 0),
+                (Sku::new("FILTERED").unwrap(), 1),
+            ],
+            hides: vec![Sku::new("SKU-BAD").unwrap()],
+        },
+    );
+    let idx = index_with(
+        cfg,
+        &[
+            product("a", "Desk lamp").popularity(100),
+            product("bad", "Broken lamp").popularity(1_000),
+            product("promo", "Light bulb pack").sku("PROMO"),
+            product("filtered", "Light bulb")
+                .sku("FILTERED")
+                .stock(Some(false)),
+        ],
+    );
+    let mut req = SearchRequest::new("lamp", Currency::EUR);
+    req.filters.in_stock_only = true;
+    let r = idx.search(&req).unwrap();
+    assert_eq!(ids(&r), ["promo", "a"]);
+    assert_eq!(r.hits[0].placement, Placement::Pinned);
+    assert_eq!(r.hits[1].placement, Placement::Ranked);
+    // Another query is untouched.
+    assert_eq!(ids(&search(&idx, "broken lamp")), ["bad"]);
+}
+
+#[test]
+fn disjunctive_facets_keep_the_other_values_of_a_selected_facet() {
+    let idx = index(&[
+        product("a1", "Mug").brand("Acme").attr("colour", "red"),
+        product("a2", "Mug").brand("Acme").attr("colour", "blue"),
+        product("b1", "Mug").brand("Bolt").attr("colour", "red"),
+    ]);
+    let mut req = SearchRequest::new("mug", Currency::EUR);
+    req.filters.brands = vec!["Acme".into()];
+    req.facets.brand = true;
+    req.facets.attributes = vec!["colour".into()];
+    let r = idx.search(&req).unwrap();
+    assert_eq!(r.total, 2);
+    let brands: Vec<_> = r
+        .facets
+        .brand
+        .iter()
+        .map(|f| (f.value.as_str(), f.count))
+        .collect();
+    assert_eq!(brands, [("Acme", 2), ("Bolt", 1)]);
+    // Colour counts follow the brand filter.
+    let colours: Vec<_> = r.facets.attributes["colour"]
+        .iter()
+        .map(|f| (f.value.as_str(), f.count))
+        .collect();
+    assert_eq!(colours, [("blue", 1), ("red", 1)]);
+}
