@@ -166,6 +166,9 @@ impl SearchIndex {
         }
         let analyzer = schema::analyzer(config.stemming);
         index.tokenizers().register(TEXT_ANALYZER, analyzer.clone());
+        index
+            .tokenizers()
+            .register(schema::PLAIN_ANALYZER, schema::analyzer(false));
         let fields = Fields::resolve(&index.schema())?;
         let writer: IndexWriter =
             index.writer_with_num_threads(config.writer_threads, config.writer_memory_bytes)?;
@@ -495,9 +498,8 @@ impl SearchIndex {
         let mut relaxed = false;
         let threshold = self.config.loose_match_below;
         let mut loose = Vec::with_capacity(words.tokens.len());
-        for token in &words.tokens {
-            let mut known = 0u64;
-            known += searcher.doc_freq(&Term::from_field_text(self.fields.loose, token))?;
+        for typed in &words.typed {
+            let known = searcher.doc_freq(&Term::from_field_text(self.fields.loose, typed))?;
             loose.push(known < threshold);
         }
         let may_be_loose = |i: usize| loose.get(i).copied().unwrap_or(false);

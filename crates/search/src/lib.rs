@@ -32,6 +32,7 @@ mod relevance;
 mod request;
 mod schema;
 mod stale;
+mod stem;
 mod vocab;
 
 pub use config::{MerchRule, MerchRules, Synonyms, TenantConfig, TenantId};

@@ -211,11 +211,11 @@ impl Scorer for OffsetScorer {
 }
 
 /// One word matched through a typo or as a prefix; `None` when it has neither.
-fn loose(fields: &Fields, token: &str, typed: &str, prefix: bool) -> Option<Box<dyn Query>> {
+fn loose(fields: &Fields, typed: &str, prefix: bool) -> Option<Box<dyn Query>> {
     let budget = typo_budget(typed);
     let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
     {
-        let term = Term::from_field_text(fields.loose, token);
+        let term = Term::from_field_text(fields.loose, typed);
         if budget > 0 {
             clauses.push((
                 Occur::Should,
@@ -268,12 +268,7 @@ pub(crate) fn build(
                 ways.extend(alts.iter().map(|alt| exact(fields, alt)));
             }
             if may_be_loose(i)
-                && let Some(l) = loose(
-                    fields,
-                    token,
-                    &words.typed[i],
-                    i == last && words.last_is_prefix,
-                )
+                && let Some(l) = loose(fields, &words.typed[i], i == last && words.last_is_prefix)
             {
                 ways.push(l);
             }

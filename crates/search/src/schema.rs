@@ -4,12 +4,12 @@
 //! optionally stem) so that query tokens and indexed tokens meet. Two text fields are indexed:
 //!
 //! - `text`, for exact matching and BM25: title, keywords (brand, category segments, attribute
-//!   values) and description in one field, the title three times and the keywords twice. That is
-//!   BM25F with field weights 3, 2 and 1 (the weights scale term frequencies inside one length
+//!   values) and description in one field, the title and the keywords twice each. That is
+//!   BM25F with field weights 2, 2 and 1 (the weights scale term frequencies inside one length
 //!   normalization, as Lucene's combined-field query does), and each query word reads a single
 //!   posting list instead of a union of three.
 //! - `loose`, for typo and prefix matching: title and keywords only (a typo in a description
-//!   word is noise).
+//!   word is noise), not stemmed (a typo is a distance from what the shopper typed).
 //!
 //! Title and description are stored for rendering hits and snippets. Everything filters, facets and ranking read is a fast (columnar) field, so a
 //! query never opens the document store except to render the page it returns.
@@ -24,14 +24,17 @@ use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions,
 };
 use tantivy::tokenizer::{
-    AsciiFoldingFilter, Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer,
-    StopWordFilter, TextAnalyzer,
+    AsciiFoldingFilter, Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, StopWordFilter,
+    TextAnalyzer,
 };
 
+use crate::stem::CachedStemmer;
 use crate::{Error, Result};
 
 /// The name under which the product analyzer is registered on every index.
 pub(crate) const TEXT_ANALYZER: &str = "product_text";
+/// The same without stemming: typos and prefixes are about what the shopper typed.
+pub(crate) const PLAIN_ANALYZER: &str = "product_plain";
 /// Separates an attribute's key from its value in the `attrs` column.
 pub(crate) const ATTR_SEP: char = '\u{1f}';
 /// Stock state stored in the `in_stock` column.
@@ -44,7 +47,7 @@ pub(crate) const STATUS_ACTIVE: &str = "active";
 pub(crate) const STATUS_RETIRED: &str = "retired";
 
 /// BM25F field weights of the `text` field, applied by repeating the field's text.
-const TITLE_WEIGHT: usize = 3;
+const TITLE_WEIGHT: usize = 2;
 const KEYWORDS_WEIGHT: usize = 2;
 
 /// Tokens longer than this are dropped by the analyzer (they are noise, not words).
@@ -69,9 +72,7 @@ pub(crate) fn query_analyzer(stemming: bool, stop_words: bool) -> TextAnalyzer {
         _ => builder,
     };
     if stemming {
-        builder
-            .filter_dynamic(Stemmer::new(Language::English))
-            .build()
+        builder.filter_dynamic(CachedStemmer).build()
     } else {
         builder.build()
     }
@@ -128,18 +129,17 @@ pub(crate) fn price_column(currency: Currency) -> String {
 /// The schema for an index carrying prices in `currencies`.
 pub(crate) fn build_schema(currencies: &[Currency]) -> Schema {
     let mut b = Schema::builder();
-    let text = |stored: bool, record: IndexRecordOption| {
+    let text = |analyzer: &str, record: IndexRecordOption| {
         let idx = TextFieldIndexing::default()
-            .set_tokenizer(TEXT_ANALYZER)
+            .set_tokenizer(analyzer)
             .set_index_option(record);
-        let opts = TextOptions::default().set_indexing_options(idx);
-        if stored { opts.set_stored() } else { opts }
+        TextOptions::default().set_indexing_options(idx)
     };
     b.add_text_field(col::PRODUCT_ID, STRING | STORED | FAST);
     b.add_text_field("sku", STRING | STORED);
     b.add_text_field("sku_key", STRING);
-    b.add_text_field("text", text(false, IndexRecordOption::WithFreqs));
-    b.add_text_field("loose", text(false, IndexRecordOption::Basic));
+    b.add_text_field("text", text(TEXT_ANALYZER, IndexRecordOption::WithFreqs));
+    b.add_text_field("loose", text(PLAIN_ANALYZER, IndexRecordOption::Basic));
     b.add_text_field("title", STORED);
     b.add_text_field("description", STORED);
     b.add_text_field(col::BRAND, STRING | STORED | FAST);
@@ -245,7 +245,7 @@ impl Fields {
             keywords.push(' ');
             keywords.push_str(v);
         }
-        // BM25F weights by repetition: title 3, keywords 2, description 1.
+        // BM25F weights by repetition: title 2, keywords 2, description 1.
         for _ in 0..TITLE_WEIGHT {
             doc.add_text(self.text, &p.title);
         }

@@ -15,7 +15,7 @@ const LOOSE_BELOW: u64 = 4;
 
 const WORDS: &[&str] = &[
     "oak", "table", "chair", "lamp", "velvet", "sofa", "garden", "kettle", "blender", "mirror",
-    "cushion", "walnut", "shelves", "shelf", "x200",
+    "cushion", "walnut", "shelves", "shelf", "x200", "warden", "settle",
 ];
 const BRANDS: &[&str] = &["Acme", "Bolt", "Cosy", "Dune"];
 const CATEGORIES: &[&str] = &[
@@ -207,9 +207,16 @@ fn analyzed(index: &SearchIndex, p: &ProductProjection) -> Analyzed {
     let title: BTreeSet<String> = index.analyze(&p.title).into_iter().collect();
     let kw: BTreeSet<String> = index.analyze(&keywords).into_iter().collect();
     let desc: BTreeSet<String> = index.analyze(&p.description).into_iter().collect();
-    let loose: BTreeSet<String> = title.union(&kw).cloned().collect();
+    // Typos and prefixes are matched against the words as written (lowercased, unstemmed).
+    let raw = |t: &str| -> Vec<String> {
+        t.split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect()
+    };
+    let loose: BTreeSet<String> = raw(&p.title).into_iter().chain(raw(&keywords)).collect();
     Analyzed {
-        exact: loose.union(&desc).cloned().collect(),
+        exact: title.union(&kw).cloned().chain(desc).collect(),
         loose,
     }
 }
@@ -223,8 +230,8 @@ fn may_be_loose(all: &[Analyzed], w: &str) -> bool {
 
 fn word_matches(a: &Analyzed, w: &str, typed: &str, prefix: bool, loose: bool) -> bool {
     a.exact.contains(w)
-        || (loose && budget(typed) > 0 && a.loose.iter().any(|t| osa(t, w) <= budget(typed)))
-        || (loose && prefix && a.loose.iter().any(|t| t.starts_with(w)))
+        || (loose && budget(typed) > 0 && a.loose.iter().any(|t| osa(t, typed) <= budget(typed)))
+        || (loose && prefix && a.loose.iter().any(|t| t.starts_with(typed)))
 }
 
 fn query_text(ask: &Ask) -> String {
@@ -335,7 +342,7 @@ fn expected(index: &SearchIndex, docs: &[Doc], ask: &Ask) -> Expected {
         .enumerate()
         .map(|(i, d)| analyzed(index, &projection(i, d)))
         .collect();
-    let loose: Vec<bool> = words.iter().map(|w| may_be_loose(&analyzed, w)).collect();
+    let loose: Vec<bool> = typed.iter().map(|w| may_be_loose(&analyzed, w)).collect();
     // `text_match(i, n)`: product i matches the first n words (the last of them as a prefix
     // only when it is the query's last word, still being typed).
     let text_match = |i: usize, n: usize| {

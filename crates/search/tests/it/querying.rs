@@ -297,3 +297,41 @@ fn disjunctive_facets_keep_the_other_values_of_a_selected_facet() {
         .collect();
     assert_eq!(colours, [("blue", 1), ("red", 1)]);
 }
+
+#[test]
+fn parallel_segment_search_returns_what_one_thread_does() {
+    use search::{SearchIndex, Storage, TenantId};
+    let build = |threads: usize| {
+        let mut cfg = config();
+        cfg.query_threads = threads;
+        let idx = SearchIndex::create(TenantId::new("t").unwrap(), cfg, Storage::Ram).unwrap();
+        // One commit per slice: several segments.
+        for part in 0..4 {
+            let mut w = idx.writer();
+            for i in 0..25 {
+                let n = part * 25 + i;
+                let p = product(
+                    &format!("p{n}"),
+                    if n % 3 == 0 { "Oak table" } else { "Oak chair" },
+                )
+                .brand(["Acme", "Bolt", "Cosy"][n % 3])
+                .eur(100 + i64::try_from(n).unwrap() * 10)
+                .popularity(u64::try_from(n).unwrap());
+                w.upsert(&p.0).unwrap();
+            }
+            w.commit(None).unwrap();
+        }
+        idx
+    };
+    let (one, two) = (build(1), build(2));
+    assert!(two.segment_count() > 1);
+    for text in ["oak", "oak table", "chair", ""] {
+        let mut req = SearchRequest::new(text, Currency::EUR);
+        req.limit = 30;
+        req.facets.brand = true;
+        req.facets.price_buckets = Some(vec![Money::from_minor(500, Currency::EUR)]);
+        let (a, b) = (one.search(&req).unwrap(), two.search(&req).unwrap());
+        assert_eq!(ids(&a), ids(&b), "{text:?}");
+        assert_eq!((a.total, &a.facets), (b.total, &b.facets), "{text:?}");
+    }
+}
