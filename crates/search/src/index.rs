@@ -84,7 +84,8 @@ pub struct SearchIndex {
     config: TenantConfig,
     fields: Fields,
     reader: IndexReader,
-    writer: Mutex<IndexWriter>,
+    /// `None` only while the index is being dropped.
+    writer: Mutex<Option<IndexWriter>>,
     analyzer: TextAnalyzer,
     plain: TextAnalyzer,
     query_analyzer: TextAnalyzer,
@@ -172,10 +173,7 @@ impl SearchIndex {
         let fields = Fields::resolve(&index.schema())?;
         let writer: IndexWriter =
             index.writer_with_num_threads(config.writer_threads, config.writer_memory_bytes)?;
-        let mut policy = LogMergePolicy::default();
-        // Price churn is delete + add: merge segments once 30 % of their documents are dead.
-        policy.set_del_docs_ratio_before_merge(0.3);
-        writer.set_merge_policy(Box::new(policy));
+        writer.set_merge_policy(merge_policy());
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -207,7 +205,7 @@ impl SearchIndex {
             config,
             fields,
             reader,
-            writer: Mutex::new(writer),
+            writer: Mutex::new(Some(writer)),
             analyzer,
             plain: schema::analyzer(false),
             query_analyzer,
@@ -911,11 +909,34 @@ impl SignalColumns {
     }
 }
 
+/// Price churn is delete + add: segments are merged once 30 % of their documents are dead
+/// (tantivy's default waits for 100 %).
+fn merge_policy() -> Box<LogMergePolicy> {
+    let mut policy = LogMergePolicy::default();
+    policy.set_del_docs_ratio_before_merge(0.3);
+    Box::new(policy)
+}
+
+impl Drop for SearchIndex {
+    /// Waits for background merges and file clean-up, so that the directory can be reopened
+    /// at once (a writer's late clean-up could otherwise delete a successor's files).
+    fn drop(&mut self) {
+        let writer = self
+            .writer
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(w) = writer {
+            let _ = w.wait_merging_threads();
+        }
+    }
+}
+
 /// The index's writer, held exclusively. Dropped without [`IndexWriterGuard::commit`], it rolls
 /// back what it staged: a batch is committed whole or not at all.
 pub struct IndexWriterGuard<'a> {
     index: &'a SearchIndex,
-    writer: MutexGuard<'a, IndexWriter>,
+    writer: MutexGuard<'a, Option<IndexWriter>>,
     /// Products added in this batch (so a second upsert replaces the first).
     staged: HashSet<ProductId>,
     committed: bool,
@@ -930,6 +951,14 @@ impl std::fmt::Debug for IndexWriterGuard<'_> {
 }
 
 impl IndexWriterGuard<'_> {
+    fn w(&mut self) -> &mut IndexWriter {
+        // Taken only by `SearchIndex`'s drop, when no guard can exist.
+        #[allow(clippy::expect_used)]
+        self.writer
+            .as_mut()
+            .expect("the writer is present while the index lives")
+    }
+
     /// Stages a product: replaces any indexed copy; a retired product leaves a tombstone.
     ///
     /// # Errors
@@ -950,9 +979,9 @@ impl IndexWriterGuard<'_> {
         let term = Term::from_field_text(self.index.fields.product_id, id.as_str());
         let staged_before = !self.staged.insert(id.clone());
         if staged_before || self.index.reader.searcher().doc_freq(&term)? > 0 {
-            self.writer.delete_term(term);
+            self.w().delete_term(term);
         }
-        self.writer.add_document(doc)?;
+        self.w().add_document(doc)?;
         Ok(())
     }
 
@@ -968,10 +997,8 @@ impl IndexWriterGuard<'_> {
 
     /// Stages the removal of every trace of a product, tombstone included.
     pub fn delete(&mut self, id: &ProductId) {
-        self.writer.delete_term(Term::from_field_text(
-            self.index.fields.product_id,
-            id.as_str(),
-        ));
+        let term = Term::from_field_text(self.index.fields.product_id, id.as_str());
+        self.w().delete_term(term);
     }
 
     /// Commits what was staged, records `next_offset` (or keeps the current one) in the commit,
@@ -985,12 +1012,14 @@ impl IndexWriterGuard<'_> {
             next_offset: offset,
         })
         .map_err(|e| Error::Payload(e.to_string()))?;
-        let mut prepared = self.writer.prepare_commit()?;
+        let mut prepared = self.w().prepare_commit()?;
         prepared.set_payload(&payload);
         prepared.commit()?;
         self.committed = true;
         *lock(&self.index.next_offset) = offset;
         self.index.reader.reload()?;
+        // Build the new generation's facet vocabularies now, not on the next query.
+        self.index.vocab(&self.index.reader.searcher())?;
         Ok(())
     }
 }
@@ -999,7 +1028,11 @@ impl Drop for IndexWriterGuard<'_> {
     fn drop(&mut self) {
         if !self.committed {
             // Nothing staged may leak into a later commit.
-            let _ = self.writer.rollback();
+            if let Some(w) = self.writer.as_mut() {
+                let _ = w.rollback();
+                // A rollback starts a fresh tantivy writer, with the default merge policy.
+                w.set_merge_policy(merge_policy());
+            }
         }
     }
 }

@@ -2,7 +2,8 @@
 //! in-memory ports. A shopper in Austria fills a cart, prices resolve per locale, promotions and
 //! VAT apply, a carrier is chosen by rate shopping, checkout runs as a saga (stock held and
 //! pinned, order created, charged once, confirmed), and the order ships and is delivered from
-//! carrier tracking.
+//! carrier tracking. Search indexes the catalog from its change events and finds the mug
+//! through a typo.
 //!
 //! Run it with `cargo run -p examples --bin walkthrough`.
 
@@ -68,6 +69,44 @@ async fn run() -> AnyResult<()> {
             now,
         )?;
     }
+
+    // Search: the catalog projected into the shop's index, fed by catalog events and fresh
+    // as soon as the indexer commits them.
+    tee.title = "Red cotton tee".into();
+    mug.title = "Stoneware mug".into();
+    let shop_search = search::SearchIndex::create(
+        search::TenantId::new("shop-at")?,
+        search::TenantConfig::new(&[Currency::EUR]),
+        search::Storage::Ram,
+    )?;
+    let catalog_log = search::MemoryChangeLog::new(10_000);
+    for p in [&tee, &mug] {
+        let mut projection = ProductProjection::from_product(p);
+        projection.in_stock = Some(true);
+        catalog_log.append(DomainEvent::ProductUpserted {
+            projection: Box::new(projection),
+        })?;
+    }
+    let indexer = search::Indexer::new(&shop_search, 500);
+    let indexed = indexer.run_once(&catalog_log)?;
+    let mut query = search::SearchRequest::new("poter mug", Currency::EUR);
+    query.facets.brand = true;
+    let found = shop_search.search(&query)?;
+    let first = found.hits.first().ok_or("the mug should be found")?;
+    println!(
+        "== Search: {} products indexed at offset {}; {:?} (a typo) finds {} at {}; brands {:?}",
+        indexed.applied,
+        indexed.next_offset,
+        query.text,
+        first.sku,
+        first.price.ok_or("a price")?,
+        found
+            .facets
+            .brand
+            .iter()
+            .map(|f| format!("{} ({})", f.value, f.count))
+            .collect::<Vec<_>>()
+    );
 
     // The cart, priced for de-AT.
     let user = UserId::new("user-42")?;
