@@ -364,7 +364,7 @@ fn main() {
     };
     let mut config = TenantConfig::new(&[Currency::EUR, Currency::USD]);
     config.writer_threads = 2;
-    config.writer_memory_bytes = 256_000_000;
+    config.writer_memory_bytes = 1_000_000_000;
     // SEARCH_BENCH_QUERY_THREADS: threads one query may use (default 1).
     config.query_threads = env("SEARCH_BENCH_QUERY_THREADS").map_or(1, |t| t as usize);
     let query_threads = config.query_threads;

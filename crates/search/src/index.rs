@@ -267,6 +267,7 @@ impl SearchIndex {
             index: self,
             writer: lock(&self.writer),
             staged: HashSet::new(),
+            committed_empty: self.reader.searcher().segment_readers().is_empty(),
             committed: false,
         }
     }
@@ -281,17 +282,7 @@ impl SearchIndex {
             return Ok(None);
         };
         let doc: TantivyDocument = searcher.doc(addr)?;
-        let status = doc.get_first(self.fields.status).and_then(|v| v.as_str());
-        if status == Some(schema::STATUS_RETIRED) {
-            return Ok(None);
-        }
-        let bytes = doc
-            .get_first(self.fields.projection)
-            .and_then(|v| v.as_bytes())
-            .ok_or_else(|| Error::Payload("document without projection".into()))?;
-        serde_json::from_slice(bytes)
-            .map(Some)
-            .map_err(|e| Error::Payload(e.to_string()))
+        self.fields.stored_projection(&doc)
     }
 
     /// The indexed version of a product, as last committed, including the version that
@@ -939,6 +930,9 @@ pub struct IndexWriterGuard<'a> {
     writer: MutexGuard<'a, Option<IndexWriter>>,
     /// Products added in this batch (so a second upsert replaces the first).
     staged: HashSet<ProductId>,
+    /// The committed index held no segment when the guard was taken (a bulk load): nothing to
+    /// delete but what this batch added.
+    committed_empty: bool,
     committed: bool,
 }
 
@@ -978,7 +972,9 @@ impl IndexWriterGuard<'_> {
     fn replace_with(&mut self, id: &ProductId, doc: TantivyDocument) -> Result<()> {
         let term = Term::from_field_text(self.index.fields.product_id, id.as_str());
         let staged_before = !self.staged.insert(id.clone());
-        if staged_before || self.index.reader.searcher().doc_freq(&term)? > 0 {
+        if staged_before
+            || (!self.committed_empty && self.index.reader.searcher().doc_freq(&term)? > 0)
+        {
             self.w().delete_term(term);
         }
         self.w().add_document(doc)?;

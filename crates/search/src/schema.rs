@@ -16,10 +16,14 @@
 
 use std::collections::BTreeMap;
 
-use commerce_core::{Currency, ProductProjection, ProductStatus};
+use commerce_core::{
+    CategoryPath, Currency, Image, PriceTable, ProductId, ProductProjection, ProductSignals,
+    ProductStatus, Sku,
+};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use tantivy::TantivyDocument;
+use tantivy::schema::Value;
 use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions,
 };
@@ -76,6 +80,23 @@ pub(crate) fn query_analyzer(stemming: bool, stop_words: bool) -> TextAnalyzer {
     } else {
         builder.build()
     }
+}
+
+/// What the document stores of a projection besides title and description (which are stored
+/// fields of their own, for rendering hits).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredRest {
+    sku: Sku,
+    product_id: ProductId,
+    brand: Option<String>,
+    category: CategoryPath,
+    attributes: BTreeMap<String, String>,
+    prices: PriceTable,
+    primary_image: Option<Image>,
+    status: ProductStatus,
+    version: u64,
+    signals: ProductSignals,
+    in_stock: Option<bool>,
 }
 
 /// Handles on every field of a tenant's schema.
@@ -291,9 +312,58 @@ impl Fields {
                 doc.add_u64(*field, minor);
             }
         }
-        let json = serde_json::to_vec(p).map_err(|e| unindexable(e.to_string()))?;
+        let rest = StoredRest {
+            sku: p.sku.clone(),
+            product_id: p.product_id.clone(),
+            brand: p.brand.clone(),
+            category: p.category.clone(),
+            attributes: p.attributes.clone(),
+            prices: p.prices.clone(),
+            primary_image: p.primary_image.clone(),
+            status: p.status,
+            version: p.version,
+            signals: p.signals.clone(),
+            in_stock: p.in_stock,
+        };
+        let json = serde_json::to_vec(&rest).map_err(|e| unindexable(e.to_string()))?;
         doc.add_bytes(self.projection, &json);
         Ok(doc)
+    }
+
+    /// The projection a stored document was built from; `None` for a tombstone.
+    pub(crate) fn stored_projection(
+        &self,
+        doc: &TantivyDocument,
+    ) -> Result<Option<ProductProjection>> {
+        let text = |field| {
+            doc.get_first(field)
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        };
+        if text(self.status).as_deref() == Some(STATUS_RETIRED) {
+            return Ok(None);
+        }
+        let bytes = doc
+            .get_first(self.projection)
+            .and_then(|v| v.as_bytes())
+            .ok_or_else(|| Error::Payload("document without projection".into()))?;
+        let rest: StoredRest =
+            serde_json::from_slice(bytes).map_err(|e| Error::Payload(e.to_string()))?;
+        Ok(Some(ProductProjection {
+            sku: rest.sku,
+            product_id: rest.product_id,
+            title: text(self.title).unwrap_or_default(),
+            description: text(self.description).unwrap_or_default(),
+            brand: rest.brand,
+            category: rest.category,
+            attributes: rest.attributes,
+            prices: rest.prices,
+            primary_image: rest.primary_image,
+            status: rest.status,
+            version: rest.version,
+            signals: rest.signals,
+            in_stock: rest.in_stock,
+        }))
     }
 }
 
