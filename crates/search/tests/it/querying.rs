@@ -335,3 +335,23 @@ fn parallel_segment_search_returns_what_one_thread_does() {
         assert_eq!((a.total, &a.facets), (b.total, &b.facets), "{text:?}");
     }
 }
+
+#[test]
+fn a_search_request_reads_from_json() {
+    // The fuzz target's seed: what an HTTP front end would pass through.
+    let req: SearchRequest = serde_json::from_str(include_str!(
+        "../../../../fuzz/seeds/search_query/filters.json"
+    ))
+    .unwrap();
+    assert_eq!(req.filters.brands, ["Acme", "Bolt"]);
+    assert_eq!(req.facets.top_k, 5);
+    let idx = index(&[product("t", "Oak table")
+        .brand("Acme")
+        .category("Home/Kitchen")
+        .attr("colour", "red")
+        .eur(1_500)
+        .rating(400)]);
+    let r = idx.search(&req).unwrap();
+    assert_eq!(ids(&r), ["t"]);
+    assert_eq!(r.facets.brand[0].count, 1);
+}
