@@ -553,6 +553,7 @@ impl SearchIndex {
                         addr,
                         relevance: 0.0,
                         placement: Placement::Pinned,
+                        features: None,
                     },
                 };
                 let at = (*pos).min(ranked.len());
@@ -644,12 +645,13 @@ impl SearchIndex {
             };
             let signals = columns.signals(c.doc);
             let boost = weights.boost(&signals);
+            let features = Features::new(f64::from(relevance), boost, &signals);
             let score = match &self.config.reranker {
-                Some(model) => model.score(&Features::new(f64::from(relevance), boost, &signals)),
+                Some(model) => model.score(&features),
                 #[allow(clippy::float_arithmetic)]
                 None => f64::from(relevance) * (1.0 + boost),
             };
-            head.push((tier, score, i, relevance, c));
+            head.push((tier, score, i, relevance, c, features));
         }
         head.sort_by(|a, b| {
             b.0.cmp(&a.0)
@@ -658,10 +660,11 @@ impl SearchIndex {
         });
         let mut out: Vec<Ranked> = head
             .into_iter()
-            .map(|(_, _, _, relevance, c)| Ranked {
+            .map(|(_, _, _, relevance, c, features)| Ranked {
                 addr: DocAddress::new(c.segment, c.doc),
                 relevance: if browse { 0.0 } else { relevance },
                 placement: Placement::Ranked,
+                features: Some(features),
             })
             .collect();
         out.extend(top[depth..].iter().map(|c| Ranked {
@@ -672,6 +675,7 @@ impl SearchIndex {
                 query::split_score(c.key).1
             },
             placement: Placement::Ranked,
+            features: None,
         }));
         Ok(out)
     }
@@ -725,6 +729,7 @@ impl SearchIndex {
             placement: r.placement,
             title_snippet,
             description_snippet,
+            features: r.features,
         })
     }
 
@@ -845,6 +850,7 @@ struct Ranked {
     addr: DocAddress,
     relevance: f32,
     placement: Placement,
+    features: Option<Features>,
 }
 
 struct SignalColumns {

@@ -6,6 +6,7 @@ use commerce_core::{CategoryPath, Currency, Money, ProductId, Sku};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use crate::rank::Features;
 use crate::{Error, Result};
 
 /// Most hits one page may hold.
@@ -294,6 +295,9 @@ pub struct Hit {
     pub title_snippet: Option<String>,
     /// A fragment of the description with query words in `<b>`, when highlighting was asked for.
     pub description_snippet: Option<String>,
+    /// What the re-rankers saw of this hit (for hits within the re-rank depth): log it with the
+    /// impression so that [`crate::train_linear`] can learn from later clicks and purchases.
+    pub features: Option<Features>,
 }
 
 /// A page of results.

@@ -99,3 +99,48 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_model_trained_on_logged_features_reorders_to_what_shoppers_bought() {
+    use search::{Interaction, LogEvent, TrainConfig, train_linear};
+    // Equal text; popularity runs against rating, and shoppers buy the best rated.
+    let items: Vec<_> = (0..6u64)
+        .map(|i| {
+            product(&format!("p{i}"), "Walnut side table")
+                .rating(200 + i64::try_from(i).unwrap() * 50)
+                .popularity(10_000 - i * 1_500)
+        })
+        .collect();
+    let plain = index(&items);
+    let shown = search(&plain, "walnut table");
+    assert_eq!(
+        shown.hits[0].product_id.as_str(),
+        "p0",
+        "business order: most popular first"
+    );
+
+    // Feature logging: each impression carries the features the ranker saw.
+    let mut log = Vec::new();
+    for q in 0..20 {
+        for hit in &shown.hits {
+            log.push(LogEvent {
+                query_id: format!("q{q}"),
+                product_id: hit.product_id.as_str().to_owned(),
+                interaction: Interaction::Impression,
+                features: hit.features,
+            });
+        }
+        let bought = ["p5", "p4"][q % 2];
+        log.push(LogEvent {
+            query_id: format!("q{q}"),
+            product_id: bought.to_owned(),
+            interaction: Interaction::Purchase,
+            features: None,
+        });
+    }
+    let model = train_linear(&log, TrainConfig::default()).unwrap();
+    let mut cfg = config();
+    cfg.reranker = Some(Arc::new(model));
+    let learned = index_with(cfg, &items);
+    assert_eq!(ids(&search(&learned, "walnut table"))[..2], ["p5", "p4"]);
+}
