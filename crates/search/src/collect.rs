@@ -501,12 +501,6 @@ impl SegmentCollector for PlanSegment {
         }
     }
 
-    fn collect_block(&mut self, docs: &[DocId]) {
-        for doc in docs {
-            self.collect(*doc, 0.0);
-        }
-    }
-
     fn harvest(mut self) -> Fruit {
         self.flush();
         let mut top: Vec<Candidate> = self.heap.into_iter().map(|r| r.0).collect();

@@ -28,7 +28,7 @@ use crate::request::{
 };
 use crate::schema::{self, ATTR_SEP, Fields, STOCK_IN, TEXT_ANALYZER, col};
 use crate::vocab::Vocab;
-use crate::{Error, Result};
+use crate::{Error, Result, lock};
 
 /// Where an index lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,10 +102,6 @@ impl std::fmt::Debug for SearchIndex {
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// `m` in minor units, rounded up (so `price >= m` and `price < m` hold in minor units too);

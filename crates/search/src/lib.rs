@@ -35,6 +35,12 @@ mod stale;
 mod stem;
 mod vocab;
 
+/// Locks a mutex, taking over its data if a thread panicked while holding it (every critical
+/// section here leaves the data consistent at each step).
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 pub use config::{MerchRule, MerchRules, Synonyms, TenantConfig, TenantId};
 pub use error::{Error, Result};
 pub use index::{IndexWriterGuard, SearchIndex, Storage};

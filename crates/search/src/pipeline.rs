@@ -98,9 +98,7 @@ impl MemoryChangeLog {
     }
 
     fn lock(&self) -> MutexGuard<'_, LogInner> {
-        self.inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::lock(&self.inner)
     }
 
     /// Appends a change, returning its offset.

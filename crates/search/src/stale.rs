@@ -6,8 +6,6 @@
 //! (a bug, a truncated topic, a restore) leaves divergence no event will fix: [`reconcile`]
 //! walks the catalog, diffs it with the index and repairs what differs.
 
-use std::collections::BTreeMap;
-
 use commerce_core::ports::CatalogStore;
 use commerce_core::{ProductId, ProductProjection, ProductStatus};
 
@@ -141,23 +139,15 @@ pub async fn reconcile(
     let gone: Vec<ProductId> = indexed.into_keys().collect();
     report.orphaned.extend(gone.iter().cloned());
     if repair && !report.is_clean() {
-        let current: BTreeMap<ProductId, ProductProjection> = fixes
-            .iter()
-            .filter_map(|p| {
-                index
-                    .projection(&p.product_id)
-                    .ok()
-                    .flatten()
-                    .map(|old| (p.product_id.clone(), old))
-            })
-            .collect();
         let mut writer = index.writer();
         for mut p in fixes {
-            if let Some(old) = current.get(&p.product_id) {
+            // A read failure aborts the repair (the dropped writer rolls back) rather than
+            // overwriting signals it could not see.
+            if let Some(old) = index.projection(&p.product_id)? {
                 if old.version >= p.version {
                     continue;
                 }
-                p.signals = old.signals.clone();
+                p.signals = old.signals;
                 p.in_stock = old.in_stock;
             }
             writer.upsert(&p)?;
