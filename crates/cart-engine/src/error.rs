@@ -1,6 +1,6 @@
 //! The cart engine's error type.
 
-use commerce_core::{Currency, PortError, Sku};
+use commerce_core::{Currency, ErrorKind, PortError, Sku};
 
 /// A `Result` whose error defaults to [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -71,4 +71,41 @@ pub enum Error {
     /// Merging carts of two owners or two currencies, or a cart into itself.
     #[error("cannot merge: {0}")]
     Merge(&'static str),
+}
+
+impl Error {
+    /// The kind of refusal, as callers and the HTTP layer decide on it: bad quantities, codes
+    /// and rules are `Invalid`, a missing line `NotFound`, a retired product `Refused`, an
+    /// expired cart or an impossible merge `Conflict`; wrapped errors keep their own kind.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Core(e) => e.kind(),
+            Error::Port(e) => e.kind,
+            Error::TooManyLines { .. }
+            | Error::QuantityOutOfRange { .. }
+            | Error::CurrencyMismatch { .. }
+            | Error::Code { .. }
+            | Error::RequestId(_)
+            | Error::InvalidRule { .. } => ErrorKind::Invalid,
+            Error::NoSuchLine(_) => ErrorKind::NotFound,
+            Error::ProductRetired(_) => ErrorKind::Refused,
+            Error::Expired | Error::Merge(_) => ErrorKind::Conflict,
+        }
+    }
+
+    /// The field the input was refused for, where there is one.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Error::Core(e) => e.field(),
+            Error::Port(e) => e.field.as_deref(),
+            Error::TooManyLines { .. } => Some("lines"),
+            Error::QuantityOutOfRange { .. } => Some("quantity"),
+            Error::CurrencyMismatch { .. } => Some("currency"),
+            Error::Code { .. } => Some("code"),
+            Error::RequestId(_) => Some("request_id"),
+            Error::InvalidRule { path, .. } => Some(path),
+            Error::NoSuchLine(_) | Error::ProductRetired(_) => Some("sku"),
+            Error::Expired | Error::Merge(_) => None,
+        }
+    }
 }

@@ -68,6 +68,7 @@ mod merge;
 mod promo;
 mod store;
 mod tax;
+#[cfg(feature = "testkit")]
 pub mod testkit;
 mod usage;
 

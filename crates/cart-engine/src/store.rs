@@ -6,7 +6,7 @@ use std::sync::{Mutex, PoisonError};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use commerce_core::{CartId, CasOutcome, PortError, PortErrorKind, PortResult, UserId};
+use commerce_core::{CartId, CasOutcome, ErrorKind, PortError, PortResult, UserId};
 
 use crate::cart::{Cart, CartStatus};
 use crate::limits::SWEEP_BATCH_MAX;
@@ -56,7 +56,7 @@ impl InMemoryCartStore {
 }
 
 fn conflict(message: String) -> PortError {
-    PortError::new(PortErrorKind::Conflict, message)
+    PortError::new(ErrorKind::Conflict, message)
 }
 
 #[async_trait]
@@ -100,7 +100,7 @@ impl CartStore for InMemoryCartStore {
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(stored) = inner.carts.get(cart.id()) else {
             return Err(PortError::new(
-                PortErrorKind::NotFound,
+                ErrorKind::NotFound,
                 format!("cart {}", cart.id()),
             ));
         };

@@ -6,7 +6,7 @@ use std::fmt::Debug;
 use std::sync::{Mutex, PoisonError};
 
 use async_trait::async_trait;
-use commerce_core::{IdempotencyKey, Money, PortError, PortErrorKind, PortResult, UserId};
+use commerce_core::{ErrorKind, IdempotencyKey, Money, PortError, PortResult, UserId};
 use serde::{Deserialize, Serialize};
 
 use crate::promo::{PromotionId, UsageLimits};
@@ -161,7 +161,7 @@ impl PromotionUsageStore for InMemoryUsageStore {
                 inner.claims.remove(&request.claim_id);
             } else if claim.request != *request {
                 return Err(PortError::new(
-                    PortErrorKind::Conflict,
+                    ErrorKind::Conflict,
                     format!("claim {} was made for another request", request.claim_id),
                 ));
             } else {
@@ -169,7 +169,7 @@ impl PromotionUsageStore for InMemoryUsageStore {
             }
         }
         if request.discount.is_negative() {
-            return Err(PortError::new(PortErrorKind::Invalid, "negative discount"));
+            return Err(PortError::new(ErrorKind::Invalid, "negative discount"));
         }
         let limits = &request.limits;
         let tally = inner
@@ -223,14 +223,14 @@ impl PromotionUsageStore for InMemoryUsageStore {
         let claim = inner
             .claims
             .get_mut(claim_id)
-            .ok_or_else(|| PortError::new(PortErrorKind::NotFound, format!("claim {claim_id}")))?;
+            .ok_or_else(|| PortError::new(ErrorKind::NotFound, format!("claim {claim_id}")))?;
         match claim.state {
             ClaimState::Reserved | ClaimState::Committed => {
                 claim.state = ClaimState::Committed;
                 Ok(())
             }
             ClaimState::Released => Err(PortError::new(
-                PortErrorKind::Conflict,
+                ErrorKind::Conflict,
                 format!("claim {claim_id} was released"),
             )),
         }
@@ -241,7 +241,7 @@ impl PromotionUsageStore for InMemoryUsageStore {
         let Inner { claims, tallies } = &mut *inner;
         let claim = claims
             .get_mut(claim_id)
-            .ok_or_else(|| PortError::new(PortErrorKind::NotFound, format!("claim {claim_id}")))?;
+            .ok_or_else(|| PortError::new(ErrorKind::NotFound, format!("claim {claim_id}")))?;
         if claim.state != ClaimState::Released {
             claim.state = ClaimState::Released;
             if let Some(t) = tallies.get_mut(&claim.request.promotion_id) {

@@ -1,10 +1,84 @@
-//! The crate's error type: every way a commerce-core call can refuse its input.
+//! The crate's error type, and [`ErrorKind`]: the kinds every error of the SDK falls into.
 //!
 //! Port implementations report failures with [`crate::PortError`] instead, whose kind tells an
 //! engine whether a call definitely did not happen or might have happened.
 
+use serde::{Deserialize, Serialize};
+
 use crate::money::Currency;
 use crate::order::{OrderStatus, TransitionKind};
+
+/// What kind of failure an error is. Every error type of the SDK answers `kind()`, so a
+/// caller (an engine deciding whether to retry, the HTTP layer choosing a status) decides on
+/// the kind, never on a message. `ARCHITECTURE.md` has the table of what each kind asks of
+/// the caller.
+///
+/// Every kind but [`ErrorKind::Indeterminate`] is *definite*: the call did not take effect.
+///
+/// ```
+/// use commerce_core::{Error, ErrorKind, Money};
+/// let err = "1.5 JPY".parse::<Money>().unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::Invalid);
+/// assert!(err.kind().is_definite() && !err.kind().is_retriable());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The thing named does not exist (an order, a hold, a stock key, a saga).
+    NotFound,
+    /// The request conflicts with the current state: a lost compare-and-set race, a
+    /// duplicate id, an idempotency key in use or used for another request, a transition
+    /// the state machine does not allow from here.
+    Conflict,
+    /// The input is malformed or out of bounds; the error names the field where it can.
+    Invalid,
+    /// A business rule refused the request: out of stock, a promotion's limit, a declined
+    /// card, a price that changed, an address the carrier does not serve.
+    Refused,
+    /// A backend could not be reached, or refused before doing anything (down, overloaded,
+    /// timed out before sending). Retrying later may succeed.
+    Unavailable,
+    /// The outcome is unknown: the request may have taken effect (a timeout after sending).
+    /// Resolve it (ask by idempotency key) before retrying or compensating.
+    Indeterminate,
+    /// A bug or a broken invariant.
+    Internal,
+}
+
+impl ErrorKind {
+    /// False only for [`ErrorKind::Indeterminate`]: every other kind says the call did not
+    /// take effect.
+    pub fn is_definite(self) -> bool {
+        self != ErrorKind::Indeterminate
+    }
+
+    /// True for [`ErrorKind::Unavailable`]: the same call may succeed later. An indeterminate
+    /// call is not blindly retriable (resolve it first), and a conflict needs a fresh read.
+    pub fn is_retriable(self) -> bool {
+        self == ErrorKind::Unavailable
+    }
+
+    /// The snake_case name (`not_found`, `conflict`, ...), as logs and problem documents
+    /// carry it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::Invalid => "invalid",
+            ErrorKind::Refused => "refused",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Indeterminate => "indeterminate",
+            ErrorKind::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// A `Result` whose error defaults to [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -121,6 +195,38 @@ pub enum Error {
 }
 
 impl Error {
+    /// The kind of refusal: money, FX and parsing refusals are `Invalid`, a missing price or
+    /// FX rate `NotFound`, a stale FX rate `Unavailable` (the rates feed is behind), an
+    /// illegal order transition `Conflict`.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::FxRateMissing { .. } | Error::PriceNotFound { .. } => ErrorKind::NotFound,
+            Error::FxRateStale { .. } => ErrorKind::Unavailable,
+            Error::IllegalTransition { .. } => ErrorKind::Conflict,
+            Error::CurrencyMismatch { .. }
+            | Error::Overflow { .. }
+            | Error::DivisionByZero { .. }
+            | Error::UnknownCurrency { .. }
+            | Error::NotInMinorUnits { .. }
+            | Error::Parse { .. }
+            | Error::InvalidWeights { .. }
+            | Error::InvalidFxRate { .. }
+            | Error::Invalid { .. } => ErrorKind::Invalid,
+        }
+    }
+
+    /// The field or type the input was refused for, where the error names one.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Error::Invalid { field, .. } => Some(field),
+            Error::Parse { what, .. } => Some(what),
+            Error::UnknownCurrency { .. } => Some("currency"),
+            Error::NotInMinorUnits { .. } => Some("amount"),
+            Error::InvalidWeights { .. } => Some("weights"),
+            _ => None,
+        }
+    }
+
     /// Shorthand for [`Error::Invalid`].
     pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
         Error::Invalid {

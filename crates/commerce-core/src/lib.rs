@@ -4,7 +4,7 @@
 //! This crate is pure logic. It does no I/O, reads no clock and draws no random numbers: time
 //! comes from a [`Clock`] or a `now` argument, and everything outside the process is a trait in
 //! [`ports`] with an in-memory implementation in [`memory`] and a conformance suite in
-//! [`testkit`].
+//! `testkit` (feature `testkit`).
 //!
 //! # Example: price a line, split a discount, walk an order
 //!
@@ -48,11 +48,13 @@
 //!
 //! # Errors
 //! Refused input is an [`Error`]; a failed port call is a [`PortError`], whose
-//! [`PortErrorKind::Indeterminate`] marks calls that may have taken effect.
+//! [`ErrorKind::Indeterminate`] marks calls that may have taken effect.
 //!
 //! # Features
-//! None: the in-memory ports and the conformance suites are always available, and depend on
-//! nothing but this crate's own dependencies.
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `testkit` | [`testkit`]: the conformance suite of every port (which adapters run too), fault-injecting port wrappers for simulations, and sample data. Off by default: production builds carry none of it. |
 
 mod catalog;
 mod error;
@@ -65,10 +67,11 @@ mod money;
 mod order;
 pub mod ports;
 mod price;
+#[cfg(feature = "testkit")]
 pub mod testkit;
 
 pub use catalog::{CategoryPath, Image, Product, ProductProjection, ProductSignals, ProductStatus};
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use events::{DomainEvent, EventEnvelope, EventLine, SCHEMA_VERSION};
 pub use fx::{FxPolicy, FxTable};
 pub use ids::{
@@ -82,8 +85,8 @@ pub use order::{
 pub use ports::{
     AuthorizeRequest, Begin, Carrier, CasOutcome, CatalogStore, Clock, EventLog, EventPublisher,
     IdempotencyStore, Label, ManualClock, Notification, NotificationKind, Notifier, OrderStore,
-    Parcel, Payment, PaymentGateway, PaymentStatus, PortError, PortErrorKind, PortResult,
-    RateQuote, ShipmentRequest, TrackingEvent, TrackingStatus,
+    Parcel, Payment, PaymentGateway, PaymentStatus, PortError, PortResult, RateQuote,
+    ShipmentRequest, TrackingEvent, TrackingStatus,
 };
 pub use price::{CountryCode, FxFallback, Locale, PriceScope, PriceTable};
 

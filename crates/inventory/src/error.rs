@@ -1,6 +1,6 @@
 //! The inventory engine's error type.
 
-use commerce_core::PortError;
+use commerce_core::{ErrorKind, PortError};
 
 use crate::{HoldId, StockKey};
 
@@ -62,6 +62,32 @@ pub enum Error {
 }
 
 impl Error {
+    /// The kind of refusal: not enough stock is `Refused`, an unknown stock key or hold
+    /// `NotFound`, a hold in the wrong state (expired, committed, another owner's, reused for
+    /// other lines) `Conflict`, bad input `Invalid`; wrapped errors keep their own kind.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::InsufficientStock { .. } => ErrorKind::Refused,
+            Error::UnknownStock(_) | Error::UnknownHold(_) => ErrorKind::NotFound,
+            Error::HoldConflict(_) | Error::HoldExpired(_) | Error::HoldState { .. } => {
+                ErrorKind::Conflict
+            }
+            Error::Invalid { .. } => ErrorKind::Invalid,
+            Error::Core(e) => e.kind(),
+            Error::Port(e) => e.kind,
+        }
+    }
+
+    /// The field the input was refused for, where there is one.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Error::Invalid { field, .. } => Some(field),
+            Error::Core(e) => e.field(),
+            Error::Port(e) => e.field.as_deref(),
+            _ => None,
+        }
+    }
+
     pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
         Error::Invalid {
             field,

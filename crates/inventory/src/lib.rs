@@ -52,6 +52,7 @@ mod memory;
 mod model;
 mod port;
 mod reconcile;
+#[cfg(feature = "testkit")]
 pub mod testkit;
 
 pub use error::{Error, Result};

@@ -8,10 +8,9 @@ use async_trait::async_trait;
 use cart_engine::{ClaimOutcome, ClaimRequest, PromotionId, PromotionUsageStore, UsageLimits};
 use chrono::{DateTime, TimeDelta, Utc};
 use commerce_core::{
-    AuthorizeRequest, CasOutcome, Clock, DomainEvent, EventEnvelope, EventId, EventLine,
+    AuthorizeRequest, CasOutcome, Clock, DomainEvent, ErrorKind, EventEnvelope, EventId, EventLine,
     EventPublisher, IdempotencyKey, Money, NewOrder, Notification, NotificationKind, Notifier,
-    Order, OrderId, OrderStatus, OrderStore, PaymentGateway, PaymentRef, PaymentStatus,
-    PortErrorKind, Transition,
+    Order, OrderId, OrderStatus, OrderStore, PaymentGateway, PaymentRef, PaymentStatus, Transition,
 };
 use inventory::{HoldId, StockLine, StockStore};
 use serde::{Deserialize, Serialize};
@@ -281,7 +280,7 @@ impl CheckoutSaga {
                 .await
             {
                 Ok(()) => {}
-                Err(e) if e.kind == PortErrorKind::NotFound => {}
+                Err(e) if e.kind == ErrorKind::NotFound => {}
                 Err(e) => return Err(e.into()),
             }
         }
@@ -409,7 +408,7 @@ impl SagaDefinition for CheckoutSaga {
                 match self.ports.orders.insert(new).await {
                     Ok(()) => Ok(Vec::new()),
                     // Created by an earlier attempt of this saga (the id is the saga's own).
-                    Err(e) if e.kind == PortErrorKind::Conflict => Ok(Vec::new()),
+                    Err(e) if e.kind == ErrorKind::Conflict => Ok(Vec::new()),
                     Err(e) => Err(e.into()),
                 }
             }

@@ -7,7 +7,7 @@ use std::sync::{Mutex, PoisonError};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use commerce_core::{CasOutcome, PortError, PortErrorKind, PortResult};
+use commerce_core::{CasOutcome, ErrorKind, PortError, PortResult};
 use serde::{Deserialize, Serialize};
 
 /// Where a saga is.
@@ -140,9 +140,9 @@ impl SagaJournal for InMemoryJournal {
 
     async fn update(&self, record: &SagaRecord) -> PortResult<CasOutcome> {
         let mut sagas = self.sagas.lock().unwrap_or_else(PoisonError::into_inner);
-        let stored = sagas.get_mut(&record.id).ok_or_else(|| {
-            PortError::new(PortErrorKind::NotFound, format!("saga {}", record.id))
-        })?;
+        let stored = sagas
+            .get_mut(&record.id)
+            .ok_or_else(|| PortError::new(ErrorKind::NotFound, format!("saga {}", record.id)))?;
         if stored.version != record.version {
             return Ok(CasOutcome::VersionMismatch {
                 current: stored.version,
@@ -163,7 +163,7 @@ impl SagaJournal for InMemoryJournal {
         let mut sagas = self.sagas.lock().unwrap_or_else(PoisonError::into_inner);
         let stored = sagas
             .get_mut(id)
-            .ok_or_else(|| PortError::new(PortErrorKind::NotFound, format!("saga {id}")))?;
+            .ok_or_else(|| PortError::new(ErrorKind::NotFound, format!("saga {id}")))?;
         let free = match &stored.lease {
             None => true,
             Some((holder, expires)) => holder == owner || *expires <= now,

@@ -72,13 +72,13 @@
 
 mod checkout;
 mod error;
-pub mod faults;
 mod journal;
 mod lifecycle;
 mod notify;
 mod orchestrator;
 mod queue;
 mod shipping;
+#[cfg(feature = "testkit")]
 pub mod testkit;
 
 pub use checkout::{

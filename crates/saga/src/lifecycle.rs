@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use commerce_core::{
-    CasOutcome, DomainEvent, EventEnvelope, EventId, EventPublisher, IdempotencyKey, Label,
-    LocationId, Notification, NotificationKind, Notifier, Order, OrderId, OrderStore,
-    PaymentGateway, PortErrorKind, TrackingEvent, TrackingStatus, Transition,
+    CasOutcome, DomainEvent, ErrorKind, EventEnvelope, EventId, EventPublisher, IdempotencyKey,
+    Label, LocationId, Notification, NotificationKind, Notifier, Order, OrderId, OrderStore,
+    PaymentGateway, TrackingEvent, TrackingStatus, Transition,
 };
 use inventory::{StockKey, StockLine, StockStore};
 
@@ -260,7 +260,7 @@ impl Lifecycle {
                 .await
             {
                 Ok(_) => {}
-                Err(e) if e.kind == PortErrorKind::Conflict => {} // already refunded
+                Err(e) if e.kind == ErrorKind::Conflict => {} // already refunded
                 Err(e) => return Err(e.into()),
             }
             self.transition(id, Transition::Refund { amount: total }, now)
@@ -318,7 +318,7 @@ impl Lifecycle {
                 .await
             {
                 Ok(_) => {}
-                Err(e) if e.kind == PortErrorKind::Conflict => {}
+                Err(e) if e.kind == ErrorKind::Conflict => {}
                 Err(e) => return Err(e.into()),
             }
             return self

@@ -50,7 +50,7 @@ pub enum StepError {
 
 impl From<commerce_core::PortError> for StepError {
     fn from(e: commerce_core::PortError) -> Self {
-        use commerce_core::PortErrorKind as K;
+        use commerce_core::ErrorKind as K;
         match e.kind {
             K::Unavailable => StepError::Retryable(e.to_string()),
             K::Indeterminate => StepError::Indeterminate(e.to_string()),

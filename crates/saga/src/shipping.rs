@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use chrono::NaiveDate;
-use commerce_core::{Carrier, PortError, PortErrorKind, RateQuote, ShipmentRequest};
+use commerce_core::{Carrier, ErrorKind, PortError, RateQuote, ShipmentRequest};
 
 /// The cheapest quote across `carriers` that delivers by `promised_by` (ties: the earlier
 /// delivery, then the carrier and service names, so the choice is deterministic). A carrier
@@ -22,13 +22,13 @@ pub async fn rate_shop(
     for carrier in carriers {
         match carrier.quote(request).await {
             Ok(q) => quotes.extend(q),
-            Err(e) if e.kind == PortErrorKind::Invalid => invalid += 1,
+            Err(e) if e.kind == ErrorKind::Invalid => invalid += 1,
             Err(_) => {}
         }
     }
     if quotes.is_empty() && invalid == carriers.len() && !carriers.is_empty() {
         return Err(PortError::new(
-            PortErrorKind::Invalid,
+            ErrorKind::Invalid,
             "every carrier refused the shipment",
         ));
     }
@@ -45,7 +45,7 @@ pub async fn rate_shop(
         })
         .ok_or_else(|| {
             PortError::new(
-                PortErrorKind::NotFound,
+                ErrorKind::NotFound,
                 format!("no carrier delivers by {promised_by}"),
             )
         })

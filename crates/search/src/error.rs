@@ -1,5 +1,6 @@
 //! The crate's error type.
 
+use commerce_core::ErrorKind;
 use commerce_core::ports::PortError;
 
 /// Everything that can go wrong in search. A refused request changes nothing.
@@ -73,6 +74,36 @@ pub enum Error {
 }
 
 impl Error {
+    /// The kind of failure: a malformed request, product, model or label set is `Invalid`, an
+    /// unknown tenant `NotFound`, a tenant registered twice `Conflict`, a full change log
+    /// `Unavailable`, tantivy and file-system failures `Internal`; port failures keep their
+    /// own kind.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Invalid { .. }
+            | Error::CurrencyNotIndexed(_)
+            | Error::Unindexable { .. }
+            | Error::Model(_)
+            | Error::Labels(_) => ErrorKind::Invalid,
+            Error::UnknownTenant(_) | Error::OffsetOutOfRange { .. } => ErrorKind::NotFound,
+            Error::TenantExists(_) => ErrorKind::Conflict,
+            Error::Backpressure { .. } => ErrorKind::Unavailable,
+            Error::Catalog(e) | Error::Source(e) => e.kind,
+            Error::Payload(_) | Error::Index(_) | Error::Io(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// The field the input was refused for, where there is one.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Error::Invalid { field, .. } => Some(field),
+            Error::CurrencyNotIndexed(_) => Some("currency"),
+            Error::UnknownTenant(_) | Error::TenantExists(_) => Some("tenant"),
+            Error::Catalog(e) | Error::Source(e) => e.field.as_deref(),
+            _ => None,
+        }
+    }
+
     pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Error {
         Error::Invalid {
             field,

@@ -2,7 +2,7 @@
 
 use chrono::TimeDelta;
 use commerce_core::testkit::{sample_product, t0};
-use commerce_core::{CartId, CasOutcome, Currency, PortErrorKind, UserId};
+use commerce_core::{CartId, CasOutcome, Currency, ErrorKind, UserId};
 use futures::future::join_all;
 
 use crate::{Cart, CartCommand, CartStatus, CartStore, Mutation};
@@ -36,10 +36,7 @@ pub async fn insert_then_get<S: CartStore + ?Sized>(store: &S) {
     let c = cart("cs-a-1", None);
     store.insert(c.clone()).await.unwrap();
     assert_eq!(store.get(c.id()).await.unwrap(), Some(c.clone()));
-    assert_eq!(
-        store.insert(c).await.unwrap_err().kind,
-        PortErrorKind::Conflict
-    );
+    assert_eq!(store.insert(c).await.unwrap_err().kind, ErrorKind::Conflict);
     assert_eq!(
         store
             .get(&CartId::new("cs-missing").unwrap())
@@ -69,7 +66,7 @@ pub async fn update_is_compare_and_set<S: CartStore + ?Sized>(store: &S) {
     let ghost = cart("cs-b-ghost", None);
     assert_eq!(
         store.update(ghost, 0).await.unwrap_err().kind,
-        PortErrorKind::NotFound
+        ErrorKind::NotFound
     );
 }
 
@@ -102,7 +99,7 @@ pub async fn owners_are_isolated<S: CartStore + ?Sized>(store: &S) {
     let second = cart("cs-c-alice-2", Some("cs-alice"));
     assert_eq!(
         store.insert(second).await.unwrap_err().kind,
-        PortErrorKind::Conflict
+        ErrorKind::Conflict
     );
     let stolen = Cart::new(
         alice.id().clone(),
@@ -113,7 +110,7 @@ pub async fn owners_are_isolated<S: CartStore + ?Sized>(store: &S) {
     );
     assert_eq!(
         store.update(stolen, 0).await.unwrap_err().kind,
-        PortErrorKind::Conflict
+        ErrorKind::Conflict
     );
     assert_eq!(
         store.get_active_for_user(&alice_id).await.unwrap(),

@@ -1,6 +1,6 @@
 //! Conformance cases for [`PromotionUsageStore`].
 
-use commerce_core::{Currency, IdempotencyKey, Money, PortErrorKind, UserId};
+use commerce_core::{Currency, ErrorKind, IdempotencyKey, Money, UserId};
 use futures::future::join_all;
 
 use crate::{
@@ -81,7 +81,7 @@ pub async fn reserve_is_idempotent<S: PromotionUsageStore + ?Sized>(store: &S) {
     let other = claim("us-b-1", "us-b", None, 200, total(5));
     assert_eq!(
         store.reserve(&other).await.unwrap_err().kind,
-        PortErrorKind::Conflict
+        ErrorKind::Conflict
     );
     store.commit(&c.claim_id).await.unwrap();
     store.commit(&c.claim_id).await.unwrap();
@@ -91,11 +91,11 @@ pub async fn reserve_is_idempotent<S: PromotionUsageStore + ?Sized>(store: &S) {
     let ghost = IdempotencyKey::new("us-b-ghost").unwrap();
     assert_eq!(
         store.commit(&ghost).await.unwrap_err().kind,
-        PortErrorKind::NotFound
+        ErrorKind::NotFound
     );
     assert_eq!(
         store.release(&ghost).await.unwrap_err().kind,
-        PortErrorKind::NotFound
+        ErrorKind::NotFound
     );
 }
 

@@ -9,8 +9,8 @@ use rust_decimal::Decimal;
 
 use super::lock;
 use crate::ports::{
-    Carrier, Label, PortError, PortErrorKind, PortResult, RateQuote, ShipmentRequest,
-    TrackingEvent, TrackingStatus,
+    Carrier, ErrorKind, Label, PortError, PortResult, RateQuote, ShipmentRequest, TrackingEvent,
+    TrackingStatus,
 };
 use crate::{Currency, IdempotencyKey, Money};
 
@@ -48,7 +48,7 @@ struct Inner {
     next: u64,
 }
 
-fn err(kind: PortErrorKind, message: impl Into<String>) -> PortError {
+fn err(kind: ErrorKind, message: impl Into<String>) -> PortError {
     PortError::new(kind, message)
 }
 
@@ -98,12 +98,10 @@ impl InMemoryCarrier {
         at: DateTime<Utc>,
     ) -> PortResult<TrackingEvent> {
         let mut inner = lock(&self.inner);
-        let events = inner.tracking.get_mut(tracking_number).ok_or_else(|| {
-            err(
-                PortErrorKind::NotFound,
-                format!("tracking {tracking_number}"),
-            )
-        })?;
+        let events = inner
+            .tracking
+            .get_mut(tracking_number)
+            .ok_or_else(|| err(ErrorKind::NotFound, format!("tracking {tracking_number}")))?;
         let seq = events.last().map_or(1, |e| e.seq + 1);
         let event = TrackingEvent { seq, at, status };
         events.push(event.clone());
@@ -113,13 +111,13 @@ impl InMemoryCarrier {
     fn rates(&self, request: &ShipmentRequest) -> PortResult<Vec<RateQuote>> {
         if request.currency != self.currency {
             return Err(err(
-                PortErrorKind::Invalid,
+                ErrorKind::Invalid,
                 format!("{} quotes in {} only", self.name, self.currency),
             ));
         }
         if request.parcels.is_empty() || request.parcels.len() > PARCELS_MAX {
             return Err(err(
-                PortErrorKind::Invalid,
+                ErrorKind::Invalid,
                 format!("1 to {PARCELS_MAX} parcels"),
             ));
         }
@@ -129,7 +127,7 @@ impl InMemoryCarrier {
             .find(|p| p.weight_g == 0 || p.weight_g > PARCEL_WEIGHT_MAX_G)
         {
             return Err(err(
-                PortErrorKind::Invalid,
+                ErrorKind::Invalid,
                 format!("parcel weight {} g out of range", p.weight_g),
             ));
         }
@@ -181,7 +179,7 @@ impl Carrier for InMemoryCarrier {
                     Ok(label.clone())
                 } else {
                     Err(err(
-                        PortErrorKind::Conflict,
+                        ErrorKind::Conflict,
                         format!("key {key} was used for another label"),
                     ))
                 };
@@ -191,7 +189,7 @@ impl Carrier for InMemoryCarrier {
             .rates(request)?
             .into_iter()
             .find(|q| q.service == service)
-            .ok_or_else(|| err(PortErrorKind::Invalid, format!("no service {service:?}")))?;
+            .ok_or_else(|| err(ErrorKind::Invalid, format!("no service {service:?}")))?;
         let mut inner = lock(&self.inner);
         // Re-check under the lock: a concurrent call with the same key may have won.
         if let Some((first, label)) = inner.labels.get(key) {
@@ -199,7 +197,7 @@ impl Carrier for InMemoryCarrier {
                 Ok(label.clone())
             } else {
                 Err(err(
-                    PortErrorKind::Conflict,
+                    ErrorKind::Conflict,
                     format!("key {key} was used for another label"),
                 ))
             };
@@ -225,11 +223,6 @@ impl Carrier for InMemoryCarrier {
             .tracking
             .get(tracking_number)
             .cloned()
-            .ok_or_else(|| {
-                err(
-                    PortErrorKind::NotFound,
-                    format!("tracking {tracking_number}"),
-                )
-            })
+            .ok_or_else(|| err(ErrorKind::NotFound, format!("tracking {tracking_number}")))
     }
 }

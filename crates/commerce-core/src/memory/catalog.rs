@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::{lock, page_limit};
-use crate::ports::{CasOutcome, CatalogStore, PortError, PortErrorKind, PortResult};
+use crate::ports::{CasOutcome, CatalogStore, ErrorKind, PortError, PortResult};
 use crate::{Product, ProductId, Sku};
 
 /// A [`CatalogStore`] in a `BTreeMap`, with a SKU index.
@@ -55,7 +55,7 @@ impl CatalogStore for InMemoryCatalog {
             && *owner != product.id
         {
             return Err(PortError::new(
-                PortErrorKind::Conflict,
+                ErrorKind::Conflict,
                 format!("sku {} belongs to product {owner}", product.sku),
             ));
         }

@@ -8,7 +8,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use super::lock;
 use crate::IdempotencyKey;
-use crate::ports::{Begin, IdempotencyStore, PortError, PortErrorKind, PortResult};
+use crate::ports::{Begin, ErrorKind, IdempotencyStore, PortError, PortResult};
 
 /// An [`IdempotencyStore`] in a `HashMap`.
 #[derive(Debug, Default)]
@@ -45,14 +45,11 @@ impl IdempotencyStore for InMemoryIdempotencyStore {
         lease: TimeDelta,
     ) -> PortResult<Begin> {
         if lease <= TimeDelta::zero() {
-            return Err(PortError::new(
-                PortErrorKind::Invalid,
-                "lease must be positive",
-            ));
+            return Err(PortError::new(ErrorKind::Invalid, "lease must be positive"));
         }
         let lease_until = now
             .checked_add_signed(lease)
-            .ok_or_else(|| PortError::new(PortErrorKind::Invalid, "lease overflows"))?;
+            .ok_or_else(|| PortError::new(ErrorKind::Invalid, "lease overflows"))?;
         let mut records = lock(&self.records);
         match records.get_mut(key) {
             None => {
@@ -80,15 +77,12 @@ impl IdempotencyStore for InMemoryIdempotencyStore {
     async fn complete(&self, key: &IdempotencyKey, response: Vec<u8>) -> PortResult<()> {
         let mut records = lock(&self.records);
         match records.get_mut(key) {
-            None => Err(PortError::new(
-                PortErrorKind::NotFound,
-                format!("key {key}"),
-            )),
+            None => Err(PortError::new(ErrorKind::NotFound, format!("key {key}"))),
             Some(Record {
                 state: State::Completed(_),
                 ..
             }) => Err(PortError::new(
-                PortErrorKind::Conflict,
+                ErrorKind::Conflict,
                 format!("key {key} already completed"),
             )),
             Some(r) => {
@@ -101,15 +95,12 @@ impl IdempotencyStore for InMemoryIdempotencyStore {
     async fn abandon(&self, key: &IdempotencyKey) -> PortResult<()> {
         let mut records = lock(&self.records);
         match records.get(key) {
-            None => Err(PortError::new(
-                PortErrorKind::NotFound,
-                format!("key {key}"),
-            )),
+            None => Err(PortError::new(ErrorKind::NotFound, format!("key {key}"))),
             Some(Record {
                 state: State::Completed(_),
                 ..
             }) => Err(PortError::new(
-                PortErrorKind::Conflict,
+                ErrorKind::Conflict,
                 format!("key {key} already completed"),
             )),
             Some(_) => {

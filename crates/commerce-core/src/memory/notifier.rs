@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use super::lock;
 use crate::IdempotencyKey;
-use crate::ports::{Notification, Notifier, PortError, PortErrorKind, PortResult};
+use crate::ports::{ErrorKind, Notification, Notifier, PortError, PortResult};
 
 /// A [`Notifier`] that records what it "sent".
 #[derive(Debug, Default)]
@@ -42,7 +42,7 @@ impl Notifier for InMemoryNotifier {
                 Ok(())
             } else {
                 Err(PortError::new(
-                    PortErrorKind::Conflict,
+                    ErrorKind::Conflict,
                     format!("key {} was used for another notification", notification.key),
                 ))
             };

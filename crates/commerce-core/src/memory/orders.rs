@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::{lock, page_limit};
-use crate::ports::{CasOutcome, OrderStore, PortError, PortErrorKind, PortResult};
+use crate::ports::{CasOutcome, ErrorKind, OrderStore, PortError, PortResult};
 use crate::{Order, OrderId, OrderStatus};
 
 /// An [`OrderStore`] in a `BTreeMap`.
@@ -34,7 +34,7 @@ impl OrderStore for InMemoryOrderStore {
         let mut orders = lock(&self.orders);
         if orders.contains_key(order.id()) {
             return Err(PortError::new(
-                PortErrorKind::Conflict,
+                ErrorKind::Conflict,
                 format!("order {} exists", order.id()),
             ));
         }
@@ -50,7 +50,7 @@ impl OrderStore for InMemoryOrderStore {
         let mut orders = lock(&self.orders);
         let Some(stored) = orders.get_mut(order.id()) else {
             return Err(PortError::new(
-                PortErrorKind::NotFound,
+                ErrorKind::NotFound,
                 format!("order {}", order.id()),
             ));
         };

@@ -8,13 +8,13 @@ use async_trait::async_trait;
 
 use super::{lock, page_limit};
 use crate::ports::{
-    AuthorizeRequest, Payment, PaymentGateway, PaymentStatus, PortError, PortErrorKind, PortResult,
+    AuthorizeRequest, ErrorKind, Payment, PaymentGateway, PaymentStatus, PortError, PortResult,
 };
 use crate::{IdempotencyKey, Money, PaymentRef};
 
 /// A [`PaymentGateway`] that moves pretend money, with the guards of a real one.
 ///
-/// The method token `tok_decline` is declined (`Rejected`); every other token is approved.
+/// The method token `tok_decline` is declined (`Refused`); every other token is approved.
 /// References are `pay_00000001`, `pay_00000002`, ... in call order, so runs are reproducible.
 ///
 /// Results are remembered per idempotency key the way providers do it: a call that executed
@@ -41,17 +41,17 @@ struct Call {
     result: PortResult<Payment>,
 }
 
-fn err(kind: PortErrorKind, message: impl Into<String>) -> PortError {
+fn err(kind: ErrorKind, message: impl Into<String>) -> PortError {
     PortError::new(kind, message)
 }
 
 fn check_amount(amount: &Money, currency: crate::Currency) -> PortResult<()> {
     if amount.currency() != currency {
-        return Err(err(PortErrorKind::Invalid, "amount in another currency"));
+        return Err(err(ErrorKind::Invalid, "amount in another currency"));
     }
     if !amount.is_positive() || !amount.is_rounded() {
         return Err(err(
-            PortErrorKind::Invalid,
+            ErrorKind::Invalid,
             "amount must be positive and in minor units",
         ));
     }
@@ -85,7 +85,7 @@ impl InMemoryPaymentGateway {
         if let Some(call) = inner.calls.get(key) {
             if call.fingerprint != fingerprint {
                 return Err(err(
-                    PortErrorKind::Conflict,
+                    ErrorKind::Conflict,
                     format!("idempotency key {key} was used for another request"),
                 ));
             }
@@ -94,7 +94,7 @@ impl InMemoryPaymentGateway {
         let result = op(&mut inner);
         let executed = match &result {
             Ok(_) => true,
-            Err(e) => e.kind == PortErrorKind::Rejected,
+            Err(e) => e.kind == ErrorKind::Refused,
         };
         if executed {
             inner.calls.insert(
@@ -113,7 +113,7 @@ fn payment_mut<'a>(inner: &'a mut Inner, r: &PaymentRef) -> PortResult<&'a mut P
     inner
         .payments
         .get_mut(r)
-        .ok_or_else(|| err(PortErrorKind::NotFound, format!("payment {r}")))
+        .ok_or_else(|| err(ErrorKind::NotFound, format!("payment {r}")))
 }
 
 /// An amount's value for comparing requests: 10.00 EUR and 10.000 EUR are the same request.
@@ -134,7 +134,7 @@ impl PaymentGateway for InMemoryPaymentGateway {
         self.once(&req.idempotency_key, fingerprint, |inner| {
             check_amount(&req.amount, req.amount.currency())?;
             if req.method_token == DECLINED_TOKEN {
-                return Err(err(PortErrorKind::Rejected, "card declined"));
+                return Err(err(ErrorKind::Refused, "card declined"));
             }
             inner.next_ref += 1;
             let payment_ref = PaymentRef::new(format!("pay_{:08}", inner.next_ref))?;
@@ -169,12 +169,12 @@ impl PaymentGateway for InMemoryPaymentGateway {
                 let p = payment_mut(inner, payment_ref)?;
                 check_amount(&amount, p.authorized.currency())?;
                 if p.status == PaymentStatus::Voided {
-                    return Err(err(PortErrorKind::Conflict, "payment was voided"));
+                    return Err(err(ErrorKind::Conflict, "payment was voided"));
                 }
                 let captured = add(&p.captured, &amount)?;
                 if captured.amount() > p.authorized.amount() {
                     return Err(err(
-                        PortErrorKind::Conflict,
+                        ErrorKind::Conflict,
                         "capture exceeds the authorization",
                     ));
                 }
@@ -200,7 +200,7 @@ impl PaymentGateway for InMemoryPaymentGateway {
                 let refunded = add(&p.refunded, &amount)?;
                 if refunded.amount() > p.captured.amount() {
                     return Err(err(
-                        PortErrorKind::Conflict,
+                        ErrorKind::Conflict,
                         "refund exceeds the captured amount",
                     ));
                 }
@@ -215,7 +215,7 @@ impl PaymentGateway for InMemoryPaymentGateway {
             let p = payment_mut(inner, payment_ref)?;
             match p.status {
                 PaymentStatus::Captured => Err(err(
-                    PortErrorKind::Conflict,
+                    ErrorKind::Conflict,
                     "a captured payment cannot be voided",
                 )),
                 PaymentStatus::Authorized | PaymentStatus::Voided => {

@@ -4,8 +4,8 @@
 //! `Arc<dyn Port>`. Each has an in-memory implementation in [`crate::memory`] and a conformance
 //! suite in [`crate::testkit`] that every implementation, in-memory or adapter, must pass.
 //!
-//! Failures are [`PortError`]s. Their [`PortErrorKind`] is what engines decide on, never a
-//! driver's message: in particular [`PortErrorKind::Indeterminate`] says the call may have taken
+//! Failures are [`PortError`]s. Their [`ErrorKind`] is what engines decide on, never a
+//! driver's message: in particular [`ErrorKind::Indeterminate`] says the call may have taken
 //! effect (a timeout after the request was sent), so the caller must ask before it retries or
 //! compensates. Every other kind says it definitely did not take effect.
 
@@ -19,6 +19,9 @@ mod orders;
 mod payment;
 
 use std::fmt;
+use std::sync::Arc;
+
+pub use crate::ErrorKind;
 
 pub use carrier::{
     Carrier, Label, Parcel, RateQuote, ShipmentRequest, TrackingEvent, TrackingStatus,
@@ -31,65 +34,91 @@ pub use notifier::{Notification, NotificationKind, Notifier};
 pub use orders::OrderStore;
 pub use payment::{AuthorizeRequest, Payment, PaymentGateway, PaymentStatus};
 
-/// Why a port call failed, as engines need to know it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum PortErrorKind {
-    /// The thing asked for does not exist. Definite.
-    NotFound,
-    /// The call conflicts with the current state (a duplicate id, the same idempotency key with
-    /// a different request, a guard such as "capture more than authorized"). Definite.
-    Conflict,
-    /// The request was malformed or failed validation. Definite.
-    Invalid,
-    /// The provider refused for a business reason (card declined, address undeliverable).
-    /// Definite.
-    Rejected,
-    /// The backend could not be reached or refused before doing anything. Definite: safe to
-    /// retry.
-    Unavailable,
-    /// The outcome is unknown: the request may have taken effect (a timeout after sending, a
-    /// dropped connection mid-call). Ask the backend (by idempotency key) before retrying or
-    /// compensating.
-    Indeterminate,
-    /// A bug or a broken invariant in the backend. Definite.
-    Internal,
-}
-
-/// A failed port call: a [`PortErrorKind`] to decide on and a message for humans.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{kind:?}: {message}")]
+/// A failed port call: an [`ErrorKind`] to decide on, a message for humans, the field it was
+/// about when the input was refused, and the underlying error when there is one (a driver's,
+/// kept for logs; engines never inspect it).
+///
+/// ```
+/// use commerce_core::{ErrorKind, PortError};
+/// let e = PortError::new(ErrorKind::Indeterminate, "timed out after sending");
+/// assert!(!e.is_definite());
+/// let e = PortError::from(commerce_core::Sku::new("no spaces allowed").unwrap_err());
+/// assert_eq!((e.kind, e.field.as_deref()), (ErrorKind::Invalid, Some("sku")));
+/// assert!(std::error::Error::source(&e).is_some());
+/// ```
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{kind}: {message}")]
 pub struct PortError {
     /// What kind of failure.
-    pub kind: PortErrorKind,
+    pub kind: ErrorKind,
     /// Details for logs.
     pub message: String,
+    /// The field the input was refused for, when the kind is `Invalid` and it is known.
+    pub field: Option<String>,
+    /// The underlying error, if any.
+    #[source]
+    pub source: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
+
+impl PartialEq for PortError {
+    /// Equal when kind, message and field are: the source is for logs.
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind && self.message == other.message && self.field == other.field
+    }
+}
+
+impl Eq for PortError {}
 
 impl PortError {
     /// A new error.
-    pub fn new(kind: PortErrorKind, message: impl Into<String>) -> Self {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         PortError {
             kind,
             message: message.into(),
+            field: None,
+            source: None,
         }
+    }
+
+    /// An error of `kind` caused by `source`, whose text becomes the message.
+    pub fn caused_by(
+        kind: ErrorKind,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        PortError {
+            kind,
+            message: source.to_string(),
+            field: None,
+            source: Some(Arc::new(source)),
+        }
+    }
+
+    /// The same error, naming the field the input was refused for.
+    #[must_use]
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
     }
 
     /// True unless the call may have taken effect.
     pub fn is_definite(&self) -> bool {
-        self.kind != PortErrorKind::Indeterminate
+        self.kind.is_definite()
     }
 
-    /// True if the same call may succeed later ([`PortErrorKind::Unavailable`]). An
+    /// True if the same call may succeed later ([`ErrorKind::Unavailable`]). An
     /// indeterminate call is not blindly retriable: resolve it first.
     pub fn is_retriable(&self) -> bool {
-        self.kind == PortErrorKind::Unavailable
+        self.kind.is_retriable()
     }
 }
 
 impl From<crate::Error> for PortError {
     fn from(e: crate::Error) -> Self {
-        PortError::new(PortErrorKind::Invalid, e.to_string())
+        let field = e.field().map(str::to_owned);
+        PortError {
+            field,
+            ..PortError::caused_by(e.kind(), e)
+        }
     }
 }
 

@@ -61,7 +61,7 @@ pub struct Payment {
 /// - Guards, enforced atomically even under concurrent calls: captured ≤ authorized, refunded ≤
 ///   captured, a voided payment captures nothing, a captured payment cannot be voided. A breach
 ///   is `Conflict`; amounts in another currency or not positive are `Invalid`.
-/// - A decline is `Rejected`. A call whose outcome is unknown (timeout after sending) is
+/// - A decline is `Refused`. A call whose outcome is unknown (timeout after sending) is
 ///   `Indeterminate`; [`PaymentGateway::lookup`] then tells what the key did.
 /// - `list` pages payments in ascending reference order, for reconciliation.
 #[async_trait]

@@ -3,7 +3,7 @@
 use chrono::NaiveDate;
 
 use super::sample_address;
-use crate::{Carrier, Currency, IdempotencyKey, Parcel, PortErrorKind, ShipmentRequest};
+use crate::{Carrier, Currency, ErrorKind, IdempotencyKey, Parcel, ShipmentRequest};
 
 fn shipment(weights_g: &[u32]) -> ShipmentRequest {
     ShipmentRequest {
@@ -37,14 +37,14 @@ pub async fn quotes_are_well_formed<C: Carrier + ?Sized>(carrier: &C) {
 pub async fn bad_shipments_are_invalid<C: Carrier + ?Sized>(carrier: &C) {
     assert_eq!(
         carrier.quote(&shipment(&[])).await.unwrap_err().kind,
-        PortErrorKind::Invalid
+        ErrorKind::Invalid
     );
     assert_eq!(
         carrier.quote(&shipment(&[0])).await.unwrap_err().kind,
-        PortErrorKind::Invalid
+        ErrorKind::Invalid
     );
     let err = carrier.quote(&shipment(&[1_000_000])).await.unwrap_err();
-    assert_eq!(err.kind, PortErrorKind::Invalid);
+    assert_eq!(err.kind, ErrorKind::Invalid);
 }
 
 /// A label is bought once per key; the key reused for another shipment is `Conflict`.
@@ -64,7 +64,7 @@ pub async fn labels_are_idempotent<C: Carrier + ?Sized>(carrier: &C) {
             .await
             .unwrap_err()
             .kind,
-        PortErrorKind::Conflict
+        ErrorKind::Conflict
     );
     let second = carrier
         .create_label(&IdempotencyKey::new("label-b").unwrap(), &req, &service)
@@ -85,7 +85,7 @@ pub async fn tracking<C: Carrier + ?Sized>(carrier: &C) {
     assert!(events.windows(2).all(|w| w[0].seq < w[1].seq));
     assert_eq!(
         carrier.track("NO-SUCH-PARCEL").await.unwrap_err().kind,
-        PortErrorKind::NotFound
+        ErrorKind::NotFound
     );
 }
 

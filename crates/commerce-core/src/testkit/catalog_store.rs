@@ -3,7 +3,7 @@
 use futures::future::join_all;
 
 use super::sample_product;
-use crate::{CasOutcome, CatalogStore, PortErrorKind, ProductId, ProductStatus, Sku};
+use crate::{CasOutcome, CatalogStore, ErrorKind, ProductId, ProductStatus, Sku};
 
 fn pid(s: &str) -> ProductId {
     ProductId::new(s).unwrap()
@@ -61,7 +61,7 @@ pub async fn invalid_product_is_refused<S: CatalogStore + ?Sized>(store: &S) {
     let mut p = sample_product("cat-c-1", "CAT-C-1");
     p.title = "   ".into();
     let err = store.put(p.clone()).await.unwrap_err();
-    assert_eq!(err.kind, PortErrorKind::Invalid);
+    assert_eq!(err.kind, ErrorKind::Invalid);
     assert_eq!(store.get(&p.id).await.unwrap(), None);
 }
 
@@ -72,7 +72,7 @@ pub async fn sku_is_unique<S: CatalogStore + ?Sized>(store: &S) {
     assert_eq!(store.put(a.clone()).await.unwrap(), CasOutcome::Committed);
     assert_eq!(
         store.put(b.clone()).await.unwrap_err().kind,
-        PortErrorKind::Conflict
+        ErrorKind::Conflict
     );
     assert_eq!(store.get(&b.id).await.unwrap(), None);
     assert_eq!(store.get_by_sku(&a.sku).await.unwrap(), Some(a));

@@ -4,7 +4,7 @@ use chrono::TimeDelta;
 use futures::future::join_all;
 
 use super::t0;
-use crate::{Begin, IdempotencyKey, IdempotencyStore, PortErrorKind};
+use crate::{Begin, ErrorKind, IdempotencyKey, IdempotencyStore};
 
 fn key(s: &str) -> IdempotencyKey {
     IdempotencyKey::new(s).unwrap()
@@ -65,11 +65,11 @@ pub async fn completed_replays_response<S: IdempotencyStore + ?Sized>(store: &S)
             .await
             .unwrap_err()
             .kind,
-        PortErrorKind::Conflict
+        ErrorKind::Conflict
     );
     assert_eq!(
         store.abandon(&k).await.unwrap_err().kind,
-        PortErrorKind::Conflict
+        ErrorKind::Conflict
     );
 }
 
@@ -110,17 +110,17 @@ pub async fn unknown_keys_and_bad_leases<S: IdempotencyStore + ?Sized>(store: &S
     let k = key("idem-f");
     assert_eq!(
         store.complete(&k, vec![]).await.unwrap_err().kind,
-        PortErrorKind::NotFound
+        ErrorKind::NotFound
     );
     assert_eq!(
         store.abandon(&k).await.unwrap_err().kind,
-        PortErrorKind::NotFound
+        ErrorKind::NotFound
     );
     let err = store
         .begin(&k, "fp", t0(), TimeDelta::zero())
         .await
         .unwrap_err();
-    assert_eq!(err.kind, PortErrorKind::Invalid);
+    assert_eq!(err.kind, ErrorKind::Invalid);
 }
 
 /// Of many concurrent `begin`s of one key, exactly one starts.

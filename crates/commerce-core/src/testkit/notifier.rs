@@ -1,8 +1,6 @@
 //! Conformance cases for [`Notifier`].
 
-use crate::{
-    IdempotencyKey, Notification, NotificationKind, Notifier, OrderId, PortErrorKind, UserId,
-};
+use crate::{ErrorKind, IdempotencyKey, Notification, NotificationKind, Notifier, OrderId, UserId};
 
 fn note(key: &str, kind: NotificationKind) -> Notification {
     Notification {
@@ -31,7 +29,7 @@ pub async fn key_reuse_for_other_content_conflicts<N: Notifier + ?Sized>(notifie
         .send(&note("note-b", NotificationKind::OrderDelivered))
         .await
         .unwrap_err();
-    assert_eq!(err.kind, PortErrorKind::Conflict);
+    assert_eq!(err.kind, ErrorKind::Conflict);
 }
 
 /// Runs the [`Notifier`] conformance suite against `$make`.

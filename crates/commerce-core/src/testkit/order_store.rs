@@ -3,7 +3,7 @@
 use futures::future::join_all;
 
 use super::{sample_order, t0};
-use crate::{CasOutcome, OrderId, OrderStatus, OrderStore, PaymentRef, PortErrorKind, Transition};
+use crate::{CasOutcome, ErrorKind, OrderId, OrderStatus, OrderStore, PaymentRef, Transition};
 
 fn paid(order: &mut crate::Order) {
     let payment_ref = PaymentRef::new("pay-conformance").unwrap();
@@ -34,7 +34,7 @@ pub async fn duplicate_insert_conflicts<S: OrderStore + ?Sized>(store: &S) {
     paid(&mut second);
     assert_eq!(
         store.insert(second).await.unwrap_err().kind,
-        PortErrorKind::Conflict
+        ErrorKind::Conflict
     );
     assert_eq!(store.get(first.id()).await.unwrap(), Some(first));
 }
@@ -70,7 +70,7 @@ pub async fn update_missing_is_not_found<S: OrderStore + ?Sized>(store: &S) {
     let o = sample_order("ord-d-1");
     assert_eq!(
         store.update(o, 0).await.unwrap_err().kind,
-        PortErrorKind::NotFound
+        ErrorKind::NotFound
     );
 }
 

@@ -6,8 +6,8 @@
 use futures::future::join_all;
 
 use crate::{
-    AuthorizeRequest, Currency, IdempotencyKey, Money, OrderId, Payment, PaymentGateway,
-    PaymentStatus, PortErrorKind,
+    AuthorizeRequest, Currency, ErrorKind, IdempotencyKey, Money, OrderId, Payment, PaymentGateway,
+    PaymentStatus,
 };
 
 /// A method token every conforming sandbox approves.
@@ -107,7 +107,7 @@ pub async fn same_key_other_request_conflicts<G: PaymentGateway + ?Sized>(g: &G)
     let other = request("pay-c-auth", "order-pay-c", 3_001, false);
     assert_eq!(
         g.authorize(&other).await.unwrap_err().kind,
-        PortErrorKind::Conflict
+        ErrorKind::Conflict
     );
     let k = key("pay-c-cap");
     g.capture(&k, &first.payment_ref, eur(1_000)).await.unwrap();
@@ -115,7 +115,7 @@ pub async fn same_key_other_request_conflicts<G: PaymentGateway + ?Sized>(g: &G)
         .capture(&k, &first.payment_ref, eur(2_000))
         .await
         .unwrap_err();
-    assert_eq!(err.kind, PortErrorKind::Conflict);
+    assert_eq!(err.kind, ErrorKind::Conflict);
     assert_eq!(
         g.lookup(&key("pay-c-auth"))
             .await
@@ -126,17 +126,17 @@ pub async fn same_key_other_request_conflicts<G: PaymentGateway + ?Sized>(g: &G)
     );
 }
 
-/// A decline is `Rejected`, replays as `Rejected`, and `lookup` finds no effect.
+/// A decline is `Refused`, replays as `Refused`, and `lookup` finds no effect.
 pub async fn decline_is_rejected<G: PaymentGateway + ?Sized>(g: &G) {
     let mut req = request("pay-d-auth", "order-pay-d", 3_000, true);
     req.method_token = DECLINED_TOKEN.into();
     assert_eq!(
         g.authorize(&req).await.unwrap_err().kind,
-        PortErrorKind::Rejected
+        ErrorKind::Refused
     );
     assert_eq!(
         g.authorize(&req).await.unwrap_err().kind,
-        PortErrorKind::Rejected
+        ErrorKind::Refused
     );
     assert_eq!(g.lookup(&req.idempotency_key).await.unwrap(), None);
 }
@@ -148,12 +148,12 @@ pub async fn guards_hold<G: PaymentGateway + ?Sized>(g: &G) {
         .capture(&key("pay-e-cap-over"), &p.payment_ref, eur(1_001))
         .await
         .unwrap_err();
-    assert_eq!(over.kind, PortErrorKind::Conflict);
+    assert_eq!(over.kind, ErrorKind::Conflict);
     let early = g
         .refund(&key("pay-e-ref-early"), &p.payment_ref, eur(1))
         .await
         .unwrap_err();
-    assert_eq!(early.kind, PortErrorKind::Conflict);
+    assert_eq!(early.kind, ErrorKind::Conflict);
     g.capture(&key("pay-e-cap"), &p.payment_ref, eur(600))
         .await
         .unwrap();
@@ -161,7 +161,7 @@ pub async fn guards_hold<G: PaymentGateway + ?Sized>(g: &G) {
         .refund(&key("pay-e-ref-over"), &p.payment_ref, eur(601))
         .await
         .unwrap_err();
-    assert_eq!(over.kind, PortErrorKind::Conflict);
+    assert_eq!(over.kind, ErrorKind::Conflict);
     // A refused call stored nothing: the same key may be used for a valid request.
     g.refund(&key("pay-e-ref-over"), &p.payment_ref, eur(600))
         .await
@@ -177,7 +177,7 @@ pub async fn void_only_before_capture<G: PaymentGateway + ?Sized>(g: &G) {
         .capture(&key("pay-f-cap"), &p.payment_ref, eur(1))
         .await
         .unwrap_err();
-    assert_eq!(err.kind, PortErrorKind::Conflict);
+    assert_eq!(err.kind, ErrorKind::Conflict);
     let q = authorized(g, "pay-f-auth-2", 1_000).await;
     g.capture(&key("pay-f-cap-2"), &q.payment_ref, eur(1_000))
         .await
@@ -186,7 +186,7 @@ pub async fn void_only_before_capture<G: PaymentGateway + ?Sized>(g: &G) {
         .void(&key("pay-f-void-2"), &q.payment_ref)
         .await
         .unwrap_err();
-    assert_eq!(err.kind, PortErrorKind::Conflict);
+    assert_eq!(err.kind, ErrorKind::Conflict);
 }
 
 /// Bad amounts are `Invalid`; unknown payments are `NotFound`.
@@ -194,12 +194,12 @@ pub async fn bad_amounts_and_unknown_payments<G: PaymentGateway + ?Sized>(g: &G)
     let mut req = request("pay-g-auth", "order-pay-g", 0, false);
     assert_eq!(
         g.authorize(&req).await.unwrap_err().kind,
-        PortErrorKind::Invalid
+        ErrorKind::Invalid
     );
     req.amount = eur(-100);
     assert_eq!(
         g.authorize(&req).await.unwrap_err().kind,
-        PortErrorKind::Invalid
+        ErrorKind::Invalid
     );
     let p = authorized(g, "pay-g-auth-ok", 1_000).await;
     let usd = Money::from_minor(100, Currency::USD);
@@ -207,13 +207,13 @@ pub async fn bad_amounts_and_unknown_payments<G: PaymentGateway + ?Sized>(g: &G)
         .capture(&key("pay-g-cap"), &p.payment_ref, usd)
         .await
         .unwrap_err();
-    assert_eq!(err.kind, PortErrorKind::Invalid);
+    assert_eq!(err.kind, ErrorKind::Invalid);
     let ghost = crate::PaymentRef::new("pay-does-not-exist").unwrap();
     let err = g
         .capture(&key("pay-g-ghost"), &ghost, eur(1))
         .await
         .unwrap_err();
-    assert_eq!(err.kind, PortErrorKind::NotFound);
+    assert_eq!(err.kind, ErrorKind::NotFound);
     assert_eq!(g.lookup(&key("pay-g-never-used")).await.unwrap(), None);
 }
 

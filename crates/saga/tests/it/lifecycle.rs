@@ -309,7 +309,7 @@ fn rate_shopping_takes_the_cheapest_that_arrives_in_time() {
         block_on(rate_shop(&carriers, &req, today))
             .unwrap_err()
             .kind,
-        commerce_core::PortErrorKind::NotFound
+        commerce_core::ErrorKind::NotFound
     );
 }
 
@@ -402,7 +402,7 @@ fn events_map_to_notifications_once() {
 
 #[test]
 fn a_faulty_carrier_still_sells_one_label_per_key() {
-    use saga::faults::FaultyCarrier;
+    use saga::testkit::faults::FaultyCarrier;
     let carrier = FaultyCarrier::new(
         InMemoryCarrier::with_standard_services("acme", Currency::EUR),
         9,

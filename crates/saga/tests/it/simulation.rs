@@ -16,7 +16,7 @@ use commerce_core::testkit::{sample_address, t0};
 use commerce_core::*;
 use futures::executor::block_on;
 use inventory::{HoldId, HoldStatus, InMemoryStockStore, StockConfig, StockKey, StockLine};
-use saga::faults::{FaultyPaymentGateway, SeededRng};
+use saga::testkit::faults::{FaultyPaymentGateway, SeededRng};
 use saga::*;
 
 pub(crate) struct World {

@@ -5,8 +5,8 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use commerce_core::{
-    AuthorizeRequest, IdempotencyKey, Money, Payment, PaymentGateway, PaymentRef, PortError,
-    PortErrorKind, PortResult,
+    AuthorizeRequest, ErrorKind, IdempotencyKey, Money, Payment, PaymentGateway, PaymentRef,
+    PortError, PortResult,
 };
 
 /// What one call does.
@@ -98,17 +98,17 @@ impl<G: PaymentGateway> FaultyPaymentGateway<G> {
         match self.roll() {
             Fault::None => f.await,
             Fault::Unavailable => Err(PortError::new(
-                PortErrorKind::Unavailable,
+                ErrorKind::Unavailable,
                 "injected: unavailable",
             )),
             Fault::TimeoutBefore => Err(PortError::new(
-                PortErrorKind::Indeterminate,
+                ErrorKind::Indeterminate,
                 "injected: timeout before sending",
             )),
             Fault::TimeoutAfter => {
                 let _ = f.await;
                 Err(PortError::new(
-                    PortErrorKind::Indeterminate,
+                    ErrorKind::Indeterminate,
                     "injected: timeout after the effect",
                 ))
             }
@@ -118,7 +118,7 @@ impl<G: PaymentGateway> FaultyPaymentGateway<G> {
     fn read_fault(&self) -> PortResult<()> {
         if self.rng.below(200) < self.percent_faulty {
             Err(PortError::new(
-                PortErrorKind::Unavailable,
+                ErrorKind::Unavailable,
                 "injected: unavailable",
             ))
         } else {
@@ -188,7 +188,7 @@ impl<C: commerce_core::Carrier> FaultyCarrier<C> {
     fn read_fault(&self) -> PortResult<()> {
         if self.rng.below(200) < self.percent_faulty {
             Err(PortError::new(
-                PortErrorKind::Unavailable,
+                ErrorKind::Unavailable,
                 "injected: unavailable",
             ))
         } else {
@@ -217,17 +217,17 @@ impl<C: commerce_core::Carrier> commerce_core::Carrier for FaultyCarrier<C> {
         }
         match self.rng.below(3) {
             0 => Err(PortError::new(
-                PortErrorKind::Unavailable,
+                ErrorKind::Unavailable,
                 "injected: unavailable",
             )),
             1 => Err(PortError::new(
-                PortErrorKind::Indeterminate,
+                ErrorKind::Indeterminate,
                 "injected: timeout before sending",
             )),
             _ => {
                 let _ = self.inner.create_label(key, request, service).await;
                 Err(PortError::new(
-                    PortErrorKind::Indeterminate,
+                    ErrorKind::Indeterminate,
                     "injected: timeout after the effect",
                 ))
             }

@@ -6,6 +6,8 @@
     reason = "conformance cases are tests: they panic to report a broken contract"
 )]
 
+pub mod faults;
+
 use chrono::TimeDelta;
 use commerce_core::CasOutcome;
 use commerce_core::testkit::t0;
