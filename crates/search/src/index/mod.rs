@@ -1,0 +1,373 @@
+//! A tenant's index: [`SearchIndex`], its lifecycle (opening a RAM or directory index,
+//! resuming from the offset in the last commit, waiting for merges on drop) and point reads.
+//!
+//! The writer lives in `writer`, the query path in `search` (facet counts in `facets`).
+
+mod facets;
+mod search;
+mod writer;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use commerce_core::{Currency, ProductId, ProductProjection};
+use tantivy::collector::DocSetCollector;
+use tantivy::columnar::Column;
+use tantivy::indexer::LogMergePolicy;
+use tantivy::query::TermQuery;
+use tantivy::schema::IndexRecordOption;
+use tantivy::tokenizer::TextAnalyzer;
+use tantivy::{
+    DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term,
+};
+
+pub use writer::IndexWriterGuard;
+
+use crate::config::{TenantConfig, TenantId};
+use crate::query::{self, AnalyzedSynonyms};
+use crate::schema::{self, Fields, TEXT_ANALYZER, col};
+use crate::vocab::Vocab;
+use crate::{Error, Result, lock};
+
+/// Where an index lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    /// In memory: gone with the process; rebuilt from the catalog (or the change log) on start.
+    Ram,
+    /// In a directory: reopened where it was, resuming from its committed offset.
+    Dir(PathBuf),
+}
+
+/// The commit payload: where the change log stands for this index.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Payload {
+    next_offset: u64,
+}
+
+/// One tenant's product index.
+///
+/// ```
+/// use commerce_core::{CategoryPath, Currency, Money, PriceTable, ProductId, ProductProjection,
+///     ProductSignals, ProductStatus, Sku};
+/// use search::{SearchIndex, SearchRequest, Storage, TenantConfig, TenantId};
+///
+/// let index = SearchIndex::create(TenantId::new("shop-1")?, TenantConfig::new(&[Currency::EUR]), Storage::Ram)?;
+/// let product = ProductProjection {
+///     sku: Sku::new("MUG-1").unwrap(),
+///     product_id: ProductId::new("p-1").unwrap(),
+///     title: "Blue enamel mug".into(),
+///     description: "Holds 350 ml of coffee.".into(),
+///     brand: Some("Acme".into()),
+///     category: CategoryPath::parse("Kitchen/Mugs").unwrap(),
+///     attributes: Default::default(),
+///     prices: PriceTable::single(Money::from_minor(1200, Currency::EUR)),
+///     primary_image: None,
+///     status: ProductStatus::Active,
+///     version: 1,
+///     signals: ProductSignals::default(),
+///     in_stock: Some(true),
+/// };
+/// let mut writer = index.writer();
+/// writer.upsert(&product)?;
+/// writer.commit(None)?;
+///
+/// let results = index.search(&SearchRequest::new("enamel mugs", Currency::EUR))?;
+/// assert_eq!(results.hits[0].sku.as_str(), "MUG-1");
+/// assert_eq!(results.hits[0].price.unwrap().to_string(), "12.00 EUR");
+/// // A typo still finds it.
+/// assert_eq!(index.search(&SearchRequest::new("enamle", Currency::EUR))?.total, 1);
+/// # Ok::<(), search::Error>(())
+/// ```
+pub struct SearchIndex {
+    tenant: TenantId,
+    config: TenantConfig,
+    fields: Fields,
+    reader: IndexReader,
+    /// `None` only while the index is being dropped.
+    writer: Mutex<Option<IndexWriter>>,
+    analyzer: TextAnalyzer,
+    plain: TextAnalyzer,
+    query_analyzer: TextAnalyzer,
+    query_plain: TextAnalyzer,
+    synonyms: AnalyzedSynonyms,
+    next_offset: Mutex<u64>,
+    vocab: Mutex<Option<Arc<Vocab>>>,
+}
+
+impl std::fmt::Debug for SearchIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SearchIndex")
+            .field("tenant", &self.tenant)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SearchIndex {
+    /// Creates (or, for a directory that holds one, reopens) a tenant's index.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a bad config or a directory index whose currencies differ from
+    /// the config's; [`Error::Index`] when the directory cannot be opened or another writer
+    /// holds it.
+    pub fn create(tenant: TenantId, config: TenantConfig, storage: Storage) -> Result<SearchIndex> {
+        config.validate()?;
+        let schema = schema::build_schema(&config.currencies);
+        let index = match &storage {
+            Storage::Ram => Index::create_in_ram(schema),
+            Storage::Dir(path) => {
+                std::fs::create_dir_all(path)?;
+                if path.join("meta.json").exists() {
+                    let index = Index::open_in_dir(path)?;
+                    let on_disk: Vec<Currency> = Fields::resolve(&index.schema())?
+                        .prices
+                        .keys()
+                        .copied()
+                        .collect();
+                    let mut wanted = config.currencies.clone();
+                    wanted.sort();
+                    wanted.dedup();
+                    if on_disk != wanted {
+                        return Err(Error::invalid(
+                            "config.currencies",
+                            format!("the index at {} carries {on_disk:?}", path.display()),
+                        ));
+                    }
+                    index
+                } else {
+                    Index::create_in_dir(path, schema)?
+                }
+            }
+        };
+        let mut index = index;
+        if config.query_threads > 1 {
+            index.set_multithread_executor(config.query_threads)?;
+        }
+        let analyzer = schema::analyzer(config.stemming);
+        index.tokenizers().register(TEXT_ANALYZER, analyzer.clone());
+        index
+            .tokenizers()
+            .register(schema::PLAIN_ANALYZER, schema::analyzer(false));
+        let fields = Fields::resolve(&index.schema())?;
+        let writer: IndexWriter =
+            index.writer_with_num_threads(config.writer_threads, config.writer_memory_bytes)?;
+        writer.set_merge_policy(merge_policy());
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        let next_offset = match index.load_metas()?.payload {
+            None => 0,
+            Some(text) => {
+                serde_json::from_str::<Payload>(&text)
+                    .map_err(|_| Error::Payload(text.clone()))?
+                    .next_offset
+            }
+        };
+        let query_analyzer = schema::query_analyzer(config.stemming, config.stop_words);
+        let query_plain = schema::query_analyzer(false, config.stop_words);
+        let mut syn_analyzer = analyzer.clone();
+        let mut synonyms = AnalyzedSynonyms::new();
+        for (word, alts) in &config.synonyms.map {
+            let key = query::analyze(&mut syn_analyzer, word);
+            let [key] = key.as_slice() else { continue };
+            let alts: Vec<Vec<String>> = alts
+                .iter()
+                .map(|a| query::analyze(&mut syn_analyzer, a))
+                .filter(|a| !a.is_empty() && a.as_slice() != std::slice::from_ref(key))
+                .collect();
+            synonyms.entry(key.clone()).or_default().extend(alts);
+        }
+        Ok(SearchIndex {
+            tenant,
+            config,
+            fields,
+            reader,
+            writer: Mutex::new(Some(writer)),
+            analyzer,
+            plain: schema::analyzer(false),
+            query_analyzer,
+            query_plain,
+            synonyms,
+            next_offset: Mutex::new(next_offset),
+            vocab: Mutex::new(None),
+        })
+    }
+
+    /// The tenant.
+    pub fn tenant(&self) -> &TenantId {
+        &self.tenant
+    }
+
+    /// The tenant's config.
+    pub fn config(&self) -> &TenantConfig {
+        &self.config
+    }
+
+    /// Products searchable now (retired products' tombstones excluded).
+    ///
+    /// # Errors
+    /// [`Error::Index`] on a read failure.
+    pub fn num_docs(&self) -> Result<u64> {
+        let searcher = self.reader.searcher();
+        let n = searcher.search(&self.active_query(), &tantivy::collector::Count)?;
+        Ok(n as u64)
+    }
+
+    /// Segments searched now: an operational gauge (each commit adds segments, merges in the
+    /// background fold them; queries slow down as they multiply).
+    pub fn segment_count(&self) -> usize {
+        self.reader.searcher().segment_readers().len()
+    }
+
+    /// Every active product: what browsing starts from.
+    fn active_query(&self) -> TermQuery {
+        TermQuery::new(
+            Term::from_field_text(self.fields.status, schema::STATUS_ACTIVE),
+            IndexRecordOption::Basic,
+        )
+    }
+
+    /// The change-log offset the index has committed up to: the next change to apply.
+    pub fn next_offset(&self) -> u64 {
+        *lock(&self.next_offset)
+    }
+
+    /// The words `text` becomes after analysis (lowercased, accents folded, stemmed if on).
+    pub fn analyze(&self, text: &str) -> Vec<String> {
+        query::analyze(&mut self.analyzer.clone(), text)
+    }
+
+    /// The indexed copy of a product, as last committed.
+    ///
+    /// # Errors
+    /// [`Error::Index`] on a read failure.
+    pub fn projection(&self, id: &ProductId) -> Result<Option<ProductProjection>> {
+        let searcher = self.reader.searcher();
+        let Some(addr) = self.address_of(&searcher, self.fields.product_id, id.as_str())? else {
+            return Ok(None);
+        };
+        let doc: TantivyDocument = searcher.doc(addr)?;
+        self.fields.stored_projection(&doc)
+    }
+
+    /// The indexed version of a product, as last committed, including the version that
+    /// retired it (a retired product leaves a tombstone that matches no query).
+    ///
+    /// # Errors
+    /// [`Error::Index`] on a read failure.
+    pub fn indexed_version(&self, id: &ProductId) -> Result<Option<u64>> {
+        let searcher = self.reader.searcher();
+        let Some(addr) = self.address_of(&searcher, self.fields.product_id, id.as_str())? else {
+            return Ok(None);
+        };
+        let column: Column<u64> = searcher
+            .segment_reader(addr.segment_ord)
+            .fast_fields()
+            .u64(col::VERSION)?;
+        Ok(column.first(addr.doc_id))
+    }
+
+    /// Every indexed active product id with its catalog version (for reconciliation).
+    ///
+    /// # Errors
+    /// [`Error::Index`] on a read failure.
+    pub fn indexed_versions(&self) -> Result<BTreeMap<ProductId, u64>> {
+        let searcher = self.reader.searcher();
+        let mut out = BTreeMap::new();
+        let mut live: Vec<(u64, u64)> = Vec::new();
+        for seg in searcher.segment_readers() {
+            let Some(ids) = seg.fast_fields().str(col::PRODUCT_ID)? else {
+                continue;
+            };
+            let versions = seg.fast_fields().u64(col::VERSION)?;
+            let status = seg.fast_fields().str(col::STATUS)?;
+            let retired = match &status {
+                Some(c) => c.dictionary().term_ord(schema::STATUS_RETIRED.as_bytes())?,
+                None => None,
+            };
+            for doc in seg.doc_ids_alive() {
+                if retired.is_some() && status.as_ref().and_then(|c| c.ords().first(doc)) == retired
+                {
+                    continue;
+                }
+                if let (Some(ord), Some(v)) = (ids.ords().first(doc), versions.first(doc)) {
+                    live.push((ord, v));
+                }
+            }
+            // Resolve the ids in one ordered pass over the segment's dictionary.
+            live.sort_unstable();
+            let ords: Vec<u64> = live.iter().map(|(o, _)| *o).collect();
+            let mut versions_in_order = live.iter().map(|(_, v)| *v);
+            let mut bad = None;
+            ids.dictionary().sorted_ords_to_term_cb(&ords, |bytes| {
+                let v = versions_in_order.next().unwrap_or(0);
+                match std::str::from_utf8(bytes)
+                    .ok()
+                    .and_then(|t| ProductId::new(t).ok())
+                {
+                    Some(id) => {
+                        out.insert(id, v);
+                    }
+                    None => bad = Some(String::from_utf8_lossy(bytes).into_owned()),
+                }
+            })?;
+            live.clear();
+            if let Some(bad) = bad {
+                return Err(Error::Payload(format!("indexed product id {bad:?}")));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The first document whose `field` holds `value`.
+    fn address_of(
+        &self,
+        searcher: &Searcher,
+        field: tantivy::schema::Field,
+        value: &str,
+    ) -> Result<Option<DocAddress>> {
+        let q = TermQuery::new(
+            Term::from_field_text(field, value),
+            IndexRecordOption::Basic,
+        );
+        Ok(searcher.search(&q, &DocSetCollector)?.into_iter().min())
+    }
+
+    /// The facet vocabularies of `searcher`'s generation, built on first use.
+    fn vocab(&self, searcher: &Searcher) -> Result<Arc<Vocab>> {
+        let generation = searcher.generation().generation_id();
+        if let Some(v) = lock(&self.vocab).as_ref()
+            && v.generation == generation
+        {
+            return Ok(Arc::clone(v));
+        }
+        let v = Arc::new(Vocab::build(searcher)?);
+        *lock(&self.vocab) = Some(Arc::clone(&v));
+        Ok(v)
+    }
+}
+
+/// Price churn is delete + add: segments are merged once 30 % of their documents are dead
+/// (tantivy's default waits for 100 %).
+fn merge_policy() -> Box<LogMergePolicy> {
+    let mut policy = LogMergePolicy::default();
+    policy.set_del_docs_ratio_before_merge(0.3);
+    Box::new(policy)
+}
+
+impl Drop for SearchIndex {
+    /// Waits for background merges and file clean-up, so that the directory can be reopened
+    /// at once (a writer's late clean-up could otherwise delete a successor's files).
+    fn drop(&mut self) {
+        let writer = self
+            .writer
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(w) = writer {
+            let _ = w.wait_merging_threads();
+        }
+    }
+}

@@ -1,0 +1,532 @@
+//! The query path: [`SearchIndex::search`] analyzes the text, collects matches and facet counts
+//! in one pass, re-ranks the head with business signals, applies merchandising rules and
+//! renders the requested page.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use commerce_core::{Currency, Money, ProductId, Sku};
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
+use tantivy::columnar::Column;
+use tantivy::query::{Query, TermQuery};
+use tantivy::schema::{IndexRecordOption, Value};
+use tantivy::snippet::SnippetGenerator;
+use tantivy::{DocAddress, Searcher, TantivyDocument, Term};
+
+use super::SearchIndex;
+use super::facets::facets;
+use crate::collect::{Candidate, Fruit, Plan, PlanCollector};
+use crate::config::MerchRule;
+use crate::query::{self, Mode, Words};
+use crate::rank::{Features, Signals};
+use crate::request::{Hit, Matching, Placement, SearchRequest, SearchResults};
+use crate::schema::{self, ATTR_SEP, STOCK_IN, col};
+use crate::vocab::Vocab;
+use crate::{Error, Result};
+
+/// `m` in minor units, rounded up (so `price >= m` and `price < m` hold in minor units too);
+/// saturates past `u64`.
+fn ceil_minor(m: &Money) -> u64 {
+    let scale = Decimal::from(10u64.pow(u32::from(m.currency().exponent())));
+    m.amount()
+        .checked_mul(scale)
+        .map(|v| v.ceil())
+        .and_then(|v| v.to_u64())
+        .unwrap_or(if m.is_negative() { 0 } else { u64::MAX })
+}
+
+/// Minor units back to money; `None` past `i64`.
+fn money(minor: u64, currency: Currency) -> Option<Money> {
+    i64::try_from(minor)
+        .ok()
+        .map(|m| Money::from_minor(m, currency))
+}
+
+/// What the text matched, after relaxing it if nothing matched every word.
+struct Matched {
+    fruit: Fruit,
+    /// The query that matched; `None` when browsing.
+    text_query: Option<Box<dyn Query>>,
+    /// Words were dropped from the end of the query to find a match.
+    relaxed: bool,
+}
+
+impl SearchIndex {
+    /// Runs a search.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a request out of bounds (see [`crate::RESULT_WINDOW_MAX`]),
+    /// [`Error::CurrencyNotIndexed`] for a currency the index does not carry,
+    /// [`Error::Index`] on a read failure.
+    pub fn search(&self, req: &SearchRequest) -> Result<SearchResults> {
+        req.validate()?;
+        if !self.fields.prices.contains_key(&req.currency) {
+            return Err(Error::CurrencyNotIndexed(req.currency.to_string()));
+        }
+        let searcher = self.reader.searcher();
+        let words = self.query_words(&req.text);
+        let browse = words.tokens.is_empty();
+        let rule = self.config.merch.get(&req.text);
+        let extra = rule.map_or(0, |r| r.hides.len() + r.pins.len());
+        let keep = (req.offset + req.limit + extra).max(self.config.business.rerank_depth);
+        let vocab = self.vocab(&searcher)?;
+        let plan = Arc::new(self.plan(Arc::clone(&vocab), req, keep, browse));
+        let matched = self.match_text(&searcher, req, &words, &plan)?;
+        let mut ranked = self.rerank(&searcher, &matched.fruit.top, browse)?;
+        if let Some(rule) = rule {
+            self.apply_merch_rule(&searcher, &vocab, req, rule, &mut ranked)?;
+        }
+        let hits = self.page_hits(&searcher, req, &ranked, matched.text_query.as_deref())?;
+        Ok(SearchResults {
+            hits,
+            total: matched.fruit.total,
+            facets: facets(&vocab, req, &matched.fruit),
+            relaxed: matched.relaxed,
+        })
+    }
+
+    /// The analyzed words of `text`, stop words dropped unless there is nothing else.
+    fn query_words(&self, text: &str) -> Words {
+        let words = query::words(
+            &mut self.query_analyzer.clone(),
+            &mut self.query_plain.clone(),
+            text,
+        );
+        if words.tokens.is_empty() {
+            // Only stop words (`the who`): search them as they are.
+            return query::words(&mut self.analyzer.clone(), &mut self.plain.clone(), text);
+        }
+        words
+    }
+
+    /// Resolves `req`'s filters and facet requests against the vocabularies: what the collector
+    /// checks and counts for each match, keeping the best `keep`.
+    fn plan(&self, vocab: Arc<Vocab>, req: &SearchRequest, keep: usize, browse: bool) -> Plan {
+        let f = &req.filters;
+        let price = f.price.as_ref().map(|r| {
+            (
+                r.min.as_ref().map_or(0, ceil_minor),
+                r.max.as_ref().map_or(u64::MAX, ceil_minor),
+            )
+        });
+        let brand_sel = (!f.brands.is_empty()).then(|| {
+            let mut sel = vec![false; vocab.brand.values.len()];
+            for b in &f.brands {
+                if let Some(g) = vocab.brand.id(b) {
+                    sel[g] = true;
+                }
+            }
+            sel
+        });
+        let category_sel = f
+            .category
+            .as_ref()
+            .filter(|c| !c.segments().is_empty())
+            .map(|c| {
+                let within = vocab
+                    .path_id(&c.to_string())
+                    .and_then(|p| u32::try_from(p).ok());
+                vocab
+                    .ancestors
+                    .iter()
+                    .map(|a| within.is_some_and(|p| a.contains(&p)))
+                    .collect()
+            });
+        let n_attrs = vocab.attrs.values.len();
+        let mut attr_sel_key = vec![u8::MAX; n_attrs];
+        let mut attr_sel_value = vec![false; n_attrs];
+        let mut attr_counted = vec![false; n_attrs];
+        let selected: Vec<(&String, &Vec<String>)> = f.attributes.iter().collect();
+        for (g, kv) in vocab.attrs.values.iter().enumerate() {
+            let Some((key, value)) = kv.split_once(ATTR_SEP) else {
+                continue;
+            };
+            if let Some(k) = selected.iter().position(|(sel, _)| *sel == key) {
+                attr_sel_key[g] = u8::try_from(k).unwrap_or(u8::MAX);
+                attr_sel_value[g] = selected[k].1.iter().any(|v| v == value);
+            }
+            attr_counted[g] = req.facets.attributes.iter().any(|k| k == key);
+        }
+        Plan {
+            brand_sel,
+            category_sel,
+            attr_sel_key,
+            attr_sel_value,
+            attr_counted,
+            attr_keys_selected: u32::try_from(selected.len()).unwrap_or(u32::MAX),
+            price,
+            price_column: schema::price_column(req.currency),
+            min_rating_centi: f.min_rating.map(schema::rating_centi),
+            in_stock_only: f.in_stock_only,
+            count_brand: req.facets.brand,
+            count_category: req.facets.category,
+            price_bounds: req
+                .facets
+                .price_buckets
+                .as_ref()
+                .map(|b| b.iter().map(ceil_minor).collect()),
+            count_rating: req.facets.rating,
+            keep,
+            browse,
+            no_facets: false,
+            vocab,
+        }
+    }
+
+    /// Collects what `words` match under `plan`; when nothing has every word, drops words from
+    /// the end until something matches.
+    fn match_text(
+        &self,
+        searcher: &Searcher,
+        req: &SearchRequest,
+        words: &Words,
+        plan: &Arc<Plan>,
+    ) -> Result<Matched> {
+        let loose = self.loose_words(searcher, words)?;
+        let may_be_loose = |i: usize| loose.get(i).copied().unwrap_or(false);
+        let sku_exists = searcher.doc_freq(&Term::from_field_text(
+            self.fields.sku_key,
+            &schema::sku_key(&req.text),
+        ))? > 0;
+        let mode = match req.matching {
+            Matching::All => Mode::All,
+            Matching::Any => Mode::Any,
+        };
+        let build = |w: &Words, mode: Mode| {
+            query::build(
+                &self.fields,
+                &self.synonyms,
+                &req.text,
+                w,
+                mode,
+                &may_be_loose,
+                sku_exists,
+            )
+        };
+        let text_query = build(words, mode);
+        let fruit = self.collect(searcher, text_query.as_deref(), plan)?;
+        if fruit.total == 0 && mode == Mode::All && words.tokens.len() > 1 {
+            // Nothing has every word: drop words from the end until something matches.
+            for keep_words in (1..words.tokens.len()).rev() {
+                let shorter = words.first(keep_words);
+                let q = build(&shorter, Mode::All);
+                let f = self.collect(searcher, q.as_deref(), plan)?;
+                if f.total > 0 {
+                    return Ok(Matched {
+                        fruit: f,
+                        text_query: q,
+                        relaxed: true,
+                    });
+                }
+            }
+        }
+        Ok(Matched {
+            fruit,
+            text_query,
+            relaxed: false,
+        })
+    }
+
+    /// Per word, whether it may also match through a typo or as a prefix: whether fewer
+    /// products than `loose_match_below` hold it as typed.
+    fn loose_words(&self, searcher: &Searcher, words: &Words) -> Result<Vec<bool>> {
+        let threshold = self.config.loose_match_below;
+        let mut loose = Vec::with_capacity(words.tokens.len());
+        for typed in &words.typed {
+            let known = searcher.doc_freq(&Term::from_field_text(self.fields.loose, typed))?;
+            loose.push(known < threshold);
+        }
+        Ok(loose)
+    }
+
+    /// Runs `q` (every active product when browsing) through the plan's collector.
+    fn collect(
+        &self,
+        searcher: &Searcher,
+        q: Option<&dyn Query>,
+        plan: &Arc<Plan>,
+    ) -> Result<Fruit> {
+        let collector = PlanCollector {
+            plan: Arc::clone(plan),
+        };
+        let fruit = match q {
+            Some(q) => searcher.search(q, &collector)?,
+            None => searcher.search(&self.active_query(), &collector)?,
+        };
+        Ok(fruit)
+    }
+
+    /// Orders the best `rerank_depth` candidates by business signals (or the learned re-ranker)
+    /// within their match tier; the rest keep their text order.
+    fn rerank(&self, searcher: &Searcher, top: &[Candidate], browse: bool) -> Result<Vec<Ranked>> {
+        let weights = &self.config.business;
+        let depth = weights.rerank_depth.min(top.len());
+        let mut cols: HashMap<u32, SignalColumns> = HashMap::new();
+        let mut head = Vec::with_capacity(depth);
+        for (i, c) in top[..depth].iter().enumerate() {
+            let (tier, relevance) = if browse {
+                (0, 1.0)
+            } else {
+                query::split_score(c.key)
+            };
+            let columns = match cols.entry(c.segment) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(SignalColumns::open(searcher, c.segment)?)
+                }
+            };
+            let signals = columns.signals(c.doc);
+            let boost = weights.boost(&signals);
+            let features = Features::new(f64::from(relevance), boost, &signals);
+            let score = match &self.config.reranker {
+                Some(model) => model.score(&features),
+                #[allow(clippy::float_arithmetic)]
+                None => f64::from(relevance) * (1.0 + boost),
+            };
+            head.push((tier, score, i, relevance, c, features));
+        }
+        head.sort_by(|a, b| {
+            b.0.cmp(&a.0)
+                .then_with(|| b.1.total_cmp(&a.1))
+                .then_with(|| a.2.cmp(&b.2))
+        });
+        let mut out: Vec<Ranked> = head
+            .into_iter()
+            .map(|(_, _, _, relevance, c, features)| Ranked {
+                addr: DocAddress::new(c.segment, c.doc),
+                relevance: if browse { 0.0 } else { relevance },
+                placement: Placement::Ranked,
+                features: Some(features),
+            })
+            .collect();
+        out.extend(top[depth..].iter().map(|c| Ranked {
+            addr: DocAddress::new(c.segment, c.doc),
+            relevance: if browse {
+                0.0
+            } else {
+                query::split_score(c.key).1
+            },
+            placement: Placement::Ranked,
+            features: None,
+        }));
+        Ok(out)
+    }
+
+    /// Applies a merchandising rule to the ranked list: hides its hidden products, then puts
+    /// each pinned product that passes the request's filters at its position.
+    fn apply_merch_rule(
+        &self,
+        searcher: &Searcher,
+        vocab: &Arc<Vocab>,
+        req: &SearchRequest,
+        rule: &MerchRule,
+        ranked: &mut Vec<Ranked>,
+    ) -> Result<()> {
+        let mut hidden = HashSet::new();
+        for sku in &rule.hides {
+            hidden.extend(self.address_of(searcher, self.fields.sku, sku.as_str())?);
+        }
+        ranked.retain(|r| !hidden.contains(&r.addr));
+        let mut pins: Vec<&(Sku, usize)> = rule.pins.iter().collect();
+        pins.sort_by_key(|(_, pos)| *pos);
+        for (sku, pos) in pins {
+            let Some(addr) = self.address_of(searcher, self.fields.sku, sku.as_str())? else {
+                continue;
+            };
+            if hidden.contains(&addr)
+                || !self.passes_filters(searcher, Arc::clone(vocab), req, sku)?
+            {
+                continue;
+            }
+            let found = ranked.iter().position(|r| r.addr == addr);
+            let entry = match found {
+                Some(i) => ranked.remove(i),
+                None => Ranked {
+                    addr,
+                    relevance: 0.0,
+                    placement: Placement::Pinned,
+                    features: None,
+                },
+            };
+            let at = (*pos).min(ranked.len());
+            ranked.insert(
+                at,
+                Ranked {
+                    placement: Placement::Pinned,
+                    ..entry
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Whether the product with `sku` passes every filter of `req`.
+    fn passes_filters(
+        &self,
+        searcher: &Searcher,
+        vocab: Arc<Vocab>,
+        req: &SearchRequest,
+        sku: &Sku,
+    ) -> Result<bool> {
+        let mut plan = self.plan(vocab, req, 1, true);
+        plan.no_facets = true;
+        let plan = Arc::new(plan);
+        let q = TermQuery::new(
+            Term::from_field_text(self.fields.sku, sku.as_str()),
+            IndexRecordOption::Basic,
+        );
+        Ok(searcher.search(&q, &PlanCollector { plan })?.total > 0)
+    }
+
+    /// The hits of the requested page, highlighted when asked and there is a text query.
+    fn page_hits(
+        &self,
+        searcher: &Searcher,
+        req: &SearchRequest,
+        ranked: &[Ranked],
+        text_query: Option<&dyn Query>,
+    ) -> Result<Vec<Hit>> {
+        let page: Vec<&Ranked> = ranked.iter().skip(req.offset).take(req.limit).collect();
+        let snippets = match (text_query, req.highlight) {
+            (Some(q), true) => Some(self.snippet_generators(searcher, q)?),
+            _ => None,
+        };
+        let mut hits = Vec::with_capacity(page.len());
+        for r in page {
+            hits.push(self.hit(searcher, r, req.currency, snippets.as_ref())?);
+        }
+        Ok(hits)
+    }
+
+    /// Highlighters for the title and the description of a hit.
+    fn snippet_generators(
+        &self,
+        searcher: &Searcher,
+        q: &dyn Query,
+    ) -> Result<(SnippetGenerator, SnippetGenerator)> {
+        // Query words live in the combined `text` field; its generator highlights them in any
+        // text run through the same analyzer.
+        let mut title = SnippetGenerator::create(searcher, q, self.fields.text)?;
+        title.set_max_num_chars(commerce_core::limits::TITLE_CHARS_MAX);
+        let mut desc = SnippetGenerator::create(searcher, q, self.fields.text)?;
+        desc.set_max_num_chars(200);
+        Ok((title, desc))
+    }
+
+    /// Renders a ranked document as a hit, priced in `currency` and highlighted by `snippets`.
+    fn hit(
+        &self,
+        searcher: &Searcher,
+        r: &Ranked,
+        currency: Currency,
+        snippets: Option<&(SnippetGenerator, SnippetGenerator)>,
+    ) -> Result<Hit> {
+        let doc: TantivyDocument = searcher.doc(r.addr)?;
+        let text = |field| {
+            doc.get_first(field)
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        };
+        let corrupt = |what: &str| Error::Payload(format!("indexed document without {what}"));
+        let product_id = text(self.fields.product_id).ok_or_else(|| corrupt("product id"))?;
+        let sku = text(self.fields.sku).ok_or_else(|| corrupt("sku"))?;
+        let title = text(self.fields.title).unwrap_or_default();
+        let description = text(self.fields.description).unwrap_or_default();
+        let seg = searcher.segment_reader(r.addr.segment_ord);
+        let price = seg
+            .fast_fields()
+            .column_opt::<u64>(&schema::price_column(currency))?
+            .and_then(|c| c.first(r.addr.doc_id))
+            .and_then(|m| money(m, currency));
+        let version = doc
+            .get_first(self.fields.version)
+            .and_then(|v| v.as_u64())
+            .ok_or_else(|| corrupt("version"))?;
+        let (title_snippet, description_snippet) = match snippets {
+            Some((t, d)) => {
+                let nonempty = |s: String| (!s.is_empty()).then_some(s);
+                (
+                    nonempty(t.snippet(&title).to_html()),
+                    nonempty(d.snippet(&description).to_html()),
+                )
+            }
+            None => (None, None),
+        };
+        Ok(Hit {
+            product_id: ProductId::new(&product_id).map_err(|_| corrupt("valid product id"))?,
+            sku: Sku::new(&sku).map_err(|_| corrupt("valid sku"))?,
+            title,
+            brand: text(self.fields.brand),
+            price,
+            catalog_version: version,
+            relevance: r.relevance,
+            placement: r.placement,
+            title_snippet,
+            description_snippet,
+            features: r.features,
+        })
+    }
+}
+
+/// A document in result order, with why it is there.
+struct Ranked {
+    addr: DocAddress,
+    relevance: f32,
+    placement: Placement,
+    features: Option<Features>,
+}
+
+/// A segment's business-signal columns, opened once per segment and query.
+struct SignalColumns {
+    popularity: Option<Column<u64>>,
+    sponsored: Option<Column<bool>>,
+    margin: Option<Column<i64>>,
+    pressure: Option<Column<u64>>,
+    rating: Option<Column<u64>>,
+    reviews: Option<Column<u64>>,
+    in_stock: Option<Column<u64>>,
+}
+
+impl SignalColumns {
+    fn open(searcher: &Searcher, segment: u32) -> Result<SignalColumns> {
+        let ff = searcher.segment_reader(segment).fast_fields();
+        Ok(SignalColumns {
+            popularity: ff.column_opt(col::POPULARITY)?,
+            sponsored: ff.column_opt(col::SPONSORED)?,
+            margin: ff.column_opt(col::MARGIN)?,
+            pressure: ff.column_opt(col::PRESSURE)?,
+            rating: ff.column_opt(col::RATING)?,
+            reviews: ff.column_opt(col::REVIEWS)?,
+            in_stock: ff.column_opt(col::IN_STOCK)?,
+        })
+    }
+
+    fn signals(&self, doc: u32) -> Signals {
+        Signals {
+            popularity: self
+                .popularity
+                .as_ref()
+                .and_then(|c| c.first(doc))
+                .unwrap_or(0),
+            sponsored: self
+                .sponsored
+                .as_ref()
+                .and_then(|c| c.first(doc))
+                .unwrap_or(false),
+            margin_bps: self.margin.as_ref().and_then(|c| c.first(doc)).unwrap_or(0),
+            stock_pressure_bps: self
+                .pressure
+                .as_ref()
+                .and_then(|c| c.first(doc))
+                .unwrap_or(0),
+            rating_centi: self.rating.as_ref().and_then(|c| c.first(doc)),
+            reviews: self
+                .reviews
+                .as_ref()
+                .and_then(|c| c.first(doc))
+                .unwrap_or(0),
+            in_stock: self.in_stock.as_ref().and_then(|c| c.first(doc)) == Some(STOCK_IN),
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! The index's single writer: stages upserts, retirements and deletes, then commits them whole
+//! with the change-log offset they reach, or rolls them back.
+
+use std::collections::HashSet;
+use std::sync::MutexGuard;
+
+use commerce_core::{ProductId, ProductProjection, ProductStatus};
+use tantivy::{IndexWriter, TantivyDocument, Term};
+
+use super::{Payload, SearchIndex, merge_policy};
+use crate::{Error, Result, lock};
+
+impl SearchIndex {
+    /// The index's only writer. Changes are invisible until [`IndexWriterGuard::commit`];
+    /// a guard dropped without committing rolls its changes back.
+    pub fn writer(&self) -> IndexWriterGuard<'_> {
+        IndexWriterGuard {
+            index: self,
+            writer: lock(&self.writer),
+            staged: HashSet::new(),
+            committed_empty: self.reader.searcher().segment_readers().is_empty(),
+            committed: false,
+        }
+    }
+}
+
+/// The index's writer, held exclusively. Dropped without [`IndexWriterGuard::commit`], it rolls
+/// back what it staged: a batch is committed whole or not at all.
+pub struct IndexWriterGuard<'a> {
+    index: &'a SearchIndex,
+    writer: MutexGuard<'a, Option<IndexWriter>>,
+    /// Products added in this batch (so a second upsert replaces the first).
+    staged: HashSet<ProductId>,
+    /// The committed index held no segment when the guard was taken (a bulk load): nothing to
+    /// delete but what this batch added.
+    committed_empty: bool,
+    committed: bool,
+}
+
+impl std::fmt::Debug for IndexWriterGuard<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IndexWriterGuard")
+            .field("tenant", &self.index.tenant)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IndexWriterGuard<'_> {
+    fn w(&mut self) -> &mut IndexWriter {
+        // Taken only by `SearchIndex`'s drop, when no guard can exist.
+        #[allow(clippy::expect_used)]
+        self.writer
+            .as_mut()
+            .expect("the writer is present while the index lives")
+    }
+
+    /// Stages a product: replaces any indexed copy; a retired product leaves a tombstone.
+    ///
+    /// # Errors
+    /// [`Error::Unindexable`] for a product the schema cannot hold (nothing is staged).
+    pub fn upsert(&mut self, p: &ProductProjection) -> Result<()> {
+        if p.status == ProductStatus::Retired {
+            self.retire(&p.product_id, p.version)?;
+            return Ok(());
+        }
+        let doc = self.index.fields.document(p)?;
+        self.replace_with(&p.product_id, doc)
+    }
+
+    /// Removes what the index (or this batch) holds of `id`, then adds `doc`. A delete is only
+    /// queued when there may be something to delete: tantivy keeps every queued delete until
+    /// the commit, and for a bulk load of new products that was most of the memory.
+    fn replace_with(&mut self, id: &ProductId, doc: TantivyDocument) -> Result<()> {
+        let term = Term::from_field_text(self.index.fields.product_id, id.as_str());
+        let staged_before = !self.staged.insert(id.clone());
+        if staged_before
+            || (!self.committed_empty && self.index.reader.searcher().doc_freq(&term)? > 0)
+        {
+            self.w().delete_term(term);
+        }
+        self.w().add_document(doc)?;
+        Ok(())
+    }
+
+    /// Stages the retirement of a product at `version`: it leaves search, and changes older
+    /// than `version` will be skipped by the pipeline.
+    ///
+    /// # Errors
+    /// [`Error::Index`] when the writer has failed.
+    pub fn retire(&mut self, id: &ProductId, version: u64) -> Result<()> {
+        let doc = self.index.fields.tombstone(id.as_str(), version);
+        self.replace_with(id, doc)
+    }
+
+    /// Stages the removal of every trace of a product, tombstone included.
+    pub fn delete(&mut self, id: &ProductId) {
+        let term = Term::from_field_text(self.index.fields.product_id, id.as_str());
+        self.w().delete_term(term);
+    }
+
+    /// Commits what was staged, records `next_offset` (or keeps the current one) in the commit,
+    /// and makes it searchable before returning.
+    ///
+    /// # Errors
+    /// [`Error::Index`] when the commit fails; nothing of the batch is then visible.
+    pub fn commit(mut self, next_offset: Option<u64>) -> Result<()> {
+        let offset = next_offset.unwrap_or_else(|| self.index.next_offset());
+        let payload = serde_json::to_string(&Payload {
+            next_offset: offset,
+        })
+        .map_err(|e| Error::Payload(e.to_string()))?;
+        let mut prepared = self.w().prepare_commit()?;
+        prepared.set_payload(&payload);
+        prepared.commit()?;
+        self.committed = true;
+        *lock(&self.index.next_offset) = offset;
+        self.index.reader.reload()?;
+        // Build the new generation's facet vocabularies now, not on the next query.
+        self.index.vocab(&self.index.reader.searcher())?;
+        Ok(())
+    }
+}
+
+impl Drop for IndexWriterGuard<'_> {
+    fn drop(&mut self) {
+        if !self.committed {
+            // Nothing staged may leak into a later commit.
+            if let Some(w) = self.writer.as_mut() {
+                let _ = w.rollback();
+                // A rollback starts a fresh tantivy writer, with the default merge policy.
+                w.set_merge_policy(merge_policy());
+            }
+        }
+    }
+}
