@@ -1,15 +1,26 @@
 //! The pricing and promotion engine: rules as data, and the pure `price` function.
 
+mod action;
+mod arith;
+mod buy_x_get_y;
+mod condition;
+mod context;
 mod engine;
 mod model;
+mod priced;
+mod stacking;
+mod work;
 
-pub use engine::{
-    Adjustment, AdjustmentTarget, CartRules, CartTotals, Customer, DiscountBasis, FeeKind,
-    GiftWrapFee, NotApplied, PriceMode, PricedCart, PricedFee, PricedLine, PricedShipping,
-    PricingConfig, PricingContext, PromotionDiagnostic, PromotionOutcome, RoundingLevel,
-    RoundingPolicy, Surcharge, SurchargeAmount, TaxRounding, Violation, price,
+pub use context::{
+    CartRules, Customer, DiscountBasis, GiftWrapFee, PriceMode, PricingConfig, PricingContext,
+    RoundingLevel, RoundingPolicy, Surcharge, SurchargeAmount, TaxRounding,
 };
+pub use engine::price;
 pub use model::{
     Action, Condition, ItemFilter, Promotion, PromotionId, Selection, Tier, UsageLimits,
     load_promotions,
+};
+pub use priced::{
+    Adjustment, AdjustmentTarget, CartTotals, FeeKind, NotApplied, PricedCart, PricedFee,
+    PricedLine, PricedShipping, PromotionDiagnostic, PromotionOutcome, Violation,
 };

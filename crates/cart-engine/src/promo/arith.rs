@@ -1,0 +1,146 @@
+//! Exact integer arithmetic for pricing: ratios, rounding division, and conversion between
+//! [`Money`] and minor units.
+//!
+//! Inside the engine every amount is an integer number of minor units (`i128`) and every factor
+//! (a percentage, a tax rate, 1 + rate) an exact ratio; a ratio is rounded to minor units by the
+//! policy's mode. Decimals appear only at the edges. With amounts bounded by `AMOUNT_ABS_MAX` and
+//! factors by `PERCENT_SCALE_MAX` or `RATE_SCALE_MAX` decimals, no product exceeds 10^35.
+
+use commerce_core::{Currency, Money, RoundingMode, allocate_minor, allocate_weighted};
+use rust_decimal::Decimal;
+
+/// Most decimals a percentage keeps inside the engine (validation refuses more).
+pub(super) const PERCENT_SCALE_MAX: u32 = crate::limits::PERCENT_DECIMALS_MAX;
+/// Most decimals a tax rate keeps inside the engine.
+pub(super) const RATE_SCALE_MAX: u32 = 12;
+
+/// An exact ratio `num / den`, `den > 0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Ratio {
+    pub(super) num: i128,
+    pub(super) den: i128,
+}
+
+impl Ratio {
+    pub(super) const ONE: Ratio = Ratio { num: 1, den: 1 };
+
+    pub(super) fn int(n: i128) -> Ratio {
+        Ratio { num: n, den: 1 }
+    }
+
+    /// A decimal as a ratio, rounded half-even to at most `scale_max` decimals.
+    pub(super) fn of(d: Decimal, scale_max: u32) -> Ratio {
+        let d = if d.scale() > scale_max {
+            d.round_dp(scale_max)
+        } else {
+            d
+        };
+        Ratio {
+            num: d.mantissa(),
+            den: 10i128.pow(d.scale()),
+        }
+    }
+
+    pub(super) fn is_one(self) -> bool {
+        self.num == self.den
+    }
+
+    pub(super) fn to_decimal(self) -> Decimal {
+        let num = Decimal::try_from_i128_with_scale(self.num, 0).unwrap_or(Decimal::MAX);
+        if self.den == 1 {
+            num
+        } else {
+            num / Decimal::try_from_i128_with_scale(self.den, 0).unwrap_or(Decimal::ONE)
+        }
+    }
+}
+
+/// `num / den` rounded to an integer with `mode` (`den > 0`).
+pub(super) fn round_div(num: i128, den: i128, mode: RoundingMode) -> i128 {
+    let (q, r) = (num / den, num % den);
+    if r == 0 {
+        return q;
+    }
+    let twice = 2 * r.abs();
+    let away = match mode {
+        RoundingMode::Up => true,
+        RoundingMode::Down => false,
+        RoundingMode::HalfUp => twice >= den,
+        RoundingMode::HalfDown => twice > den,
+        RoundingMode::HalfEven => twice > den || (twice == den && q % 2 != 0),
+    };
+    if away { q + num.signum() } else { q }
+}
+
+/// `minor` minor units of `c` as money.
+pub(super) fn money(minor: i128, c: Currency) -> Money {
+    let amount =
+        Decimal::try_from_i128_with_scale(minor, u32::from(c.exponent())).unwrap_or(Decimal::MAX);
+    Money::new(amount, c)
+}
+
+/// `m` in minor units; 0 if it has no exact value in them.
+pub(super) fn minor_of(m: &Money) -> i128 {
+    m.to_minor().map(i128::from).unwrap_or(0)
+}
+
+/// Rounds the sum of exact `parts` once with `mode` and allocates it over them exactly.
+pub(super) fn round_and_allocate(parts: &[Ratio], mode: RoundingMode) -> Vec<i128> {
+    let Some(first) = parts.first() else {
+        return Vec::new();
+    };
+    if parts.iter().all(|p| p.den == first.den) {
+        let nums: Vec<i128> = parts.iter().map(|p| p.num.max(0)).collect();
+        let total = round_div(nums.iter().sum(), first.den, mode);
+        allocate_minor(total, &nums).unwrap_or_else(|_| vec![0; parts.len()])
+    } else {
+        let exact: Vec<Decimal> = parts
+            .iter()
+            .map(|p| p.to_decimal().max(Decimal::ZERO))
+            .collect();
+        let total = Ratio::of(mode.round_dp(exact.iter().sum(), 0), 0).num;
+        allocate_weighted(total, &exact).unwrap_or_else(|_| vec![0; parts.len()])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounding_a_ratio_follows_the_mode_on_both_signs() {
+        use RoundingMode::*;
+        // 5/2 = 2.5, 7/2 = 3.5, 11/4 = 2.75, 9/4 = 2.25, and their negatives.
+        let cases = [
+            ((5, 2), [2, 3, 2, 3, 2]),
+            ((7, 2), [4, 4, 3, 4, 3]),
+            ((11, 4), [3, 3, 3, 3, 2]),
+            ((9, 4), [2, 2, 2, 3, 2]),
+            ((-5, 2), [-2, -3, -2, -3, -2]),
+            ((-11, 4), [-3, -3, -3, -3, -2]),
+            ((6, 3), [2, 2, 2, 2, 2]),
+        ];
+        for ((num, den), expected) in cases {
+            for (mode, want) in [HalfEven, HalfUp, HalfDown, Up, Down]
+                .into_iter()
+                .zip(expected)
+            {
+                assert_eq!(round_div(num, den, mode), want, "{num}/{den} {mode:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn ratio_rounding_agrees_with_decimal_rounding() {
+        for num in -1_000i128..1_000 {
+            for den in [1i128, 3, 7, 8, 100, 1_000] {
+                for mode in RoundingMode::ALL {
+                    let d = Decimal::from_i128_with_scale(num, 0)
+                        / Decimal::from_i128_with_scale(den, 0);
+                    let want = Ratio::of(mode.round_dp(d, 0), 0).num;
+                    assert_eq!(round_div(num, den, mode), want, "{num}/{den} {mode:?}");
+                }
+            }
+        }
+    }
+}
