@@ -5,8 +5,8 @@ use rust_decimal::Decimal;
 
 use super::arith::{PERCENT_SCALE_MAX, RATE_SCALE_MAX, Ratio, minor_of, money, round_and_allocate};
 use super::context::{
-    DiscountBasis, GiftWrapFee, PriceMode, PricingConfig, PricingContext, SurchargeAmount,
-    TaxRounding,
+    CartRules, DiscountBasis, GiftWrapFee, PriceMode, PricingConfig, PricingContext,
+    SurchargeAmount, TaxRounding,
 };
 use super::model::Promotion;
 use super::priced::{
@@ -14,7 +14,7 @@ use super::priced::{
     PricedShipping, Violation,
 };
 use super::stacking::run_promotions;
-use super::work::Work;
+use super::work::{Effect, Work};
 use crate::cart::{Cart, CartLine};
 use crate::limits::{AMOUNT_ABS_MAX, PROMOTIONS_MAX};
 use crate::{Error, Result};
@@ -66,8 +66,86 @@ pub fn price(
 ) -> Result<PricedCart> {
     let currency = cart.currency();
     let config = context.config;
-    let policy = config.rounding;
-    let mode = policy.mode;
+    check_inputs(promotions, config, currency)?;
+    let country = cart.shipping_address().map(|a| a.country);
+    let (mut work, resolved) = resolve_lines(cart, context, country)?;
+
+    let (diagnostics, effects) =
+        run_promotions(&mut work, promotions, context, config.rounding.level);
+    let adjustments = list_adjustments(&effects, promotions, &work);
+    let order_value: i128 = work.remaining.iter().sum();
+
+    let fees = charge_fees(cart, &work, &config.rules, order_value);
+    let taxes = compute_tax(&work, &resolved.rates, &fees, context, country)?;
+
+    let lines = price_lines(cart, &resolved, &work, &taxes.lines);
+    let shipping = price_shipping(cart, &resolved, &work, taxes.shipping);
+    let fees = price_fees(fees, &taxes.fees, currency);
+    let totals = total_up(
+        &resolved,
+        &work,
+        order_value,
+        &fees,
+        &taxes,
+        config.price_mode,
+    );
+    let violations = check_cart_rules(cart, &config.rules, order_value, currency);
+
+    debug_assert!(work.remaining.iter().all(|r| *r >= 0));
+    Ok(PricedCart {
+        currency,
+        lines,
+        shipping,
+        fees,
+        totals,
+        adjustments,
+        promotions: diagnostics,
+        violations,
+    })
+}
+
+/// What pricing fixes before promotions run, beside the [`Work`] they discount. Per-line
+/// vectors are in SKU order, like `Work`'s.
+struct Resolved {
+    /// `position[k]` is where cart line k sits in SKU order.
+    position: Vec<usize>,
+    /// Each line's tax rate.
+    rates: Vec<Ratio>,
+    /// Each line's subtotal, before any discount.
+    subtotals: Vec<i128>,
+    /// Shipping's price before its discount; 0 without a method.
+    shipping_price: i128,
+}
+
+/// A fee before tax, in minor units.
+struct Fee {
+    kind: FeeKind,
+    name: String,
+    amount: i128,
+}
+
+/// Rounded tax, in minor units, per taxable piece.
+struct Taxes {
+    /// Per line, in SKU order.
+    lines: Vec<i128>,
+    shipping: i128,
+    /// Per fee, in the order fees were charged.
+    fees: Vec<i128>,
+}
+
+impl Taxes {
+    fn total(&self) -> i128 {
+        self.lines.iter().sum::<i128>() + self.shipping + self.fees.iter().sum::<i128>()
+    }
+}
+
+/// Refuses inputs no price can come from: too many promotions, a configuration with amounts in
+/// another currency or out of bounds, a stacking group whose members disagree on priority.
+fn check_inputs(
+    promotions: &[Promotion],
+    config: &PricingConfig,
+    currency: Currency,
+) -> Result<()> {
     if promotions.len() > PROMOTIONS_MAX {
         return Err(Error::InvalidRule {
             path: String::new(),
@@ -75,19 +153,21 @@ pub fn price(
         });
     }
     check_config(config, currency)?;
-    super::model::check_groups(promotions)?;
-    let country: Option<CountryCode> = cart.shipping_address().map(|a| a.country);
-    let inclusive = config.price_mode == PriceMode::TaxInclusive;
-    let net_basis = inclusive && config.discount_basis == DiscountBasis::Net;
+    super::model::check_groups(promotions)
+}
 
-    // Work in SKU order; `position[k]` is where cart line k sits in that order.
-    let mut by_sku: Vec<usize> = (0..cart.lines().len()).collect();
-    by_sku.sort_by(|a, b| cart.lines()[*a].sku.cmp(&cart.lines()[*b].sku));
-    let mut position = vec![0; by_sku.len()];
-    for (k, i) in by_sku.iter().enumerate() {
-        position[*i] = k;
-    }
-    let lines: Vec<&CartLine> = by_sku.iter().map(|i| &cart.lines()[*i]).collect();
+/// Checks each line's price, looks up its tax rate and its discount basis, and prices shipping
+/// before discounts: the working state promotions start from, in SKU order.
+fn resolve_lines<'c>(
+    cart: &'c Cart,
+    context: &PricingContext<'_>,
+    country: Option<CountryCode>,
+) -> Result<(Work<'c>, Resolved)> {
+    let currency = cart.currency();
+    let config = context.config;
+    let net_basis =
+        config.price_mode == PriceMode::TaxInclusive && config.discount_basis == DiscountBasis::Net;
+    let (lines, position) = sku_order(cart);
 
     let mut rates = Vec::with_capacity(lines.len());
     let mut remaining = Vec::with_capacity(lines.len());
@@ -115,25 +195,50 @@ pub fn price(
         None => 0,
     };
     let unit_basis = basis.iter().all(|b| b.is_one());
-    let mut work = Work {
-        lines: lines.clone(),
+    let work = Work {
+        lines,
         currency,
-        mode,
+        mode: config.rounding.mode,
         remaining,
         basis,
         unit_basis,
         shipping_remaining: shipping_price,
         codes: cart.codes().iter().map(|c| c.as_str()).collect(),
     };
+    let resolved = Resolved {
+        position,
+        rates,
+        subtotals,
+        shipping_price,
+    };
+    Ok((work, resolved))
+}
 
-    let (diagnostics, effects) = run_promotions(&mut work, promotions, context, policy.level);
+/// The cart's lines in SKU order, and `position[k]`, where cart line k sits in that order.
+fn sku_order(cart: &Cart) -> (Vec<&CartLine>, Vec<usize>) {
+    let mut by_sku: Vec<usize> = (0..cart.lines().len()).collect();
+    by_sku.sort_by(|a, b| cart.lines()[*a].sku.cmp(&cart.lines()[*b].sku));
+    let mut position = vec![0; by_sku.len()];
+    for (k, i) in by_sku.iter().enumerate() {
+        position[*i] = k;
+    }
+    let lines = by_sku.iter().map(|i| &cart.lines()[*i]).collect();
+    (lines, position)
+}
 
+/// Each applied promotion's share of each line and of shipping, in the order they applied.
+fn list_adjustments(
+    effects: &[(usize, Effect)],
+    promotions: &[Promotion],
+    work: &Work<'_>,
+) -> Vec<Adjustment> {
+    let currency = work.currency;
     let mut adjustments = Vec::with_capacity(effects.iter().map(|(_, e)| e.lines.len() + 1).sum());
-    for (promo_index, effect) in &effects {
+    for (promo_index, effect) in effects {
         let id = &promotions[*promo_index].id;
         for (i, d) in &effect.lines {
             adjustments.push(Adjustment {
-                target: AdjustmentTarget::Line(lines[*i].sku.clone()),
+                target: AdjustmentTarget::Line(work.lines[*i].sku.clone()),
                 promotion_id: id.clone(),
                 amount: money(*d, currency),
             });
@@ -146,29 +251,36 @@ pub fn price(
             });
         }
     }
-    let order_value: i128 = work.remaining.iter().sum();
+    adjustments
+}
 
-    // Fees.
-    let mut fees: Vec<(FeeKind, String, i128)> = Vec::new();
-    match &config.rules.gift_wrap {
+/// Gift wrapping and surcharges. A surcharge's threshold and percentage are measured against
+/// `order_value`, the items after discounts.
+fn charge_fees(cart: &Cart, work: &Work<'_>, rules: &CartRules, order_value: i128) -> Vec<Fee> {
+    let mut fees: Vec<Fee> = Vec::new();
+    match &rules.gift_wrap {
         GiftWrapFee::None => {}
         GiftWrapFee::PerLine(fee) => {
             // In SKU order, like everything else, so line order never changes a fee's tax.
-            for line in lines.iter().filter(|l| l.gift_wrap) {
-                fees.push((
-                    FeeKind::GiftWrap,
-                    format!("gift wrap {}", line.sku),
-                    minor_of(fee),
-                ));
+            for line in work.lines.iter().filter(|l| l.gift_wrap) {
+                fees.push(Fee {
+                    kind: FeeKind::GiftWrap,
+                    name: format!("gift wrap {}", line.sku),
+                    amount: minor_of(fee),
+                });
             }
         }
         GiftWrapFee::PerOrder(fee) => {
             if cart.lines().iter().any(|l| l.gift_wrap) {
-                fees.push((FeeKind::GiftWrap, "gift wrap".to_owned(), minor_of(fee)));
+                fees.push(Fee {
+                    kind: FeeKind::GiftWrap,
+                    name: "gift wrap".to_owned(),
+                    amount: minor_of(fee),
+                });
             }
         }
     }
-    for s in &config.rules.surcharges {
+    for s in &rules.surcharges {
         let applies = s
             .when_order_value_below
             .is_none_or(|below| order_value < minor_of(&below));
@@ -183,12 +295,27 @@ pub fn price(
                     })
                 }
             };
-            fees.push((FeeKind::Surcharge, s.name.clone(), amount));
+            fees.push(Fee {
+                kind: FeeKind::Surcharge,
+                name: s.name.clone(),
+                amount,
+            });
         }
     }
+    fees
+}
 
-    // Tax: one exact figure per taxable piece (lines, shipping, fees), rounded per the policy.
+/// Tax: one exact figure per taxable piece (lines, shipping, fees), rounded per the policy.
+/// Shipping and fees are taxed at the shipping rate.
+fn compute_tax(
+    work: &Work<'_>,
+    rates: &[Ratio],
+    fees: &[Fee],
+    context: &PricingContext<'_>,
+    country: Option<CountryCode>,
+) -> Result<Taxes> {
     let shipping_rate = tax_rate(context.tax.shipping_rate(country))?;
+    let inclusive = context.config.price_mode == PriceMode::TaxInclusive;
     let exact_tax = |amount: i128, rate: Ratio| {
         if inclusive {
             Ratio {
@@ -205,20 +332,38 @@ pub fn price(
     let mut exact: Vec<Ratio> = work
         .remaining
         .iter()
-        .zip(&rates)
+        .zip(rates)
         .map(|(a, r)| exact_tax(*a, *r))
         .collect();
     exact.push(exact_tax(work.shipping_remaining, shipping_rate));
-    exact.extend(fees.iter().map(|f| exact_tax(f.2, shipping_rate)));
-    let taxes: Vec<i128> = match policy.tax {
+    exact.extend(fees.iter().map(|f| exact_tax(f.amount, shipping_rate)));
+    let mut lines: Vec<i128> = match context.config.rounding.tax {
         TaxRounding::PerLine => exact.iter().map(|t| work.round(*t)).collect(),
-        TaxRounding::PerTotal => round_and_allocate(&exact, mode),
+        TaxRounding::PerTotal => round_and_allocate(&exact, work.mode),
     };
+    // Rounding per total allocates over every piece at once, so the pieces part only now.
+    let fees = lines.split_off(work.lines.len() + 1);
+    let shipping = lines[work.lines.len()];
+    lines.truncate(work.lines.len());
+    Ok(Taxes {
+        lines,
+        shipping,
+        fees,
+    })
+}
 
-    let mut priced_lines = Vec::with_capacity(lines.len());
+/// The priced lines, back in cart order.
+fn price_lines(
+    cart: &Cart,
+    resolved: &Resolved,
+    work: &Work<'_>,
+    taxes: &[i128],
+) -> Vec<PricedLine> {
+    let currency = work.currency;
+    let mut priced_lines = Vec::with_capacity(work.lines.len());
     for (k, line) in cart.lines().iter().enumerate() {
-        let i = position[k];
-        let (subtotal, total) = (subtotals[i], work.remaining[i]);
+        let i = resolved.position[k];
+        let (subtotal, total) = (resolved.subtotals[i], work.remaining[i]);
         priced_lines.push(PricedLine {
             sku: line.sku.clone(),
             quantity: line.quantity,
@@ -227,47 +372,82 @@ pub fn price(
             discount: money(subtotal - total, currency),
             total: money(total, currency),
             tax: money(taxes[i], currency),
-            tax_rate: rates[i].to_decimal(),
+            tax_rate: resolved.rates[i].to_decimal(),
         });
     }
-    let shipping = cart.shipping_method().map(|m| PricedShipping {
+    priced_lines
+}
+
+/// The chosen shipping method with its discount and tax, if one is chosen.
+fn price_shipping(
+    cart: &Cart,
+    resolved: &Resolved,
+    work: &Work<'_>,
+    tax: i128,
+) -> Option<PricedShipping> {
+    let currency = work.currency;
+    cart.shipping_method().map(|m| PricedShipping {
         method_id: m.id.clone(),
         price: m.price,
-        discount: money(shipping_price - work.shipping_remaining, currency),
+        discount: money(resolved.shipping_price - work.shipping_remaining, currency),
         total: money(work.shipping_remaining, currency),
-        tax: money(taxes[lines.len()], currency),
-    });
-    let priced_fees: Vec<PricedFee> = fees
-        .into_iter()
-        .zip(&taxes[lines.len() + 1..])
-        .map(|((kind, name, amount), tax)| PricedFee {
-            kind,
-            name,
-            amount: money(amount, currency),
+        tax: money(tax, currency),
+    })
+}
+
+/// The fees with their taxes, as money.
+fn price_fees(fees: Vec<Fee>, taxes: &[i128], currency: Currency) -> Vec<PricedFee> {
+    fees.into_iter()
+        .zip(taxes)
+        .map(|(fee, tax)| PricedFee {
+            kind: fee.kind,
+            name: fee.name,
+            amount: money(fee.amount, currency),
             tax: money(*tax, currency),
         })
-        .collect();
+        .collect()
+}
 
-    let subtotal: i128 = subtotals.iter().sum();
-    let discount = subtotal - order_value + (shipping_price - work.shipping_remaining);
-    let fee_total: i128 = priced_fees.iter().map(|f| minor_of(&f.amount)).sum();
-    let tax_total: i128 = taxes.iter().sum();
-    let mut total = subtotal - discount + fee_total + shipping_price;
+/// The cart totals. Tax is added on top only for tax-exclusive prices; tax-inclusive amounts
+/// already contain it.
+fn total_up(
+    resolved: &Resolved,
+    work: &Work<'_>,
+    order_value: i128,
+    fees: &[PricedFee],
+    taxes: &Taxes,
+    price_mode: PriceMode,
+) -> CartTotals {
+    let currency = work.currency;
+    let inclusive = price_mode == PriceMode::TaxInclusive;
+    let subtotal: i128 = resolved.subtotals.iter().sum();
+    let discount = subtotal - order_value + (resolved.shipping_price - work.shipping_remaining);
+    let fee_total: i128 = fees.iter().map(|f| minor_of(&f.amount)).sum();
+    let tax_total = taxes.total();
+    let mut total = subtotal - discount + fee_total + resolved.shipping_price;
     if !inclusive {
         total += tax_total;
     }
-    let totals = CartTotals {
+    CartTotals {
         subtotal: money(subtotal, currency),
         discount: money(discount, currency),
         fees: money(fee_total, currency),
-        shipping: money(shipping_price, currency),
+        shipping: money(resolved.shipping_price, currency),
         tax: money(tax_total, currency),
         total: money(total, currency),
         tax_included: inclusive,
-    };
+    }
+}
 
+/// The cart rules broken by the priced cart; checkout refuses it while any is.
+fn check_cart_rules(
+    cart: &Cart,
+    rules: &CartRules,
+    order_value: i128,
+    currency: Currency,
+) -> Vec<Violation> {
     let mut violations = Vec::new();
-    if let Some(min) = &config.rules.min_order_value
+    if let Some(min) = &rules.min_order_value
         && order_value < minor_of(min)
     {
         violations.push(Violation::BelowMinimumOrderValue {
@@ -275,7 +455,7 @@ pub fn price(
             order_value: money(order_value, currency),
         });
     }
-    if let Some(max) = config.rules.max_quantity_per_sku {
+    if let Some(max) = rules.max_quantity_per_sku {
         for line in cart.lines().iter().filter(|l| l.quantity > max) {
             violations.push(Violation::QuantityAboveMaximum {
                 sku: line.sku.clone(),
@@ -284,18 +464,7 @@ pub fn price(
             });
         }
     }
-
-    debug_assert!(work.remaining.iter().all(|r| *r >= 0));
-    Ok(PricedCart {
-        currency,
-        lines: priced_lines,
-        shipping,
-        fees: priced_fees,
-        totals,
-        adjustments,
-        promotions: diagnostics,
-        violations,
-    })
+    violations
 }
 
 /// A tax rate from the calculator as an exact ratio, refused outside `0..=1`.
