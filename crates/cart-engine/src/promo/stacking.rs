@@ -3,6 +3,8 @@
 
 use std::collections::BTreeSet;
 
+use commerce_core::Currency;
+
 use super::action::compute;
 use super::arith::money;
 use super::condition::check_condition;
@@ -19,130 +21,175 @@ pub(super) fn run_promotions(
     ctx: &PricingContext<'_>,
     level: RoundingLevel,
 ) -> (Vec<PromotionDiagnostic>, Vec<(usize, Effect)>) {
-    let mut outcomes: Vec<Option<PromotionOutcome>> = vec![None; promotions.len()];
-    let mut effects = Vec::new();
-    let currency = work.currency;
-
-    let mut order: Vec<usize> = Vec::with_capacity(promotions.len());
-    for (i, p) in promotions.iter().enumerate() {
-        if p.currency().is_some_and(|c| c != currency) {
-            outcomes[i] = Some(PromotionOutcome::NotApplied(NotApplied::CurrencyMismatch));
-        } else if !p.numbers_in_bounds() {
-            outcomes[i] = Some(PromotionOutcome::NotApplied(NotApplied::InvalidRule));
-        } else {
-            order.push(i);
-        }
+    let mut run = Run {
+        promotions,
+        ctx,
+        level,
+        outcomes: vec![None; promotions.len()],
+        effects: Vec::new(),
+    };
+    let order = run.stacking_order(work.currency);
+    if !run.apply_best_exclusive(work, &order) {
+        run.apply_stacking(work, &order);
     }
-    // Priority first; then a stacking group sorts by its name and a lone promotion by its id, so
-    // a group's place never depends on which of its members exist.
-    fn key(p: &Promotion) -> &str {
-        p.stacking_group.as_deref().unwrap_or(p.id.as_str())
-    }
-    order.sort_by(|a, b| {
-        let (pa, pb) = (&promotions[*a], &promotions[*b]);
-        pb.priority
-            .cmp(&pa.priority)
-            .then_with(|| key(pa).cmp(key(pb)))
-            .then_with(|| pa.id.cmp(&pb.id))
-    });
+    run.into_diagnostics()
+}
 
-    // Exclusive promotions: the best one that applies is the only promotion on the cart.
-    let mut best_exclusive: Option<(usize, Effect)> = None;
-    for &i in order.iter().filter(|i| promotions[**i].exclusive) {
-        match evaluate(&promotions[i], work, ctx, level) {
-            Ok(effect) => {
-                let better = best_exclusive
-                    .as_ref()
-                    .is_none_or(|(_, best)| effect.total > best.total);
-                if better {
-                    best_exclusive = Some((i, effect));
-                }
+/// One pass over the promotions: what has been decided for each, and what applied.
+struct Run<'p> {
+    promotions: &'p [Promotion],
+    ctx: &'p PricingContext<'p>,
+    level: RoundingLevel,
+    /// Per promotion, in the order given; `None` until decided.
+    outcomes: Vec<Option<PromotionOutcome>>,
+    /// The effects applied, in application order.
+    effects: Vec<(usize, Effect)>,
+}
+
+impl<'p> Run<'p> {
+    /// Sets aside promotions in another currency or with impossible numbers, and orders the rest
+    /// for stacking.
+    fn stacking_order(&mut self, currency: Currency) -> Vec<usize> {
+        let promotions = self.promotions;
+        let mut order: Vec<usize> = Vec::with_capacity(promotions.len());
+        for (i, p) in promotions.iter().enumerate() {
+            if p.currency().is_some_and(|c| c != currency) {
+                self.not_applied(i, NotApplied::CurrencyMismatch);
+            } else if !p.numbers_in_bounds() {
+                self.not_applied(i, NotApplied::InvalidRule);
+            } else {
+                order.push(i);
             }
-            Err(reason) => outcomes[i] = Some(PromotionOutcome::NotApplied(reason)),
         }
-    }
-    if let Some((winner, effect)) = best_exclusive {
-        work.apply(&effect);
-        outcomes[winner] = Some(PromotionOutcome::Applied {
-            discount: money(effect.total, currency),
+        // Priority first; then a stacking group sorts by its name and a lone promotion by its
+        // id, so a group's place never depends on which of its members exist.
+        fn key(p: &Promotion) -> &str {
+            p.stacking_group.as_deref().unwrap_or(p.id.as_str())
+        }
+        order.sort_by(|a, b| {
+            let (pa, pb) = (&promotions[*a], &promotions[*b]);
+            pb.priority
+                .cmp(&pa.priority)
+                .then_with(|| key(pa).cmp(key(pb)))
+                .then_with(|| pa.id.cmp(&pb.id))
         });
-        effects.push((winner, effect));
-        for &i in &order {
-            if outcomes[i].is_none() {
-                outcomes[i] = Some(PromotionOutcome::NotApplied(
+        order
+    }
+
+    /// Exclusive promotions: the best one that applies is the only promotion on the cart, and
+    /// every promotion not yet decided is suppressed by it. Returns whether one applied.
+    fn apply_best_exclusive(&mut self, work: &mut Work<'_>, order: &[usize]) -> bool {
+        let promotions = self.promotions;
+        let exclusives = order.iter().copied().filter(|i| promotions[*i].exclusive);
+        let Some((winner, effect)) = self.best_of(exclusives, work) else {
+            return false;
+        };
+        self.apply(work, winner, effect);
+        for &i in order {
+            if self.outcomes[i].is_none() {
+                self.not_applied(
+                    i,
                     NotApplied::SuppressedByExclusive {
                         by: promotions[winner].id.clone(),
                     },
-                ));
+                );
             }
         }
-    } else {
+        true
+    }
+
+    /// The non-exclusive promotions in stacking order: each sees what earlier ones left. A
+    /// stacking group is settled where its first member comes up.
+    fn apply_stacking(&mut self, work: &mut Work<'_>, order: &[usize]) {
+        let promotions = self.promotions;
         let mut groups_done: BTreeSet<&str> = BTreeSet::new();
         for &i in order.iter().filter(|i| !promotions[**i].exclusive) {
-            let p = &promotions[i];
-            match &p.stacking_group {
-                None => match evaluate(p, work, ctx, level) {
-                    Ok(effect) => {
-                        work.apply(&effect);
-                        outcomes[i] = Some(PromotionOutcome::Applied {
-                            discount: money(effect.total, currency),
-                        });
-                        effects.push((i, effect));
-                    }
-                    Err(reason) => outcomes[i] = Some(PromotionOutcome::NotApplied(reason)),
+            match &promotions[i].stacking_group {
+                None => match evaluate(&promotions[i], work, self.ctx, self.level) {
+                    Ok(effect) => self.apply(work, i, effect),
+                    Err(reason) => self.not_applied(i, reason),
                 },
                 Some(group) => {
-                    if !groups_done.insert(group.as_str()) {
-                        continue;
-                    }
-                    let mut best: Option<(usize, Effect)> = None;
-                    let members = order.iter().copied().filter(|j| {
-                        !promotions[*j].exclusive
-                            && promotions[*j].stacking_group.as_deref() == Some(group)
-                    });
-                    for j in members {
-                        match evaluate(&promotions[j], work, ctx, level) {
-                            Ok(effect) => {
-                                if best.as_ref().is_none_or(|(_, b)| effect.total > b.total) {
-                                    best = Some((j, effect));
-                                }
-                            }
-                            Err(reason) => outcomes[j] = Some(PromotionOutcome::NotApplied(reason)),
-                        }
-                    }
-                    if let Some((winner, effect)) = best {
-                        work.apply(&effect);
-                        outcomes[winner] = Some(PromotionOutcome::Applied {
-                            discount: money(effect.total, currency),
-                        });
-                        effects.push((winner, effect));
-                        for &j in &order {
-                            if promotions[j].stacking_group.as_deref() == Some(group)
-                                && outcomes[j].is_none()
-                            {
-                                outcomes[j] = Some(PromotionOutcome::NotApplied(
-                                    NotApplied::LostToBetterDeal {
-                                        group: group.clone(),
-                                        winner: promotions[winner].id.clone(),
-                                    },
-                                ));
-                            }
-                        }
+                    if groups_done.insert(group.as_str()) {
+                        self.apply_best_of_group(work, order, group);
                     }
                 }
             }
         }
     }
 
-    let diagnostics = promotions
-        .iter()
-        .zip(outcomes)
-        .map(|(p, o)| PromotionDiagnostic {
-            promotion_id: p.id.clone(),
-            outcome: o.unwrap_or(PromotionOutcome::NotApplied(NotApplied::NothingToDiscount)),
-        })
-        .collect();
-    (diagnostics, effects)
+    /// A stacking group keeps only its best deal: its non-exclusive members are evaluated on the
+    /// same state, the largest discount applies, and the members not yet decided lost to it.
+    fn apply_best_of_group(&mut self, work: &mut Work<'_>, order: &[usize], group: &str) {
+        let promotions = self.promotions;
+        let members = order.iter().copied().filter(|j| {
+            !promotions[*j].exclusive && promotions[*j].stacking_group.as_deref() == Some(group)
+        });
+        let Some((winner, effect)) = self.best_of(members, work) else {
+            return;
+        };
+        self.apply(work, winner, effect);
+        for &j in order {
+            if promotions[j].stacking_group.as_deref() == Some(group) && self.outcomes[j].is_none()
+            {
+                self.not_applied(
+                    j,
+                    NotApplied::LostToBetterDeal {
+                        group: group.to_owned(),
+                        winner: promotions[winner].id.clone(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Evaluates `candidates` on the current state without changing it, and records why each
+    /// that cannot apply does not. The largest discount wins; the first of equals wins a tie.
+    fn best_of(
+        &mut self,
+        candidates: impl Iterator<Item = usize>,
+        work: &Work<'_>,
+    ) -> Option<(usize, Effect)> {
+        let mut best: Option<(usize, Effect)> = None;
+        for i in candidates {
+            match evaluate(&self.promotions[i], work, self.ctx, self.level) {
+                Ok(effect) => {
+                    if best.as_ref().is_none_or(|(_, b)| effect.total > b.total) {
+                        best = Some((i, effect));
+                    }
+                }
+                Err(reason) => self.not_applied(i, reason),
+            }
+        }
+        best
+    }
+
+    /// Applies promotion `i`'s effect to the working state and records it.
+    fn apply(&mut self, work: &mut Work<'_>, i: usize, effect: Effect) {
+        work.apply(&effect);
+        self.outcomes[i] = Some(PromotionOutcome::Applied {
+            discount: money(effect.total, work.currency),
+        });
+        self.effects.push((i, effect));
+    }
+
+    fn not_applied(&mut self, i: usize, reason: NotApplied) {
+        self.outcomes[i] = Some(PromotionOutcome::NotApplied(reason));
+    }
+
+    /// One diagnostic per promotion, in the order given, and the effects applied.
+    fn into_diagnostics(self) -> (Vec<PromotionDiagnostic>, Vec<(usize, Effect)>) {
+        let diagnostics = self
+            .promotions
+            .iter()
+            .zip(self.outcomes)
+            .map(|(p, o)| PromotionDiagnostic {
+                promotion_id: p.id.clone(),
+                outcome: o.unwrap_or(PromotionOutcome::NotApplied(NotApplied::NothingToDiscount)),
+            })
+            .collect();
+        (diagnostics, self.effects)
+    }
 }
 
 /// Evaluates one promotion on the current state without changing it.
