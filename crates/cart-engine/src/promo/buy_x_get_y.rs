@@ -21,7 +21,44 @@ pub(super) fn buy_x_get_y(
     max_occurrences: Option<u32>,
     selection: Selection,
 ) -> Outcome {
-    // Lines that can take part, ordered by unit value, cheapest first (ties by SKU).
+    let candidates = candidates_in_selection_order(work, buy, get, selection);
+    if candidates.is_empty() {
+        return Err(NotApplied::NoMatchingItems);
+    }
+    // Units not yet bought or discounted, and units discounted, per candidate.
+    let mut left: Vec<u32> = candidates.iter().map(|i| work.lines[*i].quantity).collect();
+    let mut discounted: Vec<u32> = vec![0; candidates.len()];
+    let mut occurrences = 0u32;
+    while max_occurrences.is_none_or(|m| occurrences < m) {
+        let Some(taken) = take_occurrence(
+            work,
+            &candidates,
+            &mut left,
+            (buy, buy_quantity),
+            (get, get_quantity),
+        ) else {
+            break;
+        };
+        for (k, n) in taken {
+            discounted[k] += n;
+        }
+        occurrences += 1;
+    }
+    if occurrences == 0 {
+        return Err(NotApplied::NotEnoughItems);
+    }
+    let raw = discount_units(work, &candidates, &discounted, percent_off);
+    Ok(finish(raw, work, level))
+}
+
+/// Lines that can take part, ordered by unit value, cheapest first (ties by SKU), or most
+/// expensive first under [`Selection::MostExpensive`].
+fn candidates_in_selection_order(
+    work: &Work<'_>,
+    buy: &ItemFilter,
+    get: &ItemFilter,
+    selection: Selection,
+) -> Vec<usize> {
     let mut candidates: Vec<usize> = work
         .lines
         .iter()
@@ -29,9 +66,6 @@ pub(super) fn buy_x_get_y(
         .filter(|(_, l)| buy.matches(l) || get.matches(l))
         .map(|(i, _)| i)
         .collect();
-    if candidates.is_empty() {
-        return Err(NotApplied::NoMatchingItems);
-    }
     // Unit values remaining[i] / quantity[i], compared without dividing.
     candidates.sort_by(|a, b| {
         let ua = work.remaining[*a] * i128::from(work.lines[*b].quantity);
@@ -41,88 +75,120 @@ pub(super) fn buy_x_get_y(
     if selection == Selection::MostExpensive {
         candidates.reverse();
     }
-    let mut left: Vec<u32> = candidates.iter().map(|i| work.lines[*i].quantity).collect();
-    let mut discounted: Vec<u32> = vec![0; candidates.len()];
-    let mut occurrences = 0u32;
-    loop {
-        if max_occurrences.is_some_and(|m| occurrences >= m) {
-            break;
-        }
-        // Take the discounted units from the front (selection order), never a unit the buy
-        // side needs: with overlapping filters, a unit that could be bought is discounted only
-        // if enough other qualifying units remain...
-        let mut buy_capable: u32 = candidates
-            .iter()
-            .zip(&left)
-            .filter(|(i, _)| buy.matches(work.lines[**i]))
-            .map(|(_, n)| *n)
-            .sum();
-        let mut take_get = Vec::new();
-        let mut need = get_quantity;
-        for (k, i) in candidates.iter().enumerate() {
-            if need == 0 {
-                break;
-            }
-            if get.matches(work.lines[*i]) && left[k] > 0 {
-                let spare = if buy.matches(work.lines[*i]) {
-                    left[k].min(buy_capable.saturating_sub(buy_quantity))
-                } else {
-                    left[k]
-                };
-                let n = need.min(spare);
-                if n == 0 {
-                    continue;
-                }
-                if buy.matches(work.lines[*i]) {
-                    buy_capable -= n;
-                }
-                take_get.push((k, n));
-                need -= n;
-            }
-        }
-        if need > 0 {
-            break;
-        }
+    candidates
+}
+
+/// Takes one occurrence out of `left`: its discounted units, then its bought units. Returns the
+/// discounted units as (candidate, units), or `None` with `left` unchanged when either side runs
+/// short.
+fn take_occurrence(
+    work: &Work<'_>,
+    candidates: &[usize],
+    left: &mut [u32],
+    (buy, buy_quantity): (&ItemFilter, u32),
+    (get, get_quantity): (&ItemFilter, u32),
+) -> Option<Vec<(usize, u32)>> {
+    let take_get = take_discounted(
+        work,
+        candidates,
+        left,
+        (buy, buy_quantity),
+        (get, get_quantity),
+    )?;
+    for (k, n) in &take_get {
+        left[*k] -= n;
+    }
+    let Some(take_buy) = take_bought(work, candidates, left, (buy, buy_quantity)) else {
         for (k, n) in &take_get {
-            left[*k] -= n;
+            left[*k] += n;
         }
-        // ...and the qualifying units from the back.
-        let mut take_buy = Vec::new();
-        let mut need = buy_quantity;
-        for (k, i) in candidates.iter().enumerate().rev() {
-            if need == 0 {
-                break;
-            }
-            if buy.matches(work.lines[*i]) && left[k] > 0 {
-                let n = need.min(left[k]);
-                take_buy.push((k, n));
-                need -= n;
-            }
-        }
-        if need > 0 {
-            for (k, n) in &take_get {
-                left[*k] += n;
-            }
+        return None;
+    };
+    for (k, n) in &take_buy {
+        left[*k] -= n;
+    }
+    Some(take_get)
+}
+
+/// One occurrence's discounted units, taken from the front (selection order), never a unit the
+/// buy side needs: with overlapping filters, a unit that could be bought is discounted only if
+/// enough other qualifying units remain. `None` if fewer than `get_quantity` can be taken.
+fn take_discounted(
+    work: &Work<'_>,
+    candidates: &[usize],
+    left: &[u32],
+    (buy, buy_quantity): (&ItemFilter, u32),
+    (get, get_quantity): (&ItemFilter, u32),
+) -> Option<Vec<(usize, u32)>> {
+    let mut buy_capable: u32 = candidates
+        .iter()
+        .zip(left)
+        .filter(|(i, _)| buy.matches(work.lines[**i]))
+        .map(|(_, n)| *n)
+        .sum();
+    let mut take_get = Vec::new();
+    let mut need = get_quantity;
+    for (k, i) in candidates.iter().enumerate() {
+        if need == 0 {
             break;
         }
-        for (k, n) in &take_buy {
-            left[*k] -= n;
+        if get.matches(work.lines[*i]) && left[k] > 0 {
+            let spare = if buy.matches(work.lines[*i]) {
+                left[k].min(buy_capable.saturating_sub(buy_quantity))
+            } else {
+                left[k]
+            };
+            let n = need.min(spare);
+            if n == 0 {
+                continue;
+            }
+            if buy.matches(work.lines[*i]) {
+                buy_capable -= n;
+            }
+            take_get.push((k, n));
+            need -= n;
         }
-        for (k, n) in take_get {
-            discounted[k] += n;
+    }
+    if need > 0 { None } else { Some(take_get) }
+}
+
+/// One occurrence's bought units, taken from the back of the selection order, so the units
+/// discounted are the ones at the front. `None` if fewer than `buy_quantity` remain.
+fn take_bought(
+    work: &Work<'_>,
+    candidates: &[usize],
+    left: &[u32],
+    (buy, buy_quantity): (&ItemFilter, u32),
+) -> Option<Vec<(usize, u32)>> {
+    let mut take_buy = Vec::new();
+    let mut need = buy_quantity;
+    for (k, i) in candidates.iter().enumerate().rev() {
+        if need == 0 {
+            break;
         }
-        occurrences += 1;
+        if buy.matches(work.lines[*i]) && left[k] > 0 {
+            let n = need.min(left[k]);
+            take_buy.push((k, n));
+            need -= n;
+        }
     }
-    if occurrences == 0 {
-        return Err(NotApplied::NotEnoughItems);
-    }
+    if need > 0 { None } else { Some(take_buy) }
+}
+
+/// The exact discount on each line's discounted units, in line order: `n` units at
+/// remaining / quantity each, times the percentage.
+fn discount_units(
+    work: &Work<'_>,
+    candidates: &[usize],
+    discounted: &[u32],
+    percent_off: Ratio,
+) -> Vec<Raw> {
     let mut raw: Vec<Raw> = candidates
         .iter()
-        .zip(&discounted)
+        .zip(discounted)
         .filter(|(_, n)| **n > 0)
         .map(|(i, n)| Raw {
             index: *i,
-            // n units at remaining / quantity each, times the percentage.
             line: Ratio {
                 num: work.remaining[*i] * i128::from(*n) * percent_off.num,
                 den: i128::from(work.lines[*i].quantity) * percent_off.den * 100,
@@ -131,5 +197,5 @@ pub(super) fn buy_x_get_y(
         })
         .collect();
     raw.sort_by_key(|r| r.index);
-    Ok(finish(raw, work, level))
+    raw
 }
