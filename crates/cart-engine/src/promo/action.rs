@@ -7,7 +7,7 @@ use rust_decimal::Decimal;
 use super::arith::{PERCENT_SCALE_MAX, Ratio, minor_of, round_and_allocate, round_div};
 use super::buy_x_get_y::buy_x_get_y;
 use super::context::RoundingLevel;
-use super::model::{Action, ItemFilter};
+use super::model::{Action, ItemFilter, Tier};
 use super::priced::NotApplied;
 use super::work::{Effect, Outcome, Work};
 
@@ -108,110 +108,18 @@ fn spread(amount: i128, items: &ItemFilter, work: &Work<'_>) -> Outcome {
 /// What `action` discounts on the current working state, rounded at `level`; the state is
 /// left unchanged.
 pub(super) fn compute(action: &Action, work: &Work<'_>, level: RoundingLevel) -> Outcome {
-    // The matching lines, found once per action.
-    let matching = |items: &ItemFilter| -> std::result::Result<Vec<usize>, NotApplied> {
-        let found: Vec<usize> = work.matching(items).collect();
-        if found.is_empty() {
-            Err(NotApplied::NoMatchingItems)
-        } else {
-            Ok(found)
-        }
-    };
-    let units = |i: usize| work.lines[i].quantity;
     match action {
-        Action::PercentOff { percent, items } => {
-            let f = Ratio::of(*percent, PERCENT_SCALE_MAX);
-            let raw = matching(items)?
-                .into_iter()
-                .map(|i| Raw {
-                    index: i,
-                    line: Ratio {
-                        num: work.remaining[i] * f.num,
-                        den: f.den * 100,
-                    },
-                    units: units(i),
-                })
-                .collect();
-            Ok(finish(raw, work, level))
-        }
+        Action::PercentOff { percent, items } => percent_off(*percent, items, work, level),
         Action::FixedOffPerUnit { amount, items } => {
-            let amount = minor_of(amount);
-            let raw = matching(items)?
-                .into_iter()
-                .map(|i| {
-                    let b = work.basis[i];
-                    let line = Ratio {
-                        num: amount * b.num * i128::from(units(i)),
-                        den: b.den,
-                    };
-                    // Capped at what remains (compare without dividing).
-                    let line = if line.num > work.remaining[i] * line.den {
-                        Ratio::int(work.remaining[i])
-                    } else {
-                        line
-                    };
-                    Raw {
-                        index: i,
-                        line,
-                        units: units(i),
-                    }
-                })
-                .collect();
-            Ok(finish(raw, work, level))
+            fixed_off_per_unit(minor_of(amount), items, work, level)
         }
         Action::FixedOffPerLine { amount, items } => {
-            let amount = minor_of(amount);
-            let raw = matching(items)?
-                .into_iter()
-                .map(|i| {
-                    let b = work.basis[i];
-                    Raw {
-                        index: i,
-                        line: Ratio {
-                            num: amount * b.num,
-                            den: b.den,
-                        },
-                        units: 1,
-                    }
-                })
-                .collect();
-            Ok(finish(raw, work, level))
+            fixed_off_per_line(minor_of(amount), items, work, level)
         }
         Action::FixedOffOrder { amount, items } => spread(minor_of(amount), items, work),
-        Action::TieredOrder { tiers, items } => {
-            matching(items)?;
-            let value = work.basis_value(items);
-            match tiers
-                .iter()
-                .rev()
-                .find(|t| value >= Ratio::int(minor_of(&t.min_subtotal)).to_decimal())
-            {
-                Some(tier) => spread(minor_of(&tier.amount_off), items, work),
-                None => Err(NotApplied::ConditionFailed {
-                    detail: format!(
-                        "tiered_order: matching lines hold {}, the first tier needs {}",
-                        work.display(value),
-                        tiers[0].min_subtotal
-                    ),
-                }),
-            }
-        }
+        Action::TieredOrder { tiers, items } => tiered_order(tiers, items, work),
         Action::FixedPrice { unit_price, items } => {
-            let price = minor_of(unit_price);
-            let raw = matching(items)?
-                .into_iter()
-                .map(|i| {
-                    let b = work.basis[i];
-                    let floor = price * b.num * i128::from(units(i));
-                    let num = (work.remaining[i] * b.den - floor).max(0);
-                    Raw {
-                        index: i,
-                        line: Ratio { num, den: b.den },
-                        units: units(i),
-                    }
-                })
-                .collect();
-            Ok(finish(raw, work, level))
+            fixed_price(minor_of(unit_price), items, work, level)
         }
         Action::BuyXGetY {
             buy,
@@ -230,12 +138,146 @@ pub(super) fn compute(action: &Action, work: &Work<'_>, level: RoundingLevel) ->
             *max_occurrences,
             *selection,
         ),
-        Action::FreeShipping => {
-            if work.shipping_remaining == 0 {
-                Err(NotApplied::NothingToDiscount)
+        Action::FreeShipping => free_shipping(work),
+    }
+}
+
+/// The lines matching `items`, found once per action.
+fn matching_lines(
+    items: &ItemFilter,
+    work: &Work<'_>,
+) -> std::result::Result<Vec<usize>, NotApplied> {
+    let found: Vec<usize> = work.matching(items).collect();
+    if found.is_empty() {
+        Err(NotApplied::NoMatchingItems)
+    } else {
+        Ok(found)
+    }
+}
+
+/// `percent` of each matching line's remaining value.
+fn percent_off(
+    percent: Decimal,
+    items: &ItemFilter,
+    work: &Work<'_>,
+    level: RoundingLevel,
+) -> Outcome {
+    let f = Ratio::of(percent, PERCENT_SCALE_MAX);
+    let raw = matching_lines(items, work)?
+        .into_iter()
+        .map(|i| Raw {
+            index: i,
+            line: Ratio {
+                num: work.remaining[i] * f.num,
+                den: f.den * 100,
+            },
+            units: work.lines[i].quantity,
+        })
+        .collect();
+    Ok(finish(raw, work, level))
+}
+
+/// `amount` (minor units, discount basis) off each unit of each matching line.
+fn fixed_off_per_unit(
+    amount: i128,
+    items: &ItemFilter,
+    work: &Work<'_>,
+    level: RoundingLevel,
+) -> Outcome {
+    let raw = matching_lines(items, work)?
+        .into_iter()
+        .map(|i| {
+            let units = work.lines[i].quantity;
+            let b = work.basis[i];
+            let line = Ratio {
+                num: amount * b.num * i128::from(units),
+                den: b.den,
+            };
+            // Capped at what remains (compare without dividing).
+            let line = if line.num > work.remaining[i] * line.den {
+                Ratio::int(work.remaining[i])
             } else {
-                Ok(Effect::new(Vec::new(), work.shipping_remaining))
+                line
+            };
+            Raw {
+                index: i,
+                line,
+                units,
             }
-        }
+        })
+        .collect();
+    Ok(finish(raw, work, level))
+}
+
+/// `amount` (minor units, discount basis) off each matching line, whatever its quantity.
+fn fixed_off_per_line(
+    amount: i128,
+    items: &ItemFilter,
+    work: &Work<'_>,
+    level: RoundingLevel,
+) -> Outcome {
+    let raw = matching_lines(items, work)?
+        .into_iter()
+        .map(|i| {
+            let b = work.basis[i];
+            Raw {
+                index: i,
+                line: Ratio {
+                    num: amount * b.num,
+                    den: b.den,
+                },
+                units: 1,
+            }
+        })
+        .collect();
+    Ok(finish(raw, work, level))
+}
+
+/// The highest tier the matching lines reach, spread over them like a fixed order discount.
+fn tiered_order(tiers: &[Tier], items: &ItemFilter, work: &Work<'_>) -> Outcome {
+    matching_lines(items, work)?;
+    let value = work.basis_value(items);
+    match tiers
+        .iter()
+        .rev()
+        .find(|t| value >= Ratio::int(minor_of(&t.min_subtotal)).to_decimal())
+    {
+        Some(tier) => spread(minor_of(&tier.amount_off), items, work),
+        None => Err(NotApplied::ConditionFailed {
+            detail: format!(
+                "tiered_order: matching lines hold {}, the first tier needs {}",
+                work.display(value),
+                tiers[0].min_subtotal
+            ),
+        }),
+    }
+}
+
+/// Each matching line down to `price` (minor units, discount basis) per unit; a line already
+/// cheaper is left alone.
+fn fixed_price(price: i128, items: &ItemFilter, work: &Work<'_>, level: RoundingLevel) -> Outcome {
+    let raw = matching_lines(items, work)?
+        .into_iter()
+        .map(|i| {
+            let units = work.lines[i].quantity;
+            let b = work.basis[i];
+            let floor = price * b.num * i128::from(units);
+            let num = (work.remaining[i] * b.den - floor).max(0);
+            Raw {
+                index: i,
+                line: Ratio { num, den: b.den },
+                units,
+            }
+        })
+        .collect();
+    Ok(finish(raw, work, level))
+}
+
+/// Whatever remains of shipping.
+fn free_shipping(work: &Work<'_>) -> Outcome {
+    if work.shipping_remaining == 0 {
+        Err(NotApplied::NothingToDiscount)
+    } else {
+        Ok(Effect::new(Vec::new(), work.shipping_remaining))
     }
 }
