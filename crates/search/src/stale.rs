@@ -156,7 +156,7 @@ pub async fn reconcile(
             writer.retire(id, *version)?;
         }
         for id in &gone {
-            writer.delete(id);
+            writer.delete(id)?;
         }
         writer.commit(None)?;
         report.repaired = true;

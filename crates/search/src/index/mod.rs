@@ -150,9 +150,7 @@ impl SearchIndex {
             .tokenizers()
             .register(schema::PLAIN_ANALYZER, schema::analyzer(false));
         let fields = Fields::resolve(&index.schema())?;
-        let writer: IndexWriter =
-            index.writer_with_num_threads(config.writer_threads, config.writer_memory_bytes)?;
-        writer.set_merge_policy(merge_policy());
+        let writer = open_writer(&index, &config)?;
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -347,6 +345,14 @@ impl SearchIndex {
         *lock(&self.vocab) = Some(Arc::clone(&v));
         Ok(v)
     }
+}
+
+/// The index's tantivy writer, with this crate's merge policy.
+fn open_writer(index: &Index, config: &TenantConfig) -> tantivy::Result<IndexWriter> {
+    let writer =
+        index.writer_with_num_threads(config.writer_threads, config.writer_memory_bytes)?;
+    writer.set_merge_policy(merge_policy());
+    Ok(writer)
 }
 
 /// Price churn is delete + add: segments are merged once 30 % of their documents are dead

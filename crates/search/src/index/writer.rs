@@ -7,7 +7,7 @@ use std::sync::MutexGuard;
 use commerce_core::{ProductId, ProductProjection, ProductStatus};
 use tantivy::{IndexWriter, TantivyDocument, Term};
 
-use super::{Payload, SearchIndex, merge_policy};
+use super::{Payload, SearchIndex, open_writer};
 use crate::{Error, Result, lock};
 
 impl SearchIndex {
@@ -46,12 +46,15 @@ impl std::fmt::Debug for IndexWriterGuard<'_> {
 }
 
 impl IndexWriterGuard<'_> {
-    fn w(&mut self) -> &mut IndexWriter {
-        // Taken only by `SearchIndex`'s drop, when no guard can exist.
-        #[allow(clippy::expect_used)]
+    /// The tantivy writer, opened afresh if a rollback could not reopen it.
+    fn w(&mut self) -> Result<&mut IndexWriter> {
+        if self.writer.is_none() {
+            let index = self.index.reader.searcher().index().clone();
+            *self.writer = Some(open_writer(&index, &self.index.config)?);
+        }
         self.writer
             .as_mut()
-            .expect("the writer is present while the index lives")
+            .ok_or_else(|| Error::invalid("writer", "no writer"))
     }
 
     /// Stages a product: replaces any indexed copy; a retired product leaves a tombstone.
@@ -76,9 +79,9 @@ impl IndexWriterGuard<'_> {
         if staged_before
             || (!self.committed_empty && self.index.reader.searcher().doc_freq(&term)? > 0)
         {
-            self.w().delete_term(term);
+            self.w()?.delete_term(term);
         }
-        self.w().add_document(doc)?;
+        self.w()?.add_document(doc)?;
         Ok(())
     }
 
@@ -93,9 +96,13 @@ impl IndexWriterGuard<'_> {
     }
 
     /// Stages the removal of every trace of a product, tombstone included.
-    pub fn delete(&mut self, id: &ProductId) {
+    ///
+    /// # Errors
+    /// [`Error::Index`] when the writer has failed and cannot be reopened.
+    pub fn delete(&mut self, id: &ProductId) -> Result<()> {
         let term = Term::from_field_text(self.index.fields.product_id, id.as_str());
-        self.w().delete_term(term);
+        self.w()?.delete_term(term);
+        Ok(())
     }
 
     /// Commits what was staged, records `next_offset` (or keeps the current one) in the commit,
@@ -109,7 +116,7 @@ impl IndexWriterGuard<'_> {
             next_offset: offset,
         })
         .map_err(|e| Error::Payload(e.to_string()))?;
-        let mut prepared = self.w().prepare_commit()?;
+        let mut prepared = self.w()?.prepare_commit()?;
         prepared.set_payload(&payload);
         prepared.commit()?;
         self.committed = true;
@@ -122,14 +129,19 @@ impl IndexWriterGuard<'_> {
 }
 
 impl Drop for IndexWriterGuard<'_> {
+    /// Rolls back what was staged. tantivy's own `rollback` leaves the old writer's merge
+    /// threads running, and a merge that finishes after later commits can bring back documents
+    /// those commits deleted (a product indexed twice). So the old writer is retired whole:
+    /// its workers stop (their segments are never committed) and its merges are waited for;
+    /// then a fresh writer takes over. If that fails, the next use of the guard reopens it.
     fn drop(&mut self) {
-        if !self.committed {
-            // Nothing staged may leak into a later commit.
-            if let Some(w) = self.writer.as_mut() {
-                let _ = w.rollback();
-                // A rollback starts a fresh tantivy writer, with the default merge policy.
-                w.set_merge_policy(merge_policy());
-            }
+        if self.committed {
+            return;
+        }
+        if let Some(old) = self.writer.take() {
+            let _ = old.wait_merging_threads();
+            let index = self.index.reader.searcher().index().clone();
+            *self.writer = open_writer(&index, &self.index.config).ok();
         }
     }
 }
