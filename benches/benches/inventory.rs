@@ -11,11 +11,15 @@
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use benches::ready;
 use chrono::TimeDelta;
 use commerce_core::testkit::t0;
 use commerce_core::{IdempotencyKey, LocationId, Sku};
 use criterion::{Criterion, criterion_group, criterion_main};
-use inventory::{HoldId, InMemoryStockStore, StockConfig, StockKey, StockLine};
+use inventory::{
+    HoldId, HoldStore, InMemoryStockStore, StockConfig, StockKey, StockLevels, StockLine,
+    StockMovements,
+};
 
 fn key(sku: &str) -> StockKey {
     StockKey::new(
@@ -32,18 +36,18 @@ fn inventory(c: &mut Criterion) {
         (&plain, StockConfig::default()),
         (&hot, StockConfig::sharded(8)),
     ] {
-        let _ = store.configure_now(k, config);
+        let _ = ready(store.configure(k, config));
         let po = IdempotencyKey::new(format!("po-{}", k.sku)).unwrap_or_else(|_| unreachable!());
-        let _ = store.receive_now(&po, k, 1_000_000_000, t0());
+        let _ = ready(store.receive(&po, k, 1_000_000_000, t0()));
     }
     // Each sample starts from a fresh store, so the hold registry holds only that sample's
     // holds (a long-running store keeps 24 hours of them).
     let fresh = |sku: &str, config: StockConfig| {
         let store = InMemoryStockStore::new();
         let k = key(sku);
-        let _ = store.configure_now(&k, config);
+        let _ = ready(store.configure(&k, config));
         let po = IdempotencyKey::new("po").unwrap_or_else(|_| unreachable!());
-        let _ = store.receive_now(&po, &k, 1_000_000_000, t0());
+        let _ = ready(store.receive(&po, &k, 1_000_000_000, t0()));
         (
             store,
             [StockLine {
@@ -65,8 +69,8 @@ fn inventory(c: &mut Criterion) {
                 .collect();
             let start = std::time::Instant::now();
             for id in &ids {
-                let hold = store.reserve_now(id, black_box(&line), expires, t0());
-                let _ = black_box(hold.and_then(|h| store.commit_now(&h.id, t0())));
+                let hold = ready(store.reserve(id, black_box(&line), expires, t0()));
+                let _ = black_box(hold.and_then(|h| ready(store.commit(&h.id, t0()))));
             }
             start.elapsed()
         });
@@ -82,14 +86,14 @@ fn inventory(c: &mut Criterion) {
                 .collect();
             let start = std::time::Instant::now();
             for id in &ids {
-                let hold = store.reserve_now(id, black_box(&line), expires, t0());
-                let _ = black_box(hold.and_then(|h| store.release_now(&h.id, t0())));
+                let hold = ready(store.reserve(id, black_box(&line), expires, t0()));
+                let _ = black_box(hold.and_then(|h| ready(store.release(&h.id, t0()))));
             }
             start.elapsed()
         });
     });
     c.bench_function("inventory/available_one_check", |b| {
-        b.iter(|| store.available_now(black_box(&plain), t0()));
+        b.iter(|| ready(store.available(black_box(&plain), t0())));
     });
 }
 

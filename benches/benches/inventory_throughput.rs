@@ -17,10 +17,14 @@ use std::hint::black_box;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
+use benches::ready;
 use chrono::TimeDelta;
 use commerce_core::testkit::t0;
 use commerce_core::{IdempotencyKey, LocationId, Sku};
-use inventory::{HoldId, InMemoryStockStore, StockConfig, StockKey, StockLine};
+use inventory::{
+    HoldId, HoldStore, InMemoryStockStore, StockConfig, StockKey, StockLevels, StockLine,
+    StockMovements,
+};
 
 const THREADS: usize = 2;
 const RUN: Duration = Duration::from_secs(3);
@@ -68,24 +72,22 @@ fn throughput(work: impl Fn(usize, u64) + Send + Sync + 'static) -> f64 {
 fn hot_sku(shards: usize) -> f64 {
     let store = Arc::new(InMemoryStockStore::new());
     let k = key("FLASH");
-    store
-        .configure_now(
-            &k,
-            StockConfig {
-                shards,
-                shards_max: shards,
-                ..StockConfig::default()
-            },
-        )
-        .expect("config");
-    let _ = store
-        .receive_now(
-            &IdempotencyKey::new("po").expect("key"),
-            &k,
-            1_000_000_000,
-            t0(),
-        )
-        .expect("receive");
+    ready(store.configure(
+        &k,
+        StockConfig {
+            shards,
+            shards_max: shards,
+            ..StockConfig::default()
+        },
+    ))
+    .expect("config");
+    let _ = ready(store.receive(
+        &IdempotencyKey::new("po").expect("key"),
+        &k,
+        1_000_000_000,
+        t0(),
+    ))
+    .expect("receive");
     let line = [StockLine {
         key: k,
         quantity: 1,
@@ -93,10 +95,8 @@ fn hot_sku(shards: usize) -> f64 {
     let expires = t0() + TimeDelta::minutes(15);
     throughput(move |t, n| {
         let id = HoldId::new(format!("h-{t}-{n}")).expect("hold id");
-        let hold = store
-            .reserve_now(&id, &line, expires, t0())
-            .expect("reserve");
-        let _ = store.release_now(&hold.id, t0()).expect("release");
+        let hold = ready(store.reserve(&id, &line, expires, t0())).expect("reserve");
+        let _ = ready(store.release(&hold.id, t0())).expect("release");
     })
 }
 
@@ -109,16 +109,14 @@ fn main() {
     let keys: Arc<Vec<StockKey>> =
         Arc::new((0..10_000).map(|i| key(&format!("SKU-{i:05}"))).collect());
     for (i, k) in keys.iter().enumerate() {
-        store
-            .configure_now(k, StockConfig::default())
-            .expect("config");
+        ready(store.configure(k, StockConfig::default())).expect("config");
         let po = IdempotencyKey::new(format!("po-{i}")).expect("key");
-        let _ = store.receive_now(&po, k, 100, t0()).expect("receive");
+        let _ = ready(store.receive(&po, k, 100, t0())).expect("receive");
     }
     let (s, ks) = (store.clone(), keys.clone());
     let checks = throughput(move |t, n| {
         let k = &ks[usize::try_from((n * 7_919 + t as u64 * 5_003) % 10_000).unwrap_or(0)];
-        black_box(s.available_now(k, t0()).expect("available"));
+        black_box(ready(s.available(k, t0())).expect("available"));
     });
     println!(
         "inventory/available_checks_per_sec_2_threads_10k_skus: {:.2} M/s",

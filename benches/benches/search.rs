@@ -26,19 +26,25 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use benches::ready;
+use commerce_core::memory::InMemoryEventLog;
 use commerce_core::{
     CategoryPath, Currency, DomainEvent, Money, PriceScope, PriceTable, ProductId,
     ProductProjection, ProductSignals, ProductStatus, Sku,
 };
+use commerce_core::{EventEnvelope, EventId};
 use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Zipf};
 use rust_decimal::Decimal;
 use search::{
-    ChangeSource, FacetRequest, Indexer, LabelledSet, Matching, MemoryChangeLog, SearchIndex,
-    SearchRequest, Storage, TenantConfig, TenantId,
+    FacetRequest, Indexer, LabelledSet, Matching, SearchIndex, SearchRequest, Storage,
+    TenantConfig, TenantId,
 };
+
+/// The instant the generated price changes say they happened (the bench times real delays).
+const T0: chrono::DateTime<chrono::Utc> = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
 
 const WANDS: &str = include_str!("../data/wands-queries.tsv");
 
@@ -530,7 +536,7 @@ fn freshness(index: &Arc<SearchIndex>, n: u64, full: bool) {
     } else {
         Duration::from_secs(1)
     };
-    let log = Arc::new(MemoryChangeLog::new(200_000));
+    let log = Arc::new(InMemoryEventLog::new());
     let appended: Arc<Mutex<Vec<Instant>>> = Arc::new(Mutex::new(Vec::new()));
     let first = index.next_offset();
     let stop = Arc::new(AtomicBool::new(false));
@@ -558,8 +564,13 @@ fn freshness(index: &Arc<SearchIndex>, n: u64, full: bool) {
                         new: Money::from_minor(rng.random_range(199..200_000), Currency::EUR),
                         version: *v,
                     };
+                    let envelope = EventEnvelope::new(
+                        EventId::new(format!("price-{sent}")).expect("event id"),
+                        T0,
+                        event,
+                    );
                     let mut times = appended2.lock().expect("times");
-                    log2.append_blocking(event);
+                    log2.append(&[envelope]);
                     times.push(Instant::now());
                     drop(times);
                     sent += 1;
@@ -571,9 +582,9 @@ fn freshness(index: &Arc<SearchIndex>, n: u64, full: bool) {
         });
         let indexer = Indexer::new(index, 20_000);
         loop {
-            let lag = indexer.lag(&*log);
+            let lag = ready(indexer.lag(&*log)).expect("lag");
             max_lag = max_lag.max(lag);
-            let report = indexer.run_once(&*log).expect("index batch");
+            let report = ready(indexer.run_once(&*log)).expect("index batch");
             let visible = Instant::now();
             if report.read > 0 {
                 batches += 1;
@@ -584,7 +595,9 @@ fn freshness(index: &Arc<SearchIndex>, n: u64, full: bool) {
             } else if stop.load(Ordering::Acquire) {
                 break;
             } else {
-                log.wait_for(report.next_offset, Duration::from_millis(5));
+                // Caught up: wait for the next change (polled, so the producer's last one is
+                // never waited for in vain).
+                std::thread::sleep(Duration::from_micros(200));
             }
         }
         let (sent, versions) = producer.join().expect("producer");

@@ -1,10 +1,10 @@
 //! The abandoned-cart sweep.
 
 use chrono::{DateTime, Utc};
-use commerce_core::{CartId, CasOutcome, DomainEvent, EventEnvelope, EventId, EventPublisher};
+use commerce_core::{CartId, CasOutcome, DomainEvent, EventEnvelope, EventId};
 
+use crate::Result;
 use crate::store::CartStore;
-use crate::{Error, Result};
 
 /// The event id of a cart's abandonment: one per cart, so the outbox delivers it once however
 /// many sweeps (or sweepers) see the cart.
@@ -12,19 +12,19 @@ pub fn abandoned_event_id(cart: &CartId) -> Result<EventId> {
     Ok(EventId::new(format!("cart-abandoned:{cart}"))?)
 }
 
-/// Marks up to `batch` expired carts abandoned and publishes one `CartAbandoned` per cart.
+/// Marks up to `batch` expired carts abandoned, committing one `CartAbandoned` per cart with
+/// the mark.
 ///
-/// Exactly once per cart: the event is published (idempotently, by
-/// [`abandoned_event_id`]) before the cart is marked, and an abandoned cart is never active
-/// again, so a crash between the two only repeats a publish the outbox drops, and two sweepers
-/// racing on one cart publish the same event id. Returns the carts this call marked.
+/// Exactly once per cart: the mark and its event commit together (the store's outbox), so a
+/// cart touched again between the listing and the mark (a lost compare-and-set) is neither
+/// marked nor announced, and a crash leaves both or neither. Two sweepers racing on one cart
+/// commit once, and the event id ([`abandoned_event_id`]) is one per cart. Returns the carts
+/// this call marked.
 ///
 /// # Errors
-/// [`Error::Port`] if the store or the outbox fails; carts handled before the failure stay
-/// handled.
+/// [`crate::Error::Port`] if the store fails; carts handled before the failure stay handled.
 pub async fn sweep_abandoned(
     store: &dyn CartStore,
-    outbox: &dyn EventPublisher,
     now: DateTime<Utc>,
     batch: usize,
 ) -> Result<Vec<CartId>> {
@@ -44,9 +44,8 @@ pub async fn sweep_abandoned(
                 last_activity_at,
             },
         );
-        outbox.publish(&[event]).await.map_err(Error::Port)?;
         let id = cart.id().clone();
-        if store.update(cart, version).await? == CasOutcome::Committed {
+        if store.update(cart, version, &[event]).await? == CasOutcome::Committed {
             marked.push(id);
         }
     }

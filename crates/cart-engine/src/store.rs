@@ -2,18 +2,21 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use commerce_core::{CartId, CasOutcome, ErrorKind, PortError, PortResult, UserId};
+use commerce_core::memory::InMemoryEventLog;
+use commerce_core::{CartId, CasOutcome, ErrorKind, EventEnvelope, PortError, PortResult, UserId};
 
 use crate::cart::{Cart, CartStatus};
 use crate::limits::SWEEP_BATCH_MAX;
 
-/// Where carts live.
+/// Where carts live, and the outbox their events commit to.
 ///
 /// Contract (checked by `cart_engine::cart_store_conformance!`):
+/// - Every write commits the cart and the `events` it is given together, all or nothing (a
+///   refused or lost write commits none; event ids the log holds are skipped).
 /// - `insert` stores a new cart; an existing id is `Conflict`. A user has at most one active
 ///   cart: inserting a second active cart for the same owner is `Conflict`.
 /// - `update` is compare-and-set on [`Cart::version`]: it writes only over `expected_version`,
@@ -24,22 +27,29 @@ use crate::limits::SWEEP_BATCH_MAX;
 ///   at most `limit`.
 #[async_trait]
 pub trait CartStore: Send + Sync + Debug {
-    /// Stores a new cart.
-    async fn insert(&self, cart: Cart) -> PortResult<()>;
+    /// Stores a new cart, committing `events` with it.
+    async fn insert(&self, cart: Cart, events: &[EventEnvelope]) -> PortResult<()>;
     /// The cart with this id.
     async fn get(&self, id: &CartId) -> PortResult<Option<Cart>>;
     /// The user's active cart.
     async fn get_active_for_user(&self, user: &UserId) -> PortResult<Option<Cart>>;
-    /// Replaces a cart if the stored version is `expected_version`.
-    async fn update(&self, cart: Cart, expected_version: u64) -> PortResult<CasOutcome>;
+    /// Replaces a cart if the stored version is `expected_version`, committing `events` with it.
+    async fn update(
+        &self,
+        cart: Cart,
+        expected_version: u64,
+        events: &[EventEnvelope],
+    ) -> PortResult<CasOutcome>;
     /// Active carts expired at `now`.
     async fn list_expired(&self, now: DateTime<Utc>, limit: usize) -> PortResult<Vec<Cart>>;
 }
 
-/// A [`CartStore`] in memory.
+/// A [`CartStore`] in memory, committing each write's events to its outbox inside the same
+/// critical section.
 #[derive(Debug, Default)]
 pub struct InMemoryCartStore {
     inner: Mutex<Inner>,
+    outbox: Arc<InMemoryEventLog>,
 }
 
 #[derive(Debug, Default)]
@@ -49,9 +59,22 @@ struct Inner {
 }
 
 impl InMemoryCartStore {
-    /// An empty store.
+    /// An empty store with an outbox of its own.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty store committing its events to `outbox`.
+    pub fn with_outbox(outbox: Arc<InMemoryEventLog>) -> Self {
+        InMemoryCartStore {
+            inner: Mutex::default(),
+            outbox,
+        }
+    }
+
+    /// The log this store commits its events to.
+    pub fn outbox(&self) -> &Arc<InMemoryEventLog> {
+        &self.outbox
     }
 }
 
@@ -61,7 +84,7 @@ fn conflict(message: String) -> PortError {
 
 #[async_trait]
 impl CartStore for InMemoryCartStore {
-    async fn insert(&self, cart: Cart) -> PortResult<()> {
+    async fn insert(&self, cart: Cart, events: &[EventEnvelope]) -> PortResult<()> {
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         if inner.carts.contains_key(cart.id()) {
             return Err(conflict(format!("cart {} exists", cart.id())));
@@ -77,6 +100,7 @@ impl CartStore for InMemoryCartStore {
                 .active_by_user
                 .insert(owner.clone(), cart.id().clone());
         }
+        let _ = self.outbox.append(events);
         inner.carts.insert(cart.id().clone(), cart);
         Ok(())
     }
@@ -96,7 +120,12 @@ impl CartStore for InMemoryCartStore {
             .cloned())
     }
 
-    async fn update(&self, cart: Cart, expected_version: u64) -> PortResult<CasOutcome> {
+    async fn update(
+        &self,
+        cart: Cart,
+        expected_version: u64,
+        events: &[EventEnvelope],
+    ) -> PortResult<CasOutcome> {
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(stored) = inner.carts.get(cart.id()) else {
             return Err(PortError::new(
@@ -121,6 +150,7 @@ impl CartStore for InMemoryCartStore {
                 inner.active_by_user.remove(owner);
             }
         }
+        let _ = self.outbox.append(events);
         inner.carts.insert(cart.id().clone(), cart);
         Ok(CasOutcome::Committed)
     }

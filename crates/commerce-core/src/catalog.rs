@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
@@ -9,7 +10,9 @@ use crate::limits::{
     ATTRIBUTE_CHARS_MAX, ATTRIBUTES_MAX, CATEGORY_DEPTH_MAX, DESCRIPTION_CHARS_MAX, IMAGES_MAX,
     TITLE_CHARS_MAX,
 };
-use crate::{Error, PriceTable, ProductId, Result, Sku};
+use crate::{
+    DomainEvent, Error, EventEnvelope, EventId, PriceScope, PriceTable, ProductId, Result, Sku,
+};
 
 /// Whether a product can be sold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -199,6 +202,83 @@ impl Product {
             return Err(Error::invalid("product.version", "versions start at 1"));
         }
         Ok(())
+    }
+
+    /// The events a write of this product causes, to commit with it
+    /// ([`crate::CatalogStore::put`]): `ProductRetired` when the write retires it; otherwise
+    /// `ProductUpserted` with the new projection, then one `PriceChanged` per currency whose
+    /// default price differs from `previous` (the stored product this write replaces, `None`
+    /// for a new one). Event ids derive from the product id and version, so a retried write
+    /// commits each event once.
+    ///
+    /// ```
+    /// use chrono::{TimeZone, Utc};
+    /// use commerce_core::{Money, PriceScope, Currency};
+    /// # let mut product = commerce_core::testkit::sample_product("p-1", "SKU-1");
+    /// let at = Utc.with_ymd_and_hms(2026, 11, 25, 9, 0, 0).unwrap();
+    /// let first = product.change_events(None, at)?;
+    /// assert_eq!(first.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>(), ["ProductUpserted"]);
+    ///
+    /// let before = product.clone();
+    /// product.prices.set(PriceScope::Default, Money::from_minor(1499, Currency::EUR))?;
+    /// product.version = 2;
+    /// let second = product.change_events(Some(&before), at)?;
+    /// assert_eq!(second.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(), ["p-1:v2", "p-1:v2:price:EUR"]);
+    /// # Ok::<(), commerce_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] if a derived event id does not fit (an id near its length limit).
+    pub fn change_events(
+        &self,
+        previous: Option<&Product>,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<EventEnvelope>> {
+        let id = |suffix: &str| EventId::new(format!("{}:v{}{suffix}", self.id, self.version));
+        if self.status == ProductStatus::Retired {
+            return Ok(vec![EventEnvelope::new(
+                id("")?,
+                at,
+                DomainEvent::ProductRetired {
+                    product_id: self.id.clone(),
+                    sku: self.sku.clone(),
+                    version: self.version,
+                },
+            )]);
+        }
+        let mut events = vec![EventEnvelope::new(
+            id("")?,
+            at,
+            DomainEvent::ProductUpserted {
+                projection: Box::new(ProductProjection::from_product(self)),
+            },
+        )];
+        let default_price = |p: &Product, currency| {
+            p.prices
+                .iter()
+                .find(|(scope, m)| *scope == PriceScope::Default && m.currency() == currency)
+                .map(|(_, m)| *m)
+        };
+        for (scope, new) in self.prices.iter() {
+            if scope != PriceScope::Default {
+                continue;
+            }
+            let old = previous.and_then(|p| default_price(p, new.currency()));
+            if previous.is_some() && old != Some(*new) {
+                events.push(EventEnvelope::new(
+                    id(&format!(":price:{}", new.currency()))?,
+                    at,
+                    DomainEvent::PriceChanged {
+                        product_id: self.id.clone(),
+                        sku: self.sku.clone(),
+                        old,
+                        new: *new,
+                        version: self.version,
+                    },
+                ));
+            }
+        }
+        Ok(events)
     }
 }
 

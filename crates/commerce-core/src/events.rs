@@ -211,3 +211,65 @@ impl EventEnvelope {
         }
     }
 }
+
+/// A consumer's memory of the event ids it has applied, for logs that deliver at least once
+/// (a broker relay republishes after a crash, so one event can appear at two offsets).
+///
+/// It remembers the most recent `capacity` ids and forgets the oldest first; size the window
+/// to cover how far apart a redelivery can land (a relay's batch, a rebalance). A consumer
+/// whose effects are already keyed by event id (notifications, idempotent stores) or versioned
+/// (the search index) is exact without it; this skips the repeated work.
+///
+/// ```
+/// use commerce_core::{Dedupe, EventId};
+/// let mut seen = Dedupe::new(2);
+/// let (a, b, c) = (EventId::new("a")?, EventId::new("b")?, EventId::new("c")?);
+/// assert!(seen.first_time(&a));
+/// assert!(!seen.first_time(&a));       // a redelivery
+/// assert!(seen.first_time(&b) && seen.first_time(&c));
+/// assert!(seen.first_time(&a));        // forgotten: the window holds b and c
+/// # Ok::<(), commerce_core::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Dedupe {
+    ids: std::collections::HashSet<EventId>,
+    order: std::collections::VecDeque<EventId>,
+    capacity: usize,
+}
+
+impl Dedupe {
+    /// A window of the last `capacity` ids (at least 1).
+    pub fn new(capacity: usize) -> Dedupe {
+        Dedupe {
+            ids: std::collections::HashSet::new(),
+            order: std::collections::VecDeque::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// True the first time `id` is seen within the window (and remembers it); false for a
+    /// repeat.
+    pub fn first_time(&mut self, id: &EventId) -> bool {
+        if self.ids.contains(id) {
+            return false;
+        }
+        if self.order.len() == self.capacity
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.ids.remove(&oldest);
+        }
+        self.ids.insert(id.clone());
+        self.order.push_back(id.clone());
+        true
+    }
+
+    /// Ids remembered.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// True when nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+}

@@ -4,7 +4,8 @@
 //! an index costs a reference count, not an allocation.
 //!
 //! Ids are opaque text chosen by the caller (a UUID, a ULID, a database key): the SDK generates
-//! none itself, because randomness is an input. They are 1 to [`ID_LEN_MAX`] bytes of ASCII
+//! none itself, because randomness is an input. They are 1 to [`ID_LEN_MAX`] bytes (event ids
+//! and idempotency keys, often derived from other ids, up to [`KEY_LEN_MAX`]) of ASCII
 //! letters, digits and `-_.:`.
 
 use std::fmt;
@@ -12,17 +13,27 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::limits::{ID_LEN_MAX, SKU_LEN_MAX};
+use crate::limits::{ID_LEN_MAX, KEY_LEN_MAX, SKU_LEN_MAX};
 use crate::{Error, Result};
 
 fn check_id(field: &'static str, text: &str) -> Result<()> {
+    check_text(field, text, ID_LEN_MAX)
+}
+
+/// Event ids and idempotency keys are derived from other ids (`{order}:{seq}`), so they may
+/// be longer than the ids they come from.
+fn check_key(field: &'static str, text: &str) -> Result<()> {
+    check_text(field, text, KEY_LEN_MAX)
+}
+
+fn check_text(field: &'static str, text: &str, len_max: usize) -> Result<()> {
     if text.is_empty() {
         return Err(Error::invalid(field, "empty"));
     }
-    if text.len() > ID_LEN_MAX {
+    if text.len() > len_max {
         return Err(Error::invalid(
             field,
-            format!("longer than {ID_LEN_MAX} bytes"),
+            format!("longer than {len_max} bytes"),
         ));
     }
     if let Some(bad) = text
@@ -118,8 +129,8 @@ text_id!(
     CartId, "cart_id", check_id
 );
 text_id!(
-    /// A domain event; consumers deduplicate on it.
-    EventId, "event_id", check_id
+    /// A domain event; consumers deduplicate on it. Up to [`KEY_LEN_MAX`] bytes.
+    EventId, "event_id", check_key
 );
 text_id!(
     /// A stock location (warehouse, store, drop-shipper).
@@ -127,8 +138,9 @@ text_id!(
 );
 text_id!(
     /// The key that makes a call to the outside world safe to repeat: the same key means the same
-    /// request, and the receiver applies it at most once.
-    IdempotencyKey, "idempotency_key", check_id
+    /// request, and the receiver applies it at most once. Up to [`KEY_LEN_MAX`] bytes (Stripe's
+    /// limit), so keys derived from ids fit.
+    IdempotencyKey, "idempotency_key", check_key
 );
 text_id!(
     /// A payment provider's reference for an authorization or charge.
@@ -179,6 +191,40 @@ impl IdempotencyKey {
     /// [`Error::Invalid`] if the joined key is invalid (too long, bad characters).
     pub fn derive(scope: &str, purpose: &str) -> Result<IdempotencyKey> {
         IdempotencyKey::new(format!("{}:{scope}:{purpose}", scope.len()))
+    }
+}
+
+impl EventId {
+    /// Derives the id of an event a write causes from the write's own key (a movement key, a
+    /// hold id) and what the event is, so a retried write names the same event and the outbox
+    /// commits it once: `derive("po-7", "stock:0")` is `po-7:stock:0`. A joined id longer than
+    /// [`KEY_LEN_MAX`] keeps its start and ends in a hash of the whole (FNV-1a, 64 bits), so
+    /// long keys still give distinct, stable ids.
+    ///
+    /// ```
+    /// use commerce_core::EventId;
+    /// assert_eq!(EventId::derive("po-7", "stock:0")?.as_str(), "po-7:stock:0");
+    /// let long = "k".repeat(300);
+    /// let a = EventId::derive(&long, "stock:0")?;
+    /// assert!(a.as_str().len() <= 255);
+    /// assert_ne!(a, EventId::derive(&long, "stock:1")?);
+    /// # Ok::<(), commerce_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] if a part has a character ids do not allow.
+    pub fn derive(scope: &str, purpose: &str) -> Result<EventId> {
+        let joined = format!("{scope}:{purpose}");
+        if joined.len() <= KEY_LEN_MAX {
+            return EventId::new(joined);
+        }
+        // FNV-1a: stable across builds and platforms, unlike the standard library's hasher.
+        let hash = joined.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+        let keep = KEY_LEN_MAX - 18;
+        let start = joined.get(..keep).unwrap_or(&joined);
+        EventId::new(format!("{start}:h{hash:016x}"))
     }
 }
 

@@ -43,8 +43,8 @@
 //! | ids | [`Sku`], [`ProductId`], [`OrderId`], [`UserId`], [`CartId`], [`EventId`], [`LocationId`], [`PaymentRef`], [`IdempotencyKey`] |
 //! | catalog | [`Product`], [`ProductProjection`], [`CategoryPath`], [`ProductStatus`] |
 //! | orders | [`Order`], [`NewOrder`], [`OrderStatus`], [`Transition`], [`TRANSITIONS`], [`LedgerEntry`] |
-//! | events | [`EventEnvelope`], [`DomainEvent`] |
-//! | ports | [`Clock`], [`CatalogStore`], [`OrderStore`], [`EventPublisher`], [`EventLog`], [`PaymentGateway`], [`Carrier`], [`Notifier`], [`IdempotencyStore`] |
+//! | events | [`EventEnvelope`], [`DomainEvent`], [`Dedupe`] |
+//! | ports | [`Clock`], [`CatalogStore`], [`OrderStore`], [`EventPublisher`], [`EventLog`] ([`LoggedEvent`]), [`PaymentGateway`], [`Carrier`], [`Notifier`], [`IdempotencyStore`] |
 //!
 //! # Errors
 //! Refused input is an [`Error`]; a failed port call is a [`PortError`], whose
@@ -72,7 +72,7 @@ pub mod testkit;
 
 pub use catalog::{CategoryPath, Image, Product, ProductProjection, ProductSignals, ProductStatus};
 pub use error::{Error, ErrorKind, Result};
-pub use events::{DomainEvent, EventEnvelope, EventLine, SCHEMA_VERSION};
+pub use events::{Dedupe, DomainEvent, EventEnvelope, EventLine, SCHEMA_VERSION};
 pub use fx::{FxPolicy, FxTable};
 pub use ids::{
     CartId, EventId, IdempotencyKey, LocationId, OrderId, PaymentRef, ProductId, Sku, UserId,
@@ -84,8 +84,8 @@ pub use order::{
 };
 pub use ports::{
     AuthorizeRequest, Begin, Carrier, CasOutcome, CatalogStore, Clock, EventLog, EventPublisher,
-    IdempotencyStore, Label, ManualClock, Notification, NotificationKind, Notifier, OrderStore,
-    Parcel, Payment, PaymentGateway, PaymentStatus, PortError, PortResult, RateQuote,
+    IdempotencyStore, Label, LoggedEvent, ManualClock, Notification, NotificationKind, Notifier,
+    OrderStore, Parcel, Payment, PaymentGateway, PaymentStatus, PortError, PortResult, RateQuote,
     ShipmentRequest, TrackingEvent, TrackingStatus,
 };
 pub use price::{CountryCode, FxFallback, Locale, PriceScope, PriceTable};

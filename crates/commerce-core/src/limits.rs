@@ -4,6 +4,8 @@
 pub const SKU_LEN_MAX: usize = 64;
 /// Longest identifier (product, order, user, cart, event, idempotency key), in bytes.
 pub const ID_LEN_MAX: usize = 128;
+/// Longest event id or idempotency key, in bytes: room for a key derived from a longest id.
+pub const KEY_LEN_MAX: usize = 255;
 /// Longest product title, in characters.
 pub const TITLE_CHARS_MAX: usize = 512;
 /// Longest product description, in characters.

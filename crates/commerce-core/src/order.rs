@@ -588,6 +588,48 @@ impl Order {
     pub fn version(&self) -> u64 {
         self.ledger.len() as u64
     }
+
+    /// True if this order is `earlier` plus zero or more transitions: the same order (id,
+    /// customer, lines, totals, billing address, creation) whose ledger starts with all of
+    /// `earlier`'s. An order store refuses an update that does not extend what it holds, so a
+    /// stale or forged snapshot can never rewrite history.
+    pub fn extends(&self, earlier: &Order) -> bool {
+        self.id == earlier.id
+            && self.user_id == earlier.user_id
+            && self.currency == earlier.currency
+            && self.lines == earlier.lines
+            && self.totals == earlier.totals
+            && self.billing_address == earlier.billing_address
+            && self.created_at == earlier.created_at
+            && self.ledger.starts_with(&earlier.ledger)
+    }
+
+    /// `OrderStatusChanged` for every ledger entry after `version` (the version the order had
+    /// when it was read), to commit with the update that appends them. The event id is
+    /// `{order}:{seq}`, one per ledger entry, so a retried update commits each once.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] if a derived event id does not fit.
+    pub fn status_events(&self, version: u64) -> Result<Vec<crate::EventEnvelope>> {
+        let skip = usize::try_from(version).unwrap_or(usize::MAX);
+        self.ledger
+            .iter()
+            .skip(skip)
+            .map(|entry| {
+                Ok(crate::EventEnvelope::new(
+                    crate::EventId::new(format!("{}:{}", self.id, entry.seq))?,
+                    entry.at,
+                    crate::DomainEvent::OrderStatusChanged {
+                        order_id: self.id.clone(),
+                        from: entry.from,
+                        to: entry.to,
+                        transition: entry.transition.kind(),
+                        seq: entry.seq,
+                    },
+                ))
+            })
+            .collect()
+    }
 }
 
 fn compute_totals(new: &NewOrder) -> Result<OrderTotals> {

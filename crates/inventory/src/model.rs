@@ -34,7 +34,7 @@ impl fmt::Display for StockKey {
 }
 
 /// A hold's id, chosen by the caller (checkout derives it from the cart or order), so that a
-/// retried call names the same hold: 1 to 128 bytes of `[A-Za-z0-9._:-]`.
+/// retried call names the same hold: 1 to 255 bytes of `[A-Za-z0-9._:-]`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct HoldId(Arc<str>);
@@ -47,14 +47,14 @@ impl HoldId {
     pub fn new(id: impl AsRef<str>) -> Result<HoldId> {
         let id = id.as_ref();
         let ok = !id.is_empty()
-            && id.len() <= 128
+            && id.len() <= commerce_core::limits::KEY_LEN_MAX
             && id
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
         if ok {
             Ok(HoldId(id.into()))
         } else {
-            Err(Error::invalid("hold_id", "1 to 128 of [A-Za-z0-9._:-]"))
+            Err(Error::invalid("hold_id", "1 to 255 of [A-Za-z0-9._:-]"))
         }
     }
 
@@ -263,6 +263,9 @@ pub struct Hold {
     pub status: HoldStatus,
     /// When it expires while `Held`.
     pub expires_at: DateTime<Utc>,
+    /// The checkout that adopted it ([`crate::HoldStore::adopt`]), if any.
+    #[serde(default)]
+    pub owner: Option<String>,
 }
 
 /// The result of a stock-changing operation: what changed, as events to publish.

@@ -38,26 +38,31 @@ pub struct Movement {
     pub at: DateTime<Utc>,
 }
 
-/// Where stock and holds live. Every operation is atomic: it applies whole or is refused with
-/// an error and changes nothing.
-///
-/// Contract (checked by `inventory::stock_store_conformance!`):
-/// - **Conservation**: for every key, `on_hand = available + held + committed + safety_stock`,
-///   and `available ≥ −backorder_limit`: without backorders nothing is ever promised beyond
-///   stock. The only exceptions are reported ones: a count (`set_on_hand`) below what is
-///   already promised, and a `commit_direct` whose shortfall the caller accepted.
-/// - **Holds** are idempotent by id: repeating `reserve` with the same lines returns the hold and
-///   reserves nothing more; other lines under the same id are `HoldConflict`. `commit`,
-///   `release`, `expire` repeated are no-ops; a commit after a release (or the reverse) is
-///   `HoldState`.
-/// - **All or nothing**: `reserve` sums demand per key and reserves every line or none.
-/// - **Lazy expiry**: a `Held` hold past `expires_at` counts as free at once, before any sweep;
-///   it can no longer be pinned or committed (`HoldExpired`). `sweep` finalizes expired holds,
-///   each exactly once. A `Pinned` hold never expires.
-/// - **Movements** (`receive`, `set_on_hand`, `commit_direct`, `ship`, `uncommit`) are
-///   idempotent by key.
+/// Reading stock: levels, availability, holds, movements. What a storefront or a search
+/// indexer needs, and nothing that changes stock.
 #[async_trait]
-pub trait StockStore: Send + Sync + Debug {
+pub trait StockLevels: Send + Sync + Debug {
+    /// A consistent view of one key's stock at `now`.
+    async fn level(&self, key: &StockKey, now: DateTime<Utc>) -> Result<StockLevel>;
+
+    /// Units available at `now` (the hot read path).
+    async fn available(&self, key: &StockKey, now: DateTime<Utc>) -> Result<i64>;
+
+    /// A hold by id.
+    async fn hold(&self, hold: &HoldId) -> Result<Option<Hold>>;
+
+    /// The movements recorded for `key`, oldest first.
+    async fn movements(&self, key: &StockKey) -> Result<Vec<Movement>>;
+
+    /// Every stock key, for reconciliation.
+    async fn keys(&self) -> Result<Vec<StockKey>>;
+}
+
+/// Stock movements: configuration, receipts, counts, optimistic commits, shipments and units
+/// given back to sale. Each is idempotent by its movement key and commits the events it
+/// causes with it.
+#[async_trait]
+pub trait StockMovements: Send + Sync + Debug {
     /// Creates (with nothing on hand) or reconfigures the stock of `key`.
     async fn configure(&self, key: &StockKey, config: StockConfig) -> Result<()>;
 
@@ -80,6 +85,36 @@ pub trait StockStore: Send + Sync + Debug {
         now: DateTime<Utc>,
     ) -> Result<Changes>;
 
+    /// Optimistic mode: decrements stock for an order at placement, all lines or none.
+    async fn commit_direct(
+        &self,
+        movement: &IdempotencyKey,
+        lines: &[StockLine],
+        policy: ShortfallPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<DirectCommit>;
+
+    /// Ships committed units: on-hand and committed both go down.
+    async fn ship(
+        &self,
+        movement: &IdempotencyKey,
+        lines: &[StockLine],
+        now: DateTime<Utc>,
+    ) -> Result<Changes>;
+
+    /// Gives committed units back to sale (an order cancelled before it shipped).
+    async fn uncommit(
+        &self,
+        movement: &IdempotencyKey,
+        lines: &[StockLine],
+        now: DateTime<Utc>,
+    ) -> Result<Changes>;
+}
+
+/// Holds: stock taken for a time to live, pinned while a charge is in flight, then committed or
+/// given back. Idempotent by hold id; [`crate::rules::decide`] is the state machine.
+#[async_trait]
+pub trait HoldStore: Send + Sync + Debug {
     /// Reserves every line (or none) until `expires_at`.
     async fn reserve(
         &self,
@@ -124,44 +159,33 @@ pub trait StockStore: Send + Sync + Debug {
 
     /// Expires up to `batch` holds whose time has passed.
     async fn sweep(&self, now: DateTime<Utc>, batch: usize) -> Result<Sweep>;
-
-    /// Optimistic mode: decrements stock for an order at placement, all lines or none.
-    async fn commit_direct(
-        &self,
-        movement: &IdempotencyKey,
-        lines: &[StockLine],
-        policy: ShortfallPolicy,
-        now: DateTime<Utc>,
-    ) -> Result<DirectCommit>;
-
-    /// Ships committed units: on-hand and committed both go down.
-    async fn ship(
-        &self,
-        movement: &IdempotencyKey,
-        lines: &[StockLine],
-        now: DateTime<Utc>,
-    ) -> Result<Changes>;
-
-    /// Gives committed units back to sale (an order cancelled before it shipped).
-    async fn uncommit(
-        &self,
-        movement: &IdempotencyKey,
-        lines: &[StockLine],
-        now: DateTime<Utc>,
-    ) -> Result<Changes>;
-
-    /// A consistent view of one key's stock at `now`.
-    async fn level(&self, key: &StockKey, now: DateTime<Utc>) -> Result<StockLevel>;
-
-    /// Units available at `now` (the hot read path).
-    async fn available(&self, key: &StockKey, now: DateTime<Utc>) -> Result<i64>;
-
-    /// A hold by id.
-    async fn hold(&self, hold: &HoldId) -> Result<Option<Hold>>;
-
-    /// The movements recorded for `key`, oldest first.
-    async fn movements(&self, key: &StockKey) -> Result<Vec<Movement>>;
-
-    /// Every stock key, for reconciliation.
-    async fn keys(&self) -> Result<Vec<StockKey>>;
 }
+
+/// Where stock and holds live: [`StockLevels`], [`StockMovements`] and [`HoldStore`] in one,
+/// implemented by every store. A caller that needs less takes the smaller trait
+/// (`Arc<dyn StockLevels>` for a storefront's availability reads).
+///
+/// Contract (checked by `inventory::stock_store_conformance!`):
+/// - **Atomic**: every operation applies whole or is refused with an error and changes
+///   nothing; the events it causes ([`Changes`]) commit with it, to the store's outbox.
+/// - **Conservation**: for every key, `on_hand = available + held + committed + safety_stock`,
+///   and `available ≥ −backorder_limit`: without backorders nothing is ever promised beyond
+///   stock. The only exceptions are reported ones: a count (`set_on_hand`) below what is
+///   already promised, and a `commit_direct` whose shortfall the caller accepted.
+/// - **Holds** are idempotent by id: repeating `reserve` with the same lines returns the hold and
+///   reserves nothing more; other lines under the same id are `HoldConflict`. `commit`,
+///   `release`, `expire` repeated are no-ops; a commit after a release (or the reverse) is
+///   `HoldState`.
+/// - **All or nothing**: `reserve` sums demand per key and reserves every line or none.
+/// - **Lazy expiry**: a `Held` hold past `expires_at` counts as free at once, before any sweep;
+///   it can no longer be pinned or committed (`HoldExpired`). Whichever call notices it first
+///   (a sweep, `expire`, or an operation refused with `HoldExpired`) finalizes it exactly once,
+///   with the events a sweep would commit. A `Pinned` hold never expires.
+/// - **Movements** (`receive`, `set_on_hand`, `commit_direct`, `ship`, `uncommit`) are
+///   idempotent by key.
+///
+/// The rules behind each operation are [`crate::rules`]: implementations call them rather than
+/// re-derive them.
+pub trait StockStore: StockLevels + StockMovements + HoldStore {}
+
+impl<T: StockLevels + StockMovements + HoldStore + ?Sized> StockStore for T {}

@@ -9,7 +9,7 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use commerce_core::testkit::t0;
-use commerce_core::{DomainEvent, IdempotencyKey, LocationId, Sku};
+use commerce_core::{DomainEvent, EventLog, IdempotencyKey, LocationId, Sku};
 use futures::future::join_all;
 
 use crate::{
@@ -77,7 +77,13 @@ async fn level<S: StockStore + ?Sized>(s: &S, k: &StockKey, now: DateTime<Utc>) 
 }
 
 /// Receipts add to on hand once per movement key, and report `BackInStock` from zero.
-pub async fn receive_is_idempotent_and_back_in_stock<S: StockStore + ?Sized>(s: &S) {
+pub async fn receive_is_idempotent_and_back_in_stock<
+    S: StockStore + ?Sized,
+    L: EventLog + ?Sized,
+>(
+    s: &S,
+    _log: &L,
+) {
     let k = stocked(s, "INV-A", StockConfig::default(), 0).await;
     let m = IdempotencyKey::new("po-inv-a").unwrap();
     let changes = s.receive(&m, &k, 5, t0()).await.unwrap();
@@ -102,7 +108,10 @@ pub async fn receive_is_idempotent_and_back_in_stock<S: StockStore + ?Sized>(s: 
 }
 
 /// Demand is summed per key before checking, and a multi-SKU hold is all or nothing.
-pub async fn reserve_is_all_or_nothing<S: StockStore + ?Sized>(s: &S) {
+pub async fn reserve_is_all_or_nothing<S: StockStore + ?Sized, L: EventLog + ?Sized>(
+    s: &S,
+    _log: &L,
+) {
     let a = stocked(s, "INV-B1", StockConfig::default(), 3).await;
     let b = stocked(s, "INV-B2", StockConfig::default(), 1).await;
     let err = s
@@ -151,7 +160,10 @@ pub async fn reserve_is_all_or_nothing<S: StockStore + ?Sized>(s: &S) {
 }
 
 /// The same hold id with the same lines reserves once; with other lines it conflicts.
-pub async fn reserve_is_idempotent_by_hold_id<S: StockStore + ?Sized>(s: &S) {
+pub async fn reserve_is_idempotent_by_hold_id<S: StockStore + ?Sized, L: EventLog + ?Sized>(
+    s: &S,
+    _log: &L,
+) {
     let k = stocked(s, "INV-C", StockConfig::default(), 5).await;
     let first = s
         .reserve(&hold("h-c"), &[line(&k, 2)], mins(15), t0())
@@ -172,7 +184,10 @@ pub async fn reserve_is_idempotent_by_hold_id<S: StockStore + ?Sized>(s: &S) {
 }
 
 /// An expired hold frees its stock at once, cannot be committed, and is swept exactly once.
-pub async fn expiry_is_lazy_and_swept_once<S: StockStore + ?Sized>(s: &S) {
+pub async fn expiry_is_lazy_and_swept_once<S: StockStore + ?Sized, L: EventLog + ?Sized>(
+    s: &S,
+    _log: &L,
+) {
     let k = stocked(s, "INV-D", StockConfig::default(), 1).await;
     let _ = s
         .reserve(&hold("h-d-1"), &[line(&k, 1)], mins(15), t0())
@@ -213,7 +228,10 @@ pub async fn expiry_is_lazy_and_swept_once<S: StockStore + ?Sized>(s: &S) {
 }
 
 /// A pinned hold never expires, so no sweeper can release stock whose charge is in flight.
-pub async fn pinned_holds_do_not_expire<S: StockStore + ?Sized>(s: &S) {
+pub async fn pinned_holds_do_not_expire<S: StockStore + ?Sized, L: EventLog + ?Sized>(
+    s: &S,
+    _log: &L,
+) {
     let k = stocked(s, "INV-E", StockConfig::default(), 2).await;
     let _ = s
         .reserve(&hold("h-e"), &[line(&k, 2)], mins(15), t0())
@@ -254,7 +272,10 @@ pub async fn pinned_holds_do_not_expire<S: StockStore + ?Sized>(s: &S) {
 }
 
 /// Commit and release are idempotent and exclusive.
-pub async fn commit_and_release_are_final<S: StockStore + ?Sized>(s: &S) {
+pub async fn commit_and_release_are_final<S: StockStore + ?Sized, L: EventLog + ?Sized>(
+    s: &S,
+    _log: &L,
+) {
     let k = stocked(s, "INV-F", StockConfig::default(), 4).await;
     let _ = s
         .reserve(&hold("h-f-1"), &[line(&k, 1)], mins(15), t0())
@@ -296,7 +317,7 @@ pub async fn commit_and_release_are_final<S: StockStore + ?Sized>(s: &S) {
 }
 
 /// Extending moves the expiry later, never earlier.
-pub async fn extend_moves_expiry<S: StockStore + ?Sized>(s: &S) {
+pub async fn extend_moves_expiry<S: StockStore + ?Sized, L: EventLog + ?Sized>(s: &S, _log: &L) {
     let k = stocked(s, "INV-G", StockConfig::default(), 1).await;
     let _ = s
         .reserve(&hold("h-g"), &[line(&k, 1)], mins(15), t0())
@@ -324,7 +345,10 @@ pub async fn extend_moves_expiry<S: StockStore + ?Sized>(s: &S) {
 }
 
 /// Safety stock is never promised; backorders go below zero only to their limit.
-pub async fn safety_stock_and_backorders<S: StockStore + ?Sized>(s: &S) {
+pub async fn safety_stock_and_backorders<S: StockStore + ?Sized, L: EventLog + ?Sized>(
+    s: &S,
+    _log: &L,
+) {
     let config = StockConfig {
         safety_stock: 2,
         backorder_limit: 3,
@@ -346,7 +370,10 @@ pub async fn safety_stock_and_backorders<S: StockStore + ?Sized>(s: &S) {
 
 /// Optimistic commits refuse or report a shortfall, once per movement key; shipping reduces
 /// on hand and committed.
-pub async fn direct_commits_and_shipping<S: StockStore + ?Sized>(s: &S) {
+pub async fn direct_commits_and_shipping<S: StockStore + ?Sized, L: EventLog + ?Sized>(
+    s: &S,
+    _log: &L,
+) {
     let k = stocked(s, "INV-I", StockConfig::default(), 3).await;
     let m = |n: &str| IdempotencyKey::new(format!("order-inv-i-{n}")).unwrap();
     let refused = s
@@ -395,7 +422,7 @@ pub async fn direct_commits_and_shipping<S: StockStore + ?Sized>(s: &S) {
 }
 
 /// Committed units of a cancelled order go back to sale, once per movement key.
-pub async fn uncommit_returns_stock<S: StockStore + ?Sized>(s: &S) {
+pub async fn uncommit_returns_stock<S: StockStore + ?Sized, L: EventLog + ?Sized>(s: &S, _log: &L) {
     let k = stocked(s, "INV-N", StockConfig::default(), 2).await;
     let _ = s
         .reserve(&hold("h-n"), &[line(&k, 2)], mins(15), t0())
@@ -427,7 +454,7 @@ pub async fn uncommit_returns_stock<S: StockStore + ?Sized>(s: &S) {
 }
 
 /// One owner adopts a hold; another cannot adopt or release it.
-pub async fn adoption_is_exclusive<S: StockStore + ?Sized>(s: &S) {
+pub async fn adoption_is_exclusive<S: StockStore + ?Sized, L: EventLog + ?Sized>(s: &S, _log: &L) {
     let k = stocked(s, "INV-O", StockConfig::default(), 2).await;
     let _ = s
         .reserve(&hold("h-o"), &[line(&k, 1)], mins(15), t0())
@@ -484,7 +511,10 @@ pub async fn adoption_is_exclusive<S: StockStore + ?Sized>(s: &S) {
 }
 
 /// A correction sets on hand and is recorded as a movement.
-pub async fn corrections_are_movements<S: StockStore + ?Sized>(s: &S) {
+pub async fn corrections_are_movements<S: StockStore + ?Sized, L: EventLog + ?Sized>(
+    s: &S,
+    _log: &L,
+) {
     let k = stocked(s, "INV-J", StockConfig::default(), 10).await;
     let _ = s
         .set_on_hand(
@@ -507,7 +537,10 @@ pub async fn corrections_are_movements<S: StockStore + ?Sized>(s: &S) {
 }
 
 /// Unknown stock is a typed error.
-pub async fn unknown_stock_is_refused<S: StockStore + ?Sized>(s: &S) {
+pub async fn unknown_stock_is_refused<S: StockStore + ?Sized, L: EventLog + ?Sized>(
+    s: &S,
+    _log: &L,
+) {
     let k = key("INV-NOWHERE");
     assert_eq!(
         s.level(&k, t0()).await.unwrap_err(),
@@ -521,7 +554,7 @@ pub async fn unknown_stock_is_refused<S: StockStore + ?Sized>(s: &S) {
 }
 
 /// Many concurrent reservations for the last unit: exactly one wins.
-pub async fn concurrent_last_unit<S: StockStore + ?Sized>(s: &S) {
+pub async fn concurrent_last_unit<S: StockStore + ?Sized, L: EventLog + ?Sized>(s: &S, _log: &L) {
     let k = stocked(s, "INV-L", StockConfig::sharded(4), 1).await;
     let ids: Vec<HoldId> = (0..32).map(|i| hold(&format!("h-l-{i}"))).collect();
     let lines = [line(&k, 1)];
@@ -536,7 +569,13 @@ pub async fn concurrent_last_unit<S: StockStore + ?Sized>(s: &S) {
 }
 
 /// Stock coming back to a sold-out SKU (a release, a sweep) is `BackInStock`.
-pub async fn returns_to_sold_out_stock_are_back_in_stock<S: StockStore + ?Sized>(s: &S) {
+pub async fn returns_to_sold_out_stock_are_back_in_stock<
+    S: StockStore + ?Sized,
+    L: EventLog + ?Sized,
+>(
+    s: &S,
+    _log: &L,
+) {
     let k = stocked(s, "INV-M", StockConfig::default(), 1).await;
     let _ = s
         .reserve(&hold("h-m-1"), &[line(&k, 1)], mins(15), t0())
@@ -575,11 +614,128 @@ pub async fn returns_to_sold_out_stock_are_back_in_stock<S: StockStore + ?Sized>
     );
 }
 
-/// Runs the [`StockStore`] conformance suite against `$make`.
+/// The events the log holds about `sku`, in order.
+async fn events_about<L: EventLog + ?Sized>(log: &L, sku: &str) -> Vec<DomainEvent> {
+    let mut out = Vec::new();
+    let mut from = 0;
+    loop {
+        let page = log.read(from, 1_000).await.unwrap();
+        let Some(last) = page.last() else { return out };
+        from = last.offset + 1;
+        out.extend(page.into_iter().filter_map(|e| {
+            let about = match &e.envelope.event {
+                DomainEvent::InventoryChanged { sku: s, .. }
+                | DomainEvent::BackInStock { sku: s, .. } => s.as_str() == sku,
+                _ => false,
+            };
+            about.then_some(e.envelope.event)
+        }));
+    }
+}
+
+/// Every write commits the events it reports to the store's log, once; a refused write and a
+/// reservation on a SKU with stock commit none.
+pub async fn events_commit_with_each_write<S: StockStore + ?Sized, L: EventLog + ?Sized>(
+    s: &S,
+    log: &L,
+) {
+    let k = stocked(s, "INV-N", StockConfig::default(), 0).await;
+    let m = IdempotencyKey::new("po-inv-n").unwrap();
+    let received = s.receive(&m, &k, 3, t0()).await.unwrap();
+    assert_eq!(
+        events_about(log, "INV-N").await,
+        received.events,
+        "the receipt's events"
+    );
+    let _ = s.receive(&m, &k, 3, t0()).await.unwrap();
+    assert!(s.receive(&m, &k, 4, t0()).await.is_err());
+    let _ = s
+        .reserve(&hold("h-n-1"), &[line(&k, 1)], mins(15), t0())
+        .await
+        .unwrap();
+    assert_eq!(
+        events_about(log, "INV-N").await.len(),
+        received.events.len(),
+        "a repeated or refused receipt and a reservation commit nothing"
+    );
+    let committed = s.commit(&hold("h-n-1"), t0()).await.unwrap();
+    assert!(!committed.events.is_empty());
+    let shipped = s
+        .ship(
+            &IdempotencyKey::new("ship-inv-n").unwrap(),
+            &[line(&k, 1)],
+            t0(),
+        )
+        .await
+        .unwrap();
+    let all = events_about(log, "INV-N").await;
+    let expected: Vec<DomainEvent> = received
+        .events
+        .into_iter()
+        .chain(committed.events)
+        .chain(shipped.events)
+        .collect();
+    assert_eq!(all, expected);
+}
+
+/// A hold found past its time by a call other than the sweep (commit, pin, extend, adopt,
+/// expire) is finalized there with the events the sweep would have committed: stock that was
+/// sold out announces `BackInStock` exactly once, and the sweep adds nothing.
+pub async fn an_expiry_noticed_by_any_call_is_announced_once<
+    S: StockStore + ?Sized,
+    L: EventLog + ?Sized,
+>(
+    s: &S,
+    log: &L,
+) {
+    for (i, op) in ["commit", "pin", "extend", "adopt", "expire"]
+        .into_iter()
+        .enumerate()
+    {
+        let sku = format!("INV-O-{i}");
+        let k = stocked(s, &sku, StockConfig::default(), 1).await;
+        let h = hold(&format!("h-o-{i}"));
+        let _ = s.reserve(&h, &[line(&k, 1)], mins(15), t0()).await.unwrap();
+        assert!(
+            s.reserve(&hold(&format!("h-o-{i}-b")), &[line(&k, 1)], mins(15), t0())
+                .await
+                .is_err(),
+            "sold out"
+        );
+        let before = events_about(log, &sku).await.len();
+        let at = mins(16);
+        let noticed = match op {
+            "commit" => s.commit(&h, at).await.map(|_| ()),
+            "pin" => s.pin(&h, at).await.map(|_| ()),
+            "extend" => s.extend(&h, mins(30), at).await.map(|_| ()),
+            "adopt" => s.adopt(&h, "checkout-o", at).await.map(|_| ()),
+            _ => s.expire(&h, at).await.map(|expired| assert!(expired)),
+        };
+        if op != "expire" {
+            assert_eq!(noticed.unwrap_err(), Error::HoldExpired(h.clone()), "{op}");
+        }
+        let _ = s.sweep(mins(60), 10_000).await.unwrap();
+        let back = events_about(log, &sku)
+            .await
+            .into_iter()
+            .skip(before)
+            .filter(|e| matches!(e, DomainEvent::BackInStock { available: 1, .. }))
+            .count();
+        assert_eq!(back, 1, "{op}: BackInStock once");
+        assert_eq!(
+            s.hold(&h).await.unwrap().unwrap().status,
+            HoldStatus::Expired,
+            "{op}"
+        );
+    }
+}
+
+/// Runs the [`StockStore`] conformance suite against `$make`, which yields `(store, log)`: the
+/// store and a shared handle (`Arc`) to the event log its writes commit to.
 #[macro_export]
 macro_rules! stock_store_conformance {
     ($make:expr) => {
-        ::commerce_core::__conformance_cases!($make;
+        ::commerce_core::__conformance_cases_with_log!($make;
             receive_is_idempotent_and_back_in_stock => $crate::testkit::receive_is_idempotent_and_back_in_stock,
             reserve_is_all_or_nothing => $crate::testkit::reserve_is_all_or_nothing,
             reserve_is_idempotent_by_hold_id => $crate::testkit::reserve_is_idempotent_by_hold_id,
@@ -595,6 +751,162 @@ macro_rules! stock_store_conformance {
             uncommit_returns_stock => $crate::testkit::uncommit_returns_stock,
             adoption_is_exclusive => $crate::testkit::adoption_is_exclusive,
             returns_to_sold_out_stock_are_back_in_stock => $crate::testkit::returns_to_sold_out_stock_are_back_in_stock,
+            events_commit_with_each_write => $crate::testkit::events_commit_with_each_write,
+            an_expiry_noticed_by_any_call_is_announced_once => $crate::testkit::an_expiry_noticed_by_any_call_is_announced_once,
         );
     };
+}
+
+/// The stock store behind seeded faults and a process that can crash, for simulations (see
+/// `commerce_core::testkit::faults`).
+mod faulty {
+    use async_trait::async_trait;
+    use chrono::{DateTime, Utc};
+    use commerce_core::IdempotencyKey;
+    use commerce_core::testkit::faults::Faulty;
+
+    use crate::{
+        Changes, DirectCommit, Hold, HoldId, HoldStore, Movement, Result, ShortfallPolicy,
+        StockConfig, StockKey, StockLevel, StockLevels, StockLine, StockMovements, Sweep,
+    };
+
+    #[async_trait]
+    impl<P: StockLevels + ?Sized> StockLevels for Faulty<P> {
+        async fn level(&self, key: &StockKey, now: DateTime<Utc>) -> Result<StockLevel> {
+            self.faults().read(self.inner().level(key, now)).await
+        }
+        async fn available(&self, key: &StockKey, now: DateTime<Utc>) -> Result<i64> {
+            self.faults().read(self.inner().available(key, now)).await
+        }
+        async fn hold(&self, hold: &HoldId) -> Result<Option<Hold>> {
+            self.faults().read(self.inner().hold(hold)).await
+        }
+        async fn movements(&self, key: &StockKey) -> Result<Vec<Movement>> {
+            self.faults().read(self.inner().movements(key)).await
+        }
+        async fn keys(&self) -> Result<Vec<StockKey>> {
+            self.faults().read(self.inner().keys()).await
+        }
+    }
+
+    #[async_trait]
+    impl<P: StockMovements + ?Sized> StockMovements for Faulty<P> {
+        async fn configure(&self, key: &StockKey, config: StockConfig) -> Result<()> {
+            self.faults()
+                .write(self.inner().configure(key, config))
+                .await
+        }
+        async fn receive(
+            &self,
+            movement: &IdempotencyKey,
+            key: &StockKey,
+            quantity: i64,
+            now: DateTime<Utc>,
+        ) -> Result<Changes> {
+            self.faults()
+                .write(self.inner().receive(movement, key, quantity, now))
+                .await
+        }
+        async fn set_on_hand(
+            &self,
+            movement: &IdempotencyKey,
+            key: &StockKey,
+            counted: i64,
+            reason: &str,
+            now: DateTime<Utc>,
+        ) -> Result<Changes> {
+            self.faults()
+                .write(
+                    self.inner()
+                        .set_on_hand(movement, key, counted, reason, now),
+                )
+                .await
+        }
+        async fn commit_direct(
+            &self,
+            movement: &IdempotencyKey,
+            lines: &[StockLine],
+            policy: ShortfallPolicy,
+            now: DateTime<Utc>,
+        ) -> Result<DirectCommit> {
+            self.faults()
+                .write(self.inner().commit_direct(movement, lines, policy, now))
+                .await
+        }
+        async fn ship(
+            &self,
+            movement: &IdempotencyKey,
+            lines: &[StockLine],
+            now: DateTime<Utc>,
+        ) -> Result<Changes> {
+            self.faults()
+                .write(self.inner().ship(movement, lines, now))
+                .await
+        }
+        async fn uncommit(
+            &self,
+            movement: &IdempotencyKey,
+            lines: &[StockLine],
+            now: DateTime<Utc>,
+        ) -> Result<Changes> {
+            self.faults()
+                .write(self.inner().uncommit(movement, lines, now))
+                .await
+        }
+    }
+
+    #[async_trait]
+    impl<P: HoldStore + ?Sized> HoldStore for Faulty<P> {
+        async fn reserve(
+            &self,
+            hold: &HoldId,
+            lines: &[StockLine],
+            expires_at: DateTime<Utc>,
+            now: DateTime<Utc>,
+        ) -> Result<Hold> {
+            self.faults()
+                .write(self.inner().reserve(hold, lines, expires_at, now))
+                .await
+        }
+        async fn extend(
+            &self,
+            hold: &HoldId,
+            expires_at: DateTime<Utc>,
+            now: DateTime<Utc>,
+        ) -> Result<Hold> {
+            self.faults()
+                .write(self.inner().extend(hold, expires_at, now))
+                .await
+        }
+        async fn pin(&self, hold: &HoldId, now: DateTime<Utc>) -> Result<Hold> {
+            self.faults().write(self.inner().pin(hold, now)).await
+        }
+        async fn adopt(&self, hold: &HoldId, owner: &str, now: DateTime<Utc>) -> Result<Hold> {
+            self.faults()
+                .write(self.inner().adopt(hold, owner, now))
+                .await
+        }
+        async fn release_owned(
+            &self,
+            hold: &HoldId,
+            owner: &str,
+            now: DateTime<Utc>,
+        ) -> Result<Changes> {
+            self.faults()
+                .write(self.inner().release_owned(hold, owner, now))
+                .await
+        }
+        async fn commit(&self, hold: &HoldId, now: DateTime<Utc>) -> Result<Changes> {
+            self.faults().write(self.inner().commit(hold, now)).await
+        }
+        async fn release(&self, hold: &HoldId, now: DateTime<Utc>) -> Result<Changes> {
+            self.faults().write(self.inner().release(hold, now)).await
+        }
+        async fn expire(&self, hold: &HoldId, now: DateTime<Utc>) -> Result<bool> {
+            self.faults().write(self.inner().expire(hold, now)).await
+        }
+        async fn sweep(&self, now: DateTime<Utc>, batch: usize) -> Result<Sweep> {
+            self.faults().write(self.inner().sweep(now, batch)).await
+        }
+    }
 }

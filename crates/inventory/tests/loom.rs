@@ -7,6 +7,7 @@
 use chrono::TimeDelta;
 use commerce_core::testkit::t0;
 use commerce_core::{IdempotencyKey, LocationId, Sku};
+use futures::executor::block_on;
 use inventory::{Error, HoldId, InMemoryStockStore, StockConfig, StockKey, StockLine};
 use loom::sync::Arc;
 use loom::thread;
@@ -14,12 +15,8 @@ use loom::thread;
 fn setup(units: i64, shards: usize) -> (Arc<InMemoryStockStore>, StockKey) {
     let store = Arc::new(InMemoryStockStore::new());
     let k = StockKey::new(Sku::new("L").unwrap(), LocationId::new("w").unwrap());
-    store
-        .configure_now(&k, StockConfig::sharded(shards))
-        .unwrap();
-    let _ = store
-        .receive_now(&IdempotencyKey::new("po").unwrap(), &k, units, t0())
-        .unwrap();
+    block_on(store.configure(&k, StockConfig::sharded(shards))).unwrap();
+    let _ = block_on(store.receive(&IdempotencyKey::new("po").unwrap(), &k, units, t0())).unwrap();
     (store, k)
 }
 
@@ -28,14 +25,13 @@ fn reserve(store: &InMemoryStockStore, k: &StockKey, id: &str, q: i64) -> Result
         key: k.clone(),
         quantity: q,
     }];
-    store
-        .reserve_now(
-            &HoldId::new(id).unwrap(),
-            &line,
-            t0() + TimeDelta::minutes(5),
-            t0(),
-        )
-        .map(|h| h.id)
+    block_on(store.reserve(
+        &HoldId::new(id).unwrap(),
+        &line,
+        t0() + TimeDelta::minutes(5),
+        t0(),
+    ))
+    .map(|h| h.id)
 }
 
 /// Two shoppers race for the last unit of a 2-shard SKU: exactly one wins, in every interleaving.
@@ -48,7 +44,7 @@ fn last_unit_on_two_shards() {
         let mine = reserve(&store, &k, "a", 1).is_ok();
         let theirs = other.join().unwrap();
         assert!(mine ^ theirs, "exactly one reservation wins");
-        let level = store.level_now(&k, t0()).unwrap();
+        let level = block_on(store.level(&k, t0())).unwrap();
         assert_eq!((level.held, level.available), (1, 0));
     });
 }
@@ -62,9 +58,9 @@ fn borrowing_races_a_release() {
         let first = reserve(&store, &k, "a", 1).unwrap();
         let (s2, k2) = (store.clone(), k.clone());
         let borrower = thread::spawn(move || reserve(&s2, &k2, "b", 2).is_ok());
-        let _ = store.release_now(&first, t0()).unwrap();
+        let _ = block_on(store.release(&first, t0())).unwrap();
         let got_both = borrower.join().unwrap();
-        let level = store.level_now(&k, t0()).unwrap();
+        let level = block_on(store.level(&k, t0())).unwrap();
         assert_eq!(
             level.on_hand,
             level.available + level.held + level.committed

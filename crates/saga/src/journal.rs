@@ -38,13 +38,32 @@ pub enum StepState {
     /// The forward call was (or is about to be) made: its compensation is registered, because a
     /// call that timed out may still have taken effect.
     Started,
-    /// The forward call took effect, with this output.
+    /// The forward call took effect, with this output (the definition's typed output, as JSON).
     Done {
         /// The step's output, for later steps.
         output: Vec<u8>,
     },
     /// The compensation took effect.
     Compensated,
+}
+
+/// One step as the journal holds it: the step's name (checked against the definition on every
+/// drive, so a changed definition never misreads an old saga) and its state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepEntry {
+    /// The step's name in its definition.
+    pub name: String,
+    /// Where it is.
+    pub state: StepState,
+}
+
+/// Why a saga compensated: the step that failed and the definition's typed reason, as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureRecord {
+    /// The step that failed.
+    pub step: String,
+    /// The definition's failure, as JSON.
+    pub reason: Vec<u8>,
 }
 
 /// A saga as the journal holds it.
@@ -54,14 +73,14 @@ pub struct SagaRecord {
     pub id: String,
     /// Which saga definition drives it.
     pub kind: String,
-    /// The encoded input.
+    /// The encoded input (JSON).
     pub input: Vec<u8>,
     /// Status.
     pub status: SagaStatus,
     /// One entry per step reached, in step order.
-    pub steps: Vec<StepState>,
+    pub steps: Vec<StepEntry>,
     /// Why it is compensating, if it is.
-    pub failure: Option<String>,
+    pub failure: Option<FailureRecord>,
     /// Compare-and-set version: +1 per write.
     pub version: u64,
     /// Who drives it, until when.
@@ -74,10 +93,11 @@ pub struct SagaRecord {
 
 /// The journal port.
 ///
-/// Contract: `create` is idempotent by id (it returns the existing record); `update` is
-/// compare-and-set on `version` and bumps it; `acquire` grants a lease only if none is held or
-/// the held one has expired (so two workers never drive one saga); `unfinished` lists sagas that
-/// are neither completed nor compensated, oldest first.
+/// Contract (checked by `saga::saga_journal_conformance!`): `create` is idempotent by id (it
+/// returns the existing record); `update` is compare-and-set on `version` and bumps it;
+/// `acquire` grants a lease only if none is held or the held one has expired (so two workers
+/// never drive one saga); `unfinished` lists one kind's sagas that are neither completed nor
+/// compensated, oldest first.
 #[async_trait]
 pub trait SagaJournal: Send + Sync + Debug {
     /// Stores a new saga, or returns the one with the same id.
@@ -95,8 +115,8 @@ pub trait SagaJournal: Send + Sync + Debug {
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> PortResult<Option<SagaRecord>>;
-    /// Unfinished sagas, oldest first.
-    async fn unfinished(&self, limit: usize) -> PortResult<Vec<SagaRecord>>;
+    /// Unfinished sagas of `kind`, oldest first.
+    async fn unfinished(&self, kind: &str, limit: usize) -> PortResult<Vec<SagaRecord>>;
 }
 
 /// A [`SagaJournal`] in memory.
@@ -176,11 +196,11 @@ impl SagaJournal for InMemoryJournal {
         Ok(Some(stored.clone()))
     }
 
-    async fn unfinished(&self, limit: usize) -> PortResult<Vec<SagaRecord>> {
+    async fn unfinished(&self, kind: &str, limit: usize) -> PortResult<Vec<SagaRecord>> {
         let sagas = self.sagas.lock().unwrap_or_else(PoisonError::into_inner);
         let mut open: Vec<SagaRecord> = sagas
             .values()
-            .filter(|s| !s.status.is_finished())
+            .filter(|s| s.kind == kind && !s.status.is_finished())
             .cloned()
             .collect();
         open.sort_by(|a, b| {

@@ -7,16 +7,21 @@
 //!   Retries use exponential backoff with seeded jitter; an indeterminate outcome is resolved
 //!   by asking ([`SagaDefinition::resolve`]) before anything else; a lease keeps two workers
 //!   from driving one saga; a step may wait for an external signal ([`Orchestrator::complete`]).
+//!   Steps are an enum with typed (serde) outputs and failures; an error keeps its kind through
+//!   the orchestrator (an indeterminate call is resolved, never blindly retried).
 //! - [`Checkout`] runs the checkout saga ([`CheckoutSaga`]): claim promotion usage, hold and
 //!   pin stock, create the draft order, charge with a key derived from the order id (the
-//!   pivot), confirm the order and commit holds and claims, publish `OrderConfirmed` once —
-//!   and on any failure before the charge completes, undo each step in reverse order.
-//!   Checkout is idempotent by the client's key, which is also the order id and the saga id.
+//!   pivot), commit holds and claims and then confirm the order with `OrderConfirmed` in one
+//!   write — and on any failure before the charge completes, undo each step in reverse order.
+//!   Checkout is idempotent by the client's key, which is also the order id and the saga id; a
+//!   failed checkout says why ([`CheckoutFailure`]).
 //! - [`reconcile_payments`] refunds any captured money without a confirmed order.
 //!
-//! - [`Lifecycle`] drives orders after checkout: fulfilment, shipping (stock leaves), delivery,
-//!   cancellation before shipping (stock back, full refund, notification), returns, and carrier
-//!   tracking projected onto the order with duplicate and out-of-order updates ignored.
+//! - [`Lifecycle`] drives orders after checkout as journaled sagas: cancellation before
+//!   shipping (stock back, full refund, `OrderCancelled`), shipping (label, stock leaves),
+//!   delivery, returns (restock, refund), and carrier tracking projected onto the order with
+//!   duplicate and out-of-order updates ignored. A crash anywhere is finished by
+//!   [`Lifecycle::recover`].
 //! - [`rate_shop`] picks the cheapest carrier service that meets the promised date;
 //!   [`VirtualQueue`] admits flash-sale shoppers to checkout fairly at a set rate;
 //!   [`notifications_for`] maps domain events to customer notifications.
@@ -29,20 +34,20 @@
 //! use commerce_core::memory::*;
 //! use commerce_core::testkit::{sample_order, t0};
 //! use commerce_core::*;
-//! use inventory::{InMemoryStockStore, StockConfig, StockKey, StockLine};
+//! use inventory::{InMemoryStockStore, StockConfig, StockKey, StockLine, StockLevels, StockMovements};
 //! use saga::*;
-//!
+//! # futures::executor::block_on(async {
 //! let clock = Arc::new(ManualClock::new(t0()));
-//! let stock = Arc::new(InMemoryStockStore::new());
+//! let outbox = Arc::new(InMemoryEventLog::new());      // one log every store commits to
+//! let stock = Arc::new(InMemoryStockStore::with_outbox(outbox.clone()));
 //! let tee = StockKey::new(Sku::new("TEE-RED-M")?, LocationId::new("wh")?);
-//! stock.configure_now(&tee, StockConfig::default())?;
-//! let _ = stock.receive_now(&IdempotencyKey::new("po-1")?, &tee, 5, t0())?;
+//! stock.configure(&tee, StockConfig::default()).await?;
+//! let _ = stock.receive(&IdempotencyKey::new("po-1")?, &tee, 5, t0()).await?;
 //! let ports = CheckoutPorts {
 //!     usage: Arc::new(InMemoryUsageStore::new()),
 //!     stock: stock.clone(),
-//!     orders: Arc::new(InMemoryOrderStore::new()),
+//!     orders: Arc::new(InMemoryOrderStore::with_outbox(outbox.clone())),
 //!     payments: Arc::new(InMemoryPaymentGateway::new()),
-//!     outbox: Arc::new(InMemoryEventLog::new()),
 //!     notifier: Arc::new(InMemoryNotifier::new()),
 //! };
 //! let checkout = Checkout::new(ports, Arc::new(InMemoryJournal::new()), clock.clone(), Arc::new(ClockSleeper(clock)), "worker-1", 42);
@@ -62,18 +67,22 @@
 //!     method_token: "tok_visa".into(),
 //!     cart_hold: None,
 //! };
-//! let outcome = futures::executor::block_on(checkout.checkout(&input))?;
+//! let outcome = checkout.checkout(&input).await?;
 //! assert_eq!(outcome, CheckoutOutcome::Confirmed { order_id: OrderId::new("checkout-key-1")? });
 //! // The same key again: the same answer, no second charge.
-//! assert_eq!(futures::executor::block_on(checkout.checkout(&input))?, outcome);
-//! assert_eq!(stock.level_now(&tee, t0())?.committed, 2);
+//! assert_eq!(checkout.checkout(&input).await?, outcome);
+//! assert_eq!(stock.level(&tee, t0()).await?.committed, 2);
+//! // The confirmation and its `OrderConfirmed` committed together, to the shared log.
+//! assert!(outbox.snapshot().iter().any(|e| e.event_type == "OrderConfirmed"));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
 //! ```
 
 mod checkout;
 mod error;
 mod journal;
 mod lifecycle;
+pub mod limits;
 mod notify;
 mod orchestrator;
 mod queue;
@@ -82,16 +91,22 @@ mod shipping;
 pub mod testkit;
 
 pub use checkout::{
-    CHARGE_STEP, Checkout, CheckoutInput, CheckoutOutcome, CheckoutPorts, CheckoutSaga,
-    PromotionClaim, finished, outcome, reconcile_payments,
+    Checkout, CheckoutFailure, CheckoutInput, CheckoutOutcome, CheckoutOutput, CheckoutPorts,
+    CheckoutSaga, CheckoutStep, PromotionClaim, Shortage, finished, outcome, reconcile_payments,
 };
 pub use error::{Error, Result};
-pub use journal::{InMemoryJournal, SagaJournal, SagaRecord, SagaStatus, StepState};
-pub use lifecycle::{Applied, Lifecycle, LifecyclePorts};
+pub use journal::{
+    FailureRecord, InMemoryJournal, SagaJournal, SagaRecord, SagaStatus, StepEntry, StepState,
+};
+pub use lifecycle::{
+    Applied, CancelInput, CancelSaga, CancelStep, DeliverSaga, DeliverStep, LabelSource, Lifecycle,
+    LifecycleFailure, LifecycleOutput, LifecyclePorts, Moved, ReturnInput, ReturnSaga, ReturnStep,
+    ReturnToSenderSaga, ReturnToSenderStep, ShipInput, ShipSaga, ShipStep, Shipment, TrackedInput,
+};
 pub use notify::notifications_for;
 pub use orchestrator::{
-    ClockSleeper, Drive, Orchestrator, RetryPolicy, SagaDefinition, Sleeper, StepContext,
-    StepError, StepKind, StepSpec,
+    ClockSleeper, Drive, Failed, Orchestrator, RetryPolicy, SagaDefinition, Sleeper, Step,
+    StepContext, StepError, StepKind,
 };
 pub use queue::{QueueConfig, Ticket, VirtualQueue};
 pub use shipping::rate_shop;

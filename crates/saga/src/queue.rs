@@ -91,14 +91,16 @@ impl VirtualQueue {
     /// Joins the queue (joining again keeps the place).
     ///
     /// # Errors
-    /// [`Error::NotReady`] when the queue is full.
+    /// [`Error::QueueFull`] when the queue is full.
     pub fn join(&self, shopper: &UserId, now: DateTime<Utc>) -> Result<Ticket> {
         let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(t) = Self::ticket_locked(&s, shopper, now) {
             return Ok(t);
         }
         if s.waiting.len() >= self.config.capacity {
-            return Err(Error::NotReady("the queue is full".into()));
+            return Err(Error::QueueFull {
+                capacity: self.config.capacity,
+            });
         }
         let seq = s.next_seq;
         s.next_seq += 1;

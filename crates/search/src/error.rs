@@ -24,24 +24,6 @@ pub enum Error {
     /// The request names a currency the tenant's index does not carry.
     #[error("the index carries no prices in {0}")]
     CurrencyNotIndexed(String),
-    /// The change log holds more unindexed changes than its capacity: the writer is behind.
-    #[error("indexer is {lag} changes behind (capacity {capacity}); retry later")]
-    Backpressure {
-        /// Changes appended but not yet committed to the index.
-        lag: u64,
-        /// The log's capacity.
-        capacity: u64,
-    },
-    /// A change log was asked for an offset it no longer (or never) held.
-    #[error("offset {asked} is outside the log (first {first}, next {next})")]
-    OffsetOutOfRange {
-        /// The offset asked for.
-        asked: u64,
-        /// The oldest offset still held.
-        first: u64,
-        /// The next offset to be written.
-        next: u64,
-    },
     /// A product could not be turned into a document.
     #[error("product {product}: {reason}")]
     Unindexable {
@@ -75,9 +57,8 @@ pub enum Error {
 
 impl Error {
     /// The kind of failure: a malformed request, product, model or label set is `Invalid`, an
-    /// unknown tenant `NotFound`, a tenant registered twice `Conflict`, a full change log
-    /// `Unavailable`, tantivy and file-system failures `Internal`; port failures keep their
-    /// own kind.
+    /// unknown tenant `NotFound`, a tenant registered twice `Conflict`, tantivy and file-system
+    /// failures `Internal`; port failures (the catalog, the event log) keep their own kind.
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Invalid { .. }
@@ -85,9 +66,8 @@ impl Error {
             | Error::Unindexable { .. }
             | Error::Model(_)
             | Error::Labels(_) => ErrorKind::Invalid,
-            Error::UnknownTenant(_) | Error::OffsetOutOfRange { .. } => ErrorKind::NotFound,
+            Error::UnknownTenant(_) => ErrorKind::NotFound,
             Error::TenantExists(_) => ErrorKind::Conflict,
-            Error::Backpressure { .. } => ErrorKind::Unavailable,
             Error::Catalog(e) | Error::Source(e) => e.kind,
             Error::Payload(_) | Error::Index(_) | Error::Io(_) => ErrorKind::Internal,
         }

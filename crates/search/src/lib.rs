@@ -1,9 +1,10 @@
 //! Product search: a projection of the catalog into [tantivy], per tenant.
 //!
 //! - **Indexing**: [`SearchIndex`] holds one tenant's products (in RAM or a directory). The
-//!   [`Indexer`] applies catalog change events from a [`ChangeSource`] in batches and commits
-//!   each with its source offset, so a restart resumes exactly where it stopped; the source's
-//!   capacity gives backpressure and [`Indexer::lag`] tells how far behind the index is.
+//!   [`Indexer`] reads the shared domain event log ([`commerce_core::EventLog`], which the
+//!   catalog's outbox feeds), applies the catalog changes in batches and commits each with its
+//!   log offset, so a restart resumes exactly where it stopped; [`Indexer::lag`] tells how far
+//!   behind the index is.
 //! - **Querying**: [`SearchIndex::search`] runs BM25F over title (weight 3), keywords (brand,
 //!   category, attribute values; weight 2) and description, with typo tolerance scaled by word length (exact always above typo), prefix
 //!   matching on the last word, per-tenant synonyms and exact SKU lookup; filters on brand,
@@ -44,7 +45,7 @@ pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub use config::{MerchRule, MerchRules, Synonyms, TenantConfig, TenantId};
 pub use error::{Error, Result};
 pub use index::{IndexWriterGuard, SearchIndex, Storage};
-pub use pipeline::{BatchReport, ChangeSource, Indexer, MemoryChangeLog, Sourced};
+pub use pipeline::{BatchReport, Indexer};
 pub use rank::{
     BusinessWeights, Features, Interaction, LinearModel, LogEvent, Reranker, Signals, TrainConfig,
     train_linear,

@@ -1,204 +1,28 @@
-//! Near-real-time indexing from catalog change events.
+//! Near-real-time indexing from the domain event log.
 //!
-//! The [`Indexer`] reads catalog events from a [`ChangeSource`] (a partition of a log such as
-//! Kafka, or the in-memory [`MemoryChangeLog`]) in batches, applies each as an upsert or delete,
-//! and commits the batch together with the offset of the next event in the commit itself. A
-//! restart reads that offset back from the index, not from the source's acknowledgements, so a
-//! crash anywhere (mid-batch, after the commit but before the acknowledgement) neither loses nor
-//! doubles a change. Every change carries the catalog version, and a change not newer than what
-//! the index holds is skipped, so replays are harmless too.
+//! The [`Indexer`] reads events from the shared [`EventLog`] (the log the catalog's outbox
+//! feeds; in production a broker partition behind the same port) in batches, applies the
+//! catalog changes among them as upserts or retirements, and commits each batch together with
+//! the offset of the next event in the commit itself. A restart reads that offset back from
+//! the index, so a crash anywhere (mid-batch, right after a commit) neither loses nor doubles
+//! a change. Every change carries its catalog version, and a change not newer than what the
+//! index holds is skipped: that is this consumer's dedupe, stronger than remembering event ids,
+//! because it also drops a redelivered or reordered older change. Events that are not catalog
+//! changes are read and skipped, so the committed offset is the log's own.
 //!
-//! Backpressure: the source holds at most `capacity` unindexed changes; past that, producers
-//! get [`Error::Backpressure`] (or wait), and [`Indexer::lag`] tells how far behind the index is.
+//! The log is never told to wait for the index: it is durable and shared, so a slow index
+//! shows as lag ([`Indexer::lag`]), not as back-pressure on the catalog.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::pin;
 
-use commerce_core::ports::EventLog;
+use commerce_core::ports::{EventLog, LoggedEvent};
 use commerce_core::{DomainEvent, PriceScope, ProductId, ProductProjection, ProductStatus};
+use futures::future::{Either, FutureExt, select};
 
 use crate::index::{IndexWriterGuard, SearchIndex};
 use crate::{Error, Result};
-
-/// A change and its position in the source.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sourced {
-    /// Position in the source; consecutive.
-    pub offset: u64,
-    /// The change.
-    pub event: DomainEvent,
-}
-
-/// Where catalog changes come from: one ordered partition.
-pub trait ChangeSource: Send + Sync {
-    /// Up to `max` changes from offset `from` on, in order.
-    ///
-    /// # Errors
-    /// [`Error::OffsetOutOfRange`] when `from` was already dropped.
-    fn read(&self, from: u64, max: usize) -> Result<Vec<Sourced>>;
-    /// The offset the next appended change will get.
-    fn head(&self) -> u64;
-    /// Everything below `offset` is committed to the index; the source may drop it.
-    fn acknowledge(&self, offset: u64);
-    /// Waits until a change at `from` or later exists, or `timeout` passes.
-    fn wait_for(&self, from: u64, timeout: Duration);
-}
-
-struct LogInner {
-    first: u64,
-    entries: VecDeque<DomainEvent>,
-    acked: u64,
-}
-
-/// An in-memory change log with a capacity: the embedded default, and the test double of a
-/// broker partition. Producers [`MemoryChangeLog::append`]; the indexer reads and acknowledges.
-///
-/// ```
-/// use commerce_core::{DomainEvent, ProductId, Sku};
-/// use search::{ChangeSource, MemoryChangeLog};
-/// let log = MemoryChangeLog::new(1);
-/// let retire = DomainEvent::ProductRetired {
-///     product_id: ProductId::new("p-1").unwrap(), sku: Sku::new("S-1").unwrap(), version: 2,
-/// };
-/// assert_eq!(log.append(retire.clone())?, 0);
-/// assert!(matches!(log.append(retire.clone()), Err(search::Error::Backpressure { lag: 1, .. })));
-/// log.acknowledge(1);
-/// assert_eq!(log.append(retire)?, 1);
-/// # Ok::<(), search::Error>(())
-/// ```
-pub struct MemoryChangeLog {
-    inner: Mutex<LogInner>,
-    changed: Condvar,
-    capacity: u64,
-}
-
-impl std::fmt::Debug for MemoryChangeLog {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemoryChangeLog")
-            .field("capacity", &self.capacity)
-            .field("lag", &self.lag())
-            .finish()
-    }
-}
-
-impl MemoryChangeLog {
-    /// A log holding at most `capacity` (at least 1) unacknowledged changes.
-    pub fn new(capacity: u64) -> MemoryChangeLog {
-        MemoryChangeLog {
-            inner: Mutex::new(LogInner {
-                first: 0,
-                entries: VecDeque::new(),
-                acked: 0,
-            }),
-            changed: Condvar::new(),
-            capacity: capacity.max(1),
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, LogInner> {
-        crate::lock(&self.inner)
-    }
-
-    /// Appends a change, returning its offset.
-    ///
-    /// # Errors
-    /// [`Error::Backpressure`] when `capacity` changes wait unindexed; nothing is appended.
-    pub fn append(&self, event: DomainEvent) -> Result<u64> {
-        let mut inner = self.lock();
-        let head = inner.first + inner.entries.len() as u64;
-        let lag = head - inner.acked;
-        if lag >= self.capacity {
-            return Err(Error::Backpressure {
-                lag,
-                capacity: self.capacity,
-            });
-        }
-        inner.entries.push_back(event);
-        self.changed.notify_all();
-        Ok(head)
-    }
-
-    /// Appends a change, waiting while the log is full.
-    pub fn append_blocking(&self, event: DomainEvent) -> u64 {
-        let mut inner = self.lock();
-        loop {
-            let head = inner.first + inner.entries.len() as u64;
-            if head - inner.acked < self.capacity {
-                inner.entries.push_back(event);
-                self.changed.notify_all();
-                return head;
-            }
-            inner = self
-                .changed
-                .wait(inner)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-        }
-    }
-
-    /// Changes appended but not yet acknowledged by the indexer.
-    pub fn lag(&self) -> u64 {
-        let inner = self.lock();
-        inner.first + inner.entries.len() as u64 - inner.acked
-    }
-}
-
-impl ChangeSource for MemoryChangeLog {
-    fn read(&self, from: u64, max: usize) -> Result<Vec<Sourced>> {
-        let inner = self.lock();
-        let next = inner.first + inner.entries.len() as u64;
-        if from < inner.first || from > next {
-            return Err(Error::OffsetOutOfRange {
-                asked: from,
-                first: inner.first,
-                next,
-            });
-        }
-        let skip = usize::try_from(from - inner.first).unwrap_or(usize::MAX);
-        Ok(inner
-            .entries
-            .iter()
-            .skip(skip)
-            .take(max)
-            .enumerate()
-            .map(|(i, e)| Sourced {
-                offset: from + i as u64,
-                event: e.clone(),
-            })
-            .collect())
-    }
-
-    fn head(&self) -> u64 {
-        let inner = self.lock();
-        inner.first + inner.entries.len() as u64
-    }
-
-    fn acknowledge(&self, offset: u64) {
-        let mut inner = self.lock();
-        let next = inner.first + inner.entries.len() as u64;
-        let offset = offset.min(next);
-        if offset > inner.acked {
-            inner.acked = offset;
-        }
-        while inner.first < inner.acked {
-            inner.entries.pop_front();
-            inner.first += 1;
-        }
-        self.changed.notify_all();
-    }
-
-    fn wait_for(&self, from: u64, timeout: Duration) {
-        let inner = self.lock();
-        if inner.first + (inner.entries.len() as u64) > from {
-            return;
-        }
-        let _ = self
-            .changed
-            .wait_timeout(inner, timeout)
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-    }
-}
 
 /// What one batch did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -237,28 +61,30 @@ impl<'a> Indexer<'a> {
         }
     }
 
-    /// How many changes the source holds that the index has not committed.
-    pub fn lag(&self, source: &dyn ChangeSource) -> u64 {
-        source.head().saturating_sub(self.index.next_offset())
-    }
-
-    /// Reads one batch from where the index stands, applies it, commits it with its end offset
-    /// and acknowledges the source. An empty read commits nothing.
+    /// How many events the log holds that the index has not committed.
     ///
     /// # Errors
-    /// A source or index error; the batch is then not committed and the next call retries it.
-    pub fn run_once(&self, source: &dyn ChangeSource) -> Result<BatchReport> {
-        let from = self.index.next_offset();
-        let batch = source.read(from, self.max_batch)?;
-        let report = self.commit_batch(from, &batch)?;
-        if report.read > 0 {
-            source.acknowledge(report.next_offset);
-        }
-        Ok(report)
+    /// [`Error::Source`] when the log cannot be read.
+    pub async fn lag(&self, log: &dyn EventLog) -> Result<u64> {
+        let end = log.end_offset().await.map_err(Error::Source)?;
+        Ok(end.saturating_sub(self.index.next_offset()))
     }
 
-    /// Applies `batch` (read from `from`) and commits it with its end offset.
-    fn commit_batch(&self, from: u64, batch: &[Sourced]) -> Result<BatchReport> {
+    /// Reads one batch from where the index stands, applies it, and commits it with its end
+    /// offset. An empty read commits nothing. The commit (and, on a directory, its fsync)
+    /// blocks: run the indexer where blocking is fine (a thread of its own, or the runtime's
+    /// blocking pool).
+    ///
+    /// # Errors
+    /// [`Error::Source`] when the log cannot be read (a log truncated past the index's offset is
+    /// a `NotFound` source error); an index error. Nothing is committed then, and the next call
+    /// retries the batch.
+    pub async fn run_once(&self, log: &dyn EventLog) -> Result<BatchReport> {
+        let from = self.index.next_offset();
+        let batch = log
+            .read(from, self.max_batch)
+            .await
+            .map_err(Error::Source)?;
         if batch.is_empty() {
             return Ok(BatchReport {
                 next_offset: from,
@@ -266,65 +92,43 @@ impl<'a> Indexer<'a> {
             });
         }
         let mut writer = self.index.writer();
-        let report = self.apply(&mut writer, batch)?;
+        let report = self.apply(&mut writer, &batch)?;
         writer.commit(Some(report.next_offset))?;
         Ok(report)
     }
 
-    /// [`Indexer::run_once`] from the shared domain event log ([`EventLog`], the outbox every
-    /// engine publishes to): events other than catalog changes are read and skipped, so the
-    /// committed offset is the log's own. The log keeps its events (it has no acknowledgement);
-    /// the commit is blocking work, so run this where blocking is fine.
-    ///
-    /// # Errors
-    /// [`Error::Source`] when the log cannot be read; otherwise as [`Indexer::run_once`].
-    pub async fn run_once_from_log(&self, log: &dyn EventLog) -> Result<BatchReport> {
-        let from = self.index.next_offset();
-        let batch: Vec<Sourced> = log
-            .read(from, self.max_batch)
-            .await
-            .map_err(Error::Source)?
-            .into_iter()
-            .map(|(offset, envelope)| Sourced {
-                offset,
-                event: envelope.event,
-            })
-            .collect();
-        self.commit_batch(from, &batch)
-    }
-
-    /// How many events the domain log holds that the index has not committed.
-    ///
-    /// # Errors
-    /// [`Error::Source`] when the log cannot be read.
-    pub async fn lag_in_log(&self, log: &dyn EventLog) -> Result<u64> {
-        let end = log.end_offset().await.map_err(Error::Source)?;
-        Ok(end.saturating_sub(self.index.next_offset()))
-    }
-
-    /// Runs batches until `stop` is set, waiting up to `idle` for changes when caught up.
+    /// Runs batches until `stop` completes, waiting on the log ([`EventLog::wait`]) whenever the
+    /// index has caught up. Stopping between batches loses nothing: every committed batch is in
+    /// the index with its offset.
     ///
     /// # Errors
     /// The first failing batch's error.
-    pub fn run(&self, source: &dyn ChangeSource, stop: &AtomicBool, idle: Duration) -> Result<()> {
-        while !stop.load(Ordering::Acquire) {
-            let report = self.run_once(source)?;
+    pub async fn run(&self, log: &dyn EventLog, stop: impl Future<Output = ()>) -> Result<()> {
+        let mut stop = pin!(stop.fuse());
+        loop {
+            let report = match select(stop.as_mut(), pin!(self.run_once(log))).await {
+                Either::Left(((), _)) => return Ok(()),
+                Either::Right((report, _)) => report?,
+            };
             if report.read == 0 {
-                source.wait_for(report.next_offset, idle);
+                match select(stop.as_mut(), pin!(log.wait(report.next_offset))).await {
+                    Either::Left(((), _)) => return Ok(()),
+                    Either::Right((waited, _)) => waited.map_err(Error::Source)?,
+                }
             }
         }
-        Ok(())
     }
 
-    /// Stages `batch` on `writer` without committing. [`Indexer::run_once`] is the usual entry;
-    /// this is public so a caller can stage, inspect and then commit or drop (roll back).
+    /// Stages `batch` (events read from the log) on `writer` without committing.
+    /// [`Indexer::run_once`] is the usual entry; this is public so a caller can stage, inspect
+    /// and then commit or drop (roll back).
     ///
     /// # Errors
     /// [`Error::Invalid`] when the batch does not continue from the index's offset.
     pub fn apply(
         &self,
         writer: &mut IndexWriterGuard<'_>,
-        batch: &[Sourced],
+        batch: &[LoggedEvent],
     ) -> Result<BatchReport> {
         let mut expected = self.index.next_offset();
         let mut pending: HashMap<ProductId, Pending> = HashMap::new();
@@ -340,7 +144,7 @@ impl<'a> Indexer<'a> {
                 ));
             }
             expected += 1;
-            let applied = self.apply_one(writer, &mut pending, &change.event)?;
+            let applied = self.apply_one(writer, &mut pending, &change.envelope.event)?;
             if applied {
                 report.applied += 1;
             } else {

@@ -2,8 +2,8 @@
 //! in-memory ports. A shopper in Austria fills a cart, prices resolve per locale, promotions and
 //! VAT apply, a carrier is chosen by rate shopping, checkout runs as a saga (stock held and
 //! pinned, order created, charged once, confirmed), and the order ships and is delivered from
-//! carrier tracking. Search indexes the catalog from its change events and finds the mug
-//! through a typo.
+//! carrier tracking. Every store commits its changes' events to one outbox; search indexes the
+//! catalog from that log (skipping the rest) and finds the mug through a typo.
 //!
 //! Run it with `cargo run -p examples --bin walkthrough`.
 
@@ -19,14 +19,15 @@ use cart_engine::{
 };
 use chrono::Days;
 use commerce_core::memory::{
-    InMemoryCarrier, InMemoryEventLog, InMemoryNotifier, InMemoryOrderStore, InMemoryPaymentGateway,
+    InMemoryCarrier, InMemoryCatalog, InMemoryEventLog, InMemoryNotifier, InMemoryOrderStore,
+    InMemoryPaymentGateway,
 };
-use commerce_core::testkit::{sample_address, sample_product};
 use commerce_core::*;
-use inventory::{InMemoryStockStore, StockConfig, StockKey};
+use inventory::{InMemoryStockStore, StockConfig, StockKey, StockLevels, StockMovements};
 use rust_decimal::Decimal;
 use saga::{
-    Checkout, CheckoutInput, CheckoutPorts, InMemoryJournal, Lifecycle, LifecyclePorts, rate_shop,
+    Checkout, CheckoutInput, CheckoutPorts, InMemoryJournal, LabelSource, Lifecycle,
+    LifecyclePorts, Shipment, rate_shop,
 };
 
 type AnyResult<T> = std::result::Result<T, Box<dyn StdError>>;
@@ -45,50 +46,80 @@ fn main() -> AnyResult<()> {
     futures::executor::block_on(run())
 }
 
+/// A product of the walkthrough's shop, version 1, priced in EUR.
+fn product(id: &str, sku: &str, title: &str, price: &str, brand: &str) -> AnyResult<Product> {
+    Ok(Product {
+        id: ProductId::new(id)?,
+        sku: Sku::new(sku)?,
+        title: title.into(),
+        description: String::new(),
+        images: Vec::new(),
+        prices: PriceTable::single(price.parse()?),
+        attributes: Default::default(),
+        brand: Some(brand.into()),
+        category: CategoryPath::parse("Home/Kitchen")?,
+        status: ProductStatus::Active,
+        version: 1,
+    })
+}
+
+/// The warehouse in Vienna.
+fn warehouse_address() -> AnyResult<Address> {
+    Ok(Address {
+        name: "Shop warehouse".into(),
+        line1: "Lagerstrasse 1".into(),
+        line2: None,
+        city: "Wien".into(),
+        region: None,
+        postal_code: "1030".into(),
+        country: CountryCode::new("AT")?,
+    })
+}
+
 async fn run() -> AnyResult<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let now = clock.now();
     let wh = LocationId::new("wh-vienna")?;
     let at = CountryCode::new("AT")?;
 
+    // One outbox: every store commits the events its writes cause to it, in the same step.
+    let outbox = Arc::new(InMemoryEventLog::new());
+
     // Catalog and stock.
-    let mut tee = sample_product("p-tee", "TEE-RED-M");
+    let catalog = InMemoryCatalog::with_outbox(outbox.clone());
+    let mut tee = product("p-tee", "TEE-RED-M", "Red cotton tee", "19.99 EUR", "Acme")?;
     tee.prices
         .set(PriceScope::Country(at), "21.50 EUR".parse()?)?;
-    let mut mug = sample_product("p-mug", "MUG-01");
-    mug.prices = PriceTable::single("8.90 EUR".parse()?);
-    mug.brand = Some("Potter".into());
-    let stock = Arc::new(InMemoryStockStore::new());
+    let mug = product("p-mug", "MUG-01", "Stoneware mug", "8.90 EUR", "Potter")?;
+    for p in [&tee, &mug] {
+        let events = p.change_events(None, now)?;
+        if catalog.put(p.clone(), &events).await? != CasOutcome::Committed {
+            return Err("the catalog refused a new product".into());
+        }
+    }
+    let stock = Arc::new(InMemoryStockStore::with_outbox(outbox.clone()));
     for (p, units) in [(&tee, 5), (&mug, 3)] {
         let key = StockKey::new(p.sku.clone(), wh.clone());
-        stock.configure_now(&key, StockConfig::default())?;
-        let _ = stock.receive_now(
-            &IdempotencyKey::derive("po-2026-11", p.sku.as_str())?,
-            &key,
-            units,
-            now,
-        )?;
+        stock.configure(&key, StockConfig::default()).await?;
+        let _ = stock
+            .receive(
+                &IdempotencyKey::derive("po-2026-11", p.sku.as_str())?,
+                &key,
+                units,
+                now,
+            )
+            .await?;
     }
 
-    // Search: the catalog projected into the shop's index, fed by catalog events and fresh
-    // as soon as the indexer commits them.
-    tee.title = "Red cotton tee".into();
-    mug.title = "Stoneware mug".into();
+    // Search: the catalog projected into the shop's index, read from the outbox (stock events
+    // are read and skipped) and fresh as soon as the indexer commits.
     let shop_search = search::SearchIndex::create(
         search::TenantId::new("shop-at")?,
         search::TenantConfig::new(&[Currency::EUR]),
         search::Storage::Ram,
     )?;
-    let catalog_log = search::MemoryChangeLog::new(10_000);
-    for p in [&tee, &mug] {
-        let mut projection = ProductProjection::from_product(p);
-        projection.in_stock = Some(true);
-        catalog_log.append(DomainEvent::ProductUpserted {
-            projection: Box::new(projection),
-        })?;
-    }
     let indexer = search::Indexer::new(&shop_search, 500);
-    let indexed = indexer.run_once(&catalog_log)?;
+    let indexed = indexer.run_once(outbox.as_ref()).await?;
     let mut query = search::SearchRequest::new("poter mug", Currency::EUR);
     query.facets.brand = true;
     let found = shop_search.search(&query)?;
@@ -135,9 +166,15 @@ async fn run() -> AnyResult<()> {
         &m,
     )?;
     let _ = cart.execute(CartCommand::ApplyCode("welcome 5".into()), &m)?;
-    let mut address = sample_address();
-    address.country = at;
-    address.city = "Wien".into();
+    let address = Address {
+        name: "Ada Lovelace".into(),
+        line1: "Stephansplatz 1".into(),
+        line2: None,
+        city: "Wien".into(),
+        region: None,
+        postal_code: "1010".into(),
+        country: at,
+    };
     let _ = cart.execute(CartCommand::SetShippingAddress(address.clone()), &m)?;
 
     // Rate shopping: the cheapest service that arrives within three days.
@@ -146,7 +183,7 @@ async fn run() -> AnyResult<()> {
         Currency::EUR,
     ));
     let request = ShipmentRequest {
-        from: sample_address(),
+        from: warehouse_address()?,
         to: address.clone(),
         parcels: vec![Parcel {
             weight_g: 1_800,
@@ -217,21 +254,20 @@ async fn run() -> AnyResult<()> {
     );
 
     // Checkout: a saga keyed by the client's idempotency key.
-    let orders = Arc::new(InMemoryOrderStore::new());
+    let orders = Arc::new(InMemoryOrderStore::with_outbox(outbox.clone()));
     let payments = Arc::new(InMemoryPaymentGateway::new());
-    let outbox = Arc::new(InMemoryEventLog::new());
     let notifier = Arc::new(InMemoryNotifier::new());
+    let journal = Arc::new(InMemoryJournal::new());
     let ports = CheckoutPorts {
         usage: Arc::new(InMemoryUsageStore::new()),
         stock: stock.clone(),
         orders: orders.clone(),
         payments: payments.clone(),
-        outbox: outbox.clone(),
         notifier: notifier.clone(),
     };
     let checkout = Checkout::new(
         ports,
-        Arc::new(InMemoryJournal::new()),
+        journal.clone(),
         clock.clone(),
         Arc::new(NoSleep),
         "worker-1",
@@ -259,39 +295,58 @@ async fn run() -> AnyResult<()> {
         .collect();
     println!("  charges: {charged:?}");
 
-    // After checkout: fulfil, ship, and let tracking deliver it.
+    // After checkout: fulfil, ship (the lifecycle buys the label), and let tracking deliver it.
     let life = Lifecycle::new(
         LifecyclePorts {
             orders: orders.clone(),
             stock: stock.clone(),
             payments,
+            carrier: acme,
             outbox: outbox.clone(),
             notifier: notifier.clone(),
         },
         wh.clone(),
+        journal,
+        clock.clone(),
+        Arc::new(NoSleep),
+        "worker-1",
+        8,
     );
     let order_id = OrderId::new(key.as_str())?;
-    let _ = life.start_fulfilment(&order_id, clock.now()).await?;
-    let label = acme
-        .create_label(
-            &IdempotencyKey::derive(order_id.as_str(), "label")?,
-            &request,
-            &quote.service,
-        )
-        .await?;
-    let _ = life.ship(&order_id, &label, clock.now()).await?;
+    let _ = life.start_fulfilment(&order_id).await?;
+    let shipment = Shipment {
+        key: "parcel-1".into(),
+        label: LabelSource::Buy {
+            request: Box::new(request),
+            service: quote.service.clone(),
+        },
+    };
+    let shipped = life.ship(&order_id, shipment).await?;
+    let saga::Applied::Moved(shipped) = shipped else {
+        return Err(format!("the order did not ship: {shipped:?}").into());
+    };
+    let (carrier, tracking_number) = shipped
+        .ledger()
+        .iter()
+        .find_map(|e| match &e.transition {
+            Transition::Ship {
+                carrier,
+                tracking_number,
+            } => Some((carrier.clone(), tracking_number.clone())),
+            _ => None,
+        })
+        .ok_or("no shipment")?;
     // The carrier's delivery scan arrives as a webhook (twice, as webhooks do).
     let tracking = TrackingEvent {
         seq: 7,
         at: clock.now(),
         status: TrackingStatus::Delivered,
     };
-    let _ = life
-        .on_tracking(&order_id, &label.carrier, &label.tracking_number, &tracking)
-        .await?;
-    let _ = life
-        .on_tracking(&order_id, &label.carrier, &label.tracking_number, &tracking)
-        .await?;
+    for _ in 0..2 {
+        let _ = life
+            .on_tracking(&order_id, &carrier, &tracking_number, &tracking)
+            .await?;
+    }
 
     let order = orders.get(&order_id).await?.ok_or("order vanished")?;
     println!(
@@ -313,7 +368,7 @@ async fn run() -> AnyResult<()> {
         StockKey::new(tee.sku.clone(), wh.clone()),
         StockKey::new(mug.sku.clone(), wh),
     ] {
-        let l = stock.level_now(&key, clock.now())?;
+        let l = stock.level(&key, clock.now()).await?;
         println!(
             "  stock {key}: on hand {}, committed {}, available {}",
             l.on_hand, l.committed, l.available
@@ -324,7 +379,16 @@ async fn run() -> AnyResult<()> {
         .iter()
         .map(|e| e.event_type.clone())
         .collect();
-    println!("== Outbox: {events:?}");
+    println!(
+        "== Outbox ({} events, each committed with its write): {events:?}",
+        events.len()
+    );
+    let behind = indexer.lag(outbox.as_ref()).await?;
+    let caught_up = indexer.run_once(outbox.as_ref()).await?;
+    println!(
+        "== Search was {behind} events behind; one batch read {} and changed nothing ({} skipped)",
+        caught_up.read, caught_up.skipped
+    );
     let notes: Vec<String> = notifier
         .sent()
         .iter()

@@ -7,6 +7,7 @@
 )]
 
 pub mod cart_store;
+mod faulty;
 mod invariants;
 pub mod usage_store;
 

@@ -1,7 +1,13 @@
 //! The in-memory ports run their conformance suites, as every adapter will.
 
 mod cart_store {
-    cart_engine::cart_store_conformance!(cart_engine::InMemoryCartStore::new());
+    cart_engine::cart_store_conformance!({
+        let log = std::sync::Arc::new(commerce_core::memory::InMemoryEventLog::new());
+        (
+            cart_engine::InMemoryCartStore::with_outbox(log.clone()),
+            log,
+        )
+    });
 }
 
 mod usage_store {

@@ -1,10 +1,11 @@
 //! Merge at login and the abandoned-cart sweep, end to end on the in-memory ports.
 
 use cart_engine::*;
-use chrono::TimeDelta;
-use commerce_core::memory::InMemoryEventLog;
+use chrono::{DateTime, TimeDelta, Utc};
 use commerce_core::testkit::{sample_address, sample_product, t0};
-use commerce_core::{CartId, Currency, DomainEvent, EventLog, Product, UserId};
+use commerce_core::{
+    CartId, CasOutcome, Currency, DomainEvent, EventEnvelope, EventLog, PortResult, Product, UserId,
+};
 
 fn guest() -> Cart {
     Cart::new(
@@ -118,7 +119,7 @@ fn merge_caps_quantities_and_refuses_nonsense() {
 #[tokio::test]
 async fn the_sweep_emits_one_abandoned_event_per_cart() {
     let store = InMemoryCartStore::new();
-    let outbox = InMemoryEventLog::new();
+    let outbox = store.outbox().clone();
     let tee = sample_product("p-1", "TEE");
     for i in 0..5 {
         let mut c = Cart::new(
@@ -129,7 +130,7 @@ async fn the_sweep_emits_one_abandoned_event_per_cart() {
             t0(),
         );
         add(&mut c, &tee, 1);
-        store.insert(c).await.unwrap();
+        store.insert(c, &[]).await.unwrap();
     }
     let fresh = Cart::new(
         CartId::new("c-fresh").unwrap(),
@@ -138,27 +139,27 @@ async fn the_sweep_emits_one_abandoned_event_per_cart() {
         None,
         t0() + TimeDelta::days(20),
     );
-    store.insert(fresh).await.unwrap();
+    store.insert(fresh, &[]).await.unwrap();
 
     let day_29 = t0() + TimeDelta::days(29);
     assert!(
-        sweep_abandoned(&store, &outbox, day_29, 100)
+        sweep_abandoned(&store, day_29, 100)
             .await
             .unwrap()
             .is_empty()
     );
     let day_31 = t0() + TimeDelta::days(31);
     // Two sweeps (as two workers would) and a later one: each cart is reported once.
-    let first = sweep_abandoned(&store, &outbox, day_31, 3).await.unwrap();
-    let second = sweep_abandoned(&store, &outbox, day_31, 3).await.unwrap();
-    let third = sweep_abandoned(&store, &outbox, day_31 + TimeDelta::days(60), 100)
+    let first = sweep_abandoned(&store, day_31, 3).await.unwrap();
+    let second = sweep_abandoned(&store, day_31, 3).await.unwrap();
+    let third = sweep_abandoned(&store, day_31 + TimeDelta::days(60), 100)
         .await
         .unwrap();
     assert_eq!((first.len(), second.len(), third.len()), (3, 2, 1));
     let events = outbox.read(0, 100).await.unwrap();
     let mut carts: Vec<String> = events
         .iter()
-        .map(|(_, e)| match &e.event {
+        .map(|e| match &e.envelope.event {
             DomainEvent::CartAbandoned { cart_id, .. } => cart_id.to_string(),
             other => panic!("{other:?}"),
         })
@@ -167,12 +168,74 @@ async fn the_sweep_emits_one_abandoned_event_per_cart() {
     assert_eq!(carts, ["c-0", "c-1", "c-2", "c-3", "c-4", "c-fresh"]);
     // Re-running changes nothing.
     assert!(
-        sweep_abandoned(&store, &outbox, day_31 + TimeDelta::days(60), 100)
+        sweep_abandoned(&store, day_31 + TimeDelta::days(60), 100)
             .await
             .unwrap()
             .is_empty()
     );
     assert_eq!(outbox.end_offset().await.unwrap(), 6);
+}
+
+/// A store whose carts are touched by their shopper right after the sweep lists them: the
+/// sweep's mark then loses its compare-and-set.
+#[derive(Debug)]
+struct TouchedWhileListed(InMemoryCartStore);
+
+#[async_trait::async_trait]
+impl CartStore for TouchedWhileListed {
+    async fn insert(&self, cart: Cart, events: &[EventEnvelope]) -> PortResult<()> {
+        self.0.insert(cart, events).await
+    }
+    async fn get(&self, id: &CartId) -> PortResult<Option<Cart>> {
+        self.0.get(id).await
+    }
+    async fn get_active_for_user(&self, user: &UserId) -> PortResult<Option<Cart>> {
+        self.0.get_active_for_user(user).await
+    }
+    async fn update(
+        &self,
+        cart: Cart,
+        expected_version: u64,
+        events: &[EventEnvelope],
+    ) -> PortResult<CasOutcome> {
+        self.0.update(cart, expected_version, events).await
+    }
+    async fn list_expired(&self, now: DateTime<Utc>, limit: usize) -> PortResult<Vec<Cart>> {
+        let listed = self.0.list_expired(now, limit).await?;
+        for cart in &listed {
+            let mut touched = cart.clone();
+            add(&mut touched, &sample_product("p-2", "MUG"), 1);
+            let _ = self.0.update(touched, cart.version(), &[]).await?;
+        }
+        Ok(listed)
+    }
+}
+
+#[tokio::test]
+async fn a_cart_touched_while_the_sweep_runs_is_neither_marked_nor_announced() {
+    let store = TouchedWhileListed(InMemoryCartStore::new());
+    let mut c = Cart::new(
+        CartId::new("c-busy").unwrap(),
+        None,
+        Currency::EUR,
+        None,
+        t0(),
+    );
+    add(&mut c, &sample_product("p-1", "TEE"), 1);
+    store.insert(c, &[]).await.unwrap();
+    let later = t0() + TimeDelta::days(31);
+    assert!(sweep_abandoned(&store, later, 10).await.unwrap().is_empty());
+    assert_eq!(
+        store.0.outbox().end_offset().await.unwrap(),
+        0,
+        "no CartAbandoned for a cart that is still in use"
+    );
+    let cart = store
+        .get(&CartId::new("c-busy").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(*cart.status(), CartStatus::Active);
 }
 
 #[test]

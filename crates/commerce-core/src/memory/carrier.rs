@@ -45,6 +45,8 @@ pub struct InMemoryCarrier {
 struct Inner {
     labels: HashMap<IdempotencyKey, (String, Label)>,
     tracking: HashMap<String, Vec<TrackingEvent>>,
+    /// Voided tracking numbers.
+    voided: std::collections::HashSet<String>,
     next: u64,
 }
 
@@ -87,6 +89,18 @@ impl InMemoryCarrier {
         )
     }
 
+    /// Every label sold, in the order sold, and whether it was voided (for checkers).
+    pub fn labels(&self) -> Vec<(Label, bool)> {
+        let inner = lock(&self.inner);
+        let mut labels: Vec<(Label, bool)> = inner
+            .labels
+            .values()
+            .map(|(_, l)| (l.clone(), inner.voided.contains(&l.tracking_number)))
+            .collect();
+        labels.sort_by(|a, b| a.0.tracking_number.cmp(&b.0.tracking_number));
+        labels
+    }
+
     /// Records a tracking update for `tracking_number` (what the carrier's network would do).
     ///
     /// # Errors
@@ -98,6 +112,12 @@ impl InMemoryCarrier {
         at: DateTime<Utc>,
     ) -> PortResult<TrackingEvent> {
         let mut inner = lock(&self.inner);
+        if inner.voided.contains(tracking_number) {
+            return Err(err(
+                ErrorKind::Refused,
+                format!("label {tracking_number} was voided"),
+            ));
+        }
         let events = inner
             .tracking
             .get_mut(tracking_number)
@@ -224,5 +244,24 @@ impl Carrier for InMemoryCarrier {
             .get(tracking_number)
             .cloned()
             .ok_or_else(|| err(ErrorKind::NotFound, format!("tracking {tracking_number}")))
+    }
+
+    async fn void_label(&self, _key: &IdempotencyKey, tracking_number: &str) -> PortResult<()> {
+        let mut inner = lock(&self.inner);
+        let Some(events) = inner.tracking.get(tracking_number) else {
+            return Err(err(
+                ErrorKind::NotFound,
+                format!("tracking {tracking_number}"),
+            ));
+        };
+        if !events.is_empty() {
+            return Err(err(
+                ErrorKind::Refused,
+                format!("label {tracking_number} was already scanned"),
+            ));
+        }
+        // Voiding again (under any key) changes nothing.
+        inner.voided.insert(tracking_number.to_owned());
+        Ok(())
     }
 }

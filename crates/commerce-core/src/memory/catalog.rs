@@ -2,18 +2,20 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
-use super::{lock, page_limit};
+use super::{InMemoryEventLog, lock, page_limit};
 use crate::ports::{CasOutcome, CatalogStore, ErrorKind, PortError, PortResult};
-use crate::{Product, ProductId, Sku};
+use crate::{EventEnvelope, Product, ProductId, Sku};
 
-/// A [`CatalogStore`] in a `BTreeMap`, with a SKU index.
+/// A [`CatalogStore`] in a `BTreeMap`, with a SKU index, committing each write's events to its
+/// outbox inside the same critical section.
 #[derive(Debug, Default)]
 pub struct InMemoryCatalog {
     inner: Mutex<Inner>,
+    outbox: Arc<InMemoryEventLog>,
 }
 
 #[derive(Debug, Default)]
@@ -23,9 +25,22 @@ struct Inner {
 }
 
 impl InMemoryCatalog {
-    /// An empty catalog.
+    /// An empty catalog with an outbox of its own.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty catalog committing its events to `outbox`.
+    pub fn with_outbox(outbox: Arc<InMemoryEventLog>) -> Self {
+        InMemoryCatalog {
+            inner: Mutex::default(),
+            outbox,
+        }
+    }
+
+    /// The log this catalog commits its events to.
+    pub fn outbox(&self) -> &Arc<InMemoryEventLog> {
+        &self.outbox
     }
 }
 
@@ -44,7 +59,7 @@ impl CatalogStore for InMemoryCatalog {
             .cloned())
     }
 
-    async fn put(&self, product: Product) -> PortResult<CasOutcome> {
+    async fn put(&self, product: Product, events: &[EventEnvelope]) -> PortResult<CasOutcome> {
         product.validate()?;
         let mut inner = lock(&self.inner);
         let current = inner.by_id.get(&product.id).map_or(0, |p| p.version);
@@ -65,6 +80,7 @@ impl CatalogStore for InMemoryCatalog {
             let old_sku = old.sku.clone();
             inner.by_sku.remove(&old_sku);
         }
+        let _ = self.outbox.append(events);
         inner.by_sku.insert(product.sku.clone(), product.id.clone());
         inner.by_id.insert(product.id.clone(), product);
         Ok(CasOutcome::Committed)

@@ -98,6 +98,9 @@ pub struct TrackingEvent {
 /// - `create_label` is idempotent by key: the same key returns the same label and tracking
 ///   number; the same key for another request is `Conflict`.
 /// - `track` of an unknown number is `NotFound`; events come in ascending `seq`.
+/// - `void_label` voids a label the carrier has not scanned yet (the shipment was called off);
+///   voiding it again is a no-op; a scanned label is `Refused`; an unknown number is
+///   `NotFound`. A voided label never scans.
 #[async_trait]
 pub trait Carrier: Send + Sync + Debug {
     /// Prices each service level.
@@ -111,4 +114,7 @@ pub trait Carrier: Send + Sync + Debug {
     ) -> PortResult<Label>;
     /// The tracking history of a parcel.
     async fn track(&self, tracking_number: &str) -> PortResult<Vec<TrackingEvent>>;
+    /// Voids an unused label, so its cost is refunded (the compensation of a label bought for
+    /// a shipment that did not happen).
+    async fn void_label(&self, key: &IdempotencyKey, tracking_number: &str) -> PortResult<()>;
 }

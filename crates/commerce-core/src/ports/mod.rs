@@ -28,7 +28,7 @@ pub use carrier::{
 };
 pub use catalog::CatalogStore;
 pub use clock::{Clock, ManualClock};
-pub use events::{EventLog, EventPublisher};
+pub use events::{EventLog, EventPublisher, LoggedEvent};
 pub use idempotency::{Begin, IdempotencyStore};
 pub use notifier::{Notification, NotificationKind, Notifier};
 pub use orders::OrderStore;

@@ -89,6 +89,33 @@ pub async fn tracking<C: Carrier + ?Sized>(carrier: &C) {
     );
 }
 
+/// An unscanned label can be voided, once or many times; an unknown one is `NotFound`.
+pub async fn labels_can_be_voided<C: Carrier + ?Sized>(carrier: &C) {
+    let req = shipment(&[800]);
+    let service = carrier.quote(&req).await.unwrap()[0].service.clone();
+    let label = carrier
+        .create_label(&IdempotencyKey::new("label-d").unwrap(), &req, &service)
+        .await
+        .unwrap();
+    let void = IdempotencyKey::new("void-d").unwrap();
+    carrier
+        .void_label(&void, &label.tracking_number)
+        .await
+        .unwrap();
+    carrier
+        .void_label(&void, &label.tracking_number)
+        .await
+        .unwrap();
+    assert_eq!(
+        carrier
+            .void_label(&void, "NO-SUCH-PARCEL")
+            .await
+            .unwrap_err()
+            .kind,
+        ErrorKind::NotFound
+    );
+}
+
 /// Runs the [`Carrier`] conformance suite against `$make` (a carrier quoting in EUR).
 #[macro_export]
 macro_rules! carrier_conformance {
@@ -98,6 +125,7 @@ macro_rules! carrier_conformance {
             bad_shipments_are_invalid => $crate::testkit::carrier::bad_shipments_are_invalid,
             labels_are_idempotent => $crate::testkit::carrier::labels_are_idempotent,
             tracking => $crate::testkit::carrier::tracking,
+            labels_can_be_voided => $crate::testkit::carrier::labels_can_be_voided,
         );
     };
 }

@@ -2,23 +2,32 @@
 
 use futures::future::join_all;
 
-use super::sample_product;
-use crate::{CasOutcome, CatalogStore, ErrorKind, ProductId, ProductStatus, Sku};
+use super::{events_with_id as count, sample_product, t0};
+use crate::{
+    CasOutcome, CatalogStore, ErrorKind, EventLog, PortResult, Product, ProductId, ProductStatus,
+    Sku,
+};
+
+/// Puts `p` with the events a write of it causes.
+async fn put<S: CatalogStore + ?Sized>(store: &S, p: Product) -> PortResult<CasOutcome> {
+    let events = p.change_events(None, t0()).unwrap();
+    store.put(p, &events).await
+}
 
 fn pid(s: &str) -> ProductId {
     ProductId::new(s).unwrap()
 }
 
 /// A new product at version 1 is stored and found by id and by SKU.
-pub async fn put_then_get<S: CatalogStore + ?Sized>(store: &S) {
+pub async fn put_then_get<S: CatalogStore + ?Sized, L: EventLog + ?Sized>(store: &S, _log: &L) {
     let p = sample_product("cat-a-1", "CAT-A-1");
-    assert_eq!(store.put(p.clone()).await.unwrap(), CasOutcome::Committed);
+    assert_eq!(put(store, p.clone()).await.unwrap(), CasOutcome::Committed);
     assert_eq!(store.get(&p.id).await.unwrap(), Some(p.clone()));
     assert_eq!(store.get_by_sku(&p.sku).await.unwrap(), Some(p));
 }
 
 /// Unknown ids and SKUs read as `None`, not as errors.
-pub async fn missing_is_none<S: CatalogStore + ?Sized>(store: &S) {
+pub async fn missing_is_none<S: CatalogStore + ?Sized, L: EventLog + ?Sized>(store: &S, _log: &L) {
     assert_eq!(store.get(&pid("cat-missing")).await.unwrap(), None);
     assert_eq!(
         store
@@ -30,48 +39,54 @@ pub async fn missing_is_none<S: CatalogStore + ?Sized>(store: &S) {
 }
 
 /// Writes must carry exactly the next version; a stale or skipped version writes nothing.
-pub async fn put_is_compare_and_set<S: CatalogStore + ?Sized>(store: &S) {
+pub async fn put_is_compare_and_set<S: CatalogStore + ?Sized, L: EventLog + ?Sized>(
+    store: &S,
+    _log: &L,
+) {
     let mut p = sample_product("cat-b-1", "CAT-B-1");
     p.version = 2;
     assert_eq!(
-        store.put(p.clone()).await.unwrap(),
+        put(store, p.clone()).await.unwrap(),
         CasOutcome::VersionMismatch { current: 0 }
     );
     assert_eq!(store.get(&p.id).await.unwrap(), None);
     p.version = 1;
-    assert_eq!(store.put(p.clone()).await.unwrap(), CasOutcome::Committed);
+    assert_eq!(put(store, p.clone()).await.unwrap(), CasOutcome::Committed);
     let mut stale = p.clone();
     stale.title = "stale write".into();
     assert_eq!(
-        store.put(stale).await.unwrap(),
+        put(store, stale).await.unwrap(),
         CasOutcome::VersionMismatch { current: 1 }
     );
     let mut next = p.clone();
     next.version = 2;
     next.title = "second".into();
     assert_eq!(
-        store.put(next.clone()).await.unwrap(),
+        put(store, next.clone()).await.unwrap(),
         CasOutcome::Committed
     );
     assert_eq!(store.get(&p.id).await.unwrap(), Some(next));
 }
 
 /// An invalid product is `Invalid` and nothing is written.
-pub async fn invalid_product_is_refused<S: CatalogStore + ?Sized>(store: &S) {
+pub async fn invalid_product_is_refused<S: CatalogStore + ?Sized, L: EventLog + ?Sized>(
+    store: &S,
+    _log: &L,
+) {
     let mut p = sample_product("cat-c-1", "CAT-C-1");
     p.title = "   ".into();
-    let err = store.put(p.clone()).await.unwrap_err();
+    let err = put(store, p.clone()).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Invalid);
     assert_eq!(store.get(&p.id).await.unwrap(), None);
 }
 
 /// A SKU belongs to one product: a second product with it is `Conflict`.
-pub async fn sku_is_unique<S: CatalogStore + ?Sized>(store: &S) {
+pub async fn sku_is_unique<S: CatalogStore + ?Sized, L: EventLog + ?Sized>(store: &S, _log: &L) {
     let a = sample_product("cat-d-1", "CAT-D-1");
     let b = sample_product("cat-d-2", "CAT-D-1");
-    assert_eq!(store.put(a.clone()).await.unwrap(), CasOutcome::Committed);
+    assert_eq!(put(store, a.clone()).await.unwrap(), CasOutcome::Committed);
     assert_eq!(
-        store.put(b.clone()).await.unwrap_err().kind,
+        put(store, b.clone()).await.unwrap_err().kind,
         ErrorKind::Conflict
     );
     assert_eq!(store.get(&b.id).await.unwrap(), None);
@@ -79,14 +94,17 @@ pub async fn sku_is_unique<S: CatalogStore + ?Sized>(store: &S) {
 }
 
 /// Changing a product's SKU moves the SKU index; retiring is a versioned write.
-pub async fn sku_change_and_retire<S: CatalogStore + ?Sized>(store: &S) {
+pub async fn sku_change_and_retire<S: CatalogStore + ?Sized, L: EventLog + ?Sized>(
+    store: &S,
+    _log: &L,
+) {
     let p = sample_product("cat-e-1", "CAT-E-1");
-    assert_eq!(store.put(p.clone()).await.unwrap(), CasOutcome::Committed);
+    assert_eq!(put(store, p.clone()).await.unwrap(), CasOutcome::Committed);
     let mut renamed = p.clone();
     renamed.sku = Sku::new("CAT-E-1B").unwrap();
     renamed.version = 2;
     assert_eq!(
-        store.put(renamed.clone()).await.unwrap(),
+        put(store, renamed.clone()).await.unwrap(),
         CasOutcome::Committed
     );
     assert_eq!(store.get_by_sku(&p.sku).await.unwrap(), None);
@@ -98,7 +116,7 @@ pub async fn sku_change_and_retire<S: CatalogStore + ?Sized>(store: &S) {
     retired.status = ProductStatus::Retired;
     retired.version = 3;
     assert_eq!(
-        store.put(retired.clone()).await.unwrap(),
+        put(store, retired.clone()).await.unwrap(),
         CasOutcome::Committed
     );
     assert_eq!(
@@ -108,10 +126,13 @@ pub async fn sku_change_and_retire<S: CatalogStore + ?Sized>(store: &S) {
 }
 
 /// `list` pages in ascending id order, strictly after the cursor.
-pub async fn list_pages_in_id_order<S: CatalogStore + ?Sized>(store: &S) {
+pub async fn list_pages_in_id_order<S: CatalogStore + ?Sized, L: EventLog + ?Sized>(
+    store: &S,
+    _log: &L,
+) {
     for i in [3, 1, 5, 2, 4] {
         let p = sample_product(&format!("cat-f-{i}"), &format!("CAT-F-{i}"));
-        assert_eq!(store.put(p).await.unwrap(), CasOutcome::Committed);
+        assert_eq!(put(store, p).await.unwrap(), CasOutcome::Committed);
     }
     let mut seen = Vec::new();
     let mut after: Option<ProductId> = Some(pid("cat-f-"));
@@ -133,14 +154,17 @@ pub async fn list_pages_in_id_order<S: CatalogStore + ?Sized>(store: &S) {
 }
 
 /// Of many concurrent writers of the same next version, exactly one commits.
-pub async fn concurrent_puts_have_one_winner<S: CatalogStore + ?Sized>(store: &S) {
+pub async fn concurrent_puts_have_one_winner<S: CatalogStore + ?Sized, L: EventLog + ?Sized>(
+    store: &S,
+    _log: &L,
+) {
     let p = sample_product("cat-g-1", "CAT-G-1");
-    assert_eq!(store.put(p.clone()).await.unwrap(), CasOutcome::Committed);
+    assert_eq!(put(store, p.clone()).await.unwrap(), CasOutcome::Committed);
     let writes = (0..8).map(|i| {
         let mut next = p.clone();
         next.version = 2;
         next.title = format!("writer {i}");
-        store.put(next)
+        put(store, next)
     });
     let results = join_all(writes).await;
     let committed = results
@@ -154,11 +178,47 @@ pub async fn concurrent_puts_have_one_winner<S: CatalogStore + ?Sized>(store: &S
     )));
 }
 
-/// Runs the [`CatalogStore`] conformance suite against `$make`.
+/// A write commits its events with it; a refused or lost write commits none.
+pub async fn events_commit_with_the_write<S: CatalogStore + ?Sized, L: EventLog + ?Sized>(
+    store: &S,
+    log: &L,
+) {
+    let p = sample_product("cat-h-1", "CAT-H-1");
+    assert_eq!(put(store, p.clone()).await.unwrap(), CasOutcome::Committed);
+    assert_eq!(count(log, "cat-h-1:v1").await, 1);
+    let mut skipped = p.clone();
+    skipped.version = 3;
+    assert_eq!(
+        put(store, skipped).await.unwrap(),
+        CasOutcome::VersionMismatch { current: 1 }
+    );
+    assert_eq!(
+        count(log, "cat-h-1:v3").await,
+        0,
+        "a lost write commits nothing"
+    );
+    let mut bad = p.clone();
+    bad.version = 2;
+    bad.title = String::new();
+    assert_eq!(put(store, bad).await.unwrap_err().kind, ErrorKind::Invalid);
+    let thief = sample_product("cat-h-2", "CAT-H-1");
+    assert_eq!(
+        put(store, thief).await.unwrap_err().kind,
+        ErrorKind::Conflict
+    );
+    assert_eq!(
+        count(log, "cat-h-1:v2").await + count(log, "cat-h-2:v1").await,
+        0,
+        "a refused write commits nothing"
+    );
+}
+
+/// Runs the [`CatalogStore`] conformance suite against `$make`, which yields `(store, log)`: the
+/// store and a shared handle (`Arc`) to the event log its writes commit to.
 #[macro_export]
 macro_rules! catalog_store_conformance {
     ($make:expr) => {
-        $crate::__conformance_cases!($make;
+        $crate::__conformance_cases_with_log!($make;
             put_then_get => $crate::testkit::catalog_store::put_then_get,
             missing_is_none => $crate::testkit::catalog_store::missing_is_none,
             put_is_compare_and_set => $crate::testkit::catalog_store::put_is_compare_and_set,
@@ -167,6 +227,7 @@ macro_rules! catalog_store_conformance {
             sku_change_and_retire => $crate::testkit::catalog_store::sku_change_and_retire,
             list_pages_in_id_order => $crate::testkit::catalog_store::list_pages_in_id_order,
             concurrent_puts_have_one_winner => $crate::testkit::catalog_store::concurrent_puts_have_one_winner,
+            events_commit_with_the_write => $crate::testkit::catalog_store::events_commit_with_the_write,
         );
     };
 }

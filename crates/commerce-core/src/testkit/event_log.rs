@@ -1,7 +1,9 @@
 //! Conformance cases for [`EventPublisher`] + [`EventLog`] (an outbox and the log it feeds).
 
+use futures::FutureExt;
+
 use super::t0;
-use crate::{CartId, DomainEvent, EventEnvelope, EventId, EventLog, EventPublisher};
+use crate::{CartId, DomainEvent, EventEnvelope, EventId, EventLog, EventPublisher, LoggedEvent};
 
 fn event(id: &str) -> EventEnvelope {
     EventEnvelope::new(
@@ -15,8 +17,10 @@ fn event(id: &str) -> EventEnvelope {
     )
 }
 
-fn ids(read: &[(u64, EventEnvelope)]) -> Vec<String> {
-    read.iter().map(|(_, e)| e.event_id.to_string()).collect()
+fn ids(read: &[LoggedEvent]) -> Vec<String> {
+    read.iter()
+        .map(|e| e.envelope.event_id.to_string())
+        .collect()
 }
 
 /// Published events read back in order at consecutive offsets, the same on every read.
@@ -30,11 +34,11 @@ pub async fn publish_then_read_in_order<L: EventPublisher + EventLog + ?Sized>(l
     assert_eq!(log.end_offset().await.unwrap(), start + 3);
     let read = log.read(start, 10).await.unwrap();
     assert_eq!(
-        read.iter().map(|(o, _)| *o).collect::<Vec<_>>(),
+        read.iter().map(|e| e.offset).collect::<Vec<_>>(),
         [start, start + 1, start + 2]
     );
     assert_eq!(
-        read.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>(),
+        read.iter().map(|e| e.envelope.clone()).collect::<Vec<_>>(),
         batch
     );
     assert_eq!(
@@ -73,6 +77,21 @@ pub async fn read_past_end_is_empty<L: EventPublisher + EventLog + ?Sized>(log: 
     );
 }
 
+/// `wait(from)` returns at once when an event at `from` exists, and not before one does.
+pub async fn wait_returns_once_an_event_exists<L: EventPublisher + EventLog + ?Sized>(log: &L) {
+    let end = log.end_offset().await.unwrap();
+    log.publish(&[event("ev-d-1")]).await.unwrap();
+    log.wait(end).await.unwrap();
+    let next = end + 1;
+    assert!(
+        log.wait(next).now_or_never().is_none(),
+        "nothing at {next} yet: wait must not return"
+    );
+    let waiting = log.wait(next);
+    log.publish(&[event("ev-d-2")]).await.unwrap();
+    waiting.await.unwrap();
+}
+
 /// Runs the outbox and log conformance suite against `$make`.
 #[macro_export]
 macro_rules! event_log_conformance {
@@ -81,6 +100,7 @@ macro_rules! event_log_conformance {
             publish_then_read_in_order => $crate::testkit::event_log::publish_then_read_in_order,
             duplicate_event_ids_are_skipped => $crate::testkit::event_log::duplicate_event_ids_are_skipped,
             read_past_end_is_empty => $crate::testkit::event_log::read_past_end_is_empty,
+            wait_returns_once_an_event_exists => $crate::testkit::event_log::wait_returns_once_an_event_exists,
         );
     };
 }

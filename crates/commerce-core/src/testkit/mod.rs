@@ -28,6 +28,7 @@ pub mod carrier;
 pub mod catalog_store;
 pub mod clock;
 pub mod event_log;
+pub mod faults;
 pub mod idempotency_store;
 pub mod notifier;
 pub mod order_store;
@@ -36,7 +37,7 @@ pub mod payment_gateway;
 use chrono::{DateTime, TimeZone, Utc};
 
 use crate::{
-    Address, CategoryPath, CountryCode, Currency, Image, Money, NewOrder, Order, OrderId,
+    Address, CategoryPath, CountryCode, Currency, EventLog, Image, Money, NewOrder, Order, OrderId,
     OrderLine, PriceTable, Product, ProductId, ProductStatus, Sku, UserId,
 };
 
@@ -117,6 +118,22 @@ pub fn sample_order(id: &str) -> Order {
     ok(Order::new(new, t0()), "order")
 }
 
+/// How many events with id `id` the log holds (a conformance check that an event committed
+/// once, or not at all).
+pub async fn events_with_id<L: EventLog + ?Sized>(log: &L, id: &str) -> usize {
+    let mut n = 0;
+    let mut from = 0;
+    loop {
+        let page = log.read(from, 1_000).await.unwrap();
+        let Some(last) = page.last() else { return n };
+        from = last.offset + 1;
+        n += page
+            .iter()
+            .filter(|e| e.envelope.event_id.as_str() == id)
+            .count();
+    }
+}
+
 /// Stamps out one `#[tokio::test]` per conformance case. Used by the per-port macros.
 #[doc(hidden)]
 #[macro_export]
@@ -127,6 +144,22 @@ macro_rules! __conformance_cases {
             async fn $case() {
                 let port = $make;
                 $f(&port).await;
+            }
+        )*
+    };
+}
+
+/// Stamps out one `#[tokio::test]` per conformance case of a store that commits events: `$make`
+/// yields `(store, log)`, `log` a shared handle (`Arc`) to the event log the store writes to.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_cases_with_log {
+    ($make:expr; $($case:ident => $f:path),* $(,)?) => {
+        $(
+            #[::tokio::test]
+            async fn $case() {
+                let (port, log) = $make;
+                $f(&port, &*log).await;
             }
         )*
     };

@@ -10,12 +10,18 @@ mod clock {
 
 mod catalog_store {
     use super::*;
-    commerce_core::catalog_store_conformance!(InMemoryCatalog::new());
+    commerce_core::catalog_store_conformance!({
+        let log = std::sync::Arc::new(InMemoryEventLog::new());
+        (InMemoryCatalog::with_outbox(log.clone()), log)
+    });
 }
 
 mod order_store {
     use super::*;
-    commerce_core::order_store_conformance!(InMemoryOrderStore::new());
+    commerce_core::order_store_conformance!({
+        let log = std::sync::Arc::new(InMemoryEventLog::new());
+        (InMemoryOrderStore::with_outbox(log.clone()), log)
+    });
 }
 
 mod event_log {

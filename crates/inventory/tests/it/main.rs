@@ -5,3 +5,4 @@ mod conformance;
 mod model;
 mod races;
 mod reconcile;
+mod rules;

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, TimeDelta, Utc};
 use commerce_core::testkit::t0;
 use commerce_core::{IdempotencyKey, LocationId, Sku};
+use futures::executor::block_on;
 use inventory::*;
 use proptest::prelude::*;
 
@@ -158,8 +159,8 @@ proptest! {
         let keys = keys();
         let mut model = Model::default();
         for (i, (k, c)) in keys.iter().enumerate() {
-            store.configure_now(k, *c).unwrap();
-            let _ = store.receive_now(&IdempotencyKey::new(format!("init-{i}")).unwrap(), k, 5, t0()).unwrap();
+            block_on(store.configure(k, *c)).unwrap();
+            let _ = block_on(store.receive(&IdempotencyKey::new(format!("init-{i}")).unwrap(), k, 5, t0())).unwrap();
             model.keys.push(KeyModel { on_hand: 5, committed: 0, safety: c.safety_stock, backorder: c.backorder_limit });
         }
         let hid = |h: usize| HoldId::new(format!("hold-{h}")).unwrap();
@@ -171,11 +172,12 @@ proptest! {
             match op {
                 Op::Reserve { hold, lines, ttl_min } => {
                     let expires = now + TimeDelta::minutes(*ttl_min);
-                    let got = store.reserve_now(&hid(*hold), &to_lines(lines), expires, now);
+                    let got = block_on(store.reserve(&hid(*hold), &to_lines(lines), expires, now));
                     let demand = summed(lines);
                     let want = match model.holds.get(hold) {
                         Some(h) if h.lines != demand => "conflict",
-                        Some(h) if matches!(h.status, HoldStatus::Released | HoldStatus::Expired) => "state",
+                        Some(h) if h.status == HoldStatus::Released => "state",
+                        Some(h) if h.status == HoldStatus::Expired => "expired",
                         Some(_) => "ok",
                         None if demand.iter().all(|(k, q)| model.available(*k, now) + model.keys[*k].backorder >= *q) => {
                             model.holds.insert(*hold, HoldModel { lines: demand, status: HoldStatus::Held, expires_at: expires });
@@ -187,7 +189,7 @@ proptest! {
                 }
                 Op::Extend { hold, by_min } => {
                     let to = model.holds.get(hold).map_or(now, |h| h.expires_at) + TimeDelta::minutes(*by_min);
-                    let got = store.extend_now(&hid(*hold), to, now);
+                    let got = block_on(store.extend(&hid(*hold), to, now));
                     let want = match model.check_live(*hold, now) {
                         Ok(()) => {
                             if let Some(h) = model.holds.get_mut(hold) { h.expires_at = to; }
@@ -198,7 +200,7 @@ proptest! {
                     prop_assert_eq!(kind(&got), want, "step {}: {:?}", step, op);
                 }
                 Op::Pin(hold) => {
-                    let got = store.pin_now(&hid(*hold), now);
+                    let got = block_on(store.pin(&hid(*hold), now));
                     let want = if model.holds.get(hold).is_some_and(|h| h.status == HoldStatus::Pinned) {
                         "ok"
                     } else {
@@ -213,7 +215,7 @@ proptest! {
                     prop_assert_eq!(kind(&got), want, "step {}: {:?}", step, op);
                 }
                 Op::Commit(hold) => {
-                    let got = store.commit_now(&hid(*hold), now);
+                    let got = block_on(store.commit(&hid(*hold), now));
                     let status = model.holds.get(hold).map(|h| h.status);
                     let want = match status {
                         Some(HoldStatus::Committed) => "ok",
@@ -229,7 +231,7 @@ proptest! {
                     prop_assert_eq!(kind(&got), want, "step {}: {:?}", step, op);
                 }
                 Op::Release(hold) => {
-                    let got = store.release_now(&hid(*hold), now);
+                    let got = block_on(store.release(&hid(*hold), now));
                     let want = match model.holds.get_mut(hold) {
                         None => "unknown",
                         Some(h) => match h.status {
@@ -241,7 +243,7 @@ proptest! {
                     prop_assert_eq!(kind(&got), want, "step {}: {:?}", step, op);
                 }
                 Op::Expire(hold) => {
-                    let got = store.expire_now(&hid(*hold), now);
+                    let got = block_on(store.expire(&hid(*hold), now));
                     match model.holds.get_mut(hold) {
                         None => prop_assert_eq!(kind(&got), "unknown"),
                         Some(h) => {
@@ -252,7 +254,7 @@ proptest! {
                     }
                 }
                 Op::Sweep => {
-                    let swept = store.sweep_now(now, 1_000).unwrap();
+                    let swept = block_on(store.sweep(now, 1_000)).unwrap();
                     let mut want: Vec<String> = Vec::new();
                     for (id, h) in model.holds.iter_mut() {
                         if h.status == HoldStatus::Held && h.expires_at <= now {
@@ -267,18 +269,18 @@ proptest! {
                 }
                 Op::Restock { key, qty } => {
                     let m = IdempotencyKey::new(format!("restock-{step}")).unwrap();
-                    let _ = store.receive_now(&m, &keys[*key].0, *qty, now).unwrap();
+                    let _ = block_on(store.receive(&m, &keys[*key].0, *qty, now)).unwrap();
                     model.keys[*key].on_hand += qty;
                 }
                 Op::Count { key, counted } => {
                     let m = IdempotencyKey::new(format!("count-{step}")).unwrap();
-                    let _ = store.set_on_hand_now(&m, &keys[*key].0, *counted, "count", now).unwrap();
+                    let _ = block_on(store.set_on_hand(&m, &keys[*key].0, *counted, "count", now)).unwrap();
                     model.keys[*key].on_hand = *counted;
                 }
                 Op::Direct { lines, accept } => {
                     let m = IdempotencyKey::new(format!("direct-{step}")).unwrap();
                     let policy = if *accept { ShortfallPolicy::Accept } else { ShortfallPolicy::Refuse };
-                    let got = store.commit_direct_now(&m, &to_lines(lines), policy, now);
+                    let got = block_on(store.commit_direct(&m, &to_lines(lines), policy, now));
                     let demand = summed(lines);
                     // Like a reservation, a direct commit may use the backorder allowance.
                     let room = |m: &Model, k: usize| m.available(k, now) + m.keys[k].backorder;
@@ -296,7 +298,7 @@ proptest! {
             }
             // After every step the states agree.
             for (i, (k, _)) in keys.iter().enumerate() {
-                let level = store.level_now(k, now).unwrap();
+                let level = block_on(store.level(k, now)).unwrap();
                 prop_assert_eq!(level.on_hand, model.keys[i].on_hand, "on_hand of {} after step {}", k, step);
                 prop_assert_eq!(level.committed, model.keys[i].committed, "committed of {} after step {}", k, step);
                 prop_assert_eq!(level.held, model.held(i, now), "held of {} after step {}", k, step);
@@ -304,7 +306,7 @@ proptest! {
                 prop_assert_eq!(level.on_hand, level.available + level.held + level.committed + level.safety_stock);
             }
             for (h, m) in &model.holds {
-                let got = store.hold_now(&hid(*h)).map(|x| x.status);
+                let got = block_on(store.hold(&hid(*h))).unwrap().map(|x| x.status);
                 // A held hold past its time reads as held until something expires it.
                 prop_assert_eq!(got, Some(m.status), "status of hold {} after step {}", h, step);
             }

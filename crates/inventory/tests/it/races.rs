@@ -26,15 +26,14 @@ fn key(sku: &str) -> StockKey {
 
 fn stocked(store: &InMemoryStockStore, sku: &str, config: StockConfig, units: i64) -> StockKey {
     let k = key(sku);
-    store.configure_now(&k, config).unwrap();
-    let _ = store
-        .receive_now(
-            &IdempotencyKey::new(format!("init-{sku}")).unwrap(),
-            &k,
-            units,
-            t0(),
-        )
-        .unwrap();
+    block_on(store.configure(&k, config)).unwrap();
+    let _ = block_on(store.receive(
+        &IdempotencyKey::new(format!("init-{sku}")).unwrap(),
+        &k,
+        units,
+        t0(),
+    ))
+    .unwrap();
     k
 }
 
@@ -48,17 +47,16 @@ fn last_unit_race(config: StockConfig) {
             std::thread::spawn(move || {
                 let hold = HoldId::new(format!("shopper-{i}")).unwrap();
                 barrier.wait();
-                store
-                    .reserve_now(
-                        &hold,
-                        &[StockLine {
-                            key: k,
-                            quantity: 1,
-                        }],
-                        t0() + TimeDelta::minutes(15),
-                        t0(),
-                    )
-                    .map(|h| h.id)
+                block_on(store.reserve(
+                    &hold,
+                    &[StockLine {
+                        key: k,
+                        quantity: 1,
+                    }],
+                    t0() + TimeDelta::minutes(15),
+                    t0(),
+                ))
+                .map(|h| h.id)
             })
         })
         .collect();
@@ -80,11 +78,11 @@ fn last_unit_race(config: StockConfig) {
         99,
         "the others get a typed insufficient-stock error"
     );
-    let level = store.level_now(&k, t0()).unwrap();
+    let level = block_on(store.level(&k, t0())).unwrap();
     assert_eq!((level.held, level.available), (1, 0));
     // The winner abandons checkout: nothing is left held.
-    let _ = store.release_now(winners[0], t0()).unwrap();
-    let level = store.level_now(&k, t0()).unwrap();
+    let _ = block_on(store.release(winners[0], t0())).unwrap();
+    let level = block_on(store.level(&k, t0())).unwrap();
     assert_eq!((level.held, level.available), (0, 1));
 }
 
@@ -114,32 +112,30 @@ fn sharded_stock_is_never_stranded() {
         key: k.clone(),
         quantity: 10,
     }];
-    let h = store
-        .reserve_now(
-            &HoldId::new("all").unwrap(),
-            &all,
-            t0() + TimeDelta::minutes(5),
-            t0(),
-        )
-        .unwrap();
-    assert_eq!(store.available_now(&k, t0()).unwrap(), 0);
-    let _ = store.release_now(&h.id, t0()).unwrap();
+    let h = block_on(store.reserve(
+        &HoldId::new("all").unwrap(),
+        &all,
+        t0() + TimeDelta::minutes(5),
+        t0(),
+    ))
+    .unwrap();
+    assert_eq!(block_on(store.available(&k, t0())).unwrap(), 0);
+    let _ = block_on(store.release(&h.id, t0())).unwrap();
     // Ten single-unit holds starting on different shards also take everything.
     for i in 0..10 {
         let one = [StockLine {
             key: k.clone(),
             quantity: 1,
         }];
-        store
-            .reserve_now(
-                &HoldId::new(format!("one-{i}")).unwrap(),
-                &one,
-                t0() + TimeDelta::minutes(5),
-                t0(),
-            )
-            .unwrap();
+        block_on(store.reserve(
+            &HoldId::new(format!("one-{i}")).unwrap(),
+            &one,
+            t0() + TimeDelta::minutes(5),
+            t0(),
+        ))
+        .unwrap();
     }
-    assert_eq!(store.level_now(&k, t0()).unwrap().available, 0);
+    assert_eq!(block_on(store.level(&k, t0())).unwrap().available, 0);
 }
 
 #[test]
@@ -167,12 +163,12 @@ fn contention_promotes_a_single_shard_sku() {
                         key: k.clone(),
                         quantity: 1,
                     }];
-                    let h = store
-                        .reserve_now(&hold, &line, t0() + TimeDelta::minutes(5), t0())
-                        .unwrap();
-                    let _ = store.release_now(&h.id, t0()).unwrap();
+                    let h =
+                        block_on(store.reserve(&hold, &line, t0() + TimeDelta::minutes(5), t0()))
+                            .unwrap();
+                    let _ = block_on(store.release(&h.id, t0())).unwrap();
                     n += 1;
-                    if store.level_now(&k, t0()).unwrap().shards > 1 {
+                    if block_on(store.level(&k, t0())).unwrap().shards > 1 {
                         break;
                     }
                 }
@@ -183,7 +179,7 @@ fn contention_promotes_a_single_shard_sku() {
         t.join().unwrap();
     }
     stop.store(true, Ordering::Relaxed);
-    let level = store.level_now(&k, t0()).unwrap();
+    let level = block_on(store.level(&k, t0())).unwrap();
     assert_eq!(
         level.shards, 8,
         "two threads hammering one shard promote it"
@@ -248,7 +244,7 @@ fn stress(seed: u64) {
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 for k in &keys {
-                    let a = store.available_now(k, now(&clock)).unwrap();
+                    let a = block_on(store.available(k, now(&clock))).unwrap();
                     if a < 0 {
                         seen.lock().unwrap().push((k.clone(), a));
                     }
@@ -262,7 +258,7 @@ fn stress(seed: u64) {
         std::thread::spawn(move || {
             let mut expired = Vec::new();
             while !stop.load(Ordering::Relaxed) {
-                expired.extend(store.sweep_now(now(&clock), 100).unwrap().expired);
+                expired.extend(block_on(store.sweep(now(&clock), 100)).unwrap().expired);
                 std::thread::yield_now();
             }
             expired
@@ -295,22 +291,23 @@ fn stress(seed: u64) {
                             .collect();
                         let id = HoldId::new(format!("t{t}-{n}")).unwrap();
                         let ttl = TimeDelta::seconds(60 + i64::from(rng.next_u32() % 600));
-                        if let Ok(h) = store.reserve_now(&id, &lines, at + ttl, at) {
+                        if let Ok(h) = block_on(store.reserve(&id, &lines, at + ttl, at)) {
                             ledger.reserved.insert(id.to_string(), h.lines.clone());
                             open.push((id, h.lines));
                         }
                     } else {
                         let (id, lines) = open.swap_remove((rng.next_u32() as usize) % open.len());
                         let ended = match rng.next_u32() % 4 {
-                            0 => store.commit_now(&id, at).is_ok().then_some(true),
-                            1 => (store.pin_now(&id, at).is_ok()
-                                && store.commit_now(&id, at).is_ok())
+                            0 => block_on(store.commit(&id, at)).is_ok().then_some(true),
+                            1 => (block_on(store.pin(&id, at)).is_ok()
+                                && block_on(store.commit(&id, at)).is_ok())
                             .then_some(true),
                             2 => {
-                                let _ = store.release_now(&id, at).unwrap();
+                                let _ = block_on(store.release(&id, at)).unwrap();
                                 // Releasing a hold the sweeper already expired is a no-op: it
                                 // ended by expiry, not by this release.
-                                (store.hold_now(&id).unwrap().status == HoldStatus::Released)
+                                (block_on(store.hold(&id)).unwrap().unwrap().status
+                                    == HoldStatus::Released)
                                     .then_some(false)
                             }
                             _ => None, // abandoned: left to expire
@@ -336,7 +333,7 @@ fn stress(seed: u64) {
     monitor.join().unwrap();
     let mut expired: Vec<HoldId> = sweeper.join().unwrap();
     loop {
-        let more = store.sweep_now(now(&clock), 10_000).unwrap().expired;
+        let more = block_on(store.sweep(now(&clock), 10_000)).unwrap().expired;
         if more.is_empty() {
             break;
         }
@@ -376,7 +373,10 @@ fn stress(seed: u64) {
     }
     for l in &ledgers {
         for id in l.reserved.keys() {
-            let status = store.hold_now(&HoldId::new(id).unwrap()).unwrap().status;
+            let status = block_on(store.hold(&HoldId::new(id).unwrap()))
+                .unwrap()
+                .unwrap()
+                .status;
             // Expired holds may also have expired lazily inside a commit or pin attempt.
             let ended = fates.get(id).copied().unwrap_or(0)
                 + u32::from(status == HoldStatus::Expired && !expired_ids.contains(id));
@@ -391,7 +391,7 @@ fn stress(seed: u64) {
         }
     }
     for k in &keys {
-        let level = store.level_now(k, end).unwrap();
+        let level = block_on(store.level(k, end)).unwrap();
         assert_eq!(
             level.on_hand,
             level.available + level.held + level.committed,
@@ -435,28 +435,30 @@ fn finished_holds_are_forgotten_after_the_retention_window() {
         quantity: 1,
     }];
     let id = HoldId::new("retained").unwrap();
-    let _ = store
-        .reserve_now(&id, &line, t0() + TimeDelta::minutes(5), t0())
-        .unwrap();
-    let _ = store.release_now(&id, t0()).unwrap();
-    let _ = store.sweep_now(t0() + TimeDelta::hours(23), 100).unwrap();
+    let _ = block_on(store.reserve(&id, &line, t0() + TimeDelta::minutes(5), t0())).unwrap();
+    let _ = block_on(store.release(&id, t0())).unwrap();
+    let _ = block_on(store.sweep(t0() + TimeDelta::hours(23), 100)).unwrap();
     assert_eq!(
-        store.hold_now(&id).unwrap().status,
+        block_on(store.hold(&id)).unwrap().unwrap().status,
         HoldStatus::Released,
         "kept for retries"
     );
     assert!(matches!(
-        store.reserve_now(
+        block_on(store.reserve(
             &id,
             &line,
             t0() + TimeDelta::hours(24),
             t0() + TimeDelta::hours(23)
-        ),
+        )),
         Err(Error::HoldState { .. })
     ));
-    let _ = store.sweep_now(t0() + TimeDelta::hours(25), 100).unwrap();
-    assert_eq!(store.hold_now(&id), None, "forgotten after 24 hours");
-    assert_eq!(store.level_now(&k, t0()).unwrap().available, 5);
+    let _ = block_on(store.sweep(t0() + TimeDelta::hours(25), 100)).unwrap();
+    assert_eq!(
+        block_on(store.hold(&id)).unwrap(),
+        None,
+        "forgotten after 24 hours"
+    );
+    assert_eq!(block_on(store.level(&k, t0())).unwrap().available, 5);
 }
 
 /// Counts, releases, reservations and direct commits racing on one SKU: no shard may hold
@@ -474,29 +476,27 @@ fn counts_releases_and_direct_commits_race_without_double_promises() {
                 quantity: q,
             }]
         };
-        let _ = store
-            .reserve_now(&a, &line(1), t0() + TimeDelta::minutes(5), t0())
-            .unwrap();
+        let _ = block_on(store.reserve(&a, &line(1), t0() + TimeDelta::minutes(5), t0())).unwrap();
         let barrier = Arc::new(Barrier::new(4));
         let mut handles = Vec::new();
         {
             let (s, k, b) = (store.clone(), k.clone(), barrier.clone());
             handles.push(std::thread::spawn(move || {
                 b.wait();
-                let _ = s.set_on_hand_now(
+                let _ = block_on(s.set_on_hand(
                     &IdempotencyKey::new(format!("count-{round}")).unwrap(),
                     &k,
                     0,
                     "count",
                     t0(),
-                );
+                ));
             }));
         }
         {
             let (s, b, a) = (store.clone(), barrier.clone(), a.clone());
             handles.push(std::thread::spawn(move || {
                 b.wait();
-                let _ = s.release_now(&a, t0());
+                let _ = block_on(s.release(&a, t0()));
             }));
         }
         for t in 0..2 {
@@ -504,7 +504,7 @@ fn counts_releases_and_direct_commits_race_without_double_promises() {
             handles.push(std::thread::spawn(move || {
                 b.wait();
                 let direct = IdempotencyKey::new("same-order").unwrap();
-                let _ = s.commit_direct_now(
+                let _ = block_on(s.commit_direct(
                     &direct,
                     &[StockLine {
                         key: k.clone(),
@@ -512,9 +512,9 @@ fn counts_releases_and_direct_commits_race_without_double_promises() {
                     }],
                     ShortfallPolicy::Refuse,
                     t0(),
-                );
-                let _ = s.level_now(&k, t0());
-                let _ = s.reserve_now(
+                ));
+                let _ = block_on(s.level(&k, t0()));
+                let _ = block_on(s.reserve(
                     &HoldId::new(format!("b{t}")).unwrap(),
                     &[StockLine {
                         key: k,
@@ -522,13 +522,13 @@ fn counts_releases_and_direct_commits_race_without_double_promises() {
                     }],
                     t0() + TimeDelta::minutes(5),
                     t0(),
-                );
+                ));
             }));
         }
         for h in handles {
             h.join().unwrap();
         }
-        let level = store.level_now(&k, t0()).unwrap();
+        let level = block_on(store.level(&k, t0())).unwrap();
         assert_eq!(
             level.on_hand,
             level.available + level.held + level.committed,

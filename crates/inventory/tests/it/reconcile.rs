@@ -2,6 +2,7 @@
 
 use commerce_core::testkit::t0;
 use commerce_core::{DomainEvent, IdempotencyKey, LocationId, Sku};
+use futures::executor::block_on;
 use inventory::*;
 
 fn key(sku: &str) -> StockKey {
@@ -18,18 +19,15 @@ async fn drift_is_reported_alerted_and_corrected_once() {
         ("REC-D", 50),
     ];
     for (sku, n) in units {
-        store
-            .configure_now(&key(sku), StockConfig::default())
-            .unwrap();
+        block_on(store.configure(&key(sku), StockConfig::default())).unwrap();
         if n > 0 {
-            let _ = store
-                .receive_now(
-                    &IdempotencyKey::new(format!("po-{sku}")).unwrap(),
-                    &key(sku),
-                    n,
-                    t0(),
-                )
-                .unwrap();
+            let _ = block_on(store.receive(
+                &IdempotencyKey::new(format!("po-{sku}")).unwrap(),
+                &key(sku),
+                n,
+                t0(),
+            ))
+            .unwrap();
         }
     }
     let counts = vec![
@@ -81,7 +79,10 @@ async fn drift_is_reported_alerted_and_corrected_once() {
             .any(|e| matches!(e, DomainEvent::BackInStock { available: 3, .. }))
     );
     for (sku, want) in [("REC-A", 995), ("REC-B", 980), ("REC-C", 3), ("REC-D", 50)] {
-        assert_eq!(store.level_now(&key(sku), t0()).unwrap().on_hand, want);
+        assert_eq!(
+            block_on(store.level(&key(sku), t0())).unwrap().on_hand,
+            want
+        );
     }
     // Re-running the same run changes nothing more; the correction is a ledger entry.
     let again = reconcile(
@@ -111,29 +112,30 @@ async fn drift_is_reported_alerted_and_corrected_once() {
     }];
     let report = reconcile(&store, "dry", &counts, dry, t0()).await.unwrap();
     assert!(report.drifts[0].alert, "95 of 995 is above 5 %");
-    assert_eq!(store.level_now(&key("REC-A"), t0()).unwrap().on_hand, 995);
+    assert_eq!(
+        block_on(store.level(&key("REC-A"), t0())).unwrap().on_hand,
+        995
+    );
 }
 
 #[tokio::test]
 async fn a_count_below_what_is_promised_blocks_sales_until_stock_returns() {
     let store = InMemoryStockStore::new();
     let k = key("REC-OWED");
-    store.configure_now(&k, StockConfig::sharded(4)).unwrap();
-    let _ = store
-        .receive_now(&IdempotencyKey::new("po-owed").unwrap(), &k, 10, t0())
-        .unwrap();
+    block_on(store.configure(&k, StockConfig::sharded(4))).unwrap();
+    let _ =
+        block_on(store.receive(&IdempotencyKey::new("po-owed").unwrap(), &k, 10, t0())).unwrap();
     let line = [StockLine {
         key: k.clone(),
         quantity: 8,
     }];
-    let h = store
-        .reserve_now(
-            &HoldId::new("owed").unwrap(),
-            &line,
-            t0() + chrono::TimeDelta::minutes(5),
-            t0(),
-        )
-        .unwrap();
+    let h = block_on(store.reserve(
+        &HoldId::new("owed").unwrap(),
+        &line,
+        t0() + chrono::TimeDelta::minutes(5),
+        t0(),
+    ))
+    .unwrap();
     let counts = vec![PhysicalCount {
         key: k.clone(),
         counted: 5,
@@ -147,7 +149,7 @@ async fn a_count_below_what_is_promised_blocks_sales_until_stock_returns() {
     )
     .await
     .unwrap();
-    let level = store.level_now(&k, t0()).unwrap();
+    let level = block_on(store.level(&k, t0())).unwrap();
     assert_eq!(
         (level.on_hand, level.held, level.available),
         (5, 8, -3),
@@ -158,15 +160,15 @@ async fn a_count_below_what_is_promised_blocks_sales_until_stock_returns() {
         quantity: 1,
     }];
     assert!(matches!(
-        store.reserve_now(
+        block_on(store.reserve(
             &HoldId::new("blocked").unwrap(),
             &one,
             t0() + chrono::TimeDelta::minutes(5),
             t0()
-        ),
+        )),
         Err(Error::InsufficientStock { .. })
     ));
     // The hold is released: its 8 units pay the 3 owed first; 5 are sellable.
-    let _ = store.release_now(&h.id, t0()).unwrap();
-    assert_eq!(store.available_now(&k, t0()).unwrap(), 5);
+    let _ = block_on(store.release(&h.id, t0())).unwrap();
+    assert_eq!(block_on(store.available(&k, t0())).unwrap(), 5);
 }

@@ -1,340 +1,319 @@
 //! The order's life after checkout: fulfilment, shipping, delivery, cancellation before
-//! shipping with its compensations, returns and refunds, and carrier tracking projected onto
-//! the order.
+//! shipping, returns and refunds, and carrier tracking projected onto the order.
+//!
+//! Operations that touch more than the order (stock, payments, the carrier, the customer) run
+//! as journaled sagas ([`sagas`]): the order moves in one atomic write with its events, then
+//! the rest is driven to the end, by this call or by [`Lifecycle::recover`] after a crash.
+//! Operations that only move the order (start fulfilment, correct an address, a lost parcel)
+//! are that one atomic write.
 
-use std::fmt::Debug;
+mod sagas;
+
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use commerce_core::{
-    CasOutcome, DomainEvent, ErrorKind, EventEnvelope, EventId, EventPublisher, IdempotencyKey,
-    Label, LocationId, Notification, NotificationKind, Notifier, Order, OrderId, OrderStore,
-    PaymentGateway, TrackingEvent, TrackingStatus, Transition,
+    Address, CasOutcome, Clock, DomainEvent, EventEnvelope, EventId, LocationId, Order, OrderId,
+    TrackingEvent, TrackingStatus, Transition,
 };
-use inventory::{StockKey, StockLine, StockStore};
 
+pub(crate) use sagas::saga_id;
+pub use sagas::{
+    CancelInput, CancelSaga, CancelStep, DeliverSaga, DeliverStep, LabelSource, LifecycleFailure,
+    LifecycleOutput, LifecyclePorts, Moved, ReturnInput, ReturnSaga, ReturnStep,
+    ReturnToSenderSaga, ReturnToSenderStep, ShipInput, ShipSaga, ShipStep, TrackedInput,
+};
+use sagas::{Shared, current_shipment};
+
+use crate::journal::SagaJournal;
+use crate::orchestrator::{Drive, Orchestrator, RetryPolicy, SagaDefinition, Sleeper};
 use crate::{Error, Result};
 
-/// The ports the order lifecycle talks to.
-#[derive(Debug, Clone)]
-pub struct LifecyclePorts {
-    /// Orders.
-    pub orders: Arc<dyn OrderStore>,
-    /// Stock (committed units ship or come back).
-    pub stock: Arc<dyn StockStore>,
-    /// Refunds.
-    pub payments: Arc<dyn PaymentGateway>,
-    /// The outbox.
-    pub outbox: Arc<dyn EventPublisher>,
-    /// Customer notifications.
-    pub notifier: Arc<dyn Notifier>,
-}
-
-/// What applying a transition did.
+/// What an operation did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
-    /// The order moved; here it is.
+    /// The order moved (or had moved, for a repeated request); here it is now.
     Moved(Box<Order>),
-    /// The transition was already applied, or does not apply any more (a duplicate or
-    /// out-of-order tracking update): nothing changed.
+    /// A duplicate or out-of-date tracking update: nothing changed.
     Ignored,
+    /// The operation was refused and changed nothing (a label bought for it was voided).
+    Refused(LifecycleFailure),
+    /// Another worker runs this operation now.
+    InProgress,
+    /// It stopped part-way (a provider down, a crash) after the order moved, or before it
+    /// could; [`Lifecycle::recover`] finishes it.
+    Unfinished,
 }
 
-/// Drives orders through fulfilment. Every operation is idempotent: its effects are keyed by
-/// the order id and the ledger sequence, and a transition the state machine refuses (already
-/// done, out of order) is reported as [`Applied::Ignored`], not as an error.
-#[derive(Debug, Clone)]
+/// A shipment to make: its id among the order's shipments and where its label comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shipment {
+    /// The caller's key for this shipment (a replacement is another shipment): the same key
+    /// ships once.
+    pub key: String,
+    /// The label.
+    pub label: LabelSource,
+}
+
+/// How long a shipment may spend buying its label before it gives up.
+const SHIP_DEADLINE_SECS: i64 = 24 * 60 * 60;
+
+/// The deadline of an operation that must happen whenever the system can (a cancellation, a
+/// delivery, a return): none.
+fn no_deadline() -> DateTime<Utc> {
+    DateTime::<Utc>::MAX_UTC
+}
+
+/// Drives orders through fulfilment. Every operation is idempotent: a repeated request finds
+/// its saga and answers with its outcome, and every effect is keyed by the order id and the
+/// ledger sequence.
+#[derive(Debug)]
 pub struct Lifecycle {
-    ports: LifecyclePorts,
-    location: LocationId,
-}
-
-fn key(order: &OrderId, purpose: &str) -> Result<IdempotencyKey> {
-    Ok(IdempotencyKey::derive(order.as_str(), purpose)?)
+    shared: Shared,
+    clock: Arc<dyn Clock>,
+    cancel: Orchestrator<CancelSaga>,
+    ship: Orchestrator<ShipSaga>,
+    deliver: Orchestrator<DeliverSaga>,
+    return_to_sender: Orchestrator<ReturnToSenderSaga>,
+    returns: Orchestrator<ReturnSaga>,
 }
 
 impl Lifecycle {
-    /// A lifecycle shipping from `location`.
-    pub fn new(ports: LifecyclePorts, location: LocationId) -> Self {
-        Lifecycle { ports, location }
+    /// A lifecycle shipping from `location`, driving its sagas as `owner`.
+    pub fn new(
+        ports: LifecyclePorts,
+        location: LocationId,
+        journal: Arc<dyn SagaJournal>,
+        clock: Arc<dyn Clock>,
+        sleeper: Arc<dyn Sleeper>,
+        owner: &str,
+        seed: u64,
+    ) -> Self {
+        let shared = Shared { ports, location };
+        let policy = RetryPolicy::default();
+        let make = |n: u64| (journal.clone(), clock.clone(), sleeper.clone(), seed ^ n);
+        let (j, c, s, seed0) = make(0);
+        let cancel = Orchestrator::new(CancelSaga(shared.clone()), j, c, s, owner, policy, seed0);
+        let (j, c, s, seed1) = make(1);
+        let ship = Orchestrator::new(ShipSaga(shared.clone()), j, c, s, owner, policy, seed1);
+        let (j, c, s, seed2) = make(2);
+        let deliver = Orchestrator::new(DeliverSaga(shared.clone()), j, c, s, owner, policy, seed2);
+        let (j, c, s, seed3) = make(3);
+        let return_to_sender = Orchestrator::new(
+            ReturnToSenderSaga(shared.clone()),
+            j,
+            c,
+            s,
+            owner,
+            policy,
+            seed3,
+        );
+        let (j, c, s, seed4) = make(4);
+        let returns = Orchestrator::new(ReturnSaga(shared.clone()), j, c, s, owner, policy, seed4);
+        Lifecycle {
+            shared,
+            clock,
+            cancel,
+            ship,
+            deliver,
+            return_to_sender,
+            returns,
+        }
     }
 
-    fn stock_lines(&self, order: &Order) -> Vec<StockLine> {
-        order
-            .lines()
-            .iter()
-            .map(|l| StockLine {
-                key: StockKey::new(l.sku.clone(), self.location.clone()),
-                quantity: i64::from(l.quantity),
+    async fn order(&self, id: &OrderId) -> Result<Order> {
+        self.shared
+            .ports
+            .orders
+            .get(id)
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                what: "order",
+                id: id.to_string(),
             })
-            .collect()
     }
 
-    /// Applies `transition` with compare-and-set, publishing `OrderStatusChanged` (event id
-    /// `{order}:{seq}`, so a retry publishes once). A transition the state machine refuses is
-    /// `Ignored`.
+    /// Starts (or finds) saga `saga` with `input` and reports where the order is. A repeated
+    /// request with another input (a second cancellation's reason) finds the first: the first
+    /// request stands.
+    async fn run<D: SagaDefinition<Failure = LifecycleFailure>>(
+        &self,
+        orchestrator: &Orchestrator<D>,
+        order: &OrderId,
+        saga: &str,
+        input: &D::Input,
+        deadline: DateTime<Utc>,
+    ) -> Result<Applied> {
+        let drive = match orchestrator.start(saga, input, deadline).await {
+            Err(Error::InputMismatch { .. }) => orchestrator.drive(saga).await?,
+            other => other?,
+        };
+        Ok(match drive {
+            Drive::Completed(_) => Applied::Moved(Box::new(self.order(order).await?)),
+            Drive::Compensated(failed) => Applied::Refused(failed.reason),
+            Drive::InProgress => Applied::InProgress,
+            Drive::Waiting(_) | Drive::Stalled { .. } => Applied::Unfinished,
+        })
+    }
+
+    /// Applies a transition that touches nothing but the order, committing its status events
+    /// and `extra` with it; `Refused` if the state machine does not allow it.
     async fn transition(
         &self,
         id: &OrderId,
         transition: Transition,
-        now: DateTime<Utc>,
+        at: DateTime<Utc>,
+        extra: Vec<EventEnvelope>,
     ) -> Result<Applied> {
-        for _ in 0..8 {
-            let Some(mut order) = self.ports.orders.get(id).await? else {
-                return Err(Error::Core(commerce_core::Error::Invalid {
-                    field: "order_id",
-                    reason: format!("no order {id}"),
-                }));
-            };
+        for _ in 0..crate::limits::CAS_ATTEMPTS_MAX {
+            let mut order = self.order(id).await?;
             let version = order.version();
-            let entry = match order.apply(transition.clone(), now) {
-                Ok(e) => e.clone(),
-                Err(commerce_core::Error::IllegalTransition { .. }) => return Ok(Applied::Ignored),
-                Err(e) => return Err(e.into()),
-            };
-            match self.ports.orders.update(order.clone(), version).await? {
-                CasOutcome::Committed => {
-                    let event = EventEnvelope::new(
-                        EventId::new(format!("{id}:{}", entry.seq))?,
-                        now,
-                        DomainEvent::OrderStatusChanged {
-                            order_id: id.clone(),
-                            from: entry.from,
-                            to: entry.to,
-                            transition: entry.transition.kind(),
-                            seq: entry.seq,
-                        },
-                    );
-                    self.ports.outbox.publish(&[event]).await?;
-                    return Ok(Applied::Moved(Box::new(order)));
+            match order.apply(transition.clone(), at) {
+                Ok(_) => {}
+                Err(commerce_core::Error::IllegalTransition { from, transition }) => {
+                    return Ok(Applied::Refused(LifecycleFailure::IllegalTransition {
+                        from,
+                        transition,
+                    }));
                 }
-                CasOutcome::VersionMismatch { .. } => continue,
+                Err(e) => return Err(e.into()),
+            }
+            let mut events = order.status_events(version)?;
+            events.extend(extra.iter().cloned());
+            if self
+                .shared
+                .ports
+                .orders
+                .update(order.clone(), version, &events)
+                .await?
+                == CasOutcome::Committed
+            {
+                return Ok(Applied::Moved(Box::new(order)));
             }
         }
-        Err(Error::Core(commerce_core::Error::Invalid {
-            field: "order",
-            reason: "kept changing concurrently".into(),
-        }))
-    }
-
-    async fn notify(&self, order: &Order, kind: NotificationKind, purpose: &str) -> Result<()> {
-        let note = Notification {
-            key: key(order.id(), purpose)?,
-            recipient: order.user_id().clone(),
-            kind,
-            order_id: Some(order.id().clone()),
-            sku: None,
-        };
-        Ok(self.ports.notifier.send(&note).await?)
+        Err(Error::Port(commerce_core::PortError::new(
+            commerce_core::ErrorKind::Unavailable,
+            format!("order {id} kept changing concurrently"),
+        )))
     }
 
     /// The warehouse starts picking.
     ///
     /// # Errors
-    /// Port errors; an unknown order.
-    pub async fn start_fulfilment(&self, id: &OrderId, now: DateTime<Utc>) -> Result<Applied> {
-        self.transition(id, Transition::StartFulfilment, now).await
-    }
-
-    /// Hands the order to a carrier with `label`: stock leaves the warehouse, the customer hears.
-    ///
-    /// # Errors
-    /// Port errors; an unknown order.
-    pub async fn ship(&self, id: &OrderId, label: &Label, now: DateTime<Utc>) -> Result<Applied> {
-        let applied = self
-            .transition(
-                id,
-                Transition::Ship {
-                    carrier: label.carrier.clone(),
-                    tracking_number: label.tracking_number.clone(),
-                },
-                now,
-            )
-            .await?;
-        if let Applied::Moved(order) = &applied {
-            let seq = order.ledger().len();
-            let lines = self.stock_lines(order);
-            let shipments = order
-                .ledger()
-                .iter()
-                .filter(|e| matches!(e.transition, Transition::Ship { .. }))
-                .count();
-            if shipments > 1 {
-                // A replacement (the first parcel was lost or came back): commit fresh units,
-                // reporting any shortfall rather than refusing a paid order.
-                let _ = self
-                    .ports
-                    .stock
-                    .commit_direct(
-                        &key(id, &format!("reship-{seq}"))?,
-                        &lines,
-                        inventory::ShortfallPolicy::Accept,
-                        now,
-                    )
-                    .await
-                    .map_err(|e| Error::NotReady(e.to_string()))?;
-            }
-            let _ = self
-                .ports
-                .stock
-                .ship(&key(id, &format!("ship-{seq}"))?, &lines, now)
-                .await
-                .map_err(|e| Error::NotReady(e.to_string()))?;
-            self.notify(
-                order,
-                NotificationKind::OrderShipped,
-                &format!("notify-shipped-{seq}"),
-            )
-            .await?;
-        }
-        Ok(applied)
+    /// Port errors; [`Error::NotFound`] for an unknown order.
+    pub async fn start_fulfilment(&self, id: &OrderId) -> Result<Applied> {
+        self.transition(
+            id,
+            Transition::StartFulfilment,
+            self.clock.now(),
+            Vec::new(),
+        )
+        .await
     }
 
     /// Corrects the shipping address (the customer's fix, or the carrier's address exception)
-    /// as a ledger entry; refused (`Ignored`) once the order is delivered or closed.
+    /// as a ledger entry; refused once the order is delivered or closed.
     ///
     /// # Errors
-    /// Port errors; an unknown order; an invalid address.
-    pub async fn correct_address(
-        &self,
-        id: &OrderId,
-        address: commerce_core::Address,
-        now: DateTime<Utc>,
-    ) -> Result<Applied> {
-        self.transition(id, Transition::CorrectAddress { address }, now)
+    /// Port errors; an unknown order; an invalid address ([`Error::Core`], `Invalid`).
+    pub async fn correct_address(&self, id: &OrderId, address: Address) -> Result<Applied> {
+        self.transition(
+            id,
+            Transition::CorrectAddress { address },
+            self.clock.now(),
+            Vec::new(),
+        )
+        .await
+    }
+
+    /// Cancels an order before it ships: committed stock goes back to sale, the payment is
+    /// refunded in full, `OrderCancelled` is committed with the cancellation, the customer is
+    /// told. An order cancelled while its checkout is charging is undone by the checkout.
+    ///
+    /// # Errors
+    /// Port and journal errors; an unknown order. A shipped order is `Refused`.
+    pub async fn cancel(&self, id: &OrderId, reason: &str) -> Result<Applied> {
+        let _ = self.order(id).await?;
+        let input = CancelInput {
+            order_id: id.clone(),
+            reason: reason.to_owned(),
+        };
+        let saga = saga_id(id, "cancel", None);
+        self.run(&self.cancel, id, &saga, &input, no_deadline())
             .await
     }
 
-    /// The carrier delivered.
+    /// Hands the order to the carrier: the label is bought (or the given one used), the order
+    /// is marked shipped, its units leave stock, the customer hears. An order that cannot ship
+    /// (cancelled meanwhile) is `Refused` and a label bought for it is voided.
     ///
     /// # Errors
-    /// Port errors; an unknown order.
-    pub async fn deliver(&self, id: &OrderId, now: DateTime<Utc>) -> Result<Applied> {
-        let applied = self.transition(id, Transition::Deliver, now).await?;
-        if let Applied::Moved(order) = &applied {
-            self.notify(order, NotificationKind::OrderDelivered, "notify-delivered")
-                .await?;
-        }
-        Ok(applied)
+    /// Port and journal errors; an unknown order.
+    pub async fn ship(&self, id: &OrderId, shipment: Shipment) -> Result<Applied> {
+        let _ = self.order(id).await?;
+        let saga = saga_id(id, "ship", Some(&shipment.key));
+        let input = ShipInput {
+            order_id: id.clone(),
+            shipment: shipment.key,
+            label: shipment.label,
+        };
+        let deadline = self.clock.now() + TimeDelta::seconds(SHIP_DEADLINE_SECS);
+        self.run(&self.ship, id, &saga, &input, deadline).await
     }
 
-    /// Cancels an order before it ships, with its compensations: committed stock goes back to
-    /// sale, the payment is refunded in full, the customer is told, `OrderCancelled` is
-    /// published.
+    /// The current shipment was delivered (a driver's confirmation, or a tracking update via
+    /// [`Lifecycle::on_tracking`]).
     ///
     /// # Errors
-    /// Port errors; an unknown order. Cancelling a shipped order is `Ignored`.
-    pub async fn cancel(&self, id: &OrderId, reason: &str, now: DateTime<Utc>) -> Result<Applied> {
-        let Some(before) = self.ports.orders.get(id).await? else {
-            return Err(Error::Core(commerce_core::Error::Invalid {
-                field: "order_id",
-                reason: format!("no order {id}"),
+    /// Port and journal errors; an unknown order. An order not shipped is `Refused`.
+    pub async fn deliver(&self, id: &OrderId) -> Result<Applied> {
+        let order = self.order(id).await?;
+        let Some((tracking_number, _)) = current_shipment(&order) else {
+            return Ok(Applied::Refused(LifecycleFailure::IllegalTransition {
+                from: order.status(),
+                transition: commerce_core::TransitionKind::Deliver,
             }));
         };
-        let was_paid = before.payment_ref().cloned();
-        let applied = self
-            .transition(
-                id,
-                Transition::Cancel {
-                    reason: reason.to_owned(),
-                },
-                now,
-            )
-            .await?;
-        let Applied::Moved(order) = applied else {
-            return Ok(Applied::Ignored);
+        let input = TrackedInput {
+            order_id: id.clone(),
+            tracking_number,
+            at: self.clock.now(),
+            event: None,
         };
-        if let Some(payment_ref) = was_paid {
-            let lines = self.stock_lines(&order);
-            let _ = self
-                .ports
-                .stock
-                .uncommit(&key(id, "uncommit")?, &lines, now)
-                .await
-                .map_err(|e| Error::NotReady(e.to_string()))?;
-            let total = order.totals().grand_total;
-            match self
-                .ports
-                .payments
-                .refund(&key(id, "cancel-refund")?, &payment_ref, total)
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if e.kind == ErrorKind::Conflict => {} // already refunded
-                Err(e) => return Err(e.into()),
-            }
-            self.transition(id, Transition::Refund { amount: total }, now)
-                .await?;
-        }
-        let event = EventEnvelope::new(
-            EventId::new(format!("{id}:cancelled"))?,
-            now,
-            DomainEvent::OrderCancelled {
-                order_id: id.clone(),
-                reason: reason.to_owned(),
-            },
-        );
-        self.ports.outbox.publish(&[event]).await?;
-        self.notify(&order, NotificationKind::OrderCancelled, "notify-cancelled")
-            .await?;
-        Ok(Applied::Moved(order))
+        self.delivered(input).await
     }
 
-    /// Returned goods arrived: optionally back to stock, and the payment is refunded.
-    ///
-    /// # Errors
-    /// Port errors; an unknown order.
-    pub async fn return_received(
-        &self,
-        id: &OrderId,
-        restock: bool,
-        now: DateTime<Utc>,
-    ) -> Result<Applied> {
-        let applied = self.transition(id, Transition::ReturnReceived, now).await?;
-        let Applied::Moved(order) = applied else {
-            return Ok(Applied::Ignored);
-        };
-        if restock {
-            for line in self.stock_lines(&order) {
-                let _ = self
-                    .ports
-                    .stock
-                    .receive(
-                        &key(id, &format!("return-{}", line.key.sku))?,
-                        &line.key,
-                        line.quantity,
-                        now,
-                    )
-                    .await
-                    .map_err(|e| Error::NotReady(e.to_string()))?;
-            }
-        }
-        if let Some(payment_ref) = order.payment_ref() {
-            let total = order.totals().grand_total;
-            match self
-                .ports
-                .payments
-                .refund(&key(id, "return-refund")?, payment_ref, total)
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if e.kind == ErrorKind::Conflict => {}
-                Err(e) => return Err(e.into()),
-            }
-            return self
-                .transition(id, Transition::Refund { amount: total }, now)
-                .await;
-        }
-        Ok(Applied::Moved(order))
+    async fn delivered(&self, input: TrackedInput) -> Result<Applied> {
+        let saga = saga_id(&input.order_id, "deliver", Some(&input.tracking_number));
+        let id = input.order_id.clone();
+        self.run(&self.deliver, &id, &saga, &input, no_deadline())
+            .await
     }
 
-    /// Projects one carrier tracking update onto the order. Every update is published once as
-    /// `ShipmentUpdated` (event id `{order}:tracking:{seq}`); `Delivered`, `Lost` and
-    /// `ReturnToSender` move the order. A duplicate or out-of-order update (a lower sequence than
-    /// one already applied, or a transition the order has moved past) changes nothing.
+    /// Returned goods arrived: optionally back to stock, and the payment is refunded in full.
     ///
     /// # Errors
-    /// Port errors; an unknown order.
+    /// Port and journal errors; an unknown order. An order not delivered is `Refused`.
+    pub async fn return_received(&self, id: &OrderId, restock: bool) -> Result<Applied> {
+        let _ = self.order(id).await?;
+        let input = ReturnInput {
+            order_id: id.clone(),
+            restock,
+        };
+        let saga = saga_id(id, "return", None);
+        self.run(&self.returns, id, &saga, &input, no_deadline())
+            .await
+    }
+
+    /// Projects one carrier tracking update onto the order. Every update is committed once as
+    /// `ShipmentUpdated` (event id `{order}:tracking:{seq}`), with the transition it causes
+    /// when it causes one: `Delivered` delivers, `Lost` sends the order back to fulfilment,
+    /// `ReturnToSender` does too and puts the units back on hand. A duplicate or out-of-order
+    /// update (about an older shipment, older than the shipment, or already applied) changes
+    /// nothing else.
+    ///
+    /// # Errors
+    /// Port and journal errors; an unknown order.
     pub async fn on_tracking(
         &self,
         id: &OrderId,
@@ -342,6 +321,7 @@ impl Lifecycle {
         tracking_number: &str,
         update: &TrackingEvent,
     ) -> Result<Applied> {
+        let order = self.order(id).await?;
         let event = EventEnvelope::new(
             EventId::new(format!("{id}:tracking:{}", update.seq))?,
             update.at,
@@ -353,54 +333,52 @@ impl Lifecycle {
                 carrier_seq: update.seq,
             },
         );
-        self.ports.outbox.publish(&[event]).await?;
-        let Some(order) = self.ports.orders.get(id).await? else {
-            return Err(Error::Core(commerce_core::Error::Invalid {
-                field: "order_id",
-                reason: format!("no order {id}"),
-            }));
+        // Only updates about the current shipment move the order: a lost parcel's later scans
+        // do not.
+        let current = matches!(
+            current_shipment(&order),
+            Some((t, shipped_at)) if t == tracking_number && update.at >= shipped_at
+        );
+        let tracked = || TrackedInput {
+            order_id: id.clone(),
+            tracking_number: tracking_number.to_owned(),
+            at: update.at,
+            event: Some(event.clone()),
         };
-        // Only updates about the current shipment apply: a lost parcel's later scans do not.
-        let current = order
-            .ledger()
-            .iter()
-            .rev()
-            .find_map(|e| match &e.transition {
-                Transition::Ship {
-                    tracking_number: t, ..
-                } => Some((t.clone(), e.at)),
-                _ => None,
-            });
-        match current {
-            Some((t, shipped_at)) if t == tracking_number && update.at >= shipped_at => {}
-            _ => return Ok(Applied::Ignored),
-        }
-        match update.status {
-            TrackingStatus::Delivered => self.deliver(id, update.at).await,
-            TrackingStatus::Lost => self.transition(id, Transition::ReportLost, update.at).await,
-            TrackingStatus::ReturnToSender => {
-                let applied = self
-                    .transition(id, Transition::ReturnToSender, update.at)
-                    .await?;
-                if let Applied::Moved(order) = &applied {
-                    // The parcel is back on the shelf: its units return to stock.
-                    let seq = order.ledger().len();
-                    for line in self.stock_lines(order) {
-                        let movement = key(id, &format!("rts-{seq}-{}", line.key.sku))?;
-                        let _ = self
-                            .ports
-                            .stock
-                            .receive(&movement, &line.key, line.quantity, update.at)
-                            .await
-                            .map_err(|e| Error::NotReady(e.to_string()))?;
-                    }
-                }
-                Ok(applied)
+        let applied = match update.status {
+            TrackingStatus::Delivered if current => self.delivered(tracked()).await?,
+            TrackingStatus::ReturnToSender if current => {
+                let saga = saga_id(id, "rts", Some(tracking_number));
+                self.run(&self.return_to_sender, id, &saga, &tracked(), no_deadline())
+                    .await?
             }
-            TrackingStatus::LabelCreated
-            | TrackingStatus::InTransit
-            | TrackingStatus::OutForDelivery
-            | TrackingStatus::AddressIssue => Ok(Applied::Ignored),
+            TrackingStatus::Lost if current => {
+                self.transition(id, Transition::ReportLost, update.at, vec![event.clone()])
+                    .await?
+            }
+            _ => Applied::Ignored,
+        };
+        match applied {
+            // A transition the order has moved past (a duplicate delivery scan after the
+            // return): the update is still recorded, the order does not move.
+            Applied::Moved(_) | Applied::InProgress | Applied::Unfinished => Ok(applied),
+            Applied::Ignored | Applied::Refused(_) => {
+                self.shared.ports.outbox.publish(&[event]).await?;
+                Ok(Applied::Ignored)
+            }
         }
+    }
+
+    /// Drives up to `limit` unfinished lifecycle sagas of each kind (after a crash, or a
+    /// provider that was down) to their end; returns how many it drove.
+    ///
+    /// # Errors
+    /// Journal errors.
+    pub async fn recover(&self, limit: usize) -> Result<usize> {
+        Ok(self.cancel.recover(limit).await?.len()
+            + self.ship.recover(limit).await?.len()
+            + self.deliver.recover(limit).await?.len()
+            + self.return_to_sender.recover(limit).await?.len()
+            + self.returns.recover(limit).await?.len())
     }
 }

@@ -1,18 +1,75 @@
 //! The [`SagaJournal`] conformance suite, for the in-memory journal here and the Postgres one
-//! later. See `commerce_core::testkit` for how the macro works.
+//! later (see `commerce_core::testkit` for how the macro works); the journal and the sleeper
+//! behind seeded faults and a process that can crash, for simulations.
 
 #![allow(
     clippy::missing_panics_doc,
     reason = "conformance cases are tests: they panic to report a broken contract"
 )]
 
-pub mod faults;
+use std::sync::Arc;
 
-use chrono::TimeDelta;
-use commerce_core::CasOutcome;
+use async_trait::async_trait;
+use chrono::{DateTime, TimeDelta, Utc};
+use commerce_core::testkit::faults::{CrashSwitch, Faulty};
 use commerce_core::testkit::t0;
+use commerce_core::{CasOutcome, PortResult};
 
-use crate::{SagaJournal, SagaRecord, SagaStatus, StepState};
+use crate::{SagaJournal, SagaRecord, SagaStatus, Sleeper, StepEntry, StepState};
+
+#[async_trait]
+impl<P: SagaJournal + ?Sized> SagaJournal for Faulty<P> {
+    async fn create(&self, record: SagaRecord) -> PortResult<SagaRecord> {
+        self.faults().write(self.inner().create(record)).await
+    }
+    async fn load(&self, id: &str) -> PortResult<Option<SagaRecord>> {
+        self.faults().read(self.inner().load(id)).await
+    }
+    async fn update(&self, record: &SagaRecord) -> PortResult<CasOutcome> {
+        self.faults().write(self.inner().update(record)).await
+    }
+    async fn acquire(
+        &self,
+        id: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> PortResult<Option<SagaRecord>> {
+        self.faults()
+            .write(self.inner().acquire(id, owner, now, until))
+            .await
+    }
+    async fn unfinished(&self, kind: &str, limit: usize) -> PortResult<Vec<SagaRecord>> {
+        self.faults()
+            .read(self.inner().unfinished(kind, limit))
+            .await
+    }
+}
+
+/// A sleeper in a simulated process: it sleeps like `inner` while the process lives, and
+/// never wakes once it has died.
+#[derive(Debug)]
+pub struct CrashingSleeper<S> {
+    inner: S,
+    switch: Arc<CrashSwitch>,
+}
+
+impl<S: Sleeper> CrashingSleeper<S> {
+    /// `inner`, in the process of `switch`.
+    pub fn new(inner: S, switch: Arc<CrashSwitch>) -> Self {
+        CrashingSleeper { inner, switch }
+    }
+}
+
+#[async_trait]
+impl<S: Sleeper> Sleeper for CrashingSleeper<S> {
+    async fn sleep(&self, delay: TimeDelta) {
+        if self.switch.is_crashed() {
+            std::future::pending::<()>().await;
+        }
+        self.inner.sleep(delay).await;
+    }
+}
 
 fn record(id: &str, input: &[u8]) -> SagaRecord {
     SagaRecord {
@@ -42,7 +99,10 @@ pub async fn create_is_idempotent<J: SagaJournal + ?Sized>(j: &J) {
 /// `update` is compare-and-set on the version and bumps it.
 pub async fn update_is_compare_and_set<J: SagaJournal + ?Sized>(j: &J) {
     let mut r = j.create(record("sj-b", b"x")).await.unwrap();
-    r.steps.push(StepState::Started);
+    r.steps.push(StepEntry {
+        name: "first".into(),
+        state: StepState::Started,
+    });
     assert_eq!(j.update(&r).await.unwrap(), CasOutcome::Committed);
     let stored = j.load("sj-b").await.unwrap().unwrap();
     assert_eq!((stored.version, stored.steps.len()), (r.version + 1, 1));
@@ -99,7 +159,8 @@ pub async fn leases_are_exclusive_until_they_expire<J: SagaJournal + ?Sized>(j: 
     );
 }
 
-/// `unfinished` lists running and compensating sagas, oldest first, and never finished ones.
+/// `unfinished` lists one kind's running and compensating sagas, oldest first, and never
+/// finished ones or another kind's.
 pub async fn unfinished_lists_open_sagas<J: SagaJournal + ?Sized>(j: &J) {
     let mut done = j.create(record("sj-d-1", b"x")).await.unwrap();
     done.status = SagaStatus::Completed;
@@ -108,8 +169,11 @@ pub async fn unfinished_lists_open_sagas<J: SagaJournal + ?Sized>(j: &J) {
     later.created_at = t0() + TimeDelta::seconds(5);
     let _ = j.create(later).await.unwrap();
     let _ = j.create(record("sj-d-3", b"x")).await.unwrap();
+    let mut other = record("sj-d-4", b"x");
+    other.kind = "another-kind".into();
+    let _ = j.create(other).await.unwrap();
     let ids: Vec<String> = j
-        .unfinished(1_000)
+        .unfinished("conformance", 1_000)
         .await
         .unwrap()
         .into_iter()

@@ -1,5 +1,8 @@
 //! Checkout from a real cart: step 1's verification, and reuse of a hold the cart took.
 
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
 use cart_engine::PromotionUsageStore;
 use cart_engine::{
     Cart, CartCommand, FlatRateTax, Mutation, PricingConfig, PricingContext, ShippingMethod,
@@ -8,13 +11,14 @@ use cart_engine::{
 use chrono::TimeDelta;
 use commerce_core::testkit::{sample_address, sample_product};
 use commerce_core::{
-    CartId, Clock, Currency, IdempotencyKey, LocationId, Money, PriceScope, PriceTable, UserId,
+    AuthorizeRequest, CartId, Clock, Currency, IdempotencyKey, LocationId, Money, Payment,
+    PaymentGateway, PaymentRef, PortResult, PriceScope, PriceTable, UserId,
 };
 use futures::executor::block_on;
-use inventory::{HoldId, HoldStatus, StockKey, StockLine};
+use inventory::{HoldId, HoldStatus, HoldStore, StockKey, StockLevels, StockLine};
 use saga::*;
 
-use crate::simulation::World;
+use crate::world::{World, input, limited_promo};
 
 fn ready_cart(world: &World) -> (Cart, cart_engine::PricedCart, Vec<cart_engine::Promotion>) {
     let now = world.clock.now();
@@ -71,7 +75,7 @@ fn ready_cart(world: &World) -> (Cart, cart_engine::PricedCart, Vec<cart_engine:
 
 #[test]
 fn a_ready_cart_checks_out_and_an_unacknowledged_price_change_is_refused() {
-    let world = World::new(1, 0, 10);
+    let world = World::new(10);
     let (mut cart, priced, promos) = ready_cart(&world);
     let key = IdempotencyKey::new("cart-checkout-1").unwrap();
     let loc = LocationId::new("wh").unwrap();
@@ -115,98 +119,93 @@ fn a_ready_cart_checks_out_and_an_unacknowledged_price_change_is_refused() {
         "tok_visa".into(),
         world.clock.now(),
     );
-    assert!(matches!(refused, Err(Error::NotReady(_))));
+    match refused {
+        Err(Error::CheckoutRefused(CheckoutFailure::CartNotReady { blockers, .. })) => {
+            assert!(
+                matches!(&blockers[..], [cart_engine::Blocker::PriceChanged(c)] if c.sku == world.skus[0].sku),
+                "{blockers:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
 fn a_hold_taken_by_the_cart_is_pinned_and_committed() {
-    let world = World::new(2, 0, 10);
+    let world = World::new(10);
     let now = world.clock.now();
     let line = StockLine {
         key: StockKey::new(world.skus[1].sku.clone(), LocationId::new("wh").unwrap()),
         quantity: 1,
     };
     let cart_hold = HoldId::new("cart-c9").unwrap();
-    let _ = world
-        .stock
-        .reserve_now(
-            &cart_hold,
-            std::slice::from_ref(&line),
-            now + TimeDelta::minutes(15),
-            now,
-        )
-        .unwrap();
-    let mut input = crate::simulation::input(&world, "reuse-1", &[(1, 1)], false, "tok_visa");
+    let _ = block_on(world.stock.reserve(
+        &cart_hold,
+        std::slice::from_ref(&line),
+        now + TimeDelta::minutes(15),
+        now,
+    ))
+    .unwrap();
+    let mut input = input(&world, "reuse-1", &[(1, 1)], false, "tok_visa");
     input.cart_hold = Some(cart_hold.clone());
     assert!(matches!(
         block_on(world.checkout("w", 1).checkout(&input)).unwrap(),
         CheckoutOutcome::Confirmed { .. }
     ));
+    let hold = |id: &HoldId| block_on(world.stock.hold(id)).unwrap();
+    assert_eq!(hold(&cart_hold).unwrap().status, HoldStatus::Committed);
     assert_eq!(
-        world.stock.hold_now(&cart_hold).unwrap().status,
-        HoldStatus::Committed
-    );
-    assert_eq!(
-        world.stock.hold_now(&HoldId::new("reuse-1:hold").unwrap()),
+        hold(&HoldId::new("reuse-1:hold").unwrap()),
         None,
         "no second hold"
     );
-    assert_eq!(
-        world
-            .stock
-            .level_now(&world.skus[1], now)
+    let committed = |at| {
+        block_on(world.stock.level(&world.skus[1], at))
             .unwrap()
-            .committed,
-        1
-    );
+            .committed
+    };
+    assert_eq!(committed(now), 1);
 
     // An expired cart hold is replaced by a fresh one.
     let old = HoldId::new("cart-c10").unwrap();
-    let _ = world
-        .stock
-        .reserve_now(&old, &[line], now + TimeDelta::minutes(1), now)
-        .unwrap();
+    let _ = block_on(
+        world
+            .stock
+            .reserve(&old, &[line], now + TimeDelta::minutes(1), now),
+    )
+    .unwrap();
     world.clock.advance(TimeDelta::minutes(2));
-    let mut input = crate::simulation::input(&world, "reuse-2", &[(1, 1)], false, "tok_visa");
+    let mut input = crate::world::input(&world, "reuse-2", &[(1, 1)], false, "tok_visa");
     input.cart_hold = Some(old);
     assert!(matches!(
         block_on(world.checkout("w", 1).checkout(&input)).unwrap(),
         CheckoutOutcome::Confirmed { .. }
     ));
     assert_eq!(
-        world
-            .stock
-            .hold_now(&HoldId::new("reuse-2:hold").unwrap())
-            .unwrap()
-            .status,
+        hold(&HoldId::new("reuse-2:hold").unwrap()).unwrap().status,
         HoldStatus::Committed
     );
-    assert_eq!(
-        world
-            .stock
-            .level_now(&world.skus[1], world.clock.now())
-            .unwrap()
-            .committed,
-        2
-    );
+    assert_eq!(committed(world.clock.now()), 2);
 }
 
 #[test]
 fn two_checkouts_of_one_cart_never_share_its_hold() {
-    let world = World::new(3, 0, 1); // one unit of each SKU
+    let world = World::new(1); // one unit of each SKU
     let now = world.clock.now();
     let line = StockLine {
         key: StockKey::new(world.skus[2].sku.clone(), LocationId::new("wh").unwrap()),
         quantity: 1,
     };
     let cart_hold = HoldId::new("cart-shared").unwrap();
-    let _ = world
-        .stock
-        .reserve_now(&cart_hold, &[line], now + TimeDelta::minutes(15), now)
-        .unwrap();
-    let mut first = crate::simulation::input(&world, "dbl-1", &[(2, 1)], false, "tok_visa");
+    let _ = block_on(
+        world
+            .stock
+            .reserve(&cart_hold, &[line], now + TimeDelta::minutes(15), now),
+    )
+    .unwrap();
+    let mut first = input(&world, "dbl-1", &[(2, 1)], false, "tok_visa");
     first.cart_hold = Some(cart_hold.clone());
-    let mut second = crate::simulation::input(&world, "dbl-2", &[(2, 1)], false, "tok_decline");
+    let mut second = input(&world, "dbl-2", &[(2, 1)], false, "tok_decline");
     second.cart_hold = Some(cart_hold.clone());
     // The declined one runs first: it adopts the hold, fails, and gives back only what it owns.
     let checkout = world.checkout("w", 1);
@@ -218,10 +217,7 @@ fn two_checkouts_of_one_cart_never_share_its_hold() {
         block_on(checkout.checkout(&first)).unwrap(),
         CheckoutOutcome::Confirmed { .. }
     ));
-    let level = world
-        .stock
-        .level_now(&world.skus[2], world.clock.now())
-        .unwrap();
+    let level = block_on(world.stock.level(&world.skus[2], world.clock.now())).unwrap();
     assert_eq!(
         (level.committed, level.held, level.available),
         (1, 0, 0),
@@ -230,7 +226,6 @@ fn two_checkouts_of_one_cart_never_share_its_hold() {
     assert_eq!(
         world
             .payments
-            .inner()
             .snapshot()
             .iter()
             .filter(|p| p.captured.is_positive())
@@ -239,55 +234,109 @@ fn two_checkouts_of_one_cart_never_share_its_hold() {
     );
 }
 
+type Hook = Box<dyn FnOnce() -> futures::future::BoxFuture<'static, ()> + Send>;
+
+/// A gateway that lets something happen just before the first charge reaches the provider.
+struct BeforeCharge {
+    inner: Arc<commerce_core::memory::InMemoryPaymentGateway>,
+    hook: Mutex<Option<Hook>>,
+}
+
+impl std::fmt::Debug for BeforeCharge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BeforeCharge")
+    }
+}
+
+#[async_trait]
+impl PaymentGateway for BeforeCharge {
+    async fn authorize(&self, request: &AuthorizeRequest) -> PortResult<Payment> {
+        let hook = self.hook.lock().unwrap().take();
+        if let Some(hook) = hook {
+            hook().await;
+        }
+        self.inner.authorize(request).await
+    }
+    async fn capture(&self, k: &IdempotencyKey, p: &PaymentRef, a: Money) -> PortResult<Payment> {
+        self.inner.capture(k, p, a).await
+    }
+    async fn refund(&self, k: &IdempotencyKey, p: &PaymentRef, a: Money) -> PortResult<Payment> {
+        self.inner.refund(k, p, a).await
+    }
+    async fn void(&self, k: &IdempotencyKey, p: &PaymentRef) -> PortResult<Payment> {
+        self.inner.void(k, p).await
+    }
+    async fn lookup(&self, k: &IdempotencyKey) -> PortResult<Option<Payment>> {
+        self.inner.lookup(k).await
+    }
+    async fn list(&self, after: Option<&PaymentRef>, limit: usize) -> PortResult<Vec<Payment>> {
+        self.inner.list(after, limit).await
+    }
+}
+
 #[test]
 fn an_order_cancelled_while_the_charge_is_in_flight_is_refunded_not_confirmed() {
-    let world = World::new(4, 0, 10);
-    let checkout = world.checkout("w", 1);
-    let order = crate::simulation::input(&world, "cancel-race", &[(0, 2)], true, "tok_visa");
-    // Run up to the order's creation, then the customer cancels it.
-    let mut budget = 6;
-    let _ = block_on(checkout.checkout_with_budget(&order, &mut budget)).unwrap();
-    let life = Lifecycle::new(
-        LifecyclePorts {
-            orders: world.orders.clone(),
+    let world = World::new(10);
+    let order = input(&world, "cancel-race", &[(0, 2)], true, "tok_visa");
+    // The customer cancels while the charge is on its way to the provider.
+    let lifecycle = Arc::new(world.lifecycle("customer-service", 5));
+    let id = order.order.id.clone();
+    let hook: Hook = Box::new(move || {
+        Box::pin(async move {
+            let applied = lifecycle.cancel(&id, "changed my mind").await.unwrap();
+            assert!(matches!(applied, Applied::Moved(_)), "{applied:?}");
+        })
+    });
+    let payments = Arc::new(BeforeCharge {
+        inner: world.payments.clone(),
+        hook: Mutex::new(Some(hook)),
+    });
+    let checkout = Checkout::new(
+        CheckoutPorts {
+            usage: world.usage.clone(),
             stock: world.stock.clone(),
-            payments: world.payments.clone(),
-            outbox: world.outbox.clone(),
+            orders: world.orders.clone(),
+            payments,
             notifier: world.notifier.clone(),
         },
-        LocationId::new("wh").unwrap(),
+        world.journal.clone(),
+        world.clock.clone(),
+        Arc::new(ClockSleeper(world.clock.clone())),
+        "w",
+        1,
     );
-    assert!(matches!(
-        block_on(life.cancel(&order.order.id, "changed my mind", world.clock.now())).unwrap(),
-        Applied::Moved(_)
-    ));
-    world.clock.advance(TimeDelta::seconds(301));
-    let _ = block_on(checkout.checkout(&order)).unwrap();
-    let paid = world.payments.inner().snapshot();
+    let outcome = block_on(checkout.checkout(&order)).unwrap();
+    assert!(
+        matches!(
+            &outcome,
+            CheckoutOutcome::Failed {
+                reason: CheckoutFailure::OrderCancelled,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    let paid = world.payments.snapshot();
+    assert_eq!(paid.len(), 1, "the charge went through");
     assert!(
         paid.iter().all(|p| p.refunded == p.captured),
         "refunded: {paid:?}"
     );
-    assert!(
-        world
-            .outbox
-            .snapshot()
+    let events = world.outbox.snapshot();
+    assert!(events.iter().all(|e| e.event_type != "OrderConfirmed"));
+    assert_eq!(
+        events
             .iter()
-            .all(|e| e.event_type != "OrderConfirmed")
+            .filter(|e| e.event_type == "OrderCancelled")
+            .count(),
+        1
     );
-    let level = world
-        .stock
-        .level_now(&world.skus[0], world.clock.now())
-        .unwrap();
+    let level = block_on(world.stock.level(&world.skus[0], world.clock.now())).unwrap();
     assert_eq!((level.committed, level.held), (0, 0));
     assert_eq!(
-        block_on(
-            world
-                .usage
-                .usage(&crate::simulation::limited_promo().promotion_id)
-        )
-        .unwrap()
-        .uses,
+        block_on(world.usage.usage(&limited_promo().promotion_id))
+            .unwrap()
+            .uses,
         0
     );
 }

@@ -1,8 +1,10 @@
-//! Integration tests of the saga crate: the deterministic simulation, idempotency, the
-//! orchestrator's semantics, and the journal's conformance.
+//! Integration tests of the saga crate: the deterministic simulation of the whole order life,
+//! checkout idempotency and crash recovery, the orchestrator's semantics, checkout from a cart,
+//! the order lifecycle, and the journal's conformance.
 
 mod conformance;
 mod from_cart;
 mod idempotency;
 mod lifecycle;
 mod simulation;
+mod world;

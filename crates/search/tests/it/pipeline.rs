@@ -1,17 +1,40 @@
-//! The indexing pipeline: events in, searchable out; exact resume; backpressure.
+//! The indexing pipeline: events from the shared log in, searchable out; exact resume; a
+//! redelivered event applied once.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-use std::time::Duration;
+use std::sync::Mutex;
 
-use commerce_core::{Currency, DomainEvent, Money, PriceScope, ProductId, ProductProjection};
-use proptest::prelude::*;
-use search::{
-    ChangeSource, Error, Indexer, MemoryChangeLog, SearchIndex, SearchRequest, Storage, TenantId,
+use commerce_core::memory::InMemoryEventLog;
+use commerce_core::ports::{EventLog, LoggedEvent, PortResult};
+use commerce_core::{
+    Currency, DomainEvent, ErrorKind, EventEnvelope, EventId, Money, PriceScope, ProductId,
+    ProductProjection,
 };
+use futures::executor::block_on;
+use proptest::prelude::*;
+use search::{Error, Indexer, SearchIndex, SearchRequest, Storage, TenantId};
 
 use crate::fixtures::{config, product, search, temp_dir};
+
+/// Commits `events` to `log`, numbering their ids after what the log holds.
+fn publish(log: &InMemoryEventLog, events: impl IntoIterator<Item = DomainEvent>) {
+    let at = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+    let start = block_on(log.end_offset()).unwrap();
+    let envelopes: Vec<EventEnvelope> = events
+        .into_iter()
+        .zip(start..)
+        .map(|(e, i)| EventEnvelope::new(EventId::new(format!("evt-{i}")).unwrap(), at, e))
+        .collect();
+    log.append(&envelopes);
+}
+
+fn run_to_end(indexer: &Indexer<'_>, log: &dyn EventLog) -> usize {
+    let mut read = 0;
+    while block_on(indexer.lag(log)).unwrap() > 0 {
+        read += block_on(indexer.run_once(log)).unwrap().read;
+    }
+    read
+}
 
 fn upsert(p: ProductProjection) -> DomainEvent {
     DomainEvent::ProductUpserted {
@@ -57,21 +80,23 @@ fn eur_price(index: &SearchIndex, id: &str) -> Option<i64> {
 #[test]
 fn catalog_events_become_searchable_and_stale_ones_are_skipped() {
     let index = ram_index();
-    let log = MemoryChangeLog::new(100);
+    let log = InMemoryEventLog::new();
     let indexer = Indexer::new(&index, 10);
-    log.append(upsert(product("m", "Blue mug").eur(1_000).0))
-        .unwrap();
-    log.append(price("m", 900, 2)).unwrap();
-    log.append(price("m", 800, 2)).unwrap(); // same version again: skipped
-    log.append(upsert(product("m", "Old blue mug").version(1).0))
-        .unwrap(); // older: skipped
-    log.append(price("ghost", 100, 5)).unwrap(); // unknown product: skipped
-    log.append(upsert(product("k", "Kettle").0)).unwrap();
-    assert_eq!(indexer.lag(&log), 6);
-    let report = indexer.run_once(&log).unwrap();
+    publish(
+        &log,
+        [
+            upsert(product("m", "Blue mug").eur(1_000).0),
+            price("m", 900, 2),
+            price("m", 800, 2), // same version again: skipped
+            upsert(product("m", "Old blue mug").version(1).0), // older: skipped
+            price("ghost", 100, 5), // unknown product: skipped
+            upsert(product("k", "Kettle").0),
+        ],
+    );
+    assert_eq!(block_on(indexer.lag(&log)).unwrap(), 6);
+    let report = block_on(indexer.run_once(&log)).unwrap();
     assert_eq!((report.read, report.applied, report.skipped), (6, 3, 3));
-    assert_eq!(indexer.lag(&log), 0);
-    assert_eq!(log.lag(), 0);
+    assert_eq!(block_on(indexer.lag(&log)).unwrap(), 0);
     assert_eq!(eur_price(&index, "m"), Some(900));
     assert_eq!(
         search(&index, "mug").hits[0].price,
@@ -79,57 +104,38 @@ fn catalog_events_become_searchable_and_stale_ones_are_skipped() {
     );
     assert_eq!(search(&index, "mug").hits[0].catalog_version, 2);
 
-    log.append(retire("m", 3)).unwrap();
-    indexer.run_once(&log).unwrap();
+    publish(&log, [retire("m", 3)]);
+    block_on(indexer.run_once(&log)).unwrap();
     assert_eq!(search(&index, "mug").total, 0);
     assert_eq!(search(&index, "kettle").total, 1);
     // A late price change of the retired product does not bring it back.
-    log.append(price("m", 700, 4)).unwrap();
-    indexer.run_once(&log).unwrap();
+    publish(&log, [price("m", 700, 4)]);
+    block_on(indexer.run_once(&log)).unwrap();
     assert_eq!(search(&index, "mug").total, 0);
 }
 
 #[test]
-fn a_full_log_pushes_back_until_the_indexer_catches_up() {
+fn a_running_indexer_waits_for_events_and_stops_on_request() {
     let index = ram_index();
-    let log = Arc::new(MemoryChangeLog::new(10));
-    for i in 0..10 {
-        log.append(upsert(product(&format!("p{i}"), "Mug").0))
-            .unwrap();
-    }
-    let full = log.append(upsert(product("x", "Mug").0));
-    assert!(matches!(
-        full,
-        Err(Error::Backpressure {
-            lag: 10,
-            capacity: 10
-        })
-    ));
+    let log = InMemoryEventLog::new();
     let indexer = Indexer::new(&index, 4);
-    indexer.run_once(&*log).unwrap();
-    assert_eq!(indexer.lag(&*log), 6);
-    log.append(upsert(product("x", "Mug").0)).unwrap();
-
-    // A blocking producer waits for the indexer instead of failing.
-    let producer = {
-        let log = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for i in 0..50 {
-                log.append_blocking(upsert(product(&format!("q{i}"), "Cup").0));
-            }
-        })
-    };
-    let stop = AtomicBool::new(false);
+    let (stop, stopped) = futures::channel::oneshot::channel::<()>();
     std::thread::scope(|s| {
-        s.spawn(|| {
-            while !producer.is_finished() || indexer.lag(&*log) > 0 {
-                indexer.run_once(&*log).unwrap();
-                log.wait_for(index.next_offset(), Duration::from_millis(20));
-            }
-            stop.store(true, std::sync::atomic::Ordering::Release);
+        let running = s.spawn(|| {
+            block_on(indexer.run(&log, async move {
+                let _ = stopped.await;
+            }))
         });
+        for i in 0..50 {
+            publish(&log, [upsert(product(&format!("q{i}"), "Cup").0)]);
+        }
+        // Caught up means the index committed every offset: the indexer is waiting on the log.
+        while index.next_offset() < 50 {
+            std::thread::yield_now();
+        }
+        stop.send(()).unwrap();
+        running.join().unwrap().unwrap();
     });
-    assert_eq!(index.num_docs().unwrap(), 61);
     let mut req = SearchRequest::new("cup", Currency::EUR);
     req.limit = 100;
     assert_eq!(index.search(&req).unwrap().total, 50);
@@ -137,21 +143,66 @@ fn a_full_log_pushes_back_until_the_indexer_catches_up() {
 
 #[test]
 fn a_log_that_dropped_what_the_index_needs_says_so() {
-    let log = MemoryChangeLog::new(10);
-    log.append(upsert(product("a", "Mug").0)).unwrap();
-    log.acknowledge(1);
+    let log = InMemoryEventLog::new();
+    publish(&log, [upsert(product("a", "Mug").0)]);
+    log.truncate_before(1);
     let fresh = ram_index();
-    let err = Indexer::new(&fresh, 10).run_once(&log).unwrap_err();
+    let err = block_on(Indexer::new(&fresh, 10).run_once(&log)).unwrap_err();
     assert!(
-        matches!(
-            err,
-            Error::OffsetOutOfRange {
-                asked: 0,
-                first: 1,
-                ..
-            }
-        ),
+        matches!(&err, Error::Source(e) if e.kind == ErrorKind::NotFound),
         "{err}"
+    );
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+}
+
+/// A broker-like log that delivers at least once: it may hold one event at two offsets.
+#[derive(Debug, Default)]
+struct AtLeastOnceLog(Mutex<Vec<EventEnvelope>>);
+
+#[async_trait::async_trait]
+impl EventLog for AtLeastOnceLog {
+    async fn read(&self, from: u64, max: usize) -> PortResult<Vec<LoggedEvent>> {
+        let events = self.0.lock().unwrap();
+        Ok(events
+            .iter()
+            .zip(0u64..)
+            .skip(usize::try_from(from).unwrap())
+            .take(max)
+            .map(|(e, offset)| LoggedEvent {
+                offset,
+                envelope: e.clone(),
+            })
+            .collect())
+    }
+    async fn end_offset(&self) -> PortResult<u64> {
+        Ok(self.0.lock().unwrap().len() as u64)
+    }
+    async fn wait(&self, _from: u64) -> PortResult<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn an_event_redelivered_at_a_later_offset_changes_the_index_once() {
+    let at = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+    let env = |id: &str, e: DomainEvent| EventEnvelope::new(EventId::new(id).unwrap(), at, e);
+    let first_price = env("evt-price", price("m", 900, 2));
+    let log = AtLeastOnceLog::default();
+    log.0.lock().unwrap().extend([
+        env("evt-up", upsert(product("m", "Blue mug").eur(1_000).0)),
+        first_price.clone(),
+        env("evt-price-3", price("m", 700, 3)),
+        // A relay crashed after publishing and republished an older batch.
+        first_price,
+    ]);
+    let index = ram_index();
+    let indexer = Indexer::new(&index, 10);
+    let report = block_on(indexer.run_once(&log)).unwrap();
+    assert_eq!((report.read, report.applied, report.skipped), (4, 3, 1));
+    assert_eq!(
+        eur_price(&index, "m"),
+        Some(700),
+        "the redelivery did not roll back"
     );
 }
 
@@ -255,22 +306,20 @@ proptest! {
         crash_after_commit in any::<bool>(),
     ) {
         let dir = temp_dir("resume");
-        let log = MemoryChangeLog::new(1_000);
-        for e in &events {
-            log.append(e.clone()).unwrap();
-        }
+        let log = InMemoryEventLog::new();
+        publish(&log, events.iter().cloned());
         {
             let index = SearchIndex::create(TenantId::new("t").unwrap(), config(), Storage::Dir(dir.clone())).unwrap();
             let indexer = Indexer::new(&index, batch);
             for _ in 0..batches_before {
-                indexer.run_once(&log).unwrap();
+                block_on(indexer.run_once(&log)).unwrap();
             }
-            let pending = log.read(index.next_offset(), batch).unwrap();
+            let pending = block_on(log.read(index.next_offset(), batch)).unwrap();
             let mut writer = index.writer();
             let report = indexer.apply(&mut writer, &pending).unwrap();
             if crash_after_commit {
                 writer.commit(Some(report.next_offset)).unwrap();
-                // ... and dies before acknowledging the source.
+                // ... and dies before its caller hears of the commit.
             } else {
                 drop(writer); // dies mid-batch: nothing staged is committed
             }
@@ -278,10 +327,7 @@ proptest! {
         let index = SearchIndex::create(TenantId::new("t").unwrap(), config(), Storage::Dir(dir.clone())).unwrap();
         let indexer = Indexer::new(&index, batch);
         let resumed_from = index.next_offset();
-        let mut read_after_restart = 0;
-        while indexer.lag(&log) > 0 {
-            read_after_restart += indexer.run_once(&log).unwrap().read;
-        }
+        let read_after_restart = run_to_end(&indexer, &log);
         prop_assert_eq!(read_after_restart as u64, events.len() as u64 - resumed_from);
         check_against_model(&index, &events)?;
         drop(index);
@@ -292,14 +338,10 @@ proptest! {
     #[test]
     fn any_batching_ends_in_the_models_state(events in event_strategy(), batch in 1usize..20) {
         let index = ram_index();
-        let log = MemoryChangeLog::new(1_000);
-        for e in &events {
-            log.append(e.clone()).unwrap();
-        }
+        let log = InMemoryEventLog::new();
+        publish(&log, events.iter().cloned());
         let indexer = Indexer::new(&index, batch);
-        while indexer.lag(&log) > 0 {
-            indexer.run_once(&log).unwrap();
-        }
+        run_to_end(&indexer, &log);
         check_against_model(&index, &events)?;
     }
 }
@@ -315,10 +357,9 @@ fn the_price_scope_set_by_a_price_change_is_the_default_one() {
             Money::from_minor(1_100, Currency::EUR),
         )
         .unwrap();
-    let log = MemoryChangeLog::new(10);
-    log.append(upsert(p)).unwrap();
-    log.append(price("m", 950, 2)).unwrap();
-    Indexer::new(&index, 10).run_once(&log).unwrap();
+    let log = InMemoryEventLog::new();
+    publish(&log, [upsert(p), price("m", 950, 2)]);
+    block_on(Indexer::new(&index, 10).run_once(&log)).unwrap();
     let stored = index
         .projection(&ProductId::new("m").unwrap())
         .unwrap()
@@ -338,36 +379,63 @@ fn the_price_scope_set_by_a_price_change_is_the_default_one() {
 
 #[test]
 fn the_indexer_follows_the_shared_domain_log_and_skips_other_events() {
-    use commerce_core::memory::InMemoryEventLog;
-    use commerce_core::ports::EventPublisher;
-    use commerce_core::{EventEnvelope, EventId};
-    use futures::executor::block_on;
-
     let at = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
-    let envelope = |i: u32, event: DomainEvent| {
-        EventEnvelope::new(EventId::new(format!("evt-{i}")).unwrap(), at, event)
-    };
     let log = InMemoryEventLog::new();
-    block_on(log.publish(&[
-        envelope(0, upsert(product("m", "Blue mug").0)),
-        envelope(
-            1,
+    publish(
+        &log,
+        [
+            upsert(product("m", "Blue mug").0),
             DomainEvent::CartAbandoned {
                 cart_id: commerce_core::CartId::new("c-1").unwrap(),
                 user_id: None,
                 last_activity_at: at,
             },
-        ),
-        envelope(2, price("m", 450, 2)),
-    ]))
-    .unwrap();
+            price("m", 450, 2),
+        ],
+    );
     let index = ram_index();
     let indexer = Indexer::new(&index, 2);
-    assert_eq!(block_on(indexer.lag_in_log(&log)).unwrap(), 3);
-    let first = block_on(indexer.run_once_from_log(&log)).unwrap();
+    assert_eq!(block_on(indexer.lag(&log)).unwrap(), 3);
+    let first = block_on(indexer.run_once(&log)).unwrap();
     assert_eq!((first.read, first.applied, first.skipped), (2, 1, 1));
-    block_on(indexer.run_once_from_log(&log)).unwrap();
-    assert_eq!(block_on(indexer.lag_in_log(&log)).unwrap(), 0);
+    block_on(indexer.run_once(&log)).unwrap();
+    assert_eq!(block_on(indexer.lag(&log)).unwrap(), 0);
     assert_eq!(index.next_offset(), 3);
     assert_eq!(eur_price(&index, "m"), Some(450));
+}
+
+#[test]
+fn a_catalog_write_reaches_the_index_through_the_outbox() {
+    use commerce_core::memory::InMemoryCatalog;
+    use commerce_core::{CatalogStore, testkit::sample_product};
+    let log = std::sync::Arc::new(InMemoryEventLog::new());
+    let catalog = InMemoryCatalog::with_outbox(log.clone());
+    let at = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+    let mut mug = sample_product("p-mug", "MUG-1");
+    mug.title = "Enamel camping mug".into();
+    let events = mug.change_events(None, at).unwrap();
+    assert_eq!(
+        block_on(catalog.put(mug.clone(), &events)).unwrap(),
+        commerce_core::CasOutcome::Committed
+    );
+    let mut cheaper = mug.clone();
+    cheaper.version = 2;
+    cheaper
+        .prices
+        .set(PriceScope::Default, Money::from_minor(1_250, Currency::EUR))
+        .unwrap();
+    let events = cheaper.change_events(Some(&mug), at).unwrap();
+    assert_eq!(
+        block_on(catalog.put(cheaper, &events)).unwrap(),
+        commerce_core::CasOutcome::Committed
+    );
+
+    let index = ram_index();
+    run_to_end(&Indexer::new(&index, 100), &*log);
+    let hits = search(&index, "camping mug").hits;
+    assert_eq!(hits.len(), 1);
+    assert_eq!(
+        (hits[0].catalog_version, eur_price(&index, "p-mug")),
+        (2, Some(1_250))
+    );
 }

@@ -30,7 +30,7 @@ fn put(catalog: &InMemoryCatalog, p: &P, status: ProductStatus) {
             version,
         };
         assert_eq!(
-            block_on(catalog.put(product)).unwrap(),
+            block_on(catalog.put(product, &[])).unwrap(),
             CasOutcome::Committed
         );
     }
