@@ -133,7 +133,7 @@ pub enum StockMode {
     #[default]
     Reservation,
     /// Check at checkout and decrement when the order is placed
-    /// ([`crate::StockStore::commit_direct`]). Between the check and the decrement another
+    /// ([`crate::StockMovements::commit_direct`]). Between the check and the decrement another
     /// order may take the stock: a brief over-promise, reported as a [`Shortfall`].
     Optimistic,
 }
@@ -296,7 +296,7 @@ pub enum ShortfallPolicy {
     Accept,
 }
 
-/// The outcome of [`crate::StockStore::commit_direct`].
+/// The outcome of [`crate::StockMovements::commit_direct`].
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[must_use]
 pub struct DirectCommit {
