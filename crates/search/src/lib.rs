@@ -5,8 +5,9 @@
 //!   catalog's outbox feeds), applies the catalog changes in batches and commits each with its
 //!   log offset, so a restart resumes exactly where it stopped; [`Indexer::lag`] tells how far
 //!   behind the index is.
-//! - **Querying**: [`SearchIndex::search`] runs BM25F over title (weight 3), keywords (brand,
-//!   category, attribute values; weight 2) and description, with typo tolerance scaled by word length (exact always above typo), prefix
+//! - **Querying**: [`SearchIndex::search`] runs BM25F over title (weight 2), keywords (brand,
+//!   category, attribute values; weight 2) and description (weight 1), with typo tolerance
+//!   scaled by word length (exact always above typo), prefix
 //!   matching on the last word, per-tenant synonyms and exact SKU lookup; filters on brand,
 //!   category subtree, price in the shopper's currency, rating, attributes and stock; and
 //!   disjunctive facet counts, all in one pass over the matches.
