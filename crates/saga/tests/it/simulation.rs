@@ -49,6 +49,22 @@ pub(crate) struct Reached {
     pub voided_labels: u64,
 }
 
+impl Reached {
+    fn add(&mut self, r: &Reached) {
+        self.confirmed += r.confirmed;
+        self.failed_checkouts += r.failed_checkouts;
+        self.paid_then_cancelled += r.paid_then_cancelled;
+        self.shipments += r.shipments;
+        self.replacements += r.replacements;
+        self.deliveries += r.deliveries;
+        self.returns += r.returns;
+        self.returned_to_sender += r.returned_to_sender;
+        self.crashes += r.crashes;
+        self.timeouts_after_effect += r.timeouts_after_effect;
+        self.voided_labels += r.voided_labels;
+    }
+}
+
 type Action<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + 'a>>;
 
 /// An error a caller may see and retry: the port was down or the outcome unknown.
@@ -658,10 +674,19 @@ fn seeded_runs_keep_every_invariant() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000);
+    let mut total = Reached::default();
     for seed in 0..runs {
-        if let Err(e) = run(seed) {
-            panic!("seed {seed} failed (replay with SAGA_SIM_SEED={seed}): {e}");
+        match run(seed) {
+            Ok(r) => total.add(&r),
+            Err(e) => panic!("seed {seed} failed (replay with SAGA_SIM_SEED={seed}): {e}"),
         }
+    }
+    #[allow(
+        clippy::print_stdout,
+        reason = "what the runs reached, with --nocapture"
+    )]
+    {
+        println!("{runs} runs reached {total:?}");
     }
 }
 
@@ -670,18 +695,7 @@ fn seeded_runs_keep_every_invariant() {
 fn runs_reach_every_path() {
     let mut total = Reached::default();
     for seed in 10_000..10_200u64 {
-        let r = run(seed).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
-        total.confirmed += r.confirmed;
-        total.failed_checkouts += r.failed_checkouts;
-        total.paid_then_cancelled += r.paid_then_cancelled;
-        total.shipments += r.shipments;
-        total.replacements += r.replacements;
-        total.deliveries += r.deliveries;
-        total.returns += r.returns;
-        total.returned_to_sender += r.returned_to_sender;
-        total.crashes += r.crashes;
-        total.timeouts_after_effect += r.timeouts_after_effect;
-        total.voided_labels += r.voided_labels;
+        total.add(&run(seed).unwrap_or_else(|e| panic!("seed {seed}: {e}")));
     }
     #[allow(
         clippy::print_stdout,
