@@ -30,7 +30,9 @@ use chrono::{DateTime, Utc};
 use commerce_core::DomainEvent;
 
 use crate::limits::QUANTITY_MAX;
-use crate::{Error, Hold, HoldStatus, Result, ShortfallPolicy, StockConfig, StockKey, StockLevel};
+use crate::{
+    Error, Hold, HoldId, HoldStatus, Result, ShortfallPolicy, StockConfig, StockKey, StockLevel,
+};
 
 /// One stock key's counts: the row a database store keeps, and the sum of the in-memory store's
 /// shards.
@@ -305,6 +307,31 @@ pub enum HoldOp<'a> {
     Expire,
 }
 
+/// What [`decide`] needs of a hold: borrowed, so a store asks without copying the hold's lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HoldState<'a> {
+    /// The hold's id (named in errors).
+    pub id: &'a HoldId,
+    /// Its status.
+    pub status: HoldStatus,
+    /// When it expires while `Held`.
+    pub expires_at: DateTime<Utc>,
+    /// The checkout that adopted it, if any.
+    pub owner: Option<&'a str>,
+}
+
+impl Hold {
+    /// The hold as [`decide`] reads it.
+    pub fn state(&self) -> HoldState<'_> {
+        HoldState {
+            id: &self.id,
+            status: self.status,
+            expires_at: self.expires_at,
+            owner: self.owner.as_deref(),
+        }
+    }
+}
+
 /// What a store does with a hold, as [`decide`] rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]
@@ -332,7 +359,7 @@ pub enum HoldAction {
 /// [`Error::HoldConflict`] for a reserve with other lines; [`Error::HoldExpired`] for a hold
 /// that already expired; [`Error::HoldState`] for an operation the status forbids;
 /// [`Error::Invalid`] for an extension that moves the expiry earlier.
-pub fn decide(hold: &Hold, op: HoldOp<'_>, now: DateTime<Utc>) -> Result<HoldAction> {
+pub fn decide(hold: HoldState<'_>, op: HoldOp<'_>, now: DateTime<Utc>) -> Result<HoldAction> {
     let due = hold.status == HoldStatus::Held && hold.expires_at <= now;
     let state_error = |operation: &'static str| Error::HoldState {
         hold: hold.id.clone(),
@@ -375,7 +402,7 @@ pub fn decide(hold: &Hold, op: HoldOp<'_>, now: DateTime<Utc>) -> Result<HoldAct
             HoldStatus::Pinned => Ok(HoldAction::Unchanged),
             _ => live("pin"),
         },
-        HoldOp::Adopt { owner } => match (hold.owner.as_deref(), hold.status) {
+        HoldOp::Adopt { owner } => match (hold.owner, hold.status) {
             (Some(o), HoldStatus::Pinned | HoldStatus::Committed) if o == owner => {
                 Ok(HoldAction::Unchanged)
             }
@@ -397,7 +424,7 @@ pub fn decide(hold: &Hold, op: HoldOp<'_>, now: DateTime<Utc>) -> Result<HoldAct
             HoldStatus::Held | HoldStatus::Pinned => Ok(HoldAction::Apply),
         },
         HoldOp::ReleaseOwned { owner } => {
-            if hold.owner.as_deref() == Some(owner) {
+            if hold.owner == Some(owner) {
                 decide(hold, HoldOp::Release, now)
             } else {
                 Ok(HoldAction::Unchanged)

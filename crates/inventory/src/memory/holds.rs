@@ -27,6 +27,16 @@ pub(super) struct HoldRecord {
 }
 
 impl HoldRecord {
+    /// What the rules need of the record, borrowed.
+    pub(super) fn state<'a>(&'a self, id: &'a HoldId) -> rules::HoldState<'a> {
+        rules::HoldState {
+            id,
+            status: self.status,
+            expires_at: self.expires_at,
+            owner: self.owner.as_deref(),
+        }
+    }
+
     pub(super) fn view(&self, id: &HoldId) -> Hold {
         Hold {
             id: id.clone(),
@@ -91,9 +101,9 @@ impl InMemoryStockStore {
                 .iter()
                 .map(|l| (&l.key, l.quantity))
                 .eq(demand.iter().map(|(k, q)| (k, *q)));
-            let view = existing.view(hold);
-            let _unchanged = rules::decide(&view, HoldOp::Reserve { same_lines }, now)?;
-            return Ok(view);
+            let _unchanged =
+                rules::decide(existing.state(hold), HoldOp::Reserve { same_lines }, now)?;
+            return Ok(existing.view(hold));
         }
         let stocks = demand
             .iter()
@@ -250,14 +260,13 @@ impl InMemoryStockStore {
         op: HoldOp<'_>,
         now: DateTime<Utc>,
     ) -> Result<Option<Hold>> {
-        let view = shard
+        let record = shard
             .holds
             .get(id)
-            .ok_or_else(|| Error::UnknownHold(id.clone()))?
-            .view(id);
-        match rules::decide(&view, op, now)? {
+            .ok_or_else(|| Error::UnknownHold(id.clone()))?;
+        match rules::decide(record.state(id), op, now)? {
             HoldAction::Apply => Ok(None),
-            HoldAction::Unchanged => Ok(Some(view)),
+            HoldAction::Unchanged => Ok(Some(record.view(id))),
             HoldAction::ExpireThenRefuse => {
                 let _ = self.expire_locked(shard, id, now);
                 Err(Error::HoldExpired(id.clone()))

@@ -66,7 +66,7 @@ fn the_hold_state_machine_is_this_table() {
         let h = hold(status, owner);
         for ((name, op), want) in ops.iter().zip(want) {
             assert_eq!(
-                verdict(rules::decide(&h, *op, now)),
+                verdict(rules::decide(h.state(), *op, now)),
                 want,
                 "{name} on a {status:?} hold owned by {owner:?}"
             );
@@ -77,7 +77,7 @@ fn the_hold_state_machine_is_this_table() {
     let earlier = HoldOp::Extend {
         expires_at: t0() + TimeDelta::minutes(5),
     };
-    assert_eq!(verdict(rules::decide(&h, earlier, live)), "invalid");
+    assert_eq!(verdict(rules::decide(h.state(), earlier, live)), "invalid");
 }
 
 #[derive(Debug, Clone)]
