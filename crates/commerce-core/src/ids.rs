@@ -6,7 +6,8 @@
 //! Ids are opaque text chosen by the caller (a UUID, a ULID, a database key): the SDK generates
 //! none itself, because randomness is an input. They are 1 to [`ID_LEN_MAX`] bytes (event ids
 //! and idempotency keys, often derived from other ids, up to [`KEY_LEN_MAX`]) of ASCII
-//! letters, digits and `-_.:`.
+//! letters, digits and `-_.:`; customer ids, which may be e-mail addresses, and the keys
+//! derived from them also take `@` and `+`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -23,10 +24,20 @@ fn check_id(field: &'static str, text: &str) -> Result<()> {
 /// Event ids and idempotency keys are derived from other ids (`{order}:{seq}`), so they may
 /// be longer than the ids they come from.
 fn check_key(field: &'static str, text: &str) -> Result<()> {
-    check_text(field, text, KEY_LEN_MAX)
+    check_chars(field, text, KEY_LEN_MAX, "@+")
+}
+
+/// Customer ids may be e-mail addresses (`ann.lee+shop@example.com`), so they also take `@`
+/// and `+`; keys derived from them take the same.
+fn check_user_id(field: &'static str, text: &str) -> Result<()> {
+    check_chars(field, text, ID_LEN_MAX, "@+")
 }
 
 fn check_text(field: &'static str, text: &str, len_max: usize) -> Result<()> {
+    check_chars(field, text, len_max, "")
+}
+
+fn check_chars(field: &'static str, text: &str, len_max: usize, extra: &str) -> Result<()> {
     if text.is_empty() {
         return Err(Error::invalid(field, "empty"));
     }
@@ -38,7 +49,7 @@ fn check_text(field: &'static str, text: &str, len_max: usize) -> Result<()> {
     }
     if let Some(bad) = text
         .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')))
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':') || extra.contains(*c)))
     {
         return Err(Error::invalid(
             field,
@@ -121,8 +132,10 @@ text_id!(
     OrderId, "order_id", check_id
 );
 text_id!(
-    /// A registered customer.
-    UserId, "user_id", check_id
+    /// A registered customer: an opaque id or an e-mail address (`@` and `+` are allowed
+    /// beside the usual characters). The SDK compares ids exactly; a caller that keys customers
+    /// by e-mail lower-cases the address first.
+    UserId, "user_id", check_user_id
 );
 text_id!(
     /// A cart, anonymous or a user's.
@@ -267,6 +280,12 @@ mod tests {
                 ..
             })
         ));
+        // Customer ids may be e-mail addresses; other ids may not carry `@`.
+        let ann = UserId::new("ann.lee+shop@example.com").unwrap();
+        assert_eq!(ann.as_str(), "ann.lee+shop@example.com");
+        assert!(IdempotencyKey::derive(ann.as_str(), "claim").is_ok());
+        assert!(UserId::new("ann lee@example.com").is_err());
+        assert!(OrderId::new("a@b").is_err());
         let id = CartId::new("cart-1").unwrap();
         let json = serde_json::to_string(&id).unwrap();
         assert_eq!(json, "\"cart-1\"");

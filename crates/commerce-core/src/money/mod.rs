@@ -174,6 +174,9 @@ impl Money {
             return Err(self.not_in_minor_units());
         }
         let exponent = u32::from(self.currency.exponent());
+        if self.amount.scale() == exponent {
+            return Ok(self.amount.mantissa());
+        }
         let mut scaled = self.amount;
         scaled.rescale(exponent);
         // `rescale` stops short, silently, when the mantissa would not fit 96 bits.
