@@ -107,6 +107,39 @@ fn cart(c: &mut Criterion) {
         b.iter(|| price(black_box(&cart), black_box(&promotions), &ctx));
     });
 
+    // The same cart with the capabilities of unit-level pricing in play: the per-unit amount
+    // reaches at most 5 units, the line promotion asks for a line of 4, tax rounds per unit.
+    let capable = load_promotions(
+        &PROMOTIONS
+            .replace(
+                r#""items": {"brands": ["Acme"]}}}"#,
+                r#""items": {"brands": ["Acme"]}, "max_quantity": 5}}"#,
+            )
+            .replace(
+                r#"{"min_quantity": {"quantity": 10}}"#,
+                r#"{"line_quantity": {"quantity": 4}}"#,
+            ),
+    )
+    .unwrap_or_default();
+    assert!(capable.iter().any(|p| matches!(
+        p.action,
+        cart_engine::Action::FixedOffPerUnit {
+            max_quantity: Some(5),
+            ..
+        }
+    )));
+    let unit_tax = PricingConfig {
+        rounding: cart_engine::RoundingPolicy {
+            tax: cart_engine::TaxRounding::PerUnit,
+            ..cart_engine::RoundingPolicy::default()
+        },
+        ..config.clone()
+    };
+    let unit_ctx = PricingContext::new(t0(), &unit_tax, &tax);
+    c.bench_function("cart/price_20_lines_10_promotions_unit_level", |b| {
+        b.iter(|| price(black_box(&cart), black_box(&capable), &unit_ctx));
+    });
+
     c.bench_function("cart/price_20_lines_no_promotions", |b| {
         b.iter(|| price(black_box(&cart), &[], &ctx));
     });

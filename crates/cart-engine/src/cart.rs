@@ -12,8 +12,8 @@ use commerce_core::{
 use serde::{Deserialize, Serialize};
 
 use crate::limits::{
-    CART_TTL_DAYS_DEFAULT, CODE_LEN_MAX, CODES_MAX, LINES_MAX, QUANTITY_PER_LINE_MAX,
-    REQUEST_ID_LEN_MAX, REQUEST_IDS_KEPT,
+    CART_TTL_DAYS_DEFAULT, CODE_LEN_MAX, CODES_MAX, LINES_MAX, QUANTITY_PER_LINE_CEILING,
+    QUANTITY_PER_LINE_MAX, REQUEST_ID_LEN_MAX, REQUEST_IDS_KEPT,
 };
 use crate::{Error, Result};
 
@@ -133,7 +133,8 @@ pub struct LineProduct {
 }
 
 impl LineProduct {
-    fn of(p: &Product) -> LineProduct {
+    /// The snapshot of a catalog product.
+    pub fn of(p: &Product) -> LineProduct {
         LineProduct {
             product_id: p.id.clone(),
             title: p.title.clone(),
@@ -145,12 +146,146 @@ impl LineProduct {
     }
 }
 
+/// What to add to a cart when the caller prices it itself (a marketplace feed, a quote, a
+/// test): a SKU at a unit price, with what promotions look at. [`CartCommand::AddLine`] builds
+/// the same from a catalog [`Product`].
+///
+/// ```
+/// use cart_engine::LineItem;
+/// use commerce_core::{Currency, Money};
+///
+/// let mug = LineItem::new("MUG-1", Money::from_minor(1_250, Currency::EUR))?
+///     .brand("Potter")
+///     .category("Kitchen/Mugs")?;
+/// assert_eq!(mug.product.title, "MUG-1");
+/// # Ok::<(), cart_engine::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineItem {
+    /// The SKU.
+    pub sku: Sku,
+    /// The unit price, in the cart's currency.
+    pub unit_price: Money,
+    /// What the line shows and what promotion conditions look at.
+    pub product: LineProduct,
+}
+
+impl LineItem {
+    /// `sku` at `unit_price`; its product id and title are the SKU until set, no brand, the
+    /// root category.
+    ///
+    /// # Errors
+    /// [`Error::Core`] for an invalid SKU.
+    pub fn new(sku: &str, unit_price: Money) -> Result<LineItem> {
+        let sku = Sku::new(sku)?;
+        Ok(LineItem {
+            product: LineProduct {
+                product_id: ProductId::new(sku.as_str())?,
+                title: sku.as_str().to_owned(),
+                image: None,
+                brand: None,
+                category: CategoryPath::default(),
+                attributes: BTreeMap::new(),
+            },
+            sku,
+            unit_price,
+        })
+    }
+
+    /// A catalog product at its price in `currency` (and `locale`, if it has locale prices).
+    ///
+    /// # Errors
+    /// [`Error::ProductRetired`]; [`Error::Core`] when it has no price in `currency`.
+    pub fn of(product: &Product, currency: Currency, locale: Option<&Locale>) -> Result<LineItem> {
+        if product.status == ProductStatus::Retired {
+            return Err(Error::ProductRetired(product.sku.clone()));
+        }
+        Ok(LineItem {
+            sku: product.sku.clone(),
+            unit_price: product.prices.resolve(currency, locale, None)?,
+            product: LineProduct::of(product),
+        })
+    }
+
+    /// The title shown.
+    pub fn title(mut self, title: impl Into<String>) -> LineItem {
+        self.product.title = title.into();
+        self
+    }
+
+    /// The brand.
+    pub fn brand(mut self, brand: impl Into<String>) -> LineItem {
+        self.product.brand = Some(brand.into());
+        self
+    }
+
+    /// The category, as a path (`Apparel/Tops`).
+    ///
+    /// # Errors
+    /// [`Error::Core`] for an invalid path.
+    pub fn category(mut self, path: &str) -> Result<LineItem> {
+        self.product.category = CategoryPath::parse(path)?;
+        Ok(self)
+    }
+
+    /// The product it belongs to.
+    ///
+    /// # Errors
+    /// [`Error::Core`] for an invalid id.
+    pub fn product_id(mut self, id: &str) -> Result<LineItem> {
+        self.product.product_id = ProductId::new(id)?;
+        Ok(self)
+    }
+}
+
+/// A shop's bounds on a cart, enforced by every command and by merges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CartLimits {
+    /// Most units on one line: 1 to [`QUANTITY_PER_LINE_CEILING`]; 999 by default.
+    pub quantity_per_line_max: u32,
+    /// Most lines: 1 to [`LINES_MAX`]; 100 by default.
+    pub lines_max: usize,
+}
+
+impl Default for CartLimits {
+    fn default() -> CartLimits {
+        CartLimits {
+            quantity_per_line_max: QUANTITY_PER_LINE_MAX,
+            lines_max: LINES_MAX,
+        }
+    }
+}
+
+impl CartLimits {
+    /// Checks the bounds.
+    ///
+    /// # Errors
+    /// [`Error::Core`] with an invalid-field error naming the bound.
+    pub fn validate(&self) -> Result<()> {
+        if !(1..=QUANTITY_PER_LINE_CEILING).contains(&self.quantity_per_line_max) {
+            return Err(commerce_core::Error::Invalid {
+                field: "cart.limits.quantity_per_line_max",
+                reason: format!("must be 1 to {QUANTITY_PER_LINE_CEILING}"),
+            }
+            .into());
+        }
+        if !(1..=LINES_MAX).contains(&self.lines_max) {
+            return Err(commerce_core::Error::Invalid {
+                field: "cart.limits.lines_max",
+                reason: format!("must be 1 to {LINES_MAX}"),
+            }
+            .into());
+        }
+        Ok(())
+    }
+}
+
 /// One line of a cart.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CartLine {
     /// The SKU; a cart has at most one line per SKU.
     pub sku: Sku,
-    /// Units, 1 to [`QUANTITY_PER_LINE_MAX`].
+    /// Units, 1 to the cart's [`CartLimits::quantity_per_line_max`].
     pub quantity: u32,
     /// When the line was first added.
     pub added_at: DateTime<Utc>,
@@ -216,6 +351,20 @@ pub enum CartCommand<'a> {
         /// Gift wrap the line.
         gift_wrap: bool,
     },
+    /// Adds units of an item priced by the caller ([`LineItem`]). Adding a SKU already in the
+    /// cart adds to its quantity and keeps its price snapshot.
+    AddItem {
+        /// The item.
+        item: LineItem,
+        /// Units to add, at least 1.
+        quantity: u32,
+        /// Gift wrap the line.
+        gift_wrap: bool,
+    },
+    /// Gives an anonymous cart its owner (at login, when the customer has no cart of their own
+    /// to [`crate::merge`] it into). Giving a cart the owner it has changes nothing; a cart
+    /// owned by someone else is refused.
+    AssignOwner(UserId),
     /// Sets a line's quantity; 0 removes the line.
     SetQuantity {
         /// The line.
@@ -264,9 +413,10 @@ impl Mutation {
     }
 }
 
-/// The result of a mutation that was not refused. Losing a race is a result, not an error.
+/// The result of a mutation that was not refused. Losing a race is a result, not an error:
+/// a caller that sets [`Mutation::expected_version`] or [`Mutation::request_id`] reads it; one
+/// that sets neither always gets [`Outcome::Applied`] and may ignore it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[must_use]
 pub enum Outcome {
     /// Applied; the cart is now at `version`.
     Applied {
@@ -361,6 +511,8 @@ pub struct Cart {
     ttl_secs: i64,
     recent_requests: VecDeque<RequestId>,
     merged_from: BTreeSet<CartId>,
+    #[serde(default)]
+    limits: CartLimits,
 }
 
 impl Cart {
@@ -389,7 +541,24 @@ impl Cart {
             ttl_secs: TimeDelta::days(CART_TTL_DAYS_DEFAULT).num_seconds(),
             recent_requests: VecDeque::new(),
             merged_from: BTreeSet::new(),
+            limits: CartLimits::default(),
         }
+    }
+
+    /// Sets the shop's bounds on this cart (builder style). Lines already beyond them stay as
+    /// they are until changed.
+    ///
+    /// # Errors
+    /// [`Error::Core`] with an invalid-field error for bounds outside their ceilings.
+    pub fn with_limits(mut self, limits: CartLimits) -> Result<Cart> {
+        limits.validate()?;
+        self.limits = limits;
+        Ok(self)
+    }
+
+    /// The shop's bounds on this cart.
+    pub fn limits(&self) -> CartLimits {
+        self.limits
     }
 
     /// Sets how long the cart lives after its last change (builder style).
@@ -465,12 +634,49 @@ impl Cart {
                 product,
                 quantity,
                 gift_wrap,
-            } => self.add_line(product, quantity, gift_wrap, now),
+            } => {
+                if product.status == ProductStatus::Retired {
+                    return Err(Error::ProductRetired(product.sku.clone()));
+                }
+                if self.lines.iter().any(|l| l.sku == product.sku) {
+                    // The snapshot stays; only the quantity grows.
+                    return self.grow_line(&product.sku, quantity, gift_wrap);
+                }
+                let item = LineItem::of(product, self.currency, self.locale.as_ref())?;
+                self.add_item(item, quantity, gift_wrap, now)
+            }
+            CartCommand::AddItem {
+                item,
+                quantity,
+                gift_wrap,
+            } => {
+                if item.unit_price.currency() != self.currency {
+                    return Err(Error::CurrencyMismatch {
+                        cart: self.currency,
+                        other: item.unit_price.currency(),
+                    });
+                }
+                if item.unit_price.is_negative() || !item.unit_price.is_rounded() {
+                    return Err(commerce_core::Error::Invalid {
+                        field: "line.unit_price",
+                        reason: "negative or not in minor units".into(),
+                    }
+                    .into());
+                }
+                self.add_item(item, quantity, gift_wrap, now)
+            }
+            CartCommand::AssignOwner(user) => match &self.owner {
+                Some(owner) if *owner != user => Err(Error::OwnedByAnother),
+                _ => {
+                    self.owner = Some(user);
+                    Ok(())
+                }
+            },
             CartCommand::SetQuantity { sku, quantity } => {
                 if quantity == 0 {
                     return self.remove_line(&sku);
                 }
-                check_quantity(&sku, u64::from(quantity))?;
+                self.check_quantity(&sku, u64::from(quantity))?;
                 self.line_mut(&sku)?.quantity = quantity;
                 Ok(())
             }
@@ -537,41 +743,60 @@ impl Cart {
         }
     }
 
-    fn add_line(
+    fn add_item(
         &mut self,
-        product: &Product,
+        item: LineItem,
         quantity: u32,
         gift_wrap: bool,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        if product.status == ProductStatus::Retired {
-            return Err(Error::ProductRetired(product.sku.clone()));
+        if self.lines.iter().any(|l| l.sku == item.sku) {
+            return self.grow_line(&item.sku, quantity, gift_wrap);
         }
-        if let Some(line) = self.lines.iter_mut().find(|l| l.sku == product.sku) {
-            let total = u64::from(line.quantity) + u64::from(quantity);
-            check_quantity(&product.sku, if quantity == 0 { 0 } else { total })?;
-            line.quantity = u32::try_from(total).unwrap_or(u32::MAX);
-            line.gift_wrap |= gift_wrap;
-            return Ok(());
+        self.check_quantity(&item.sku, u64::from(quantity))?;
+        if self.lines.len() >= self.limits.lines_max {
+            return Err(Error::TooManyLines {
+                max: self.limits.lines_max,
+            });
         }
-        check_quantity(&product.sku, u64::from(quantity))?;
-        if self.lines.len() >= LINES_MAX {
-            return Err(Error::TooManyLines { max: LINES_MAX });
-        }
-        let price = product
-            .prices
-            .resolve(self.currency, self.locale.as_ref(), None)?;
-        check_amount_limit("line.unit_price", &price)?;
+        check_amount_limit("line.unit_price", &item.unit_price)?;
         self.lines.push(CartLine {
-            sku: product.sku.clone(),
+            sku: item.sku,
             quantity,
             added_at: now,
-            unit_price: price,
-            current_price: price,
+            unit_price: item.unit_price,
+            current_price: item.unit_price,
             available: true,
-            product: LineProduct::of(product),
+            product: item.product,
             gift_wrap,
         });
+        Ok(())
+    }
+
+    /// Adds `quantity` units to the line with `sku`, keeping its price snapshot.
+    fn grow_line(&mut self, sku: &Sku, quantity: u32, gift_wrap: bool) -> Result<()> {
+        let k = self
+            .lines
+            .iter()
+            .position(|l| l.sku == *sku)
+            .ok_or_else(|| Error::NoSuchLine(sku.clone()))?;
+        let total = u64::from(self.lines[k].quantity) + u64::from(quantity);
+        self.check_quantity(sku, if quantity == 0 { 0 } else { total })?;
+        let line = &mut self.lines[k];
+        line.quantity = u32::try_from(total).unwrap_or(u32::MAX);
+        line.gift_wrap |= gift_wrap;
+        Ok(())
+    }
+
+    fn check_quantity(&self, sku: &Sku, quantity: u64) -> Result<()> {
+        let max = self.limits.quantity_per_line_max;
+        if quantity == 0 || quantity > u64::from(max) {
+            return Err(Error::QuantityOutOfRange {
+                sku: sku.clone(),
+                quantity,
+                max,
+            });
+        }
         Ok(())
     }
 
@@ -795,17 +1020,6 @@ fn check_amount_limit(field: &'static str, m: &Money) -> Result<()> {
             reason: "above the pricing limit".into(),
         }
         .into());
-    }
-    Ok(())
-}
-
-fn check_quantity(sku: &Sku, quantity: u64) -> Result<()> {
-    if quantity == 0 || quantity > u64::from(QUANTITY_PER_LINE_MAX) {
-        return Err(Error::QuantityOutOfRange {
-            sku: sku.clone(),
-            quantity,
-            max: QUANTITY_PER_LINE_MAX,
-        });
     }
     Ok(())
 }

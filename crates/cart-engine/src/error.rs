@@ -15,14 +15,14 @@ pub enum Error {
     /// A port call failed.
     #[error("port call failed: {0}")]
     Port(#[from] PortError),
-    /// The cart already holds [`crate::limits::LINES_MAX`] lines.
+    /// The cart already holds as many lines as its [`crate::CartLimits`] allow.
     #[error("a cart holds at most {max} lines")]
     TooManyLines {
         /// The limit.
         max: usize,
     },
-    /// A line would hold more than [`crate::limits::QUANTITY_PER_LINE_MAX`] units, or zero
-    /// units were added.
+    /// A line would hold more units than the cart's [`crate::CartLimits`] allow, or zero units
+    /// were added.
     #[error("quantity {quantity} of {sku} is outside 1..={max}")]
     QuantityOutOfRange {
         /// The SKU.
@@ -71,6 +71,9 @@ pub enum Error {
     /// Merging carts of two owners or two currencies, or a cart into itself.
     #[error("cannot merge: {0}")]
     Merge(&'static str),
+    /// The cart belongs to another customer: it cannot be given a new owner.
+    #[error("the cart belongs to another customer")]
+    OwnedByAnother,
 }
 
 impl Error {
@@ -88,6 +91,7 @@ impl Error {
             | Error::RequestId(_)
             | Error::InvalidRule { .. } => ErrorKind::Invalid,
             Error::NoSuchLine(_) => ErrorKind::NotFound,
+            Error::OwnedByAnother => ErrorKind::Refused,
             Error::ProductRetired(_) => ErrorKind::Refused,
             Error::Expired | Error::Merge(_) => ErrorKind::Conflict,
         }
@@ -105,6 +109,7 @@ impl Error {
             Error::RequestId(_) => Some("request_id"),
             Error::InvalidRule { path, .. } => Some(path),
             Error::NoSuchLine(_) | Error::ProductRetired(_) => Some("sku"),
+            Error::OwnedByAnother => Some("owner"),
             Error::Expired | Error::Merge(_) => None,
         }
     }

@@ -73,8 +73,8 @@ pub mod testkit;
 mod usage;
 
 pub use cart::{
-    Blocker, Cart, CartCommand, CartLine, CartStatus, LineProduct, Mutation, Outcome, PriceChange,
-    PromoCode, RepriceReport, RequestId, ShippingMethod,
+    Blocker, Cart, CartCommand, CartLimits, CartLine, CartStatus, LineItem, LineProduct, Mutation,
+    Outcome, PriceChange, PromoCode, RepriceReport, RequestId, ShippingMethod,
 };
 pub use error::{Error, Result};
 pub use expiry::{abandoned_event_id, sweep_abandoned};

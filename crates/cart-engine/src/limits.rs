@@ -1,9 +1,14 @@
 //! Named limits of the cart engine: every bound it enforces on outside input.
 
-/// Most lines in one cart.
+/// Most lines in one cart (a shop may allow fewer with [`crate::CartLimits`], never more: a
+/// unit mask over a cart's lines and the allocation of a discount over them stay bounded).
 pub const LINES_MAX: usize = 100;
-/// Most units on one line.
+/// Most units on one line, by default; a shop sets its own with [`crate::CartLimits`], up to
+/// [`QUANTITY_PER_LINE_CEILING`].
 pub const QUANTITY_PER_LINE_MAX: u32 = 999;
+/// The most units on one line any shop may allow: it bounds pricing's arithmetic (every product
+/// of an amount, a quantity and a rate stays far inside 128 bits) and its work.
+pub const QUANTITY_PER_LINE_CEILING: u32 = 100_000;
 /// Most promotion codes applied to one cart at once.
 pub const CODES_MAX: usize = 5;
 /// Longest promotion code after normalization, in bytes.

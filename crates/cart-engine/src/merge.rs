@@ -5,7 +5,7 @@ use commerce_core::Sku;
 use serde::{Deserialize, Serialize};
 
 use crate::cart::{Cart, CartStatus};
-use crate::limits::{CODES_MAX, LINES_MAX, QUANTITY_PER_LINE_MAX};
+use crate::limits::CODES_MAX;
 use crate::{Error, Result};
 
 /// How a guest line combines with the user's line for the same SKU.
@@ -15,7 +15,7 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MergeStrategy {
-    /// Add the quantities, capped at [`QUANTITY_PER_LINE_MAX`]. **The default**: nothing the
+    /// Add the quantities, capped at the user cart's [`crate::CartLimits`]. **The default**: nothing the
     /// shopper put in either cart is lost, which is what people expect after logging in.
     #[default]
     SumCapped,
@@ -116,6 +116,7 @@ pub fn merge(
     let guest_codes = guest.codes().to_vec();
     let guest_address = guest.shipping_address().cloned();
     let guest_id = guest.id().clone();
+    let limits = user.limits();
     {
         let (lines, codes, merged_from) = user.merge_parts_mut();
         for g in guest_lines {
@@ -128,11 +129,16 @@ pub fn merge(
                 if strategy == MergeStrategy::GuestReplaces {
                     *u = g.clone();
                 }
-                if quantity > QUANTITY_PER_LINE_MAX {
+                if quantity > limits.quantity_per_line_max {
                     report.capped.push(g.sku.clone());
                 }
-                u.quantity = quantity.min(QUANTITY_PER_LINE_MAX);
-            } else if lines.len() < LINES_MAX {
+                u.quantity = quantity.min(limits.quantity_per_line_max);
+            } else if lines.len() < limits.lines_max {
+                let mut g = g;
+                if g.quantity > limits.quantity_per_line_max {
+                    report.capped.push(g.sku.clone());
+                    g.quantity = limits.quantity_per_line_max;
+                }
                 lines.push(g);
             } else {
                 report.dropped.push(g.sku);

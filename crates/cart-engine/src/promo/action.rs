@@ -1,43 +1,86 @@
-//! What each promotion action discounts: exact per-line discounts from the working state,
-//! rounded at the policy's level and capped at what each line has left.
+//! What each promotion action discounts: exact discounts from the working state, rounded at
+//! the policy's level and capped at what each line (and each unit) has left.
+//!
+//! Unit-level actions (a percentage, an amount per unit, a fixed price, buy-X-get-Y) work on
+//! the units of each line, lot by lot ([`super::work::Lot`]), so a unit an earlier promotion
+//! made free takes no more, and `max_quantity` picks whole units. Line- and order-level
+//! actions (an amount per line, an amount off the order, tiers) spread over the remaining
+//! value.
 
 use commerce_core::{allocate_minor, allocate_weighted};
 use rust_decimal::Decimal;
 
-use super::arith::{PERCENT_SCALE_MAX, Ratio, minor_of, round_and_allocate, round_div};
+use super::arith::{PERCENT_SCALE_MAX, Ratio, allocate_capped, minor_of, round_and_allocate};
 use super::buy_x_get_y::buy_x_get_y;
 use super::context::RoundingLevel;
 use super::model::{Action, ItemFilter, Tier};
 use super::priced::NotApplied;
-use super::work::{Effect, Outcome, Work};
+use super::work::{Effect, Lot, Outcome, Part, Work};
 
-/// An exact discount `line` (minor units) on `units` units of line `index`, before rounding.
-pub(super) struct Raw {
-    pub(super) index: usize,
-    pub(super) line: Ratio,
-    pub(super) units: u32,
+/// Rounds unit-level discounts at the policy's level: each part ends with its rounded discount,
+/// at most its value, and the effect's line discounts are their sums. `parts` are in line
+/// order.
+pub(super) fn finish(mut parts: Vec<Part>, work: &Work<'_>, level: RoundingLevel) -> Effect {
+    match level {
+        RoundingLevel::Unit => {
+            for p in &mut parts {
+                let units = i128::from(p.count.max(1));
+                let per_unit = work.round(Ratio {
+                    num: p.exact.num,
+                    den: p.exact.den * units,
+                });
+                p.discount = (per_unit * units).clamp(0, p.value);
+            }
+        }
+        RoundingLevel::Line => {
+            let mut start = 0;
+            while start < parts.len() {
+                let line = parts[start].line;
+                let end = start + parts[start..].iter().take_while(|p| p.line == line).count();
+                round_line(&mut parts[start..end], work);
+                start = end;
+            }
+        }
+        RoundingLevel::Total => {
+            let ratios: Vec<Ratio> = parts.iter().map(|p| p.exact).collect();
+            for (p, d) in parts.iter_mut().zip(round_and_allocate(&ratios, work.mode)) {
+                p.discount = d.clamp(0, p.value);
+            }
+        }
+    }
+    Effect::of_parts(parts)
 }
 
-/// Rounds proportional discounts at the policy's level and caps them at each line's remaining
-/// value.
-pub(super) fn finish(raw: Vec<Raw>, work: &Work<'_>, level: RoundingLevel) -> Effect {
+/// One line's parts (one denominator): the line's discount is rounded once and shared over the
+/// parts by their exact discounts, none above its value.
+fn round_line(parts: &mut [Part], work: &Work<'_>) {
+    if let [p] = parts {
+        p.discount = work.round(p.exact).clamp(0, p.value);
+        return;
+    }
+    let den = parts[0].exact.den;
+    let num: i128 = parts.iter().map(|p| p.exact.num.max(0)).sum();
+    let value: i128 = parts.iter().map(|p| p.value).sum();
+    let line = work.round(Ratio { num, den }).clamp(0, value);
+    let weights: Vec<i128> = parts.iter().map(|p| p.exact.num.max(0)).collect();
+    let caps: Vec<i128> = parts.iter().map(|p| p.value).collect();
+    for (p, d) in parts.iter_mut().zip(allocate_capped(line, &weights, &caps)) {
+        p.discount = d;
+    }
+}
+
+/// Rounds line-level discounts (one per line) at the policy's level and caps them at each
+/// line's remaining value; a line's discount is then spread over its lots by value.
+fn finish_lines(raw: Vec<(usize, Ratio)>, work: &Work<'_>, level: RoundingLevel) -> Effect {
     let mut lines: Vec<(usize, i128)> = match level {
-        RoundingLevel::Unit => raw
-            .iter()
-            .map(|r| {
-                let units = i128::from(r.units.max(1));
-                (
-                    r.index,
-                    round_div(r.line.num, r.line.den * units, work.mode) * units,
-                )
-            })
-            .collect(),
-        RoundingLevel::Line => raw.iter().map(|r| (r.index, work.round(r.line))).collect(),
+        RoundingLevel::Unit | RoundingLevel::Line => {
+            raw.iter().map(|(i, r)| (*i, work.round(*r))).collect()
+        }
         RoundingLevel::Total => {
-            let exact: Vec<Ratio> = raw.iter().map(|r| r.line).collect();
+            let exact: Vec<Ratio> = raw.iter().map(|(_, r)| *r).collect();
             raw.iter()
                 .zip(round_and_allocate(&exact, work.mode))
-                .map(|(r, d)| (r.index, d))
+                .map(|((i, _), d)| (*i, d))
                 .collect()
         }
     };
@@ -51,11 +94,14 @@ pub(super) fn finish(raw: Vec<Raw>, work: &Work<'_>, level: RoundingLevel) -> Ef
 /// Spreads `amount` minor units (in discount-basis terms) over matching lines in proportion to
 /// their remaining value, exactly, capped at what remains.
 fn spread(amount: i128, items: &ItemFilter, work: &Work<'_>) -> Outcome {
-    let indices: Vec<usize> = work.matching(items).collect();
-    if indices.is_empty() {
+    let mask = work.mask(items);
+    if mask == 0 {
         return Err(NotApplied::NoMatchingItems);
     }
-    let lines: Vec<(usize, i128)> = if work.unit_basis {
+    let n = mask.count_ones() as usize;
+    let mut indices: Vec<usize> = Vec::with_capacity(n);
+    indices.extend(work.matching(items));
+    let shares: Vec<i128> = if work.unit_basis {
         let weights: Vec<i128> = indices.iter().map(|i| work.remaining[*i]).collect();
         let available: i128 = weights.iter().sum();
         if available == 0 {
@@ -66,7 +112,7 @@ fn spread(amount: i128, items: &ItemFilter, work: &Work<'_>) -> Outcome {
         indices
             .iter()
             .zip(parts)
-            .map(|(i, part)| (*i, part.min(work.remaining[*i])))
+            .map(|(i, part)| part.min(work.remaining[*i]))
             .collect()
     } else {
         let weights: Vec<Decimal> = indices
@@ -90,18 +136,16 @@ fn spread(amount: i128, items: &ItemFilter, work: &Work<'_>) -> Outcome {
             .zip(parts)
             .map(|(i, part)| {
                 let b = work.basis[*i];
-                (
-                    *i,
-                    work.round(Ratio {
-                        num: part * b.num,
-                        den: b.den,
-                    })
-                    .min(work.remaining[*i]),
-                )
+                work.round(Ratio {
+                    num: part * b.num,
+                    den: b.den,
+                })
+                .min(work.remaining[*i])
             })
             .collect()
     };
-    let lines = lines.into_iter().filter(|(_, d)| *d != 0).collect();
+    let mut lines = Vec::with_capacity(n);
+    lines.extend(indices.into_iter().zip(shares).filter(|(_, d)| *d != 0));
     Ok(Effect::new(lines, 0))
 }
 
@@ -109,18 +153,48 @@ fn spread(amount: i128, items: &ItemFilter, work: &Work<'_>) -> Outcome {
 /// left unchanged.
 pub(super) fn compute(action: &Action, work: &Work<'_>, level: RoundingLevel) -> Outcome {
     match action {
-        Action::PercentOff { percent, items } => percent_off(*percent, items, work, level),
-        Action::FixedOffPerUnit { amount, items } => {
-            fixed_off_per_unit(minor_of(amount), items, work, level)
+        Action::PercentOff {
+            percent,
+            items,
+            max_quantity,
+        } => {
+            let f = Ratio::of(*percent, PERCENT_SCALE_MAX);
+            on_units(items, *max_quantity, work, level, |_, value, _| Ratio {
+                num: value * f.num,
+                den: f.den * 100,
+            })
+        }
+        Action::FixedOffPerUnit {
+            amount,
+            items,
+            max_quantity,
+        } => {
+            let amount = minor_of(amount);
+            on_units(items, *max_quantity, work, level, |b, value, units| {
+                // Capped at the units' value (compare without dividing).
+                let off = amount * b.num * i128::from(units);
+                Ratio {
+                    num: off.min(value * b.den),
+                    den: b.den,
+                }
+            })
+        }
+        Action::FixedPrice {
+            unit_price,
+            items,
+            max_quantity,
+        } => {
+            let price = minor_of(unit_price);
+            on_units(items, *max_quantity, work, level, |b, value, units| Ratio {
+                num: (value * b.den - price * b.num * i128::from(units)).max(0),
+                den: b.den,
+            })
         }
         Action::FixedOffPerLine { amount, items } => {
             fixed_off_per_line(minor_of(amount), items, work, level)
         }
         Action::FixedOffOrder { amount, items } => spread(minor_of(amount), items, work),
         Action::TieredOrder { tiers, items } => tiered_order(tiers, items, work),
-        Action::FixedPrice { unit_price, items } => {
-            fixed_price(minor_of(unit_price), items, work, level)
-        }
         Action::BuyXGetY {
             buy,
             buy_quantity,
@@ -142,71 +216,69 @@ pub(super) fn compute(action: &Action, work: &Work<'_>, level: RoundingLevel) ->
     }
 }
 
-/// The lines matching `items`, found once per action.
-fn matching_lines(
+/// A unit-level action: `exact(basis, value, units)` is the exact discount on `units` units
+/// worth `value` (minor units) of a line whose discount basis is `basis`. Without
+/// `max_quantity` every unit of every matching line is discounted; with it, at most that many
+/// units, the cheapest first (ties by SKU), skipping units with nothing left to discount.
+fn on_units(
     items: &ItemFilter,
-    work: &Work<'_>,
-) -> std::result::Result<Vec<usize>, NotApplied> {
-    let found: Vec<usize> = work.matching(items).collect();
-    if found.is_empty() {
-        Err(NotApplied::NoMatchingItems)
-    } else {
-        Ok(found)
-    }
-}
-
-/// `percent` of each matching line's remaining value.
-fn percent_off(
-    percent: Decimal,
-    items: &ItemFilter,
+    max_quantity: Option<u32>,
     work: &Work<'_>,
     level: RoundingLevel,
+    exact: impl Fn(Ratio, i128, u32) -> Ratio,
 ) -> Outcome {
-    let f = Ratio::of(percent, PERCENT_SCALE_MAX);
-    let raw = matching_lines(items, work)?
-        .into_iter()
-        .map(|i| Raw {
-            index: i,
-            line: Ratio {
-                num: work.remaining[i] * f.num,
-                den: f.den * 100,
-            },
-            units: work.lines[i].quantity,
-        })
-        .collect();
-    Ok(finish(raw, work, level))
-}
-
-/// `amount` (minor units, discount basis) off each unit of each matching line.
-fn fixed_off_per_unit(
-    amount: i128,
-    items: &ItemFilter,
-    work: &Work<'_>,
-    level: RoundingLevel,
-) -> Outcome {
-    let raw = matching_lines(items, work)?
-        .into_iter()
-        .map(|i| {
-            let units = work.lines[i].quantity;
-            let b = work.basis[i];
-            let line = Ratio {
-                num: amount * b.num * i128::from(units),
-                den: b.den,
-            };
-            // Capped at what remains (compare without dividing).
-            let line = if line.num > work.remaining[i] * line.den {
-                Ratio::int(work.remaining[i])
-            } else {
-                line
-            };
-            Raw {
-                index: i,
-                line,
-                units,
+    let part = |i: usize, k: usize, lot: Lot, count: u32| {
+        let value = work.share(lot, count);
+        Part {
+            line: i,
+            lot: k,
+            count,
+            value,
+            exact: exact(work.basis[i], value, count),
+            discount: 0,
+            claim: false,
+        }
+    };
+    let mut parts = work.parts_buffer();
+    match max_quantity {
+        None => {
+            for i in work.matching(items) {
+                for k in 0..work.lot_count(i) {
+                    let lot = work.lot(i, k);
+                    parts.push(part(i, k, lot, lot.count));
+                }
             }
-        })
-        .collect();
-    Ok(finish(raw, work, level))
+            if parts.is_empty() {
+                return Err(NotApplied::NoMatchingItems);
+            }
+        }
+        Some(max) => {
+            let mut lots: Vec<(usize, usize, Lot)> = Vec::with_capacity(work.lines.len());
+            for i in work.matching(items) {
+                for k in 0..work.lot_count(i) {
+                    lots.push((i, k, work.lot(i, k)));
+                }
+            }
+            if lots.is_empty() {
+                return Err(NotApplied::NoMatchingItems);
+            }
+            lots.retain(|(_, _, lot)| lot.value > 0);
+            lots.sort_by(|(ia, ka, a), (ib, kb, b)| {
+                a.cmp_unit_value(b).then(ia.cmp(ib)).then(ka.cmp(kb))
+            });
+            let mut left = max;
+            for (i, k, lot) in lots {
+                if left == 0 {
+                    break;
+                }
+                let count = lot.count.min(left);
+                parts.push(part(i, k, lot, count));
+                left -= count;
+            }
+            parts.sort_by_key(|p| (p.line, p.lot));
+        }
+    }
+    Ok(finish(parts, work, level))
 }
 
 /// `amount` (minor units, discount basis) off each matching line, whatever its quantity.
@@ -216,61 +288,41 @@ fn fixed_off_per_line(
     work: &Work<'_>,
     level: RoundingLevel,
 ) -> Outcome {
-    let raw = matching_lines(items, work)?
-        .into_iter()
-        .map(|i| {
-            let b = work.basis[i];
-            Raw {
-                index: i,
-                line: Ratio {
-                    num: amount * b.num,
-                    den: b.den,
-                },
-                units: 1,
-            }
-        })
-        .collect();
-    Ok(finish(raw, work, level))
+    let mut raw: Vec<(usize, Ratio)> = Vec::with_capacity(work.lines.len());
+    raw.extend(work.matching(items).map(|i| {
+        let b = work.basis[i];
+        (
+            i,
+            Ratio {
+                num: amount * b.num,
+                den: b.den,
+            },
+        )
+    }));
+    if raw.is_empty() {
+        return Err(NotApplied::NoMatchingItems);
+    }
+    Ok(finish_lines(raw, work, level))
 }
 
 /// The highest tier the matching lines reach, spread over them like a fixed order discount.
 fn tiered_order(tiers: &[Tier], items: &ItemFilter, work: &Work<'_>) -> Outcome {
-    matching_lines(items, work)?;
-    let value = work.basis_value(items);
-    match tiers
-        .iter()
-        .rev()
-        .find(|t| value >= Ratio::int(minor_of(&t.min_subtotal)).to_decimal())
-    {
+    if work.matching(items).next().is_none() {
+        return Err(NotApplied::NoMatchingItems);
+    }
+    match tiers.iter().rev().find(|t| {
+        work.basis_value_reaches(items, minor_of(&t.min_subtotal))
+            .is_ok()
+    }) {
         Some(tier) => spread(minor_of(&tier.amount_off), items, work),
         None => Err(NotApplied::ConditionFailed {
             detail: format!(
                 "tiered_order: matching lines hold {}, the first tier needs {}",
-                work.display(value),
+                work.display(work.basis_value(items)),
                 tiers[0].min_subtotal
             ),
         }),
     }
-}
-
-/// Each matching line down to `price` (minor units, discount basis) per unit; a line already
-/// cheaper is left alone.
-fn fixed_price(price: i128, items: &ItemFilter, work: &Work<'_>, level: RoundingLevel) -> Outcome {
-    let raw = matching_lines(items, work)?
-        .into_iter()
-        .map(|i| {
-            let units = work.lines[i].quantity;
-            let b = work.basis[i];
-            let floor = price * b.num * i128::from(units);
-            let num = (work.remaining[i] * b.den - floor).max(0);
-            Raw {
-                index: i,
-                line: Ratio { num, den: b.den },
-                units,
-            }
-        })
-        .collect();
-    Ok(finish(raw, work, level))
 }
 
 /// Whatever remains of shipping.

@@ -1,17 +1,33 @@
 //! Buy X get Y: which units are bought and which are discounted, occurrence by occurrence.
 
-use super::action::{Raw, finish};
+use super::action::finish;
 use super::arith::Ratio;
 use super::context::RoundingLevel;
 use super::model::{ItemFilter, Selection};
 use super::priced::NotApplied;
-use super::work::{Outcome, Work};
+use super::work::{Lot, Outcome, Part, Work};
 
-/// Buy X get Y, unit by unit. Each occurrence takes `get_quantity` discountable units in the
-/// selection order, then `buy_quantity` qualifying units from the rest (starting from the
-/// opposite end of the price order, so the cheap units are the ones discounted under
-/// `Cheapest`); it stops when either runs out or at `max_occurrences`. Bought and discounted
-/// units never overlap, so "buy 2 get 2" on 3 units gives nothing and on 4 units frees 2.
+/// Units of one lot that can take part, in selection order.
+struct Candidate {
+    line: usize,
+    lot: usize,
+    units: Lot,
+    buys: bool,
+    gets: bool,
+    /// Units not yet bought or discounted.
+    left: u32,
+    /// Units discounted, and units bought, so far.
+    discounted: u32,
+    bought: u32,
+}
+
+/// Buy X get Y, unit by unit. Only units no earlier buy-X-get-Y used take part. Each
+/// occurrence takes `get_quantity` discountable units in the selection order (units already
+/// worth nothing are not discounted again), then `buy_quantity` qualifying units from the rest,
+/// starting from the opposite end of the price order (so the cheap units are the ones
+/// discounted under `Cheapest`); it stops when either runs out or at `max_occurrences`. Bought
+/// and discounted units never overlap, so "buy 2 get 2" on 3 units gives nothing and on 4
+/// units frees 2; both are claimed, so no later buy-X-get-Y uses them.
 pub(super) fn buy_x_get_y(
     work: &Work<'_>,
     level: RoundingLevel,
@@ -21,56 +37,63 @@ pub(super) fn buy_x_get_y(
     max_occurrences: Option<u32>,
     selection: Selection,
 ) -> Outcome {
-    let candidates = candidates_in_selection_order(work, buy, get, selection);
-    if candidates.is_empty() {
+    if work.mask(buy) | work.mask(get) == 0 {
         return Err(NotApplied::NoMatchingItems);
     }
-    // Units not yet bought or discounted, and units discounted, per candidate.
-    let mut left: Vec<u32> = candidates.iter().map(|i| work.lines[*i].quantity).collect();
-    let mut discounted: Vec<u32> = vec![0; candidates.len()];
+    // Every matching unit may already be claimed: then no occurrence fits.
+    let mut candidates = candidates_in_selection_order(work, buy, get, selection);
     let mut occurrences = 0u32;
+    let mut state = Occurrences::new(&candidates, buy_quantity, get_quantity);
     while max_occurrences.is_none_or(|m| occurrences < m) {
-        let Some(taken) = take_occurrence(
-            work,
-            &candidates,
-            &mut left,
-            (buy, buy_quantity),
-            (get, get_quantity),
-        ) else {
+        if !state.take_one(&mut candidates) {
             break;
-        };
-        for (k, n) in taken {
-            discounted[k] += n;
         }
         occurrences += 1;
     }
     if occurrences == 0 {
         return Err(NotApplied::NotEnoughItems);
     }
-    let raw = discount_units(work, &candidates, &discounted, percent_off);
-    Ok(finish(raw, work, level))
+    Ok(finish(parts(work, &candidates, percent_off), work, level))
 }
 
-/// Lines that can take part, ordered by unit value, cheapest first (ties by SKU), or most
-/// expensive first under [`Selection::MostExpensive`].
+/// Unclaimed lots of lines matching either side, ordered by unit value, cheapest first (ties
+/// by SKU, then lot), or most expensive first under [`Selection::MostExpensive`].
 fn candidates_in_selection_order(
     work: &Work<'_>,
     buy: &ItemFilter,
     get: &ItemFilter,
     selection: Selection,
-) -> Vec<usize> {
-    let mut candidates: Vec<usize> = work
-        .lines
-        .iter()
-        .enumerate()
-        .filter(|(_, l)| buy.matches(l) || get.matches(l))
-        .map(|(i, _)| i)
-        .collect();
-    // Unit values remaining[i] / quantity[i], compared without dividing.
+) -> Vec<Candidate> {
+    let mut candidates = Vec::with_capacity(work.lines.len());
+    let (buy, get) = (work.mask(buy), work.mask(get));
+    for i in 0..work.lines.len() {
+        let (buys, gets) = (buy & (1 << i) != 0, get & (1 << i) != 0);
+        if !(buys || gets) {
+            continue;
+        }
+        for k in 0..work.lot_count(i) {
+            let units = work.lot(i, k);
+            if units.claimed {
+                continue;
+            }
+            candidates.push(Candidate {
+                line: i,
+                lot: k,
+                units,
+                buys,
+                // A unit worth nothing cannot be discounted, only bought.
+                gets: gets && units.value > 0,
+                left: units.count,
+                discounted: 0,
+                bought: 0,
+            });
+        }
+    }
     candidates.sort_by(|a, b| {
-        let ua = work.remaining[*a] * i128::from(work.lines[*b].quantity);
-        let ub = work.remaining[*b] * i128::from(work.lines[*a].quantity);
-        ua.cmp(&ub).then(a.cmp(b))
+        a.units
+            .cmp_unit_value(&b.units)
+            .then(a.line.cmp(&b.line))
+            .then(a.lot.cmp(&b.lot))
     });
     if selection == Selection::MostExpensive {
         candidates.reverse();
@@ -78,124 +101,148 @@ fn candidates_in_selection_order(
     candidates
 }
 
-/// Takes one occurrence out of `left`: its discounted units, then its bought units. Returns the
-/// discounted units as (candidate, units), or `None` with `left` unchanged when either side runs
-/// short.
-fn take_occurrence(
-    work: &Work<'_>,
-    candidates: &[usize],
-    left: &mut [u32],
-    (buy, buy_quantity): (&ItemFilter, u32),
-    (get, get_quantity): (&ItemFilter, u32),
-) -> Option<Vec<(usize, u32)>> {
-    let take_get = take_discounted(
-        work,
-        candidates,
-        left,
-        (buy, buy_quantity),
-        (get, get_quantity),
-    )?;
-    for (k, n) in &take_get {
-        left[*k] -= n;
-    }
-    let Some(take_buy) = take_bought(work, candidates, left, (buy, buy_quantity)) else {
-        for (k, n) in &take_get {
-            left[*k] += n;
-        }
-        return None;
-    };
-    for (k, n) in &take_buy {
-        left[*k] -= n;
-    }
-    Some(take_get)
+/// The running state of the occurrence loop: each step is amortized constant time, so a line of
+/// many units with a small X and Y stays cheap.
+struct Occurrences {
+    buy_quantity: u32,
+    get_quantity: u32,
+    /// Σ `left` over candidates that can be bought.
+    buy_capable: u64,
+    /// Candidates before this have nothing left to discount.
+    front: usize,
+    /// Candidates from this on have nothing left to buy.
+    back: usize,
+    /// The discounted units an occurrence plans to take: (candidate, units).
+    plan: Vec<(usize, u32)>,
 }
 
-/// One occurrence's discounted units, taken from the front (selection order), never a unit the
-/// buy side needs: with overlapping filters, a unit that could be bought is discounted only if
-/// enough other qualifying units remain. `None` if fewer than `get_quantity` can be taken.
-fn take_discounted(
-    work: &Work<'_>,
-    candidates: &[usize],
-    left: &[u32],
-    (buy, buy_quantity): (&ItemFilter, u32),
-    (get, get_quantity): (&ItemFilter, u32),
-) -> Option<Vec<(usize, u32)>> {
-    let mut buy_capable: u32 = candidates
-        .iter()
-        .zip(left)
-        .filter(|(i, _)| buy.matches(work.lines[**i]))
-        .map(|(_, n)| *n)
-        .sum();
-    let mut take_get = Vec::new();
-    let mut need = get_quantity;
-    for (k, i) in candidates.iter().enumerate() {
-        if need == 0 {
-            break;
+impl Occurrences {
+    fn new(candidates: &[Candidate], buy_quantity: u32, get_quantity: u32) -> Occurrences {
+        Occurrences {
+            buy_quantity,
+            get_quantity,
+            buy_capable: candidates
+                .iter()
+                .filter(|c| c.buys)
+                .map(|c| u64::from(c.left))
+                .sum(),
+            front: 0,
+            back: candidates.len(),
+            plan: Vec::new(),
         }
-        if get.matches(work.lines[*i]) && left[k] > 0 {
-            let spare = if buy.matches(work.lines[*i]) {
-                left[k].min(buy_capable.saturating_sub(buy_quantity))
+    }
+
+    /// Takes one occurrence: its discounted units from the front (never a unit the buy side
+    /// needs: with overlapping filters, a unit that could be bought is discounted only if enough
+    /// other qualifying units remain), then its bought units from the back. False, with nothing
+    /// taken, when either side runs short.
+    fn take_one(&mut self, candidates: &mut [Candidate]) -> bool {
+        if self.buy_capable < u64::from(self.buy_quantity) {
+            return false;
+        }
+        while self.front < candidates.len()
+            && (!candidates[self.front].gets || candidates[self.front].left == 0)
+        {
+            self.front += 1;
+        }
+        // Plan the discounted units without taking them.
+        let mut spare = self.buy_capable - u64::from(self.buy_quantity);
+        let mut need = self.get_quantity;
+        let plan = &mut self.plan;
+        plan.clear();
+        for (k, c) in candidates.iter().enumerate().skip(self.front) {
+            if need == 0 {
+                break;
+            }
+            if !c.gets || c.left == 0 {
+                continue;
+            }
+            let can = if c.buys {
+                u32::try_from(u64::from(c.left).min(spare)).unwrap_or(c.left)
             } else {
-                left[k]
+                c.left
             };
-            let n = need.min(spare);
+            let n = need.min(can);
             if n == 0 {
                 continue;
             }
-            if buy.matches(work.lines[*i]) {
-                buy_capable -= n;
+            if c.buys {
+                spare -= u64::from(n);
             }
-            take_get.push((k, n));
+            plan.push((k, n));
             need -= n;
         }
-    }
-    if need > 0 { None } else { Some(take_get) }
-}
-
-/// One occurrence's bought units, taken from the back of the selection order, so the units
-/// discounted are the ones at the front. `None` if fewer than `buy_quantity` remain.
-fn take_bought(
-    work: &Work<'_>,
-    candidates: &[usize],
-    left: &[u32],
-    (buy, buy_quantity): (&ItemFilter, u32),
-) -> Option<Vec<(usize, u32)>> {
-    let mut take_buy = Vec::new();
-    let mut need = buy_quantity;
-    for (k, i) in candidates.iter().enumerate().rev() {
-        if need == 0 {
-            break;
+        if need > 0 {
+            return false;
         }
-        if buy.matches(work.lines[*i]) && left[k] > 0 {
-            let n = need.min(left[k]);
-            take_buy.push((k, n));
+        for &(k, n) in &self.plan {
+            let c = &mut candidates[k];
+            c.left -= n;
+            c.discounted += n;
+            if c.buys {
+                self.buy_capable -= u64::from(n);
+            }
+        }
+        // The bought units, from the back; the spare check guarantees enough remain.
+        let mut need = self.buy_quantity;
+        while need > 0 && self.back > 0 {
+            let c = &mut candidates[self.back - 1];
+            if !c.buys || c.left == 0 {
+                self.back -= 1;
+                continue;
+            }
+            let n = need.min(c.left);
+            c.left -= n;
+            c.bought += n;
+            self.buy_capable -= u64::from(n);
             need -= n;
         }
+        debug_assert_eq!(need, 0, "the buy side was counted before taking");
+        true
     }
-    if need > 0 { None } else { Some(take_buy) }
 }
 
-/// The exact discount on each line's discounted units, in line order: `n` units at
-/// remaining / quantity each, times the percentage.
-fn discount_units(
-    work: &Work<'_>,
-    candidates: &[usize],
-    discounted: &[u32],
-    percent_off: Ratio,
-) -> Vec<Raw> {
-    let mut raw: Vec<Raw> = candidates
-        .iter()
-        .zip(discounted)
-        .filter(|(_, n)| **n > 0)
-        .map(|(i, n)| Raw {
-            index: *i,
-            line: Ratio {
-                num: work.remaining[*i] * i128::from(*n) * percent_off.num,
-                den: i128::from(work.lines[*i].quantity) * percent_off.den * 100,
-            },
-            units: *n,
-        })
-        .collect();
-    raw.sort_by_key(|r| r.index);
-    raw
+/// The parts an application carves: each candidate's discounted units (at their value ×
+/// the percentage), then its bought units (no discount), all claimed.
+fn parts(work: &Work<'_>, candidates: &[Candidate], percent_off: Ratio) -> Vec<Part> {
+    let den = percent_off.den * 100;
+    let mut out = work.parts_buffer();
+    for c in candidates {
+        let mut rest = c.units;
+        if c.discounted > 0 {
+            let value = work.share(rest, c.discounted);
+            out.push(Part {
+                line: c.line,
+                lot: c.lot,
+                count: c.discounted,
+                value,
+                exact: Ratio {
+                    num: value * percent_off.num,
+                    den,
+                },
+                discount: 0,
+                claim: true,
+            });
+            rest = Lot {
+                count: rest.count - c.discounted,
+                value: rest.value - value,
+                claimed: rest.claimed,
+            };
+        }
+        if c.bought > 0 {
+            out.push(Part {
+                line: c.line,
+                lot: c.lot,
+                count: c.bought,
+                value: work.share(rest, c.bought),
+                exact: Ratio { num: 0, den },
+                discount: 0,
+                claim: true,
+            });
+        }
+    }
+    // In line and lot order, the discounted units before the bought ones of the same lot (the
+    // order the application carves them in).
+    out.sort_by_key(|p| (p.line, p.lot));
+    out
 }

@@ -1,7 +1,7 @@
 //! Promotion conditions checked against the working state and the shopper, with a
 //! human-readable reason when one fails.
 
-use super::arith::{Ratio, minor_of};
+use super::arith::minor_of;
 use super::context::PricingContext;
 use super::model::Condition;
 use super::work::Work;
@@ -24,17 +24,14 @@ pub(super) fn check_condition(
             }
             Err(format!("none of: {}", failures.join("; ")))
         }
-        Condition::MinSubtotal { amount, items } => {
-            let value = work.basis_value(items);
-            if value >= Ratio::int(minor_of(amount)).to_decimal() {
-                Ok(())
-            } else {
-                Err(format!(
+        Condition::MinSubtotal { amount, items } => work
+            .basis_value_reaches(items, minor_of(amount))
+            .map_err(|value| {
+                format!(
                     "min_subtotal {amount}: matching lines hold {}",
                     work.display(value)
-                ))
-            }
-        }
+                )
+            }),
         Condition::MinQuantity { quantity, items } => {
             let units: u64 = work
                 .matching(items)
@@ -45,6 +42,20 @@ pub(super) fn check_condition(
             } else {
                 Err(format!(
                     "min_quantity {quantity}: matching lines hold {units}"
+                ))
+            }
+        }
+        Condition::LineQuantity { quantity, items } => {
+            let most = work
+                .matching(items)
+                .map(|i| work.lines[i].quantity)
+                .max()
+                .unwrap_or(0);
+            if most >= *quantity {
+                Ok(())
+            } else {
+                Err(format!(
+                    "line_quantity {quantity}: the largest matching line holds {most}"
                 ))
             }
         }

@@ -47,10 +47,16 @@ pub enum RoundingLevel {
     Total,
 }
 
-/// Where tax is rounded.
+/// Where tax is rounded. For 3 units at 1.08 and 19 %: per line, 3.24 × 19 % = 0.6156 → 0.62;
+/// per unit, 1.08 × 19 % = 0.2052 → 0.21, × 3 = 0.63.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaxRounding {
+    /// Each unit's tax is rounded, then summed per line. A line's discounted value is shared
+    /// over its units exactly first (10.00 over 3 units is 3.34 + 3.33 + 3.33), and units an
+    /// earlier promotion discounted on their own keep their own value. Shipping and each fee
+    /// count as one unit.
+    PerUnit,
     /// Each line's (and shipping's, and each fee's) tax is rounded; the total is their sum.
     #[default]
     PerLine,
@@ -152,4 +158,28 @@ pub struct PricingContext<'a> {
     pub config: &'a PricingConfig,
     /// Tax rates.
     pub tax: &'a dyn TaxCalculator,
+}
+
+impl<'a> PricingContext<'a> {
+    /// Pricing at `now` under `config` with `tax`, for an anonymous shopper.
+    pub fn new(
+        now: DateTime<Utc>,
+        config: &'a PricingConfig,
+        tax: &'a dyn TaxCalculator,
+    ) -> PricingContext<'a> {
+        PricingContext {
+            now,
+            customer: None,
+            config,
+            tax,
+        }
+    }
+
+    /// The same, for `customer`.
+    pub fn for_customer(self, customer: &'a Customer) -> PricingContext<'a> {
+        PricingContext {
+            customer: Some(customer),
+            ..self
+        }
+    }
 }

@@ -1,22 +1,23 @@
 //! `price(cart, promotions, context)`: the pure, deterministic pricing function.
 
-use commerce_core::{CountryCode, Currency, Money};
+use commerce_core::{CountryCode, Currency, Money, RoundingMode};
 use rust_decimal::Decimal;
 
-use super::arith::{PERCENT_SCALE_MAX, RATE_SCALE_MAX, Ratio, minor_of, money, round_and_allocate};
+use super::arith::{
+    PERCENT_SCALE_MAX, RATE_SCALE_MAX, Ratio, minor_of, money, round_and_allocate, round_div,
+};
 use super::context::{
     CartRules, DiscountBasis, GiftWrapFee, PriceMode, PricingConfig, PricingContext,
     SurchargeAmount, TaxRounding,
 };
 use super::model::Promotion;
 use super::priced::{
-    Adjustment, AdjustmentTarget, CartTotals, FeeKind, PricedCart, PricedFee, PricedLine,
-    PricedShipping, Violation,
+    CartTotals, FeeKind, PricedCart, PricedFee, PricedLine, PricedShipping, Violation,
 };
 use super::stacking::run_promotions;
-use super::work::{Effect, Work};
+use super::work::{Lot, Work};
 use crate::cart::{Cart, CartLine};
-use crate::limits::{AMOUNT_ABS_MAX, PROMOTIONS_MAX};
+use crate::limits::{AMOUNT_ABS_MAX, LINES_MAX, PROMOTIONS_MAX};
 use crate::{Error, Result};
 
 /// Prices `cart` with `promotions` in `context`: a pure, deterministic function of its inputs.
@@ -67,18 +68,29 @@ pub fn price(
     let currency = cart.currency();
     let config = context.config;
     check_inputs(promotions, config, currency)?;
+    if cart.lines().len() > LINES_MAX {
+        // Only a cart not built through its commands (a hand-edited document) gets here.
+        return Err(Error::TooManyLines { max: LINES_MAX });
+    }
     let country = cart.shipping_address().map(|a| a.country);
     let (mut work, resolved) = resolve_lines(cart, context, country)?;
 
-    let (diagnostics, effects) =
-        run_promotions(&mut work, promotions, context, config.rounding.level);
-    let adjustments = list_adjustments(&effects, promotions, &work);
+    let (diagnostics, adjustments) = run_promotions(
+        &mut work,
+        promotions,
+        context,
+        (config.rounding.level, &resolved.cart_index),
+    );
     let order_value: i128 = work.remaining.iter().sum();
 
     let fees = charge_fees(cart, &work, &config.rules, order_value);
-    let taxes = compute_tax(&work, &resolved.rates, &fees, context, country)?;
+    let tax = TaxInputs::new(&work, &resolved, &fees, context, country)?;
+    let taxes = tax.compute(&work.remaining, &work.split, work.shipping_remaining);
+    // What tax would be without any discount: for the receipt's original total.
+    let original_tax =
+        tax.total_undiscounted(&resolved.subtotals, &work, &taxes, resolved.shipping_price);
 
-    let lines = price_lines(cart, &resolved, &work, &taxes.lines);
+    let lines = price_lines(cart, &resolved, &work, &taxes.lines, config.price_mode);
     let shipping = price_shipping(cart, &resolved, &work, taxes.shipping);
     let fees = price_fees(fees, &taxes.fees, currency);
     let totals = total_up(
@@ -86,13 +98,15 @@ pub fn price(
         &work,
         order_value,
         &fees,
-        &taxes,
+        (&taxes, original_tax),
         config.price_mode,
     );
     let violations = check_cart_rules(cart, &config.rules, order_value, currency);
 
     debug_assert!(work.remaining.iter().all(|r| *r >= 0));
     Ok(PricedCart {
+        cart_id: cart.id().clone(),
+        cart_version: cart.version(),
         currency,
         lines,
         shipping,
@@ -109,6 +123,10 @@ pub fn price(
 struct Resolved {
     /// `position[k]` is where cart line k sits in SKU order.
     position: Vec<usize>,
+    /// `cart_index[i]` is the cart line at SKU-order place i (the inverse of `position`).
+    cart_index: Vec<usize>,
+    /// Each line's tax rate as the calculator gave it.
+    rate_decimals: Vec<Decimal>,
     /// Each line's tax rate.
     rates: Vec<Ratio>,
     /// Each line's subtotal, before any discount.
@@ -167,15 +185,27 @@ fn resolve_lines<'c>(
     let config = context.config;
     let net_basis =
         config.price_mode == PriceMode::TaxInclusive && config.discount_basis == DiscountBasis::Net;
-    let (lines, position) = sku_order(cart);
+    let (lines, position, cart_index) = sku_order(cart);
 
     let mut rates = Vec::with_capacity(lines.len());
+    let mut rate_decimals = Vec::with_capacity(lines.len());
     let mut remaining = Vec::with_capacity(lines.len());
     let mut basis = Vec::with_capacity(lines.len());
+    // Lines mostly share a rate: convert and check each distinct one once.
+    let mut last_rate: Option<(Decimal, Ratio)> = None;
     for line in &lines {
-        check_amount(&line.unit_price, currency, "line.unit_price")?;
-        let rate = tax_rate(context.tax.item_rate(country, &line.product))?;
-        remaining.push(minor_of(&line.unit_price) * i128::from(line.quantity));
+        let unit = checked_minor(&line.unit_price, currency, "line.unit_price")?;
+        let rate_decimal = context.tax.item_rate(country, &line.product);
+        let rate = match last_rate {
+            Some((d, r)) if d.serialize() == rate_decimal.serialize() => r,
+            _ => {
+                let r = tax_rate(rate_decimal)?;
+                last_rate = Some((rate_decimal, r));
+                r
+            }
+        };
+        rate_decimals.push(rate_decimal);
+        remaining.push(unit * i128::from(line.quantity));
         basis.push(if net_basis {
             Ratio {
                 num: rate.den + rate.num,
@@ -188,14 +218,14 @@ fn resolve_lines<'c>(
     }
     let subtotals = remaining.clone();
     let shipping_price = match cart.shipping_method() {
-        Some(m) => {
-            check_amount(&m.price, currency, "shipping_method.price")?;
-            minor_of(&m.price)
-        }
+        Some(m) => checked_minor(&m.price, currency, "shipping_method.price")?,
         None => 0,
     };
     let unit_basis = basis.iter().all(|b| b.is_one());
     let work = Work {
+        split: vec![Vec::new(); lines.len()],
+        masks: std::cell::RefCell::new(Vec::with_capacity(8)),
+        spare_parts: std::cell::RefCell::new(Vec::new()),
         lines,
         currency,
         mode: config.rounding.mode,
@@ -203,10 +233,12 @@ fn resolve_lines<'c>(
         basis,
         unit_basis,
         shipping_remaining: shipping_price,
-        codes: cart.codes().iter().map(|c| c.as_str()).collect(),
+        codes: cart.codes(),
     };
     let resolved = Resolved {
         position,
+        cart_index,
+        rate_decimals,
         rates,
         subtotals,
         shipping_price,
@@ -215,7 +247,7 @@ fn resolve_lines<'c>(
 }
 
 /// The cart's lines in SKU order, and `position[k]`, where cart line k sits in that order.
-fn sku_order(cart: &Cart) -> (Vec<&CartLine>, Vec<usize>) {
+fn sku_order(cart: &Cart) -> (Vec<&CartLine>, Vec<usize>, Vec<usize>) {
     let mut by_sku: Vec<usize> = (0..cart.lines().len()).collect();
     by_sku.sort_by(|a, b| cart.lines()[*a].sku.cmp(&cart.lines()[*b].sku));
     let mut position = vec![0; by_sku.len()];
@@ -223,35 +255,7 @@ fn sku_order(cart: &Cart) -> (Vec<&CartLine>, Vec<usize>) {
         position[*i] = k;
     }
     let lines = by_sku.iter().map(|i| &cart.lines()[*i]).collect();
-    (lines, position)
-}
-
-/// Each applied promotion's share of each line and of shipping, in the order they applied.
-fn list_adjustments(
-    effects: &[(usize, Effect)],
-    promotions: &[Promotion],
-    work: &Work<'_>,
-) -> Vec<Adjustment> {
-    let currency = work.currency;
-    let mut adjustments = Vec::with_capacity(effects.iter().map(|(_, e)| e.lines.len() + 1).sum());
-    for (promo_index, effect) in effects {
-        let id = &promotions[*promo_index].id;
-        for (i, d) in &effect.lines {
-            adjustments.push(Adjustment {
-                target: AdjustmentTarget::Line(work.lines[*i].sku.clone()),
-                promotion_id: id.clone(),
-                amount: money(*d, currency),
-            });
-        }
-        if effect.shipping != 0 {
-            adjustments.push(Adjustment {
-                target: AdjustmentTarget::Shipping,
-                promotion_id: id.clone(),
-                amount: money(effect.shipping, currency),
-            });
-        }
-    }
-    adjustments
+    (lines, position, by_sku)
 }
 
 /// Gift wrapping and surcharges. A surcharge's threshold and percentage are measured against
@@ -305,51 +309,148 @@ fn charge_fees(cart: &Cart, work: &Work<'_>, rules: &CartRules, order_value: i12
     fees
 }
 
-/// Tax: one exact figure per taxable piece (lines, shipping, fees), rounded per the policy.
-/// Shipping and fees are taxed at the shipping rate.
-fn compute_tax(
-    work: &Work<'_>,
-    rates: &[Ratio],
-    fees: &[Fee],
-    context: &PricingContext<'_>,
-    country: Option<CountryCode>,
-) -> Result<Taxes> {
-    let shipping_rate = tax_rate(context.tax.shipping_rate(country))?;
-    let inclusive = context.config.price_mode == PriceMode::TaxInclusive;
-    let exact_tax = |amount: i128, rate: Ratio| {
-        if inclusive {
-            Ratio {
-                num: amount * rate.num,
-                den: rate.den + rate.num,
-            }
-        } else {
-            Ratio {
-                num: amount * rate.num,
-                den: rate.den,
-            }
+/// What tax is computed from, beside the amounts: each line's rate and units, the shipping
+/// rate (fees are taxed at it too), the fees, the mode and the rounding.
+struct TaxInputs<'a> {
+    rates: &'a [Ratio],
+    lines: &'a [&'a CartLine],
+    shipping_rate: Ratio,
+    fees: Vec<i128>,
+    inclusive: bool,
+    rounding: TaxRounding,
+    mode: RoundingMode,
+}
+
+impl<'a> TaxInputs<'a> {
+    fn new(
+        work: &'a Work<'a>,
+        resolved: &'a Resolved,
+        fees: &[Fee],
+        context: &PricingContext<'_>,
+        country: Option<CountryCode>,
+    ) -> Result<TaxInputs<'a>> {
+        Ok(TaxInputs {
+            rates: &resolved.rates,
+            lines: &work.lines,
+            shipping_rate: tax_rate(context.tax.shipping_rate(country))?,
+            fees: fees.iter().map(|f| f.amount).collect(),
+            inclusive: context.config.price_mode == PriceMode::TaxInclusive,
+            rounding: context.config.rounding.tax,
+            mode: work.mode,
+        })
+    }
+
+    /// The exact tax on `amount` at `rate`: on top of it, or contained in it.
+    fn exact(&self, amount: i128, rate: Ratio) -> Ratio {
+        Ratio {
+            num: amount * rate.num,
+            den: if self.inclusive {
+                rate.den + rate.num
+            } else {
+                rate.den
+            },
         }
-    };
-    let mut exact: Vec<Ratio> = work
-        .remaining
-        .iter()
-        .zip(rates)
-        .map(|(a, r)| exact_tax(*a, *r))
-        .collect();
-    exact.push(exact_tax(work.shipping_remaining, shipping_rate));
-    exact.extend(fees.iter().map(|f| exact_tax(f.amount, shipping_rate)));
-    let mut lines: Vec<i128> = match context.config.rounding.tax {
-        TaxRounding::PerLine => exact.iter().map(|t| work.round(*t)).collect(),
-        TaxRounding::PerTotal => round_and_allocate(&exact, work.mode),
-    };
-    // Rounding per total allocates over every piece at once, so the pieces part only now.
-    let fees = lines.split_off(work.lines.len() + 1);
-    let shipping = lines[work.lines.len()];
-    lines.truncate(work.lines.len());
-    Ok(Taxes {
-        lines,
-        shipping,
-        fees,
-    })
+    }
+
+    fn round(&self, amount: i128, rate: Ratio) -> i128 {
+        let r = self.exact(amount, rate);
+        round_div(r.num, r.den, self.mode)
+    }
+
+    /// Unit-level tax of `count` units worth `value` together: the value is shared over the
+    /// units exactly (the first `value mod count` units carry one minor unit more) and each
+    /// unit's tax is rounded.
+    fn per_unit(&self, count: u32, value: i128, rate: Ratio) -> i128 {
+        let count = i128::from(count.max(1));
+        let (each, more) = (value / count, value % count);
+        let mut tax = (count - more) * self.round(each, rate);
+        if more > 0 {
+            tax += more * self.round(each + 1, rate);
+        }
+        tax
+    }
+
+    /// Line `i`'s tax when rounding per line or per unit. `split` is empty when every line is
+    /// one lot.
+    fn line(&self, i: usize, amount: i128, split: &[Vec<Lot>]) -> i128 {
+        match (self.rounding, split.get(i).filter(|lots| !lots.is_empty())) {
+            (TaxRounding::PerUnit, Some(lots)) => lots
+                .iter()
+                .map(|l| self.per_unit(l.count, l.value, self.rates[i]))
+                .sum(),
+            (TaxRounding::PerUnit, None) => {
+                self.per_unit(self.lines[i].quantity, amount, self.rates[i])
+            }
+            _ => self.round(amount, self.rates[i]),
+        }
+    }
+
+    /// Tax per taxable piece (lines in SKU order, shipping, fees), rounded per the policy.
+    fn compute(&self, lines: &[i128], split: &[Vec<Lot>], shipping: i128) -> Taxes {
+        if self.rounding == TaxRounding::PerTotal {
+            let exact: Vec<Ratio> = lines
+                .iter()
+                .zip(self.rates)
+                .map(|(a, r)| self.exact(*a, *r))
+                .chain(std::iter::once(self.exact(shipping, self.shipping_rate)))
+                .chain(self.fees.iter().map(|f| self.exact(*f, self.shipping_rate)))
+                .collect();
+            // Rounding per total allocates over every piece at once; they part only now.
+            let mut all = round_and_allocate(&exact, self.mode);
+            let fees = all.split_off(lines.len() + 1);
+            let shipping = all[lines.len()];
+            all.truncate(lines.len());
+            return Taxes {
+                lines: all,
+                shipping,
+                fees,
+            };
+        }
+        Taxes {
+            lines: lines
+                .iter()
+                .enumerate()
+                .map(|(i, a)| self.line(i, *a, split))
+                .collect(),
+            shipping: self.round(shipping, self.shipping_rate),
+            fees: self
+                .fees
+                .iter()
+                .map(|f| self.round(*f, self.shipping_rate))
+                .collect(),
+        }
+    }
+
+    /// The tax total there would be without any discount (`subtotals` and the shipping price),
+    /// reusing `taxes`, computed on `work`, for the lines no promotion touched.
+    fn total_undiscounted(
+        &self,
+        subtotals: &[i128],
+        work: &Work<'_>,
+        taxes: &Taxes,
+        shipping: i128,
+    ) -> i128 {
+        if self.rounding == TaxRounding::PerTotal {
+            return self.compute(subtotals, &[], shipping).total();
+        }
+        let items: i128 = subtotals
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                if *a == work.remaining[i] && work.split[i].is_empty() {
+                    taxes.lines[i]
+                } else {
+                    self.line(i, *a, &[])
+                }
+            })
+            .sum();
+        let fees: i128 = self
+            .fees
+            .iter()
+            .map(|f| self.round(*f, self.shipping_rate))
+            .sum();
+        items + self.round(shipping, self.shipping_rate) + fees
+    }
 }
 
 /// The priced lines, back in cart order.
@@ -358,8 +459,10 @@ fn price_lines(
     resolved: &Resolved,
     work: &Work<'_>,
     taxes: &[i128],
+    price_mode: PriceMode,
 ) -> Vec<PricedLine> {
     let currency = work.currency;
+    let inclusive = price_mode == PriceMode::TaxInclusive;
     let mut priced_lines = Vec::with_capacity(work.lines.len());
     for (k, line) in cart.lines().iter().enumerate() {
         let i = resolved.position[k];
@@ -372,7 +475,9 @@ fn price_lines(
             discount: money(subtotal - total, currency),
             total: money(total, currency),
             tax: money(taxes[i], currency),
-            tax_rate: resolved.rates[i].to_decimal(),
+            net: money(if inclusive { total - taxes[i] } else { total }, currency),
+            gross: money(if inclusive { total } else { total + taxes[i] }, currency),
+            tax_rate: resolved.rate_decimals[i],
         });
     }
     priced_lines
@@ -415,7 +520,7 @@ fn total_up(
     work: &Work<'_>,
     order_value: i128,
     fees: &[PricedFee],
-    taxes: &Taxes,
+    (taxes, original_tax): (&Taxes, i128),
     price_mode: PriceMode,
 ) -> CartTotals {
     let currency = work.currency;
@@ -425,12 +530,26 @@ fn total_up(
     let fee_total: i128 = fees.iter().map(|f| minor_of(&f.amount)).sum();
     let tax_total = taxes.total();
     let mut total = subtotal - discount + fee_total + resolved.shipping_price;
-    if !inclusive {
+    // The discount as the shopper feels it: with tax on top, a discount also takes away the
+    // tax on what it took.
+    let discount_incl_tax = if inclusive {
+        discount
+    } else {
         total += tax_total;
-    }
+        discount + (original_tax - tax_total)
+    };
+    let line_taxes: i128 = taxes.lines.iter().sum();
+    let net_subtotal = if inclusive {
+        order_value - line_taxes
+    } else {
+        order_value
+    };
     CartTotals {
         subtotal: money(subtotal, currency),
+        net_subtotal: money(net_subtotal, currency),
         discount: money(discount, currency),
+        discount_incl_tax: money(discount_incl_tax, currency),
+        original_total: money(total + discount_incl_tax, currency),
         fees: money(fee_total, currency),
         shipping: money(resolved.shipping_price, currency),
         tax: money(tax_total, currency),
@@ -476,6 +595,26 @@ fn tax_rate(rate: Decimal) -> Result<Ratio> {
         });
     }
     Ok(Ratio::of(rate, RATE_SCALE_MAX))
+}
+
+/// `m` in minor units, refused in another currency, negative, not in minor units, or above
+/// [`AMOUNT_ABS_MAX`].
+fn checked_minor(m: &Money, currency: Currency, field: &'static str) -> Result<i128> {
+    if m.currency() != currency {
+        return Err(Error::CurrencyMismatch {
+            cart: currency,
+            other: m.currency(),
+        });
+    }
+    let max = i128::from(AMOUNT_ABS_MAX) * 10i128.pow(u32::from(currency.exponent()));
+    match m.to_minor().map(i128::from) {
+        Ok(minor) if (0..=max).contains(&minor) => Ok(minor),
+        _ => Err(commerce_core::Error::Invalid {
+            field,
+            reason: "negative, not in minor units, or too large".into(),
+        }
+        .into()),
+    }
 }
 
 fn check_amount(m: &Money, currency: Currency, field: &'static str) -> Result<()> {

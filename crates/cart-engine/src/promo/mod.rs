@@ -8,6 +8,7 @@
 
 mod action;
 mod arith;
+mod build;
 mod buy_x_get_y;
 mod condition;
 mod context;
@@ -17,6 +18,7 @@ mod priced;
 mod stacking;
 mod work;
 
+pub use build::PromotionBuilder;
 pub use context::{
     CartRules, Customer, DiscountBasis, GiftWrapFee, PriceMode, PricingConfig, PricingContext,
     RoundingLevel, RoundingPolicy, Surcharge, SurchargeAmount, TaxRounding,

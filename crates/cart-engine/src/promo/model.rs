@@ -137,8 +137,17 @@ pub enum Condition {
         #[serde(default)]
         items: ItemFilter,
     },
-    /// The matching lines hold at least this many units.
+    /// The matching lines hold at least this many units together.
     MinQuantity {
+        /// The threshold.
+        quantity: u32,
+        /// Which lines count.
+        #[serde(default)]
+        items: ItemFilter,
+    },
+    /// Some matching line holds at least this many units on its own ("any line with at least
+    /// 3 units"), where [`Condition::MinQuantity`] sums over lines.
+    LineQuantity {
         /// The threshold.
         quantity: u32,
         /// Which lines count.
@@ -207,6 +216,15 @@ impl Condition {
                 }
                 items.validate(&format!("{path}.min_quantity.items"))
             }
+            Condition::LineQuantity { quantity, items } => {
+                if *quantity == 0 {
+                    return Err(rule(
+                        &format!("{path}.line_quantity.quantity"),
+                        "must be at least 1",
+                    ));
+                }
+                items.validate(&format!("{path}.line_quantity.items"))
+            }
             Condition::ContainsItems(items) => items.validate(&format!("{path}.contains_items")),
             Condition::CustomerGroup(groups) => {
                 if groups.is_empty() || groups.len() > CONDITION_SET_MAX {
@@ -255,21 +273,28 @@ pub struct Tier {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
-    /// `percent` % off each matching line's remaining value (0 < percent ≤ 100; 10.5 is 10.5 %).
+    /// `percent` % off each matching unit's remaining value (0 < percent ≤ 100; 10.5 is
+    /// 10.5 %).
     PercentOff {
         /// The percentage.
         percent: Decimal,
         /// Which lines.
         #[serde(default)]
         items: ItemFilter,
+        /// At most this many units, the cheapest first (none: every matching unit).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_quantity: Option<u32>,
     },
-    /// `amount` off every matching unit (capped at each line's remaining value).
+    /// `amount` off every matching unit (capped at what each unit has left).
     FixedOffPerUnit {
         /// Off each unit.
         amount: Money,
         /// Which lines.
         #[serde(default)]
         items: ItemFilter,
+        /// At most this many units, the cheapest first (none: every matching unit).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_quantity: Option<u32>,
     },
     /// `amount` off every matching line, whatever its quantity.
     FixedOffPerLine {
@@ -295,6 +320,9 @@ pub enum Action {
         /// Which lines.
         #[serde(default)]
         items: ItemFilter,
+        /// At most this many units, the cheapest first (none: every matching unit).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_quantity: Option<u32>,
     },
     /// Buy `buy_quantity` matching `buy`, get `get_quantity` matching `get` at `percent_off`
     /// (100 = free); repeats while units remain, at most `max_occurrences` times. The units
@@ -422,6 +450,13 @@ fn check_percent(path: &str, p: &Decimal) -> Result<()> {
     Ok(())
 }
 
+fn check_max_quantity(path: &str, max: Option<u32>) -> Result<()> {
+    if max == Some(0) {
+        return Err(rule(path, "must be at least 1 (or absent)"));
+    }
+    Ok(())
+}
+
 fn amount_ok(m: &Money) -> bool {
     !m.is_negative() && m.is_rounded() && m.amount() <= Decimal::from(crate::limits::AMOUNT_ABS_MAX)
 }
@@ -466,11 +501,24 @@ impl Promotion {
             }
         }
         let action_ok = match &self.action {
-            Action::PercentOff { percent, .. } => percent_ok(percent),
-            Action::FixedOffPerUnit { amount, .. }
-            | Action::FixedOffPerLine { amount, .. }
-            | Action::FixedOffOrder { amount, .. } => amount_ok(amount),
-            Action::FixedPrice { unit_price, .. } => amount_ok(unit_price),
+            Action::PercentOff {
+                percent,
+                max_quantity,
+                ..
+            } => percent_ok(percent) && *max_quantity != Some(0),
+            Action::FixedOffPerUnit {
+                amount,
+                max_quantity,
+                ..
+            } => amount_ok(amount) && *max_quantity != Some(0),
+            Action::FixedOffPerLine { amount, .. } | Action::FixedOffOrder { amount, .. } => {
+                amount_ok(amount)
+            }
+            Action::FixedPrice {
+                unit_price,
+                max_quantity,
+                ..
+            } => amount_ok(unit_price) && *max_quantity != Some(0),
             Action::BuyXGetY {
                 percent_off,
                 buy_quantity,
@@ -524,11 +572,20 @@ impl Promotion {
             c.validate(&p("condition"), 1, &mut currency)?;
         }
         match &self.action {
-            Action::PercentOff { percent, items } => {
+            Action::PercentOff {
+                percent,
+                items,
+                max_quantity,
+            } => {
                 check_percent(&p("action.percent_off.percent"), percent)?;
                 items.validate(&p("action.percent_off.items"))?;
+                check_max_quantity(&p("action.percent_off.max_quantity"), *max_quantity)?;
             }
-            Action::FixedOffPerUnit { amount, items } => {
+            Action::FixedOffPerUnit {
+                amount,
+                items,
+                max_quantity,
+            } => {
                 check_money(
                     &p("action.fixed_off_per_unit.amount"),
                     amount,
@@ -536,6 +593,7 @@ impl Promotion {
                     false,
                 )?;
                 items.validate(&p("action.fixed_off_per_unit.items"))?;
+                check_max_quantity(&p("action.fixed_off_per_unit.max_quantity"), *max_quantity)?;
             }
             Action::FixedOffPerLine { amount, items } => {
                 check_money(
@@ -555,7 +613,11 @@ impl Promotion {
                 )?;
                 items.validate(&p("action.fixed_off_order.items"))?;
             }
-            Action::FixedPrice { unit_price, items } => {
+            Action::FixedPrice {
+                unit_price,
+                items,
+                max_quantity,
+            } => {
                 check_money(
                     &p("action.fixed_price.unit_price"),
                     unit_price,
@@ -563,6 +625,7 @@ impl Promotion {
                     true,
                 )?;
                 items.validate(&p("action.fixed_price.items"))?;
+                check_max_quantity(&p("action.fixed_price.max_quantity"), *max_quantity)?;
             }
             Action::BuyXGetY {
                 buy,

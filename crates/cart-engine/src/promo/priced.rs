@@ -1,29 +1,32 @@
 //! What [`price`](super::price) returns: the priced cart with its lines, shipping, fees and
 //! totals, every promotion's adjustments and diagnostics, and the cart-rule violations.
 
-use commerce_core::{Currency, Money, Sku};
+use commerce_core::{CartId, Currency, Money, Sku};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::model::PromotionId;
 
 /// What an adjustment discounts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AdjustmentTarget {
-    /// The line with this SKU.
-    Line(Sku),
+    /// The line at this index of [`PricedCart::lines`].
+    Line(usize),
     /// Shipping.
     Shipping,
 }
 
-/// One promotion's share of one line or of shipping.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One promotion's share of one line or of shipping. It names the promotion and the line by
+/// their place in the priced cart ([`PricedCart::promotion_of`] and [`PricedCart::lines`]):
+/// a cart of 20 lines and 10 promotions carries dozens of adjustments, and indices keep them
+/// plain values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Adjustment {
     /// What it discounts.
     pub target: AdjustmentTarget,
-    /// The promotion.
-    pub promotion_id: PromotionId,
+    /// The promotion: an index into [`PricedCart::promotions`].
+    pub promotion: usize,
     /// The discount, positive.
     pub amount: Money,
 }
@@ -45,6 +48,10 @@ pub struct PricedLine {
     pub total: Money,
     /// Tax on `total` (contained in it for tax-inclusive prices).
     pub tax: Money,
+    /// `total` without its tax.
+    pub net: Money,
+    /// `total` with its tax: what the line costs the shopper.
+    pub gross: Money,
     /// The rate used.
     pub tax_rate: Decimal,
 }
@@ -87,17 +94,26 @@ pub struct PricedFee {
     pub tax: Money,
 }
 
-/// Cart totals.
+/// Cart totals: everything a receipt prints, so it needs no arithmetic of its own.
 ///
 /// Tax-exclusive: `total = subtotal − discount + fees + shipping + tax`.
 /// Tax-inclusive: `total = subtotal − discount + fees + shipping`, and `tax` is the part of it
-/// that is tax (`tax_included` is true).
+/// that is tax (`tax_included` is true). Either way `original_total − discount_incl_tax =
+/// total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CartTotals {
-    /// Σ line subtotals.
+    /// Σ line subtotals, before discounts (in the prices' terms: net or gross).
     pub subtotal: Money,
-    /// Σ line discounts + shipping discount.
+    /// Σ line totals after discounts, without tax (Σ of the lines' `net`).
+    pub net_subtotal: Money,
+    /// Σ line discounts + shipping discount, in the prices' terms.
     pub discount: Money,
+    /// The discount with the tax it took away: for tax-exclusive prices, `discount` plus the
+    /// difference between the tax without and with the discounts; for tax-inclusive prices,
+    /// `discount`.
+    pub discount_incl_tax: Money,
+    /// What the shopper would pay without any promotion: `total + discount_incl_tax`.
+    pub original_total: Money,
     /// Σ fees.
     pub fees: Money,
     /// Shipping price before its discount.
@@ -195,6 +211,11 @@ pub enum Violation {
 /// [`price`]: super::price
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PricedCart {
+    /// The cart priced.
+    pub cart_id: CartId,
+    /// The cart's version when it was priced: a checkout from a cart at another version is
+    /// refused, since the price may no longer be the cart's.
+    pub cart_version: u64,
     /// The cart's currency.
     pub currency: Currency,
     /// The lines, in cart order.
@@ -219,9 +240,17 @@ impl PricedCart {
         &'a self,
         sku: &'a Sku,
     ) -> impl Iterator<Item = &'a Adjustment> + 'a {
+        let line = self.lines.iter().position(|l| l.sku == *sku);
         self.adjustments
             .iter()
-            .filter(move |a| matches!(&a.target, AdjustmentTarget::Line(s) if s == sku))
+            .filter(move |a| line.is_some_and(|k| a.target == AdjustmentTarget::Line(k)))
+    }
+
+    /// The promotion that made `adjustment`.
+    pub fn promotion_of(&self, adjustment: &Adjustment) -> Option<&PromotionId> {
+        self.promotions
+            .get(adjustment.promotion)
+            .map(|d| &d.promotion_id)
     }
 
     /// The discount each applied promotion gave, for usage claims at checkout.

@@ -1,8 +1,6 @@
 //! Running the promotions: stacking order, exclusive promotions, stacking groups, and one
 //! diagnostic per promotion.
 
-use std::collections::BTreeSet;
-
 use commerce_core::Currency;
 
 use super::action::compute;
@@ -10,7 +8,9 @@ use super::arith::money;
 use super::condition::check_condition;
 use super::context::{PricingContext, RoundingLevel};
 use super::model::Promotion;
-use super::priced::{NotApplied, PromotionDiagnostic, PromotionOutcome};
+use super::priced::{
+    Adjustment, AdjustmentTarget, NotApplied, PromotionDiagnostic, PromotionOutcome,
+};
 use super::work::{Effect, Outcome, Work};
 
 /// Applies the promotions in stacking order; returns one diagnostic per promotion (in the order
@@ -19,14 +19,15 @@ pub(super) fn run_promotions(
     work: &mut Work<'_>,
     promotions: &[Promotion],
     ctx: &PricingContext<'_>,
-    level: RoundingLevel,
-) -> (Vec<PromotionDiagnostic>, Vec<(usize, Effect)>) {
+    (level, cart_index): (RoundingLevel, &[usize]),
+) -> (Vec<PromotionDiagnostic>, Vec<Adjustment>) {
     let mut run = Run {
         promotions,
         ctx,
         level,
+        cart_index,
         outcomes: vec![None; promotions.len()],
-        effects: Vec::new(),
+        adjustments: Vec::with_capacity(2 * work.lines.len()),
     };
     let order = run.stacking_order(work.currency);
     if !run.apply_best_exclusive(work, &order) {
@@ -42,8 +43,10 @@ struct Run<'p> {
     level: RoundingLevel,
     /// Per promotion, in the order given; `None` until decided.
     outcomes: Vec<Option<PromotionOutcome>>,
-    /// The effects applied, in application order.
-    effects: Vec<(usize, Effect)>,
+    /// `cart_index[i]` is the cart line at SKU-order place `i`.
+    cart_index: &'p [usize],
+    /// Each applied promotion's share of each line and of shipping, in application order.
+    adjustments: Vec<Adjustment>,
 }
 
 impl<'p> Run<'p> {
@@ -102,7 +105,7 @@ impl<'p> Run<'p> {
     /// stacking group is settled where its first member comes up.
     fn apply_stacking(&mut self, work: &mut Work<'_>, order: &[usize]) {
         let promotions = self.promotions;
-        let mut groups_done: BTreeSet<&str> = BTreeSet::new();
+        let mut groups_done: Vec<&str> = Vec::new();
         for &i in order.iter().filter(|i| !promotions[**i].exclusive) {
             match &promotions[i].stacking_group {
                 None => match evaluate(&promotions[i], work, self.ctx, self.level) {
@@ -110,7 +113,8 @@ impl<'p> Run<'p> {
                     Err(reason) => self.not_applied(i, reason),
                 },
                 Some(group) => {
-                    if groups_done.insert(group.as_str()) {
+                    if !groups_done.contains(&group.as_str()) {
+                        groups_done.push(group.as_str());
                         self.apply_best_of_group(work, order, group);
                     }
                 }
@@ -155,7 +159,11 @@ impl<'p> Run<'p> {
             match evaluate(&self.promotions[i], work, self.ctx, self.level) {
                 Ok(effect) => {
                     if best.as_ref().is_none_or(|(_, b)| effect.total > b.total) {
-                        best = Some((i, effect));
+                        if let Some((_, lost)) = best.replace((i, effect)) {
+                            work.recycle(lost);
+                        }
+                    } else {
+                        work.recycle(effect);
                     }
                 }
                 Err(reason) => self.not_applied(i, reason),
@@ -167,18 +175,33 @@ impl<'p> Run<'p> {
     /// Applies promotion `i`'s effect to the working state and records it.
     fn apply(&mut self, work: &mut Work<'_>, i: usize, effect: Effect) {
         work.apply(&effect);
+        let currency = work.currency;
         self.outcomes[i] = Some(PromotionOutcome::Applied {
-            discount: money(effect.total, work.currency),
+            discount: money(effect.total, currency),
         });
-        self.effects.push((i, effect));
+        for (line, d) in effect.line_discounts() {
+            self.adjustments.push(Adjustment {
+                target: AdjustmentTarget::Line(self.cart_index[line]),
+                promotion: i,
+                amount: money(d, currency),
+            });
+        }
+        if effect.shipping != 0 {
+            self.adjustments.push(Adjustment {
+                target: AdjustmentTarget::Shipping,
+                promotion: i,
+                amount: money(effect.shipping, currency),
+            });
+        }
+        work.recycle(effect);
     }
 
     fn not_applied(&mut self, i: usize, reason: NotApplied) {
         self.outcomes[i] = Some(PromotionOutcome::NotApplied(reason));
     }
 
-    /// One diagnostic per promotion, in the order given, and the effects applied.
-    fn into_diagnostics(self) -> (Vec<PromotionDiagnostic>, Vec<(usize, Effect)>) {
+    /// One diagnostic per promotion, in the order given, and the adjustments.
+    fn into_diagnostics(self) -> (Vec<PromotionDiagnostic>, Vec<Adjustment>) {
         let diagnostics = self
             .promotions
             .iter()
@@ -188,7 +211,7 @@ impl<'p> Run<'p> {
                 outcome: o.unwrap_or(PromotionOutcome::NotApplied(NotApplied::NothingToDiscount)),
             })
             .collect();
-        (diagnostics, self.effects)
+        (diagnostics, self.adjustments)
     }
 }
 
@@ -200,7 +223,7 @@ fn evaluate(
     level: RoundingLevel,
 ) -> Outcome {
     if let Some(code) = &p.code
-        && !work.codes.contains(code.as_str())
+        && !work.codes.contains(code)
     {
         return Err(NotApplied::CodeMissing);
     }
@@ -210,6 +233,7 @@ fn evaluate(
     }
     let effect = compute(&p.action, work, level)?;
     if effect.total == 0 {
+        work.recycle(effect);
         return Err(NotApplied::NothingToDiscount);
     }
     Ok(effect)

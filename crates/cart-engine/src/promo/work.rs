@@ -1,26 +1,54 @@
-//! The working state promotions discount: each line's remaining value in SKU order, and the
-//! effect of one promotion on it.
+//! The working state promotions discount: each line's remaining value in SKU order, which of
+//! its units carry how much of it, and the effect of one promotion on it.
+//!
+//! A line starts as one *lot*: all its units, unclaimed, sharing its value equally. A promotion
+//! that discounts some units of a line and not others (a buy-X-get-Y, an action with
+//! `max_quantity`) carves those units into a lot of their own, so a later promotion sees what
+//! each unit is still worth: after "buy 5 get 100 free" on 108 units, the 100 free units are
+//! worth nothing and the other 8 keep their price. Units that took part in a buy-X-get-Y
+//! occurrence (bought or discounted) are *claimed*: no later buy-X-get-Y uses them again.
 
-use std::collections::BTreeSet;
+use std::cell::RefCell;
 
-use commerce_core::{Currency, Money, RoundingMode};
+use commerce_core::{Currency, Money, RoundingMode, allocate_minor};
 use rust_decimal::Decimal;
 
 use super::arith::{Ratio, money, round_div};
 use super::model::ItemFilter;
 use super::priced::NotApplied;
-use crate::cart::CartLine;
+use crate::cart::{CartLine, PromoCode};
+
+/// Units of one line that share a value and a claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Lot {
+    /// Units, at least 1.
+    pub(super) count: u32,
+    /// Their remaining value together, in minor units of price-mode terms.
+    pub(super) value: i128,
+    /// Used by an earlier buy-X-get-Y occurrence.
+    pub(super) claimed: bool,
+}
+
+impl Lot {
+    /// Compares unit values (`value / count`) without dividing.
+    pub(super) fn cmp_unit_value(&self, other: &Lot) -> std::cmp::Ordering {
+        (self.value * i128::from(other.count)).cmp(&(other.value * i128::from(self.count)))
+    }
+}
 
 /// Per-line working state, in SKU order, in minor units of price-mode terms (gross for
 /// tax-inclusive prices).
 pub(super) struct Work<'c> {
-    /// The cart's lines in SKU order: every tie (in allocation, in buy-X-get-Y selection) is
-    /// broken by SKU, so the order lines were added in never changes a price.
+    /// The cart's lines in SKU order: every tie (in allocation, in unit selection) is broken by
+    /// SKU, so the order lines were added in never changes a price.
     pub(super) lines: Vec<&'c CartLine>,
     pub(super) currency: Currency,
     pub(super) mode: RoundingMode,
     /// Remaining value per line.
     pub(super) remaining: Vec<i128>,
+    /// Per line, its lots once it has more than one (or a claimed one); empty while the line is
+    /// one unclaimed lot worth `remaining`. Σ values = `remaining`, Σ counts = quantity.
+    pub(super) split: Vec<Vec<Lot>>,
     /// Price-mode units per discount-basis unit: 1, or 1 + rate for net discounts on
     /// tax-inclusive prices.
     pub(super) basis: Vec<Ratio>,
@@ -28,14 +56,44 @@ pub(super) struct Work<'c> {
     pub(super) unit_basis: bool,
     /// Remaining shipping value.
     pub(super) shipping_remaining: i128,
-    /// The codes the cart carries, for promotions that need one.
-    pub(super) codes: BTreeSet<&'c str>,
+    /// Which lines each item filter matches, found once per filter and pricing call: bit `i`
+    /// is line `i` (a cart has at most [`crate::limits::LINES_MAX`] lines). Keyed by the
+    /// filter's address, which is stable for the call.
+    pub(super) masks: RefCell<Vec<(*const ItemFilter, u128)>>,
+    /// Part buffers of effects already applied or discarded, for the next evaluation.
+    pub(super) spare_parts: RefCell<Vec<Vec<Part>>>,
+    /// The codes the cart carries, for promotions that need one (at most
+    /// [`crate::limits::CODES_MAX`]).
+    pub(super) codes: &'c [PromoCode],
 }
 
-/// One promotion's effect: rounded discounts per line index, and on shipping.
+/// Some units of one lot that an effect discounts (or only claims).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Part {
+    /// The line.
+    pub(super) line: usize,
+    /// The lot within the line, as the state is when the effect was computed.
+    pub(super) lot: usize,
+    /// Units taken from the front of the lot.
+    pub(super) count: u32,
+    /// Their value (their share of the lot's value).
+    pub(super) value: i128,
+    /// The exact discount on them before rounding (minor units); the parts of one line share
+    /// a denominator.
+    pub(super) exact: Ratio,
+    /// The rounded discount on them, `0 ≤ discount ≤ value`.
+    pub(super) discount: i128,
+    /// They take part in a buy-X-get-Y occurrence.
+    pub(super) claim: bool,
+}
+
+/// One promotion's effect: rounded discounts per line index, and on shipping. A line-level
+/// action gives one discount per line (`lines`), spread over each line's lots by value; a
+/// unit-level action says which units carry each line's discount (`parts`, in line order).
 #[derive(Default, Clone)]
 pub(super) struct Effect {
-    pub(super) lines: Vec<(usize, i128)>,
+    lines: Vec<(usize, i128)>,
+    parts: Vec<Part>,
     pub(super) shipping: i128,
     pub(super) total: i128,
 }
@@ -45,9 +103,34 @@ impl Effect {
         let total = lines.iter().fold(shipping, |acc, (_, d)| acc + *d);
         Effect {
             lines,
+            parts: Vec::new(),
             shipping,
             total,
         }
+    }
+
+    /// An effect on units.
+    pub(super) fn of_parts(mut parts: Vec<Part>) -> Effect {
+        parts.sort_by_key(|p| (p.line, p.lot));
+        let total = parts.iter().map(|p| p.discount).sum();
+        Effect {
+            lines: Vec::new(),
+            parts,
+            shipping: 0,
+            total,
+        }
+    }
+
+    /// The discount on each line it touches, in line order, zeros left out.
+    pub(super) fn line_discounts(&self) -> impl Iterator<Item = (usize, i128)> + '_ {
+        let from_lines = self.lines.iter().copied();
+        let from_parts = self.parts.chunk_by(|a, b| a.line == b.line).map(|group| {
+            (
+                group[0].line,
+                group.iter().map(|p| p.discount).sum::<i128>(),
+            )
+        });
+        from_lines.chain(from_parts).filter(|(_, d)| *d != 0)
     }
 }
 
@@ -56,15 +139,111 @@ impl Work<'_> {
         round_div(r.num, r.den, self.mode)
     }
 
-    pub(super) fn matching<'f>(
-        &'f self,
-        filter: &'f ItemFilter,
-    ) -> impl Iterator<Item = usize> + 'f {
-        self.lines
+    /// An empty buffer for an effect's parts: one an earlier effect gave back, or a new one.
+    pub(super) fn parts_buffer(&self) -> Vec<Part> {
+        self.spare_parts
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(self.lines.len()))
+    }
+
+    /// Takes back an effect's buffers once it is applied or discarded.
+    pub(super) fn recycle(&self, effect: Effect) {
+        let mut parts = effect.parts;
+        if parts.capacity() > 0 {
+            parts.clear();
+            self.spare_parts.borrow_mut().push(parts);
+        }
+    }
+
+    /// How many lots line `i` has.
+    pub(super) fn lot_count(&self, i: usize) -> usize {
+        self.split[i].len().max(1)
+    }
+
+    /// Lot `k` of line `i`.
+    pub(super) fn lot(&self, i: usize, k: usize) -> Lot {
+        match self.split[i].get(k) {
+            Some(lot) => *lot,
+            None => Lot {
+                count: self.lines[i].quantity,
+                value: self.remaining[i],
+                claimed: false,
+            },
+        }
+    }
+
+    /// The value of the first `count` units of lot `lot` (their share, rounded by the mode).
+    pub(super) fn share(&self, lot: Lot, count: u32) -> i128 {
+        if count >= lot.count {
+            lot.value
+        } else {
+            round_div(
+                lot.value * i128::from(count),
+                i128::from(lot.count),
+                self.mode,
+            )
+        }
+    }
+
+    /// The lines `filter` matches, as a bit mask.
+    pub(super) fn mask(&self, filter: &ItemFilter) -> u128 {
+        let all = if self.lines.len() >= 128 {
+            u128::MAX
+        } else {
+            (1u128 << self.lines.len()) - 1
+        };
+        if matches!(filter, ItemFilter::All) {
+            return all;
+        }
+        let key: *const ItemFilter = filter;
+        if let Some((_, m)) = self.masks.borrow().iter().find(|(k, _)| *k == key) {
+            return *m;
+        }
+        let m = self
+            .lines
             .iter()
             .enumerate()
-            .filter(move |(_, l)| filter.matches(l))
-            .map(|(i, _)| i)
+            .filter(|(_, l)| filter.matches(l))
+            .fold(0u128, |m, (i, _)| m | (1 << i));
+        self.masks.borrow_mut().push((key, m));
+        m
+    }
+
+    /// The indices of the lines `filter` matches, ascending.
+    pub(super) fn matching(&self, filter: &ItemFilter) -> impl Iterator<Item = usize> + use<> {
+        let mut mask = self.mask(filter);
+        std::iter::from_fn(move || {
+            if mask == 0 {
+                return None;
+            }
+            let i = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            Some(i)
+        })
+    }
+
+    /// Whether the matching lines' remaining value, in discount-basis terms, reaches
+    /// `threshold` minor units; the value is returned for a message when it does not.
+    pub(super) fn basis_value_reaches(
+        &self,
+        filter: &ItemFilter,
+        threshold: i128,
+    ) -> std::result::Result<(), Decimal> {
+        if self.unit_basis {
+            let sum: i128 = self.matching(filter).map(|i| self.remaining[i]).sum();
+            return if sum >= threshold {
+                Ok(())
+            } else {
+                Err(Ratio::int(sum).to_decimal())
+            };
+        }
+        let value = self.basis_value(filter);
+        if value >= Ratio::int(threshold).to_decimal() {
+            Ok(())
+        } else {
+            Err(value)
+        }
     }
 
     /// Σ remaining value of matching lines in discount-basis terms, in minor units (exact
@@ -92,12 +271,137 @@ impl Work<'_> {
         money(minor, self.currency)
     }
 
+    /// Applies an effect computed on this state.
     pub(super) fn apply(&mut self, effect: &Effect) {
-        for (i, d) in &effect.lines {
-            self.remaining[*i] -= *d;
+        for &(i, d) in &effect.lines {
+            self.spread_over_lots(i, d);
+            self.remaining[i] -= d;
+        }
+        for group in effect.parts.chunk_by(|a, b| a.line == b.line) {
+            let i = group[0].line;
+            self.carve(i, group);
+            self.remaining[i] -= group.iter().map(|p| p.discount).sum::<i128>();
         }
         self.shipping_remaining -= effect.shipping;
+        debug_assert!(self.lots_agree());
     }
+
+    /// Takes line `i`'s discount `d` from its lots in proportion to their value (largest
+    /// remainder, ties to the first lot). `d ≤ Σ values`, so no lot goes below zero.
+    fn spread_over_lots(&mut self, i: usize, d: i128) {
+        let lots = &mut self.split[i];
+        if lots.is_empty() || d == 0 {
+            return;
+        }
+        let total: i128 = lots.iter().map(|l| l.value).sum();
+        if d >= total {
+            for lot in lots.iter_mut() {
+                lot.value = 0;
+            }
+            return;
+        }
+        if lots.len() > LOTS_INLINE {
+            let weights: Vec<i128> = lots.iter().map(|l| l.value).collect();
+            if let Ok(shares) = allocate_minor(d, &weights) {
+                for (lot, s) in lots.iter_mut().zip(shares) {
+                    lot.value -= s.min(lot.value);
+                }
+                return;
+            }
+        }
+        if lots.iter().any(|l| d.checked_mul(l.value).is_none()) {
+            // Beyond any real basket (a line worth over 10^19 minor units): take the discount
+            // from the lots in order, which keeps the sums exact.
+            let mut left = d;
+            for lot in lots.iter_mut() {
+                let take = left.min(lot.value);
+                lot.value -= take;
+                left -= take;
+            }
+            return;
+        }
+        // A line has a handful of lots: share on the stack.
+        let mut remainders = [(0i128, 0usize); LOTS_INLINE];
+        let mut given = 0;
+        for (k, lot) in lots.iter_mut().enumerate().take(LOTS_INLINE) {
+            let exact = d * lot.value;
+            let share = exact / total;
+            remainders[k] = (exact % total, k);
+            lot.value -= share;
+            given += share;
+        }
+        let n = lots.len().min(LOTS_INLINE);
+        let rest = &mut remainders[..n];
+        rest.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        for &(_, k) in rest.iter().take(usize::try_from(d - given).unwrap_or(0)) {
+            lots[k].value -= 1;
+        }
+    }
+
+    /// Carves `parts` (all of line `i`, in lot order) out of their lots, discounted and claimed.
+    fn carve(&mut self, i: usize, parts: &[Part]) {
+        if let [p] = parts
+            && self.split[i].is_empty()
+            && !p.claim
+            && p.count == self.lines[i].quantity
+        {
+            // The whole line, still one lot: the caller's `remaining −= d` is the change.
+            return;
+        }
+        let mut out: Vec<Lot> = Vec::with_capacity(self.lot_count(i) + parts.len());
+        let mut next = parts.iter().peekable();
+        for k in 0..self.lot_count(i) {
+            let mut rest = self.lot(i, k);
+            while let Some(p) = next.next_if(|p| p.lot == k) {
+                let count = p.count.min(rest.count);
+                if count == 0 {
+                    continue;
+                }
+                out.push(Lot {
+                    count,
+                    value: p.value - p.discount,
+                    claimed: rest.claimed || p.claim,
+                });
+                rest.count -= count;
+                rest.value -= p.value;
+            }
+            if rest.count > 0 {
+                out.push(rest);
+            }
+        }
+        merge_alike(&mut out);
+        if out.len() == 1 && !out[0].claimed {
+            out.clear();
+        }
+        self.split[i] = out;
+    }
+
+    /// Every split line's lots hold its units and its value.
+    fn lots_agree(&self) -> bool {
+        self.split.iter().enumerate().all(|(i, lots)| {
+            lots.is_empty()
+                || (lots.iter().map(|l| l.value).sum::<i128>() == self.remaining[i]
+                    && lots.iter().map(|l| u64::from(l.count)).sum::<u64>()
+                        == u64::from(self.lines[i].quantity)
+                    && lots.iter().all(|l| l.value >= 0 && l.count > 0))
+        })
+    }
+}
+
+/// Lots of one line shared on the stack when a discount spreads over them.
+const LOTS_INLINE: usize = 8;
+
+/// Joins neighbouring lots with the same claim and the same unit value, so a line does not
+/// fragment into many lots that are one.
+fn merge_alike(lots: &mut Vec<Lot>) {
+    lots.dedup_by(|b, a| {
+        let alike = a.claimed == b.claimed && a.cmp_unit_value(b).is_eq();
+        if alike {
+            a.count += b.count;
+            a.value += b.value;
+        }
+        alike
+    });
 }
 
 /// One promotion's effect, or why it did not apply.

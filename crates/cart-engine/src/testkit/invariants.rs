@@ -65,6 +65,19 @@ pub fn check_priced_cart(p: &PricedCart) -> Result<(), String> {
             l.sku
         );
         ensure!(!l.tax.is_negative(), "{} negative tax", l.sku);
+        let (net_plus_tax, gross) = if t.tax_included {
+            (l.net.checked_add(&l.tax), l.total)
+        } else {
+            (l.total.checked_add(&l.tax), l.gross)
+        };
+        ensure!(
+            net_plus_tax == Ok(gross) && (t.tax_included || l.net == l.total),
+            "{} net {} + tax {} is not gross {}",
+            l.sku,
+            l.net,
+            l.tax,
+            l.gross
+        );
         let adjusted = sum(c, p.line_adjustments(&l.sku).map(|a| a.amount))?;
         ensure!(
             adjusted == l.discount,
@@ -104,12 +117,22 @@ pub fn check_priced_cart(p: &PricedCart) -> Result<(), String> {
         Ok(t.discount) == lines_discount.checked_add(&shipping_discount),
         "discount total mismatch"
     );
-    for d in &p.promotions {
+    ensure!(
+        p.adjustments
+            .iter()
+            .all(|a| a.promotion < p.promotions.len()
+                && match a.target {
+                    AdjustmentTarget::Line(k) => k < p.lines.len(),
+                    AdjustmentTarget::Shipping => true,
+                }),
+        "an adjustment names a promotion or line the cart does not have"
+    );
+    for (k, d) in p.promotions.iter().enumerate() {
         let given = sum(
             c,
             p.adjustments
                 .iter()
-                .filter(|a| a.promotion_id == d.promotion_id)
+                .filter(|a| a.promotion == k)
                 .map(|a| a.amount),
         )?;
         match d.outcome {
@@ -134,6 +157,24 @@ pub fn check_priced_cart(p: &PricedCart) -> Result<(), String> {
         .chain(p.shipping.iter().map(|s| s.tax))
         .chain(p.fees.iter().map(|f| f.tax));
     ensure!(t.tax == sum(c, taxes)?, "tax total is not the pieces' sum");
+    ensure!(
+        t.net_subtotal == sum(c, p.lines.iter().map(|l| l.net))?,
+        "net subtotal is not the lines' net sum"
+    );
+    ensure!(
+        t.original_total.checked_sub(&t.discount_incl_tax) == Ok(t.total),
+        "original total {} − discount incl. tax {} is not the total {}",
+        t.original_total,
+        t.discount_incl_tax,
+        t.total
+    );
+    ensure!(
+        t.discount_incl_tax.amount() >= t.discount.amount()
+            && (!t.tax_included || t.discount_incl_tax == t.discount),
+        "discount incl. tax {} below the discount {}",
+        t.discount_incl_tax,
+        t.discount
+    );
     Ok(())
 }
 
@@ -146,16 +187,19 @@ pub fn check_priced_cart(p: &PricedCart) -> Result<(), String> {
 pub fn check_priced_cart_for(p: &PricedCart, promotions: &[Promotion]) -> Result<(), String> {
     check_priced_cart(p)?;
     for a in &p.adjustments {
+        let id = p
+            .promotion_of(a)
+            .ok_or_else(|| format!("adjustment from unknown promotion {}", a.promotion))?;
         let promotion = promotions
             .iter()
-            .find(|q| q.id == a.promotion_id)
-            .ok_or_else(|| format!("adjustment from unknown promotion {}", a.promotion_id))?;
+            .find(|q| q.id == *id)
+            .ok_or_else(|| format!("adjustment from unknown promotion {id}"))?;
         let ships = matches!(promotion.action, Action::FreeShipping);
         let on_shipping = a.target == AdjustmentTarget::Shipping;
         ensure!(
             ships == on_shipping,
             "{} ({}) adjusted {:?}",
-            a.promotion_id,
+            id,
             if ships {
                 "free shipping"
             } else {

@@ -139,12 +139,25 @@ fn percent() -> impl Strategy<Value = Decimal> {
     ]
 }
 
+fn max_quantity() -> impl Strategy<Value = Option<u32>> {
+    proptest::option::weighted(0.3, 1u32..6)
+}
+
 fn action() -> impl Strategy<Value = Action> {
     prop_oneof![
-        (percent(), filter()).prop_map(|(percent, items)| Action::PercentOff { percent, items }),
-        (1i64..3_000, filter()).prop_map(|(c, items)| Action::FixedOffPerUnit {
-            amount: eur(c),
-            items
+        (percent(), filter(), max_quantity()).prop_map(|(percent, items, max_quantity)| {
+            Action::PercentOff {
+                percent,
+                items,
+                max_quantity,
+            }
+        }),
+        (1i64..3_000, filter(), max_quantity()).prop_map(|(c, items, max_quantity)| {
+            Action::FixedOffPerUnit {
+                amount: eur(c),
+                items,
+                max_quantity,
+            }
         }),
         (1i64..3_000, filter()).prop_map(|(c, items)| Action::FixedOffPerLine {
             amount: eur(c),
@@ -154,9 +167,12 @@ fn action() -> impl Strategy<Value = Action> {
             amount: eur(c),
             items
         }),
-        (0i64..5_000, filter()).prop_map(|(c, items)| Action::FixedPrice {
-            unit_price: eur(c),
-            items
+        (0i64..5_000, filter(), max_quantity()).prop_map(|(c, items, max_quantity)| {
+            Action::FixedPrice {
+                unit_price: eur(c),
+                items,
+                max_quantity,
+            }
         }),
         (
             filter(),
@@ -203,12 +219,14 @@ fn action() -> impl Strategy<Value = Action> {
 
 fn condition() -> impl Strategy<Value = Option<Condition>> {
     let leaf = prop_oneof![
-        (0i64..20_000, filter()).prop_map(|(c, items)| Condition::MinSubtotal {
+        (1i64..20_000, filter()).prop_map(|(c, items)| Condition::MinSubtotal {
             amount: eur(c),
             items
         }),
         (1u32..6, filter())
             .prop_map(|(quantity, items)| Condition::MinQuantity { quantity, items }),
+        (1u32..4, filter())
+            .prop_map(|(quantity, items)| Condition::LineQuantity { quantity, items }),
         filter()
             .prop_filter("not all", |f| *f != ItemFilter::All)
             .prop_map(Condition::ContainsItems),
@@ -262,47 +280,41 @@ fn config() -> impl Strategy<Value = PricingConfig> {
             RoundingLevel::Line,
             RoundingLevel::Total,
         ]),
-        any::<bool>(),
+        proptest::sample::select(vec![
+            TaxRounding::PerUnit,
+            TaxRounding::PerLine,
+            TaxRounding::PerTotal,
+        ]),
         any::<bool>(),
         any::<bool>(),
         any::<bool>(),
     )
-        .prop_map(
-            |(mode, level, per_total, inclusive, net, fees)| PricingConfig {
-                rounding: RoundingPolicy {
-                    mode,
-                    level,
-                    tax: if per_total {
-                        TaxRounding::PerTotal
-                    } else {
-                        TaxRounding::PerLine
-                    },
-                },
-                price_mode: if inclusive {
-                    PriceMode::TaxInclusive
-                } else {
-                    PriceMode::TaxExclusive
-                },
-                discount_basis: if net {
-                    DiscountBasis::Net
-                } else {
-                    DiscountBasis::Gross
-                },
-                rules: if fees {
-                    CartRules {
-                        gift_wrap: GiftWrapFee::PerLine(eur(150)),
-                        surcharges: vec![Surcharge {
-                            name: "handling".into(),
-                            amount: SurchargeAmount::PercentOfOrderValue(Decimal::new(25, 1)),
-                            when_order_value_below: Some(eur(5_000)),
-                        }],
-                        ..CartRules::default()
-                    }
-                } else {
-                    CartRules::default()
-                },
+        .prop_map(|(mode, level, tax, inclusive, net, fees)| PricingConfig {
+            rounding: RoundingPolicy { mode, level, tax },
+            price_mode: if inclusive {
+                PriceMode::TaxInclusive
+            } else {
+                PriceMode::TaxExclusive
             },
-        )
+            discount_basis: if net {
+                DiscountBasis::Net
+            } else {
+                DiscountBasis::Gross
+            },
+            rules: if fees {
+                CartRules {
+                    gift_wrap: GiftWrapFee::PerLine(eur(150)),
+                    surcharges: vec![Surcharge {
+                        name: "handling".into(),
+                        amount: SurchargeAmount::PercentOfOrderValue(Decimal::new(25, 1)),
+                        when_order_value_below: Some(eur(5_000)),
+                    }],
+                    ..CartRules::default()
+                }
+            } else {
+                CartRules::default()
+            },
+        })
 }
 
 fn tax() -> FlatRateTax {
