@@ -6,6 +6,7 @@
 //! order.
 
 use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -107,6 +108,24 @@ pub enum DomainEvent {
         /// The catalog version that retired it.
         version: u64,
     },
+    /// A product's rating changed: a review that counts toward it was published, rejected,
+    /// edited or deleted. Carries the whole new rating, not a difference, so a consumer sets
+    /// it; `seq` orders one product's rating events, and a consumer drops an event whose
+    /// `seq` is not above the last it applied (a redelivery, or one overtaken by a newer).
+    ProductRatingChanged {
+        /// The product.
+        product_id: ProductId,
+        /// Its SKU when the rating changed.
+        sku: Sku,
+        /// The average of the published reviews' stars, rounded half-even to two decimals;
+        /// `None` when no published review is left.
+        rating: Option<Decimal>,
+        /// Published reviews behind the rating.
+        review_count: u32,
+        /// The product's rating sequence number: 1 for its first rating event, one more for
+        /// each after.
+        seq: u64,
+    },
     /// A cart went untouched past its expiry.
     CartAbandoned {
         /// The cart.
@@ -143,13 +162,15 @@ impl DomainEvent {
             DomainEvent::PriceChanged { .. } => "PriceChanged",
             DomainEvent::ProductUpserted { .. } => "ProductUpserted",
             DomainEvent::ProductRetired { .. } => "ProductRetired",
+            DomainEvent::ProductRatingChanged { .. } => "ProductRatingChanged",
             DomainEvent::CartAbandoned { .. } => "CartAbandoned",
             DomainEvent::ShipmentUpdated { .. } => "ShipmentUpdated",
         }
     }
 
     /// The id of the aggregate the event is about: the order, SKU, product or cart. Catalog
-    /// events key on the product id so an upsert and a price change of one product stay in order.
+    /// and rating events key on the product id so an upsert, a price change and a rating
+    /// change of one product stay in order.
     pub fn aggregate_id(&self) -> &str {
         match self {
             DomainEvent::OrderConfirmed { order_id, .. }
@@ -160,7 +181,8 @@ impl DomainEvent {
                 sku.as_str()
             }
             DomainEvent::PriceChanged { product_id, .. }
-            | DomainEvent::ProductRetired { product_id, .. } => product_id.as_str(),
+            | DomainEvent::ProductRetired { product_id, .. }
+            | DomainEvent::ProductRatingChanged { product_id, .. } => product_id.as_str(),
             DomainEvent::ProductUpserted { projection } => projection.product_id.as_str(),
             DomainEvent::CartAbandoned { cart_id, .. } => cart_id.as_str(),
         }

@@ -2,9 +2,9 @@
 //!
 //! - **Indexing**: [`SearchIndex`] holds one tenant's products (in RAM or a directory). The
 //!   [`Indexer`] reads the shared domain event log ([`commerce_core::EventLog`], which the
-//!   catalog's outbox feeds), applies the catalog changes in batches and commits each with its
-//!   log offset, so a restart resumes exactly where it stopped; [`Indexer::lag`] tells how far
-//!   behind the index is.
+//!   catalog's outbox feeds), applies the catalog changes and the reviews engine's rating
+//!   changes in batches and commits each with its log offset, so a restart resumes exactly
+//!   where it stopped; [`Indexer::lag`] tells how far behind the index is.
 //! - **Querying**: [`SearchIndex::search`] runs BM25F over title (weight 2), keywords (brand,
 //!   category, attribute values; weight 2) and description (weight 1), with typo tolerance
 //!   scaled by word length (exact always above typo), prefix

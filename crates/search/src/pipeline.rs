@@ -10,6 +10,16 @@
 //! because it also drops a redelivered or reordered older change. Events that are not catalog
 //! changes are read and skipped, so the committed offset is the log's own.
 //!
+//! Ratings (`ProductRatingChanged`, from the reviews engine) set a product's rating signal
+//! and review count. They carry their own per-product `seq`, which the index stores with the
+//! rating: an event not newer than the `seq` held is skipped, so a redelivered or reordered
+//! older rating changes nothing. A catalog upsert keeps the rating a rating event set (the
+//! catalog's projection carries empty signals; before any rating event, its own signals are
+//! taken as given); a tombstone keeps it too, for a product that comes back. A rating for a
+//! product the index does not have yet is kept, in a document that matches no query, until
+//! the product's first upsert takes it over: the reviews store and the catalog may sit behind
+//! different outboxes, so a rating can overtake its product.
+//!
 //! The log is never told to wait for the index: it is durable and shared, so a slow index
 //! shows as lag ([`Indexer::lag`]), not as back-pressure on the catalog.
 
@@ -18,10 +28,11 @@ use std::future::Future;
 use std::pin::pin;
 
 use commerce_core::ports::{EventLog, LoggedEvent};
-use commerce_core::{DomainEvent, PriceScope, ProductId, ProductProjection, ProductStatus};
+use commerce_core::{DomainEvent, PriceScope, ProductId, ProductStatus};
 use futures::future::{Either, FutureExt, select};
 
-use crate::index::{IndexWriterGuard, SearchIndex};
+use crate::index::{IndexWriterGuard, Indexed, SearchIndex};
+use crate::schema::RatingState;
 use crate::{Error, Result};
 
 /// What one batch did.
@@ -31,17 +42,11 @@ pub struct BatchReport {
     pub read: usize,
     /// Changes that changed the index.
     pub applied: usize,
-    /// Changes skipped: not newer than the indexed copy, about an unknown product, or not a
-    /// catalog change.
+    /// Changes skipped: not newer than the indexed copy (a version or a rating `seq`), a price
+    /// change or retirement of an unknown product, or not a catalog or rating change.
     pub skipped: usize,
     /// The offset committed: the next change to read.
     pub next_offset: u64,
-}
-
-/// The state of a product within a batch.
-enum Pending {
-    Live(Box<ProductProjection>),
-    Gone(u64),
 }
 
 /// Applies catalog changes from a source to one index. One indexer per index: it takes the
@@ -131,7 +136,8 @@ impl<'a> Indexer<'a> {
         batch: &[LoggedEvent],
     ) -> Result<BatchReport> {
         let mut expected = self.index.next_offset();
-        let mut pending: HashMap<ProductId, Pending> = HashMap::new();
+        // What this batch staged per product (the index's reader sees the last commit only).
+        let mut pending: HashMap<ProductId, Indexed> = HashMap::new();
         let mut report = BatchReport {
             read: batch.len(),
             ..BatchReport::default()
@@ -155,39 +161,66 @@ impl<'a> Indexer<'a> {
         Ok(report)
     }
 
-    fn current_version(
+    /// What the batch staged for `id`, else what the index committed.
+    fn current(
         &self,
-        pending: &HashMap<ProductId, Pending>,
+        pending: &HashMap<ProductId, Indexed>,
         id: &ProductId,
-    ) -> Result<Option<u64>> {
-        Ok(match pending.get(id) {
-            Some(Pending::Live(p)) => Some(p.version),
-            Some(Pending::Gone(v)) => Some(*v),
-            None => self.index.indexed_version(id)?,
-        })
+    ) -> Result<Option<Indexed>> {
+        match pending.get(id) {
+            Some(staged) => Ok(Some(staged.clone())),
+            None => self.index.indexed(id),
+        }
     }
 
     fn apply_one(
         &self,
         writer: &mut IndexWriterGuard<'_>,
-        pending: &mut HashMap<ProductId, Pending>,
+        pending: &mut HashMap<ProductId, Indexed>,
         event: &DomainEvent,
     ) -> Result<bool> {
         match event {
             DomainEvent::ProductUpserted { projection } => {
                 let id = &projection.product_id;
-                if self
-                    .current_version(pending, id)?
+                let current = self.current(pending, id)?;
+                if current
+                    .as_ref()
+                    .and_then(Indexed::version)
                     .is_some_and(|v| v >= projection.version)
                 {
                     return Ok(false);
                 }
+                // Once a rating event set the rating, only rating events change it.
+                let rating = current
+                    .as_ref()
+                    .map(Indexed::rating)
+                    .filter(|r| r.seq > 0)
+                    .unwrap_or(RatingState {
+                        rating: projection.signals.rating,
+                        review_count: projection.signals.review_count,
+                        seq: 0,
+                    });
                 if projection.status == ProductStatus::Retired {
-                    writer.retire(id, projection.version)?;
-                    pending.insert(id.clone(), Pending::Gone(projection.version));
+                    writer.retire_rated(id, projection.version, &rating)?;
+                    pending.insert(
+                        id.clone(),
+                        Indexed::Retired {
+                            version: projection.version,
+                            rating,
+                        },
+                    );
                 } else {
-                    writer.upsert(projection)?;
-                    pending.insert(id.clone(), Pending::Live(projection.clone()));
+                    let mut p = projection.clone();
+                    p.signals.rating = rating.rating;
+                    p.signals.review_count = rating.review_count;
+                    writer.upsert_rated(&p, rating.seq)?;
+                    pending.insert(
+                        id.clone(),
+                        Indexed::Live {
+                            projection: p,
+                            rating_seq: rating.seq,
+                        },
+                    );
                 }
                 Ok(true)
             }
@@ -197,12 +230,11 @@ impl<'a> Indexer<'a> {
                 version,
                 ..
             } => {
-                let base = match pending.get(product_id) {
-                    Some(Pending::Live(p)) => Some((**p).clone()),
-                    Some(Pending::Gone(_)) => None,
-                    None => self.index.projection(product_id)?,
-                };
-                let Some(mut p) = base else {
+                let Some(Indexed::Live {
+                    projection: mut p,
+                    rating_seq,
+                }) = self.current(pending, product_id)?
+                else {
                     // Unknown or retired here: reconciliation repairs a product we never saw.
                     return Ok(false);
                 };
@@ -210,8 +242,14 @@ impl<'a> Indexer<'a> {
                     return Ok(false);
                 }
                 p.version = *version;
-                writer.upsert(&p)?;
-                pending.insert(product_id.clone(), Pending::Live(Box::new(p)));
+                writer.upsert_rated(&p, rating_seq)?;
+                pending.insert(
+                    product_id.clone(),
+                    Indexed::Live {
+                        projection: p,
+                        rating_seq,
+                    },
+                );
                 Ok(true)
             }
             DomainEvent::ProductRetired {
@@ -219,14 +257,62 @@ impl<'a> Indexer<'a> {
                 version,
                 ..
             } => {
-                if self
-                    .current_version(pending, product_id)?
-                    .is_none_or(|v| v >= *version)
-                {
+                let current = self.current(pending, product_id)?;
+                let Some(held) = current.as_ref().and_then(Indexed::version) else {
+                    return Ok(false);
+                };
+                if held >= *version {
                     return Ok(false);
                 }
-                writer.retire(product_id, *version)?;
-                pending.insert(product_id.clone(), Pending::Gone(*version));
+                let rating = current.as_ref().map(Indexed::rating).unwrap_or_default();
+                writer.retire_rated(product_id, *version, &rating)?;
+                pending.insert(
+                    product_id.clone(),
+                    Indexed::Retired {
+                        version: *version,
+                        rating,
+                    },
+                );
+                Ok(true)
+            }
+            DomainEvent::ProductRatingChanged {
+                product_id,
+                rating,
+                review_count,
+                seq,
+                ..
+            } => {
+                let current = self.current(pending, product_id)?;
+                if current.as_ref().map_or(0, |c| c.rating().seq) >= *seq {
+                    return Ok(false);
+                }
+                let rating = RatingState {
+                    rating: *rating,
+                    review_count: *review_count,
+                    seq: *seq,
+                };
+                let next = match current {
+                    Some(Indexed::Live {
+                        projection: mut p, ..
+                    }) => {
+                        p.signals.rating = rating.rating;
+                        p.signals.review_count = rating.review_count;
+                        writer.upsert_rated(&p, rating.seq)?;
+                        Indexed::Live {
+                            projection: p,
+                            rating_seq: rating.seq,
+                        }
+                    }
+                    Some(Indexed::Retired { version, .. }) => {
+                        writer.retire_rated(product_id, version, &rating)?;
+                        Indexed::Retired { version, rating }
+                    }
+                    None | Some(Indexed::Awaiting(_)) => {
+                        writer.await_product(product_id, &rating)?;
+                        Indexed::Awaiting(rating)
+                    }
+                };
+                pending.insert(product_id.clone(), next);
                 Ok(true)
             }
             _ => Ok(false),

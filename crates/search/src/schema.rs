@@ -49,6 +49,9 @@ pub(crate) const STOCK_UNKNOWN: u64 = 2;
 /// Values of the `status` field.
 pub(crate) const STATUS_ACTIVE: &str = "active";
 pub(crate) const STATUS_RETIRED: &str = "retired";
+/// A product the index knows only by its rating: a `ProductRatingChanged` arrived before the
+/// product's first upsert (two outboxes relayed apart). Like a tombstone, it matches no query.
+pub(crate) const STATUS_AWAITING: &str = "awaiting";
 
 /// BM25F field weights of the `text` field, applied by repeating the field's text.
 const TITLE_WEIGHT: usize = 2;
@@ -114,6 +117,7 @@ pub(crate) struct Fields {
     pub(crate) attrs: Field,
     pub(crate) rating: Field,
     pub(crate) reviews: Field,
+    pub(crate) rating_seq: Field,
     pub(crate) popularity: Field,
     pub(crate) sponsored: Field,
     pub(crate) margin: Field,
@@ -133,6 +137,7 @@ pub(crate) mod col {
     pub(crate) const ATTRS: &str = "attrs";
     pub(crate) const RATING: &str = "rating";
     pub(crate) const REVIEWS: &str = "review_count";
+    pub(crate) const RATING_SEQ: &str = "rating_seq";
     pub(crate) const POPULARITY: &str = "popularity";
     pub(crate) const SPONSORED: &str = "sponsored";
     pub(crate) const MARGIN: &str = "margin_bps";
@@ -170,6 +175,7 @@ pub(crate) fn build_schema(currencies: &[Currency]) -> Schema {
     b.add_u64_field(col::VERSION, INDEXED | FAST | STORED);
     b.add_u64_field(col::RATING, FAST);
     b.add_u64_field(col::REVIEWS, FAST);
+    b.add_u64_field(col::RATING_SEQ, FAST);
     b.add_u64_field(col::POPULARITY, FAST);
     b.add_bool_field(col::SPONSORED, FAST);
     b.add_i64_field(col::MARGIN, FAST);
@@ -211,6 +217,7 @@ impl Fields {
             attrs: f(col::ATTRS)?,
             rating: f(col::RATING)?,
             reviews: f(col::REVIEWS)?,
+            rating_seq: f(col::RATING_SEQ)?,
             popularity: f(col::POPULARITY)?,
             sponsored: f(col::SPONSORED)?,
             margin: f(col::MARGIN)?,
@@ -223,19 +230,50 @@ impl Fields {
         })
     }
 
-    /// The tombstone of a retired product: its id, version and status only. It matches no
-    /// query (no text, no SKU) and keeps the version, so a late change older than the
-    /// retirement cannot bring the product back.
-    pub(crate) fn tombstone(&self, id: &str, version: u64) -> TantivyDocument {
+    /// The tombstone of a retired product: its id, version, status and rating only. It matches
+    /// no query (no text, no SKU) and keeps the version, so a late change older than the
+    /// retirement cannot bring the product back, and the rating, so a product that comes
+    /// back has it and a stale rating event is still dropped.
+    pub(crate) fn tombstone(
+        &self,
+        id: &str,
+        version: u64,
+        rating: &RatingState,
+    ) -> TantivyDocument {
         let mut doc = TantivyDocument::default();
         doc.add_text(self.product_id, id);
         doc.add_text(self.status, STATUS_RETIRED);
         doc.add_u64(self.version, version);
+        self.add_rating(&mut doc, rating);
         doc
     }
 
-    /// The document for an active product.
-    pub(crate) fn document(&self, p: &ProductProjection) -> Result<TantivyDocument> {
+    /// The document of a product known only by its rating ([`STATUS_AWAITING`]): id, status
+    /// and rating, no version. It matches no query; the product's first upsert takes the
+    /// rating over.
+    pub(crate) fn awaiting(&self, id: &str, rating: &RatingState) -> TantivyDocument {
+        let mut doc = TantivyDocument::default();
+        doc.add_text(self.product_id, id);
+        doc.add_text(self.status, STATUS_AWAITING);
+        self.add_rating(&mut doc, rating);
+        doc
+    }
+
+    fn add_rating(&self, doc: &mut TantivyDocument, r: &RatingState) {
+        if let Some(rating) = r.rating {
+            doc.add_u64(self.rating, rating_centi(rating));
+        }
+        doc.add_u64(self.reviews, u64::from(r.review_count));
+        doc.add_u64(self.rating_seq, r.seq);
+    }
+
+    /// The document for an active product whose rating came from the rating event numbered
+    /// `rating_seq` (0: not from a rating event).
+    pub(crate) fn document(
+        &self,
+        p: &ProductProjection,
+        rating_seq: u64,
+    ) -> Result<TantivyDocument> {
         let unindexable = |reason: String| Error::Unindexable {
             product: p.product_id.as_str().to_owned(),
             reason,
@@ -283,10 +321,14 @@ impl Fields {
         }
         doc.add_text(self.status, STATUS_ACTIVE);
         doc.add_u64(self.version, p.version);
-        if let Some(rating) = p.signals.rating {
-            doc.add_u64(self.rating, rating_centi(rating));
-        }
-        doc.add_u64(self.reviews, u64::from(p.signals.review_count));
+        self.add_rating(
+            &mut doc,
+            &RatingState {
+                rating: p.signals.rating,
+                review_count: p.signals.review_count,
+                seq: rating_seq,
+            },
+        );
         doc.add_u64(self.popularity, p.signals.popularity);
         doc.add_bool(self.sponsored, p.signals.sponsored);
         doc.add_i64(self.margin, i64::from(p.signals.margin_bps.unwrap_or(0)));
@@ -330,7 +372,8 @@ impl Fields {
         Ok(doc)
     }
 
-    /// The projection a stored document was built from; `None` for a tombstone.
+    /// The projection a stored document was built from; `None` for a tombstone or a product
+    /// known only by its rating.
     pub(crate) fn stored_projection(
         &self,
         doc: &TantivyDocument,
@@ -340,7 +383,7 @@ impl Fields {
                 .and_then(|v| v.as_str())
                 .map(str::to_owned)
         };
-        if text(self.status).as_deref() == Some(STATUS_RETIRED) {
+        if text(self.status).as_deref() != Some(STATUS_ACTIVE) {
             return Ok(None);
         }
         let bytes = doc
@@ -365,6 +408,15 @@ impl Fields {
             in_stock: rest.in_stock,
         }))
     }
+}
+
+/// A product's rating as the index holds it: the signal and the `seq` of the
+/// `ProductRatingChanged` that set it (0 when no rating event did).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct RatingState {
+    pub(crate) rating: Option<Decimal>,
+    pub(crate) review_count: u32,
+    pub(crate) seq: u64,
 }
 
 /// A SKU as the `sku_key` field holds it: trimmed and lowercased, so `tee-red-m` finds `TEE-RED-M`.

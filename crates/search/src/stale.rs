@@ -10,7 +10,7 @@ use commerce_core::ports::CatalogStore;
 use commerce_core::{ProductId, ProductProjection, ProductStatus};
 
 use crate::Result;
-use crate::index::SearchIndex;
+use crate::index::{Indexed, SearchIndex};
 use crate::request::Hit;
 
 /// How a hit compares with the catalog.
@@ -92,7 +92,9 @@ const PAGE: usize = 500;
 
 /// Diffs the catalog with the index and, if `repair`, fixes the index: missing and stale
 /// products are (re)indexed from the catalog, keeping the signals and stock state the indexed
-/// copy had; orphans are removed. The repair commit keeps the change-log offset, and a product
+/// copy had, and the rating (with its `seq`) whatever held it: a live copy, a tombstone, or a
+/// rating that arrived before its product; orphans are removed, retired ones leaving a
+/// tombstone that keeps their rating. The repair commit keeps the change-log offset, and a product
 /// the pipeline indexed at a newer version meanwhile is left alone.
 ///
 /// # Errors
@@ -143,17 +145,34 @@ pub async fn reconcile(
         for mut p in fixes {
             // A read failure aborts the repair (the dropped writer rolls back) rather than
             // overwriting signals it could not see.
-            if let Some(old) = index.projection(&p.product_id)? {
-                if old.version >= p.version {
-                    continue;
-                }
+            let held = index.indexed(&p.product_id)?;
+            if held
+                .as_ref()
+                .and_then(Indexed::version)
+                .is_some_and(|v| v >= p.version)
+            {
+                continue;
+            }
+            let rating = held.as_ref().map(Indexed::rating).unwrap_or_default();
+            if let Some(Indexed::Live {
+                projection: old, ..
+            }) = held
+            {
                 p.signals = old.signals;
                 p.in_stock = old.in_stock;
+            } else if rating.seq > 0 {
+                p.signals.rating = rating.rating;
+                p.signals.review_count = rating.review_count;
             }
-            writer.upsert(&p)?;
+            writer.upsert_rated(&p, rating.seq)?;
         }
         for (id, version) in &retire {
-            writer.retire(id, *version)?;
+            let rating = index
+                .indexed(id)?
+                .as_ref()
+                .map(Indexed::rating)
+                .unwrap_or_default();
+            writer.retire_rated(id, *version, &rating)?;
         }
         for id in &gone {
             writer.delete(id)?;

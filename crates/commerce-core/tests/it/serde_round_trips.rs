@@ -72,6 +72,13 @@ fn every_domain_event_round_trips() {
             sku: sku.clone(),
             version: 3,
         },
+        DomainEvent::ProductRatingChanged {
+            product_id: product.id.clone(),
+            sku: sku.clone(),
+            rating: Some(Decimal::new(433, 2)),
+            review_count: 3,
+            seq: 7,
+        },
         DomainEvent::CartAbandoned {
             cart_id: CartId::new("c-1").unwrap(),
             user_id: None,
@@ -92,7 +99,7 @@ fn every_domain_event_round_trips() {
         assert_eq!(envelope.schema_version, SCHEMA_VERSION);
         round_trip(&envelope);
     }
-    assert_eq!(types.len(), 10, "one of each event type");
+    assert_eq!(types.len(), 11, "one of each event type");
 }
 
 #[test]

@@ -26,7 +26,7 @@ pub use writer::IndexWriterGuard;
 
 use crate::config::{TenantConfig, TenantId};
 use crate::query::{self, AnalyzedSynonyms};
-use crate::schema::{self, Fields, TEXT_ANALYZER, col};
+use crate::schema::{self, Fields, RatingState, TEXT_ANALYZER, col};
 use crate::vocab::Vocab;
 use crate::{Error, Result, lock};
 
@@ -37,6 +37,46 @@ pub enum Storage {
     Ram,
     /// In a directory: reopened where it was, resuming from its committed offset.
     Dir(PathBuf),
+}
+
+/// What the index holds of a product, as the pipeline and reconciliation read it.
+#[derive(Debug, Clone)]
+pub(crate) enum Indexed {
+    /// Searchable, with the `seq` of the rating event that set its rating (0: none did).
+    Live {
+        projection: Box<ProductProjection>,
+        rating_seq: u64,
+    },
+    /// Retired at `version`: a tombstone keeping the rating it had.
+    Retired { version: u64, rating: RatingState },
+    /// Known only by its rating: a rating event came before the product's first upsert.
+    Awaiting(RatingState),
+}
+
+impl Indexed {
+    /// The catalog version held, `None` for a product not yet upserted.
+    pub(crate) fn version(&self) -> Option<u64> {
+        match self {
+            Indexed::Live { projection, .. } => Some(projection.version),
+            Indexed::Retired { version, .. } => Some(*version),
+            Indexed::Awaiting(_) => None,
+        }
+    }
+
+    /// The rating held.
+    pub(crate) fn rating(&self) -> RatingState {
+        match self {
+            Indexed::Live {
+                projection,
+                rating_seq,
+            } => RatingState {
+                rating: projection.signals.rating,
+                review_count: projection.signals.review_count,
+                seq: *rating_seq,
+            },
+            Indexed::Retired { rating, .. } | Indexed::Awaiting(rating) => *rating,
+        }
+    }
 }
 
 /// The commit payload: where the change log stands for this index.
@@ -248,6 +288,37 @@ impl SearchIndex {
         };
         let doc: TantivyDocument = searcher.doc(addr)?;
         self.fields.stored_projection(&doc)
+    }
+
+    /// What the index holds of a product, as last committed: a live copy, a tombstone or a
+    /// rating awaiting its product, each with its rating and the rating's `seq`.
+    pub(crate) fn indexed(&self, id: &ProductId) -> Result<Option<Indexed>> {
+        let searcher = self.reader.searcher();
+        let Some(addr) = self.address_of(&searcher, self.fields.product_id, id.as_str())? else {
+            return Ok(None);
+        };
+        let fast = searcher.segment_reader(addr.segment_ord).fast_fields();
+        let value = |name: &str| -> Result<Option<u64>> { Ok(fast.u64(name)?.first(addr.doc_id)) };
+        let rating_seq = value(col::RATING_SEQ)?.unwrap_or(0);
+        let doc: TantivyDocument = searcher.doc(addr)?;
+        if let Some(projection) = self.fields.stored_projection(&doc)? {
+            return Ok(Some(Indexed::Live {
+                projection: Box::new(projection),
+                rating_seq,
+            }));
+        }
+        let centi = value(col::RATING)?.and_then(|c| i64::try_from(c).ok());
+        let rating = RatingState {
+            rating: centi.map(|c| rust_decimal::Decimal::new(c, 2)),
+            review_count: value(col::REVIEWS)?
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(0),
+            seq: rating_seq,
+        };
+        Ok(Some(match value(col::VERSION)? {
+            Some(version) => Indexed::Retired { version, rating },
+            None => Indexed::Awaiting(rating),
+        }))
     }
 
     /// The indexed version of a product, as last committed, including the version that

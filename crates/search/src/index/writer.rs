@@ -8,6 +8,7 @@ use commerce_core::{ProductId, ProductProjection, ProductStatus};
 use tantivy::{IndexWriter, TantivyDocument, Term};
 
 use super::{Payload, SearchIndex, open_writer};
+use crate::schema::RatingState;
 use crate::{Error, Result, lock};
 
 impl SearchIndex {
@@ -59,14 +60,27 @@ impl IndexWriterGuard<'_> {
 
     /// Stages a product: replaces any indexed copy; a retired product leaves a tombstone.
     ///
+    /// This is a raw write (a bulk load, a test): the projection's rating is indexed as not
+    /// coming from a rating event, so the next `ProductRatingChanged` the pipeline reads
+    /// replaces it. The pipeline and [`crate::reconcile`] keep the rating they hold instead.
+    ///
     /// # Errors
     /// [`Error::Unindexable`] for a product the schema cannot hold (nothing is staged).
     pub fn upsert(&mut self, p: &ProductProjection) -> Result<()> {
+        self.upsert_rated(p, 0)
+    }
+
+    /// Stages a product whose rating signal came from the rating event numbered `rating_seq`.
+    pub(crate) fn upsert_rated(&mut self, p: &ProductProjection, rating_seq: u64) -> Result<()> {
         if p.status == ProductStatus::Retired {
-            self.retire(&p.product_id, p.version)?;
-            return Ok(());
+            let rating = RatingState {
+                rating: p.signals.rating,
+                review_count: p.signals.review_count,
+                seq: rating_seq,
+            };
+            return self.retire_rated(&p.product_id, p.version, &rating);
         }
-        let doc = self.index.fields.document(p)?;
+        let doc = self.index.fields.document(p, rating_seq)?;
         self.replace_with(&p.product_id, doc)
     }
 
@@ -91,7 +105,23 @@ impl IndexWriterGuard<'_> {
     /// # Errors
     /// [`Error::Index`] when the writer has failed.
     pub fn retire(&mut self, id: &ProductId, version: u64) -> Result<()> {
-        let doc = self.index.fields.tombstone(id.as_str(), version);
+        self.retire_rated(id, version, &RatingState::default())
+    }
+
+    /// Stages the retirement of a product at `version`, its tombstone keeping `rating`.
+    pub(crate) fn retire_rated(
+        &mut self,
+        id: &ProductId,
+        version: u64,
+        rating: &RatingState,
+    ) -> Result<()> {
+        let doc = self.index.fields.tombstone(id.as_str(), version, rating);
+        self.replace_with(id, doc)
+    }
+
+    /// Stages a product known only by its rating, until its first upsert.
+    pub(crate) fn await_product(&mut self, id: &ProductId, rating: &RatingState) -> Result<()> {
+        let doc = self.index.fields.awaiting(id.as_str(), rating);
         self.replace_with(id, doc)
     }
 

@@ -127,3 +127,35 @@ pub(crate) fn temp_dir(name: &str) -> std::path::PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }
+
+/// A broker-like log that delivers at least once: it may hold one event at two offsets (the
+/// in-memory log dedupes by event id, so it cannot).
+#[derive(Debug, Default)]
+pub(crate) struct AtLeastOnceLog(pub(crate) std::sync::Mutex<Vec<commerce_core::EventEnvelope>>);
+
+#[async_trait::async_trait]
+impl commerce_core::EventLog for AtLeastOnceLog {
+    async fn read(
+        &self,
+        from: u64,
+        max: usize,
+    ) -> commerce_core::PortResult<Vec<commerce_core::LoggedEvent>> {
+        let events = self.0.lock().unwrap();
+        Ok(events
+            .iter()
+            .zip(0u64..)
+            .skip(usize::try_from(from).unwrap())
+            .take(max)
+            .map(|(e, offset)| commerce_core::LoggedEvent {
+                offset,
+                envelope: e.clone(),
+            })
+            .collect())
+    }
+    async fn end_offset(&self) -> commerce_core::PortResult<u64> {
+        Ok(self.0.lock().unwrap().len() as u64)
+    }
+    async fn wait(&self, _from: u64) -> commerce_core::PortResult<()> {
+        Ok(())
+    }
+}

@@ -5,6 +5,7 @@ mod fixtures;
 mod pipeline;
 mod querying;
 mod ranking;
+mod ratings;
 mod relevance;
 mod stale;
 mod tenants;

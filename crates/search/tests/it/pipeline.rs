@@ -2,10 +2,9 @@
 //! redelivered event applied once.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 
 use commerce_core::memory::InMemoryEventLog;
-use commerce_core::ports::{EventLog, LoggedEvent, PortResult};
+use commerce_core::ports::EventLog;
 use commerce_core::{
     Currency, DomainEvent, ErrorKind, EventEnvelope, EventId, Money, PriceScope, ProductId,
     ProductProjection,
@@ -14,7 +13,7 @@ use futures::executor::block_on;
 use proptest::prelude::*;
 use search::{Error, Indexer, SearchIndex, SearchRequest, Storage, TenantId};
 
-use crate::fixtures::{config, product, search, temp_dir};
+use crate::fixtures::{AtLeastOnceLog, config, product, search, temp_dir};
 
 /// Commits `events` to `log`, numbering their ids after what the log holds.
 fn publish(log: &InMemoryEventLog, events: impl IntoIterator<Item = DomainEvent>) {
@@ -155,33 +154,6 @@ fn a_log_that_dropped_what_the_index_needs_says_so() {
     assert_eq!(err.kind(), ErrorKind::NotFound);
 }
 
-/// A broker-like log that delivers at least once: it may hold one event at two offsets.
-#[derive(Debug, Default)]
-struct AtLeastOnceLog(Mutex<Vec<EventEnvelope>>);
-
-#[async_trait::async_trait]
-impl EventLog for AtLeastOnceLog {
-    async fn read(&self, from: u64, max: usize) -> PortResult<Vec<LoggedEvent>> {
-        let events = self.0.lock().unwrap();
-        Ok(events
-            .iter()
-            .zip(0u64..)
-            .skip(usize::try_from(from).unwrap())
-            .take(max)
-            .map(|(e, offset)| LoggedEvent {
-                offset,
-                envelope: e.clone(),
-            })
-            .collect())
-    }
-    async fn end_offset(&self) -> PortResult<u64> {
-        Ok(self.0.lock().unwrap().len() as u64)
-    }
-    async fn wait(&self, _from: u64) -> PortResult<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn an_event_redelivered_at_a_later_offset_changes_the_index_once() {
     let at = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
@@ -262,18 +234,51 @@ fn model(events: &[DomainEvent]) -> BTreeMap<String, (u64, i64)> {
 }
 
 fn event_strategy() -> impl Strategy<Value = Vec<DomainEvent>> {
-    prop::collection::vec((0u8..3, 0usize..6, 1u64..8, 1i64..5_000), 1..60).prop_map(|raw| {
+    prop::collection::vec((0u8..4, 0usize..6, 1u64..8, 1i64..5_000), 1..60).prop_map(|raw| {
         raw.into_iter()
             .map(|(kind, p, version, minor)| {
                 let id = format!("p{p}");
                 match kind {
                     0 => upsert(product(&id, "Mug").eur(minor).version(version).0),
                     1 => price(&id, minor, version),
-                    _ => retire(&id, version),
+                    2 => retire(&id, version),
+                    // A rating of minor % 501 hundredths, its seq drawn like a version.
+                    _ => rating(&id, minor % 501, version),
                 }
             })
             .collect()
     })
+}
+
+fn rating(id: &str, centi: i64, seq: u64) -> DomainEvent {
+    DomainEvent::ProductRatingChanged {
+        product_id: ProductId::new(id).unwrap(),
+        sku: commerce_core::Sku::new(format!("SKU-{id}").to_uppercase()).unwrap(),
+        rating: Some(rust_decimal::Decimal::new(centi, 2)),
+        review_count: u32::try_from(seq).unwrap(),
+        seq,
+    }
+}
+
+/// The rating each product should hold: the one of the highest seq, whatever the product's
+/// state when it came (live, retired, or not yet upserted).
+fn rating_model(events: &[DomainEvent]) -> BTreeMap<String, (u64, rust_decimal::Decimal)> {
+    let mut out: BTreeMap<String, (u64, rust_decimal::Decimal)> = BTreeMap::new();
+    for e in events {
+        if let DomainEvent::ProductRatingChanged {
+            product_id,
+            rating: Some(r),
+            seq,
+            ..
+        } = e
+            && out
+                .get(product_id.as_str())
+                .is_none_or(|held| held.0 < *seq)
+        {
+            out.insert(product_id.to_string(), (*seq, *r));
+        }
+    }
+    out
 }
 
 fn check_against_model(index: &SearchIndex, events: &[DomainEvent]) -> Result<(), TestCaseError> {
@@ -288,6 +293,16 @@ fn check_against_model(index: &SearchIndex, events: &[DomainEvent]) -> Result<()
         let pid = ProductId::new(id).unwrap();
         prop_assert_eq!(indexed.get(&pid), Some(version), "version of {}", id);
         prop_assert_eq!(eur_price(index, id), Some(*minor), "price of {}", id);
+        let signals = index.projection(&pid).unwrap().unwrap().signals;
+        let expected = rating_model(events)
+            .get(id)
+            .map(|(seq, r)| (Some(*r), *seq));
+        prop_assert_eq!(
+            (signals.rating, u64::from(signals.review_count)),
+            expected.unwrap_or((None, 0)),
+            "rating of {}",
+            id
+        );
     }
     Ok(())
 }
