@@ -27,21 +27,50 @@ pub struct EventLine {
     pub quantity: u32,
 }
 
+/// An order's grand total in the merchant's currency and the FX rate it was settled at, as
+/// events carry it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettledTotal {
+    /// The grand total in the merchant's currency.
+    pub amount: Money,
+    /// Units of the merchant's currency per unit of the order's.
+    pub rate: rust_decimal::Decimal,
+    /// The rate's id in the merchant's books.
+    pub rate_id: String,
+    /// The day the rate is from.
+    pub rate_date: chrono::NaiveDate,
+}
+
+impl SettledTotal {
+    /// The settled total of an order's [`crate::Settlement`].
+    pub fn of(settlement: &crate::Settlement) -> SettledTotal {
+        SettledTotal {
+            amount: settlement.grand_total,
+            rate: settlement.quote.rate,
+            rate_id: settlement.quote.id.clone(),
+            rate_date: settlement.quote.as_of,
+        }
+    }
+}
+
 /// Everything that happens in the domain that another engine may react to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data")]
 #[non_exhaustive]
 pub enum DomainEvent {
-    /// Checkout succeeded: the order is paid and stock committed.
+    /// Checkout succeeded: the order is paid (or cost nothing) and stock committed.
     OrderConfirmed {
         /// The order.
         order_id: OrderId,
         /// The customer.
         user_id: UserId,
-        /// What was charged.
+        /// What the order costs the customer.
         grand_total: Money,
         /// What was bought.
         lines: Vec<EventLine>,
+        /// What the order is worth in the merchant's currency, when it settles in another.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        settlement: Option<SettledTotal>,
     },
     /// An order was cancelled.
     OrderCancelled {

@@ -47,10 +47,9 @@ fn check_chars(field: &'static str, text: &str, len_max: usize, extra: &str) -> 
             format!("longer than {len_max} bytes"),
         ));
     }
-    if let Some(bad) = text
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':') || extra.contains(*c)))
-    {
+    if let Some(bad) = text.chars().find(|c| {
+        !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':') || extra.contains(*c))
+    }) {
         return Err(Error::invalid(
             field,
             format!("character {bad:?} not allowed"),

@@ -27,7 +27,8 @@
 //! // Orders move only along the transition table, and every move is in the ledger.
 //! let mut order = testkit::sample_order("order-1");
 //! let at = Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap();
-//! order.apply(Transition::ConfirmPayment { payment_ref: PaymentRef::new("pay-1")? }, at)?;
+//! let total = order.totals().grand_total;
+//! order.apply(Transition::ConfirmPayment { payment_ref: Some(PaymentRef::new("pay-1")?), captured: total }, at)?;
 //! order.apply(Transition::StartFulfilment, at)?;
 //! assert!(order.apply(Transition::Refund { amount: order.totals().grand_total }, at).is_err());
 //! assert_eq!(Order::replay(order.ledger())?, OrderStatus::Fulfilling);
@@ -42,7 +43,7 @@
 //! | FX and prices | [`FxTable`], [`FxPolicy`], [`PriceTable`], [`PriceScope`], [`Locale`], [`CountryCode`] |
 //! | ids | [`Sku`], [`ProductId`], [`OrderId`], [`UserId`], [`CartId`], [`EventId`], [`LocationId`], [`PaymentRef`], [`IdempotencyKey`] |
 //! | catalog | [`Product`], [`ProductProjection`], [`CategoryPath`], [`ProductStatus`] |
-//! | orders | [`Order`], [`NewOrder`], [`OrderStatus`], [`Transition`], [`TRANSITIONS`], [`LedgerEntry`] |
+//! | orders | [`Order`], [`NewOrder`], [`OrderLine`], [`OrderStatus`], [`Transition`], [`TRANSITIONS`], [`LedgerEntry`], [`Settlement`], [`FxQuote`] |
 //! | events | [`EventEnvelope`], [`DomainEvent`], [`Dedupe`] |
 //! | ports | [`Clock`], [`CatalogStore`], [`OrderStore`], [`EventPublisher`], [`EventLog`] ([`LoggedEvent`]), [`PaymentGateway`], [`Carrier`], [`Notifier`], [`IdempotencyStore`] |
 //!
@@ -72,15 +73,15 @@ pub mod testkit;
 
 pub use catalog::{CategoryPath, Image, Product, ProductProjection, ProductSignals, ProductStatus};
 pub use error::{Error, ErrorKind, Result};
-pub use events::{Dedupe, DomainEvent, EventEnvelope, EventLine, SCHEMA_VERSION};
+pub use events::{Dedupe, DomainEvent, EventEnvelope, EventLine, SCHEMA_VERSION, SettledTotal};
 pub use fx::{FxPolicy, FxTable};
 pub use ids::{
     CartId, EventId, IdempotencyKey, LocationId, OrderId, PaymentRef, ProductId, Sku, UserId,
 };
 pub use money::{Currency, Money, RoundingMode, allocate, allocate_minor, allocate_weighted};
 pub use order::{
-    Address, LedgerEntry, NewOrder, Order, OrderLine, OrderStatus, OrderTotals, TRANSITIONS,
-    Transition, TransitionKind, next_status, transition_table_markdown,
+    Address, FxQuote, LedgerEntry, NewOrder, Order, OrderLine, OrderStatus, OrderTotals,
+    Settlement, TRANSITIONS, Transition, TransitionKind, next_status, transition_table_markdown,
 };
 pub use ports::{
     AuthorizeRequest, Begin, Carrier, CasOutcome, CatalogStore, Clock, EventLog, EventPublisher,

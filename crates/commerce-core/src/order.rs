@@ -11,16 +11,22 @@ use serde::{Deserialize, Serialize};
 
 use crate::limits::{ADDRESS_FIELD_CHARS_MAX, ORDER_LEDGER_MAX, ORDER_LINES_MAX};
 use crate::{
-    CountryCode, Currency, Error, Money, OrderId, PaymentRef, ProductId, Result, Sku, UserId,
+    CountryCode, Currency, Error, LocationId, Money, OrderId, PaymentRef, ProductId, Result, Sku,
+    UserId,
 };
+
+mod settlement;
+
+pub use settlement::{FxQuote, Settlement};
 
 /// Where an order is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
-    /// Created by checkout; the charge has not succeeded yet.
+    /// Created by checkout; the payment has not succeeded yet.
     PendingPayment,
-    /// Paid; waiting for the warehouse.
+    /// Paid (authorized, and captured unless the capture waits for shipping); waiting for the
+    /// warehouse.
     Confirmed,
     /// Being picked and packed (also after a lost or returned-to-sender parcel, for the
     /// replacement).
@@ -29,9 +35,10 @@ pub enum OrderStatus {
     Shipped,
     /// Received by the customer.
     Delivered,
-    /// Cancelled before shipping. If it had been paid, a refund follows.
+    /// Cancelled before shipping. If money was captured, a refund follows; an authorization
+    /// never captured is voided.
     Cancelled,
-    /// The payment was refunded in full. Terminal.
+    /// The captured payment was refunded in full. Terminal.
     Refunded,
     /// The goods came back; a refund follows.
     Returned,
@@ -74,18 +81,25 @@ impl OrderStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TransitionKind {
-    /// The charge succeeded.
+    /// The payment succeeded (authorized, maybe captured), or none was needed.
     ConfirmPayment,
     /// The warehouse started picking.
     StartFulfilment,
-    /// The parcel went to the carrier.
+    /// Part of an authorized payment was captured (at a shipment; status unchanged).
+    Capture,
+    /// Some of the order's lines went to the carrier, the rest still to come (a split
+    /// shipment).
+    ShipPart,
+    /// The (last) parcel went to the carrier: every line has shipped.
     Ship,
     /// The carrier delivered it.
     Deliver,
     /// Cancelled by the customer, the merchant, or a failed checkout.
     Cancel,
-    /// The payment was refunded in full.
+    /// The captured payment was refunded in full.
     Refund,
+    /// The uncaptured authorization was released (status unchanged).
+    Void,
     /// Returned goods arrived back.
     ReturnReceived,
     /// Shipping exception: the shipping address was corrected (status unchanged).
@@ -99,13 +113,16 @@ pub enum TransitionKind {
 
 impl TransitionKind {
     /// Every kind.
-    pub const ALL: [TransitionKind; 10] = [
+    pub const ALL: [TransitionKind; 13] = [
         TransitionKind::ConfirmPayment,
         TransitionKind::StartFulfilment,
+        TransitionKind::Capture,
+        TransitionKind::ShipPart,
         TransitionKind::Ship,
         TransitionKind::Deliver,
         TransitionKind::Cancel,
         TransitionKind::Refund,
+        TransitionKind::Void,
         TransitionKind::ReturnReceived,
         TransitionKind::CorrectAddress,
         TransitionKind::ReportLost,
@@ -117,10 +134,13 @@ impl TransitionKind {
         match self {
             TransitionKind::ConfirmPayment => "confirm_payment",
             TransitionKind::StartFulfilment => "start_fulfilment",
+            TransitionKind::Capture => "capture",
+            TransitionKind::ShipPart => "ship_part",
             TransitionKind::Ship => "ship",
             TransitionKind::Deliver => "deliver",
             TransitionKind::Cancel => "cancel",
             TransitionKind::Refund => "refund",
+            TransitionKind::Void => "void",
             TransitionKind::ReturnReceived => "return_received",
             TransitionKind::CorrectAddress => "correct_address",
             TransitionKind::ReportLost => "report_lost",
@@ -152,6 +172,9 @@ pub const TRANSITIONS: &[(OrderStatus, TransitionKind, OrderStatus)] = &[
     (S::Confirmed, T::StartFulfilment, S::Fulfilling),
     (S::Confirmed, T::Cancel, S::Cancelled),
     (S::Confirmed, T::CorrectAddress, S::Confirmed),
+    (S::Confirmed, T::Capture, S::Confirmed),
+    (S::Fulfilling, T::Capture, S::Fulfilling),
+    (S::Fulfilling, T::ShipPart, S::Fulfilling),
     (S::Fulfilling, T::Ship, S::Shipped),
     (S::Fulfilling, T::Cancel, S::Cancelled),
     (S::Fulfilling, T::CorrectAddress, S::Fulfilling),
@@ -163,6 +186,7 @@ pub const TRANSITIONS: &[(OrderStatus, TransitionKind, OrderStatus)] = &[
     (S::Delivered, T::Refund, S::Refunded),
     (S::Returned, T::Refund, S::Refunded),
     (S::Cancelled, T::Refund, S::Refunded),
+    (S::Cancelled, T::Void, S::Cancelled),
 ];
 
 /// The status `kind` leads to from `from`, or `None` if the table has no such transition.
@@ -236,19 +260,42 @@ impl Address {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Transition {
-    /// The charge succeeded with this provider reference.
+    /// The payment succeeded: authorized under `payment_ref`, of which `captured` was taken at
+    /// once (all of it, or nothing when the capture waits for shipping). An order with nothing
+    /// to pay confirms with neither.
     ConfirmPayment {
-        /// The provider's reference for the charge.
-        payment_ref: PaymentRef,
+        /// The provider's reference for the payment; none for an order that costs nothing.
+        payment_ref: Option<PaymentRef>,
+        /// What was captured at confirmation: the grand total, or zero.
+        captured: Money,
     },
     /// The warehouse started picking.
     StartFulfilment,
-    /// Handed to a carrier.
+    /// `amount` of the authorization was captured; the running total never exceeds the grand
+    /// total.
+    Capture {
+        /// The amount captured now.
+        amount: Money,
+    },
+    /// A parcel with some of the order's lines went to a carrier; others follow.
+    ShipPart {
+        /// Carrier name.
+        carrier: String,
+        /// The carrier's tracking number.
+        tracking_number: String,
+        /// The SKUs in the parcel: not shipped before, and not all that are left.
+        lines: Vec<Sku>,
+    },
+    /// The parcel with every line not yet shipped went to a carrier.
     Ship {
         /// Carrier name.
         carrier: String,
         /// The carrier's tracking number.
         tracking_number: String,
+        /// The SKUs in the parcel; empty means every line not shipped yet, which is what the
+        /// ledger records.
+        #[serde(default)]
+        lines: Vec<Sku>,
     },
     /// Delivered.
     Deliver,
@@ -257,11 +304,13 @@ pub enum Transition {
         /// Why, for the customer and the ledger.
         reason: String,
     },
-    /// Refunded in full.
+    /// The captured money was refunded in full.
     Refund {
-        /// The amount refunded; equal to the order's grand total.
+        /// The amount refunded; equal to what was captured.
         amount: Money,
     },
+    /// The part of the authorization never captured was released.
+    Void,
     /// Returned goods arrived.
     ReturnReceived,
     /// The shipping address was corrected.
@@ -281,10 +330,13 @@ impl Transition {
         match self {
             Transition::ConfirmPayment { .. } => T::ConfirmPayment,
             Transition::StartFulfilment => T::StartFulfilment,
+            Transition::Capture { .. } => T::Capture,
+            Transition::ShipPart { .. } => T::ShipPart,
             Transition::Ship { .. } => T::Ship,
             Transition::Deliver => T::Deliver,
             Transition::Cancel { .. } => T::Cancel,
             Transition::Refund { .. } => T::Refund,
+            Transition::Void => T::Void,
             Transition::ReturnReceived => T::ReturnReceived,
             Transition::CorrectAddress { .. } => T::CorrectAddress,
             Transition::ReportLost => T::ReportLost,
@@ -323,9 +375,42 @@ pub struct OrderLine {
     pub unit_price: Money,
     /// This line's share of all discounts, ≥ 0 and ≤ `unit_price × quantity`.
     pub discount: Money,
+    /// The stock location its units are held at and ship from.
+    pub location: LocationId,
 }
 
 impl OrderLine {
+    /// `quantity` units of `sku` at `unit_price` from `location`, no discount; product id and
+    /// title default to the SKU.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when the SKU is not a valid product id (it always is: SKUs use a
+    /// subset of the id characters).
+    pub fn new(sku: Sku, quantity: u32, unit_price: Money, location: LocationId) -> Result<Self> {
+        Ok(OrderLine {
+            product_id: ProductId::new(sku.as_str())?,
+            title: sku.as_str().to_owned(),
+            discount: Money::zero(unit_price.currency()),
+            sku,
+            quantity,
+            unit_price,
+            location,
+        })
+    }
+
+    /// With this share of the order's discounts.
+    pub fn discounted(mut self, discount: Money) -> Self {
+        self.discount = discount;
+        self
+    }
+
+    /// With this product and title.
+    pub fn of_product(mut self, product_id: ProductId, title: impl Into<String>) -> Self {
+        self.product_id = product_id;
+        self.title = title.into();
+        self
+    }
+
     /// `unit_price × quantity`.
     ///
     /// # Errors
@@ -368,6 +453,79 @@ pub struct NewOrder {
     pub shipping_address: Address,
     /// Where to bill.
     pub billing_address: Address,
+    /// The rate the order settles at in the merchant's currency, when that is not the order's.
+    #[serde(default)]
+    pub settlement: Option<FxQuote>,
+}
+
+impl NewOrder {
+    /// An order `id` of `user_id` in `currency` to `address` (billed there too), with no lines
+    /// yet, free shipping, no fees, no tax and no settlement: add them with the `with_*`
+    /// methods, then [`Order::new`] validates the whole.
+    ///
+    /// ```
+    /// use commerce_core::*;
+    /// # let address = testkit::sample_address();
+    /// let eur = |minor| Money::from_minor(minor, Currency::EUR);
+    /// let new = NewOrder::new(OrderId::new("o-1")?, UserId::new("ann@example.com")?, Currency::EUR, address)
+    ///     .with_line(OrderLine::new(Sku::new("MUG")?, 2, eur(1_250), LocationId::new("berlin")?)?)
+    ///     .with_shipping(eur(490));
+    /// let order = Order::new(new, testkit::t0())?;
+    /// assert_eq!(order.totals().grand_total, eur(2_990));
+    /// # Ok::<(), commerce_core::Error>(())
+    /// ```
+    pub fn new(id: OrderId, user_id: UserId, currency: Currency, address: Address) -> NewOrder {
+        NewOrder {
+            id,
+            user_id,
+            currency,
+            lines: Vec::new(),
+            shipping: Money::zero(currency),
+            fees: None,
+            tax: Money::zero(currency),
+            tax_included: false,
+            billing_address: address.clone(),
+            shipping_address: address,
+            settlement: None,
+        }
+    }
+
+    /// With one more line.
+    pub fn with_line(mut self, line: OrderLine) -> NewOrder {
+        self.lines.push(line);
+        self
+    }
+
+    /// With shipping charged.
+    pub fn with_shipping(mut self, shipping: Money) -> NewOrder {
+        self.shipping = shipping;
+        self
+    }
+
+    /// With fees charged.
+    pub fn with_fees(mut self, fees: Money) -> NewOrder {
+        self.fees = Some(fees);
+        self
+    }
+
+    /// With tax: added on top, or contained in the prices when `included`.
+    pub fn with_tax(mut self, tax: Money, included: bool) -> NewOrder {
+        self.tax = tax;
+        self.tax_included = included;
+        self
+    }
+
+    /// Billed to another address than it ships to.
+    pub fn billed_to(mut self, address: Address) -> NewOrder {
+        self.billing_address = address;
+        self
+    }
+
+    /// Settled in the merchant's currency at `quote`.
+    pub fn settled_at(mut self, quote: FxQuote) -> NewOrder {
+        self.settlement = Some(quote);
+        self
+    }
 }
 
 /// Totals derived from an order's lines, shipping and tax.
@@ -399,7 +557,8 @@ pub struct OrderTotals {
 /// # let mut order = commerce_core::testkit::sample_order("order-1");
 /// assert_eq!(order.status(), OrderStatus::PendingPayment);
 /// let at = Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap();
-/// order.apply(Transition::ConfirmPayment { payment_ref: PaymentRef::new("pay-1")? }, at)?;
+/// let paid = order.totals().grand_total;
+/// order.apply(Transition::ConfirmPayment { payment_ref: Some(PaymentRef::new("pay-1")?), captured: paid }, at)?;
 /// assert_eq!(order.status(), OrderStatus::Confirmed);
 ///
 /// // Delivering an order that never shipped is refused, and nothing changes.
@@ -418,6 +577,7 @@ pub struct Order {
     totals: OrderTotals,
     shipping_address: Address,
     billing_address: Address,
+    settlement: Option<Settlement>,
     payment_ref: Option<PaymentRef>,
     created_at: DateTime<Utc>,
     status: OrderStatus,
@@ -435,6 +595,29 @@ impl Order {
         let totals = compute_totals(&new)?;
         new.shipping_address.validate()?;
         new.billing_address.validate()?;
+        let settlement = match new.settlement {
+            Some(quote) => {
+                if quote.from != new.currency {
+                    return Err(Error::invalid(
+                        "settlement.from",
+                        "must be the order's currency",
+                    ));
+                }
+                let lines = new
+                    .lines
+                    .iter()
+                    .map(OrderLine::total)
+                    .collect::<Result<Vec<_>>>()?;
+                Some(Settlement::new(
+                    quote,
+                    &totals.grand_total,
+                    &lines,
+                    (&totals.shipping, &totals.fees, &totals.tax),
+                    totals.tax_included,
+                )?)
+            }
+            None => None,
+        };
         Ok(Order {
             id: new.id,
             user_id: new.user_id,
@@ -443,6 +626,7 @@ impl Order {
             totals,
             shipping_address: new.shipping_address,
             billing_address: new.billing_address,
+            settlement,
             payment_ref: None,
             created_at,
             status: OrderStatus::PendingPayment,
@@ -467,34 +651,11 @@ impl Order {
         if self.ledger.len() >= ORDER_LEDGER_MAX {
             return Err(Error::invalid("order.ledger", "full"));
         }
-        match &transition {
-            Transition::Refund { amount } => {
-                if self.payment_ref.is_none() {
-                    return Err(Error::invalid("refund", "the order was never paid"));
-                }
-                if *amount != self.totals.grand_total {
-                    return Err(Error::invalid(
-                        "refund.amount",
-                        "must equal the grand total",
-                    ));
-                }
-            }
-            Transition::CorrectAddress { address } => address.validate()?,
-            Transition::Ship {
-                carrier,
-                tracking_number,
-            } if carrier.trim().is_empty() || tracking_number.trim().is_empty() => {
-                return Err(Error::invalid(
-                    "ship",
-                    "carrier and tracking number are required",
-                ));
-            }
-            _ => {}
-        }
+        let transition = self.check(transition)?;
         // Checked above: nothing below can fail.
         match &transition {
-            Transition::ConfirmPayment { payment_ref } => {
-                self.payment_ref = Some(payment_ref.clone());
+            Transition::ConfirmPayment { payment_ref, .. } => {
+                self.payment_ref.clone_from(payment_ref);
             }
             Transition::CorrectAddress { address } => self.shipping_address = address.clone(),
             _ => {}
@@ -512,6 +673,143 @@ impl Order {
             .ledger
             .last()
             .unwrap_or_else(|| unreachable!("just pushed")))
+    }
+
+    /// Checks `transition`'s own guard against the order as it is, and fills in what the order
+    /// knows (a final shipment's lines).
+    fn check(&self, transition: Transition) -> Result<Transition> {
+        let money_ok = |m: &Money| m.currency() == self.currency && m.is_rounded();
+        let captured = self.captured();
+        match transition {
+            Transition::ConfirmPayment {
+                payment_ref,
+                captured,
+            } => {
+                if !money_ok(&captured)
+                    || captured.is_negative()
+                    || captured.amount() > self.totals.grand_total.amount()
+                {
+                    return Err(Error::invalid(
+                        "confirm_payment.captured",
+                        "must be between zero and the grand total, in the order's currency",
+                    ));
+                }
+                if payment_ref.is_none()
+                    && (!self.totals.grand_total.is_zero() || !captured.is_zero())
+                {
+                    return Err(Error::invalid(
+                        "confirm_payment.payment_ref",
+                        "an order that costs something needs a payment",
+                    ));
+                }
+                Ok(Transition::ConfirmPayment {
+                    payment_ref,
+                    captured,
+                })
+            }
+            Transition::Capture { amount } => {
+                if self.payment_ref.is_none() {
+                    return Err(Error::invalid("capture", "the order has no payment"));
+                }
+                let after = captured.checked_add(&amount)?;
+                if !money_ok(&amount)
+                    || !amount.is_positive()
+                    || after.amount() > self.totals.grand_total.amount()
+                {
+                    return Err(Error::invalid(
+                        "capture.amount",
+                        "must be positive and keep the captured total within the grand total",
+                    ));
+                }
+                Ok(Transition::Capture { amount })
+            }
+            Transition::ShipPart {
+                carrier,
+                tracking_number,
+                lines,
+            } => {
+                check_carrier(&carrier, &tracking_number)?;
+                let unshipped = self.unshipped();
+                let known = lines.iter().all(|l| unshipped.contains(l));
+                let distinct = lines
+                    .iter()
+                    .enumerate()
+                    .all(|(i, l)| !lines[..i].contains(l));
+                if lines.is_empty() || !known || !distinct || lines.len() >= unshipped.len() {
+                    return Err(Error::invalid(
+                        "ship_part.lines",
+                        "some, not all, of the lines not shipped yet, each once",
+                    ));
+                }
+                Ok(Transition::ShipPart {
+                    carrier,
+                    tracking_number,
+                    lines,
+                })
+            }
+            Transition::Ship {
+                carrier,
+                tracking_number,
+                lines,
+            } => {
+                check_carrier(&carrier, &tracking_number)?;
+                let unshipped = self.unshipped();
+                let same =
+                    lines.len() == unshipped.len() && unshipped.iter().all(|u| lines.contains(u));
+                if !lines.is_empty() && !same {
+                    return Err(Error::invalid(
+                        "ship.lines",
+                        "the last parcel carries every line not shipped yet",
+                    ));
+                }
+                Ok(Transition::Ship {
+                    carrier,
+                    tracking_number,
+                    lines: unshipped,
+                })
+            }
+            Transition::Cancel { reason } => {
+                if self
+                    .ledger
+                    .iter()
+                    .any(|e| e.transition.kind() == TransitionKind::ShipPart)
+                {
+                    // Part of it is on its way: it can only come back as a return.
+                    return Err(Error::IllegalTransition {
+                        from: self.status,
+                        transition: TransitionKind::Cancel,
+                    });
+                }
+                Ok(Transition::Cancel { reason })
+            }
+            Transition::Refund { amount } => {
+                if self.payment_ref.is_none() || captured.is_zero() {
+                    return Err(Error::invalid("refund", "nothing was captured"));
+                }
+                if amount != captured {
+                    return Err(Error::invalid(
+                        "refund.amount",
+                        "must equal what was captured",
+                    ));
+                }
+                Ok(Transition::Refund { amount })
+            }
+            Transition::Void => {
+                let voided = self
+                    .ledger
+                    .iter()
+                    .any(|e| e.transition.kind() == TransitionKind::Void);
+                if self.payment_ref.is_none() || voided || self.uncaptured()?.is_zero() {
+                    return Err(Error::invalid("void", "no uncaptured authorization"));
+                }
+                Ok(Transition::Void)
+            }
+            Transition::CorrectAddress { address } => {
+                address.validate()?;
+                Ok(Transition::CorrectAddress { address })
+            }
+            other => Ok(other),
+        }
     }
 
     /// Replays `ledger` from `pending_payment` through [`TRANSITIONS`] and returns the status it
@@ -568,9 +866,128 @@ impl Order {
     pub fn billing_address(&self) -> &Address {
         &self.billing_address
     }
-    /// The payment reference, once paid.
+    /// The payment reference, once paid (none for an order that cost nothing).
     pub fn payment_ref(&self) -> Option<&PaymentRef> {
         self.payment_ref.as_ref()
+    }
+
+    /// True once the payment succeeded (or was not needed): the order's ledger holds its
+    /// confirmation, whatever happened since.
+    pub fn is_confirmed(&self) -> bool {
+        self.ledger
+            .iter()
+            .any(|e| e.transition.kind() == TransitionKind::ConfirmPayment)
+    }
+
+    /// Money captured so far: at confirmation, then at shipments.
+    pub fn captured(&self) -> Money {
+        self.ledger
+            .iter()
+            .filter_map(|e| match &e.transition {
+                Transition::ConfirmPayment { captured, .. } => Some(*captured),
+                Transition::Capture { amount } => Some(*amount),
+                _ => None,
+            })
+            .fold(Money::zero(self.currency), |acc, m| {
+                acc.checked_add(&m).unwrap_or(acc)
+            })
+    }
+
+    /// The part of the grand total authorized and not captured (zero before the payment, and
+    /// once the authorization is voided or captured in full).
+    ///
+    /// # Errors
+    /// [`Error::Overflow`] (never for a validated order).
+    pub fn uncaptured(&self) -> Result<Money> {
+        let voided = self
+            .ledger
+            .iter()
+            .any(|e| e.transition.kind() == TransitionKind::Void);
+        if self.payment_ref.is_none() || voided {
+            return Ok(Money::zero(self.currency));
+        }
+        self.totals.grand_total.checked_sub(&self.captured())
+    }
+
+    /// The lines' SKUs not shipped yet, in line order: every line before the first parcel; the
+    /// lost or returned parcel's lines again after a shipping exception.
+    pub fn unshipped(&self) -> Vec<Sku> {
+        let mut shipped: Vec<&Sku> = Vec::new();
+        let mut last: &[Sku] = &[];
+        for entry in &self.ledger {
+            match &entry.transition {
+                Transition::ShipPart { lines, .. } => shipped.extend(lines),
+                Transition::Ship { lines, .. } => {
+                    shipped.extend(lines);
+                    last = lines;
+                }
+                Transition::ReportLost | Transition::ReturnToSender => {
+                    shipped.retain(|s| !last.contains(s));
+                }
+                _ => {}
+            }
+        }
+        self.lines
+            .iter()
+            .map(|l| &l.sku)
+            .filter(|s| !shipped.contains(s))
+            .cloned()
+            .collect()
+    }
+
+    /// What a parcel with `lines` captures: their share of the grand total (shipping, fees and
+    /// tax shared over the lines by their totals, exactly); the last parcel captures whatever
+    /// is left, so the shares add up to the grand total.
+    ///
+    /// # Errors
+    /// [`Error::Overflow`] (never for a validated order).
+    pub fn capture_share(&self, lines: &[Sku]) -> Result<Money> {
+        let uncaptured = self.uncaptured()?;
+        let unshipped = self.unshipped();
+        if unshipped.iter().all(|u| lines.contains(u)) {
+            return Ok(uncaptured);
+        }
+        let totals = self
+            .lines
+            .iter()
+            .map(|l| l.total().and_then(|t| t.to_minor()).map(i128::from))
+            .collect::<Result<Vec<_>>>()?;
+        let shares =
+            crate::allocate_minor(i128::from(self.totals.grand_total.to_minor()?), &totals)?;
+        let share: i128 = self
+            .lines
+            .iter()
+            .zip(shares)
+            .filter(|(l, _)| lines.contains(&l.sku))
+            .map(|(_, s)| s)
+            .sum();
+        let share = i64::try_from(share).map_err(|_| Error::Overflow {
+            operation: "capture share",
+        })?;
+        let share = Money::from_minor(share, self.currency);
+        Ok(if share.amount() > uncaptured.amount() {
+            uncaptured
+        } else {
+            share
+        })
+    }
+
+    /// The order's amounts in the merchant's currency, when it settles in another.
+    pub fn settlement(&self) -> Option<&Settlement> {
+        self.settlement.as_ref()
+    }
+
+    /// What `amount` moved after `before` (both in the order's currency: a capture after the
+    /// captures so far, a refund after the refunds so far) settles to in the merchant's
+    /// currency, at the order's rate; `None` for an order that settles in its own currency.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when the amounts exceed the grand total; [`Error::Overflow`].
+    pub fn settled(&self, before: &Money, amount: &Money) -> Result<Option<Money>> {
+        self.settlement
+            .as_ref()
+            .map(|s| s.share(&self.totals.grand_total, before, amount))
+            .transpose()
     }
     /// When checkout created it.
     pub fn created_at(&self) -> DateTime<Utc> {
@@ -599,6 +1016,7 @@ impl Order {
             && self.currency == earlier.currency
             && self.lines == earlier.lines
             && self.totals == earlier.totals
+            && self.settlement == earlier.settlement
             && self.billing_address == earlier.billing_address
             && self.created_at == earlier.created_at
             && self.ledger.starts_with(&earlier.ledger)
@@ -630,6 +1048,16 @@ impl Order {
             })
             .collect()
     }
+}
+
+fn check_carrier(carrier: &str, tracking_number: &str) -> Result<()> {
+    if carrier.trim().is_empty() || tracking_number.trim().is_empty() {
+        return Err(Error::invalid(
+            "ship",
+            "carrier and tracking number are required",
+        ));
+    }
+    Ok(())
 }
 
 fn compute_totals(new: &NewOrder) -> Result<OrderTotals> {
@@ -713,6 +1141,8 @@ struct OrderRecord {
     totals: OrderTotals,
     shipping_address: Address,
     billing_address: Address,
+    #[serde(default)]
+    settlement: Option<Settlement>,
     payment_ref: Option<PaymentRef>,
     created_at: DateTime<Utc>,
     status: OrderStatus,
@@ -747,10 +1177,17 @@ impl TryFrom<OrderRecord> for Order {
                 r.shipping_address.clone()
             },
             billing_address: r.billing_address,
+            settlement: r.settlement.as_ref().map(|s| s.quote.clone()),
         };
         let mut order = Order::new(new, r.created_at)?;
         if order.totals != r.totals {
             return Err(Error::invalid("order.totals", "do not match the lines"));
+        }
+        if order.settlement != r.settlement {
+            return Err(Error::invalid(
+                "order.settlement",
+                "does not match the totals at its rate",
+            ));
         }
         for (i, entry) in r.ledger.iter().enumerate() {
             if order.apply(entry.transition.clone(), entry.at)? != entry {
@@ -789,6 +1226,7 @@ impl From<Order> for OrderRecord {
             totals: o.totals,
             shipping_address: o.shipping_address,
             billing_address: o.billing_address,
+            settlement: o.settlement,
             payment_ref: o.payment_ref,
             created_at: o.created_at,
             status: o.status,

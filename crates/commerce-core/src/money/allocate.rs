@@ -274,7 +274,13 @@ mod tests {
             let n = 1 + usize::try_from(next(12)).unwrap();
             let zeros = next(5) == 0;
             let weights: Vec<i128> = (0..n)
-                .map(|_| if zeros { 0 } else { i128::from(next(1_000_000)) })
+                .map(|_| {
+                    if zeros {
+                        0
+                    } else {
+                        i128::from(next(1_000_000))
+                    }
+                })
                 .collect();
             let total = i128::from(next(10_000_000));
             let even = weights.iter().all(|w| *w == 0);

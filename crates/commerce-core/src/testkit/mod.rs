@@ -102,6 +102,7 @@ pub fn sample_order(id: &str) -> Order {
         quantity: qty,
         unit_price: eur(unit),
         discount: eur(discount),
+        location: ok(crate::LocationId::new("main"), "location id"),
     };
     let new = NewOrder {
         id: ok(OrderId::new(id), "order id"),
@@ -114,6 +115,7 @@ pub fn sample_order(id: &str) -> Order {
         tax_included: false,
         shipping_address: sample_address(),
         billing_address: sample_address(),
+        settlement: None,
     };
     ok(Order::new(new, t0()), "order")
 }

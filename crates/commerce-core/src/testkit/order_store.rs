@@ -24,9 +24,16 @@ fn marker(id: &str) -> EventEnvelope {
 }
 
 fn paid(order: &mut crate::Order) {
-    let payment_ref = PaymentRef::new("pay-conformance").unwrap();
+    let payment_ref = Some(PaymentRef::new("pay-conformance").unwrap());
+    let captured = order.totals().grand_total;
     order
-        .apply(Transition::ConfirmPayment { payment_ref }, t0())
+        .apply(
+            Transition::ConfirmPayment {
+                payment_ref,
+                captured,
+            },
+            t0(),
+        )
         .unwrap();
 }
 
@@ -285,6 +292,7 @@ fn new_order_of(o: &Order) -> crate::NewOrder {
         tax_included: false,
         shipping_address: o.shipping_address().clone(),
         billing_address: o.billing_address().clone(),
+        settlement: None,
     }
 }
 

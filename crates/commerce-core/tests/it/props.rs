@@ -149,35 +149,78 @@ proptest! {
     }
 
     #[test]
+    fn settlement_is_exact_in_both_currencies_however_the_money_moves(
+        lines in proptest::collection::vec((1u32..5, 0i64..50_000, 0i64..100), 1..6),
+        shipping in 0i64..2_000,
+        rate in 1i64..100_000_000,
+        cuts in proptest::collection::vec(0u64..1_000, 0..5),
+    ) {
+        let eur = |m| Money::from_minor(m, Currency::EUR);
+        let mut new = NewOrder::new(OrderId::new("o-prop").unwrap(), UserId::new("u").unwrap(), Currency::EUR, sample_address())
+            .with_shipping(eur(shipping))
+            .settled_at(FxQuote {
+                id: "q".into(),
+                from: Currency::EUR,
+                to: Currency::JPY,
+                rate: Decimal::new(rate, 4),
+                as_of: NaiveDate::from_ymd_opt(2026, 11, 30).unwrap(),
+            });
+        for (i, (qty, unit, off_percent)) in lines.iter().enumerate() {
+            let sub = unit * i64::from(*qty);
+            let line = OrderLine::new(Sku::new(format!("S{i}")).unwrap(), *qty, eur(*unit), LocationId::new("main").unwrap())
+                .unwrap()
+                .discounted(eur(sub * off_percent / 100));
+            new = new.with_line(line);
+        }
+        let order = Order::new(new, t0()).unwrap();
+        let s = order.settlement().unwrap();
+        let total = order.totals().grand_total;
+        // The parts sum to the settled total.
+        let parts = s.lines.iter().chain([&s.shipping, &s.fees, &s.tax]).try_fold(Money::zero(Currency::JPY), |a, m| a.checked_add(m)).unwrap();
+        prop_assert_eq!(parts, s.grand_total);
+        // Any split of the grand total settles to the settled total.
+        let g = total.to_minor().unwrap();
+        let mut points: Vec<i64> = cuts.iter().map(|c| g * i64::try_from(*c).unwrap() / 1_000).collect();
+        points.push(0);
+        points.push(g);
+        points.sort_unstable();
+        let mut settled = Money::zero(Currency::JPY);
+        for w in points.windows(2) {
+            let part = order.settled(&eur(w[0]), &eur(w[1] - w[0])).unwrap().unwrap();
+            prop_assert!(!part.is_negative());
+            settled = settled.checked_add(&part).unwrap();
+        }
+        prop_assert_eq!(settled, s.grand_total);
+    }
+
+    #[test]
     fn random_walks_of_the_order_state_machine(
-        kinds in proptest::collection::vec(proptest::sample::select(TransitionKind::ALL.to_vec()), 0..40),
+        steps in proptest::collection::vec((proptest::sample::select(TransitionKind::ALL.to_vec()), any::<bool>()), 0..40),
     ) {
         let mut order = sample_order("walk-1");
-        let mut model = OrderStatus::PendingPayment;
-        let mut paid = false;
-        for kind in kinds {
+        let mut model = Model::new();
+        for (kind, capture_at_once) in steps {
             let before = order.clone();
-            let result = order.apply(transition(kind, &order), t0());
-            let expected = next_status(model, kind);
-            let guard_ok = kind != TransitionKind::Refund || paid;
-            match (expected, guard_ok) {
-                (Some(to), true) => {
-                    prop_assert!(result.is_ok(), "{:?} from {:?}: {:?}", kind, model, result);
-                    model = to;
-                    paid |= kind == TransitionKind::ConfirmPayment;
+            let result = order.apply(transition(kind, capture_at_once, &order), t0());
+            let expected = next_status(model.status, kind);
+            match (expected, model.guard(kind)) {
+                (Some(to), Guard::Passes) => {
+                    prop_assert!(result.is_ok(), "{:?} from {:?}: {:?}", kind, model.status, result);
+                    model.apply(kind, to, capture_at_once);
                 }
-                (Some(_), false) => {
+                (Some(_), Guard::Invalid) => {
                     let refused = matches!(result, Err(Error::Invalid { .. }));
-                    prop_assert!(refused, "unpaid refund must be refused: {:?}", result);
+                    prop_assert!(refused, "{:?} must be refused as invalid: {:?}", kind, result);
                     prop_assert_eq!(&order, &before);
                 }
-                (None, _) => {
-                    prop_assert_eq!(result.unwrap_err(), Error::IllegalTransition { from: model, transition: kind });
+                (None, _) | (Some(_), Guard::Illegal) => {
+                    prop_assert_eq!(result.unwrap_err(), Error::IllegalTransition { from: model.status, transition: kind });
                     prop_assert_eq!(&order, &before);
                 }
             }
-            prop_assert_eq!(order.status(), model);
-            prop_assert!(OrderStatus::ALL.contains(&order.status()));
+            prop_assert_eq!(order.status(), model.status);
+            prop_assert_eq!(order.unshipped().len(), model.unshipped);
+            prop_assert_eq!(order.captured().is_zero(), !model.captured && !model.captured_later);
             prop_assert_eq!(Order::replay(order.ledger()).unwrap(), order.status());
             prop_assert_eq!(order.version(), order.ledger().len() as u64);
         }
@@ -186,23 +229,115 @@ proptest! {
     }
 }
 
-fn transition(kind: TransitionKind, o: &Order) -> Transition {
+/// What a transition's own guard says beyond the table.
+enum Guard {
+    Passes,
+    Invalid,
+    Illegal,
+}
+
+/// The sample order's payment and shipments, followed independently of the order (two lines,
+/// a non-zero total).
+struct Model {
+    status: OrderStatus,
+    paid: bool,
+    /// Captured in full at confirmation.
+    captured: bool,
+    /// Captured (the rest) later.
+    captured_later: bool,
+    voided: bool,
+    unshipped: usize,
+    last_parcel: usize,
+    parts: bool,
+}
+
+impl Model {
+    fn new() -> Model {
+        Model {
+            status: OrderStatus::PendingPayment,
+            paid: false,
+            captured: false,
+            captured_later: false,
+            voided: false,
+            unshipped: 2,
+            last_parcel: 0,
+            parts: false,
+        }
+    }
+
+    fn uncaptured(&self) -> bool {
+        self.paid && !self.captured && !self.captured_later && !self.voided
+    }
+
+    fn guard(&self, kind: TransitionKind) -> Guard {
+        let ok = |b: bool| if b { Guard::Passes } else { Guard::Invalid };
+        match kind {
+            TransitionKind::Capture => ok(self.uncaptured()),
+            TransitionKind::Void => ok(self.uncaptured()),
+            TransitionKind::Refund => ok(self.paid && (self.captured || self.captured_later)),
+            TransitionKind::ShipPart => ok(self.unshipped >= 2),
+            TransitionKind::Cancel if self.parts => Guard::Illegal,
+            _ => Guard::Passes,
+        }
+    }
+
+    fn apply(&mut self, kind: TransitionKind, to: OrderStatus, capture_at_once: bool) {
+        match kind {
+            TransitionKind::ConfirmPayment => {
+                self.paid = true;
+                self.captured = capture_at_once;
+            }
+            TransitionKind::Capture => self.captured_later = true,
+            TransitionKind::Void => self.voided = true,
+            TransitionKind::ShipPart => {
+                self.unshipped -= 1;
+                self.parts = true;
+            }
+            TransitionKind::Ship => {
+                self.last_parcel = self.unshipped;
+                self.unshipped = 0;
+            }
+            TransitionKind::ReportLost | TransitionKind::ReturnToSender => {
+                self.unshipped = self.last_parcel;
+            }
+            _ => {}
+        }
+        self.status = to;
+    }
+}
+
+fn transition(kind: TransitionKind, capture_at_once: bool, o: &Order) -> Transition {
     match kind {
         TransitionKind::ConfirmPayment => Transition::ConfirmPayment {
-            payment_ref: PaymentRef::new("pay-walk").unwrap(),
+            payment_ref: Some(PaymentRef::new("pay-walk").unwrap()),
+            captured: if capture_at_once {
+                o.totals().grand_total
+            } else {
+                Money::zero(o.currency())
+            },
         },
         TransitionKind::StartFulfilment => Transition::StartFulfilment,
+        TransitionKind::Capture => Transition::Capture {
+            amount: o.uncaptured().unwrap(),
+        },
+        TransitionKind::ShipPart => Transition::ShipPart {
+            carrier: "dhl".into(),
+            tracking_number: "T-0".into(),
+            lines: o.unshipped().into_iter().take(1).collect(),
+        },
         TransitionKind::Ship => Transition::Ship {
             carrier: "dhl".into(),
             tracking_number: "T-1".into(),
+            lines: Vec::new(),
         },
         TransitionKind::Deliver => Transition::Deliver,
         TransitionKind::Cancel => Transition::Cancel {
             reason: "walk".into(),
         },
         TransitionKind::Refund => Transition::Refund {
-            amount: o.totals().grand_total,
+            amount: o.captured(),
         },
+        TransitionKind::Void => Transition::Void,
         TransitionKind::ReturnReceived => Transition::ReturnReceived,
         TransitionKind::CorrectAddress => Transition::CorrectAddress {
             address: sample_address(),

@@ -35,6 +35,12 @@ fn every_domain_event_round_trips() {
                 sku: sku.clone(),
                 quantity: 2,
             }],
+            settlement: Some(SettledTotal {
+                amount: Money::from_minor(2165, Currency::USD),
+                rate: Decimal::new(10832, 4),
+                rate_id: "EUR:2026-11-30:EUR-USD".into(),
+                rate_date: chrono::NaiveDate::from_ymd_opt(2026, 11, 30).unwrap(),
+            }),
         },
         DomainEvent::OrderCancelled {
             order_id: order_id.clone(),
@@ -247,7 +253,8 @@ fn a_stored_order_passes_the_guards_a_live_one_does() {
     let mut order = sample_order("o-ship");
     for t in [
         Transition::ConfirmPayment {
-            payment_ref: PaymentRef::new("pay-1").unwrap(),
+            payment_ref: Some(PaymentRef::new("pay-1").unwrap()),
+            captured: Money::from_minor(4588, Currency::EUR),
         },
         Transition::StartFulfilment,
     ] {
@@ -259,6 +266,7 @@ fn a_stored_order_passes_the_guards_a_live_one_does() {
         Transition::Ship {
             carrier: " ".into(),
             tracking_number: "T-1".into(),
+            lines: Vec::new(),
         },
     );
     assert!(serde_json::from_value::<Order>(json).is_err());
@@ -268,6 +276,7 @@ fn a_stored_order_passes_the_guards_a_live_one_does() {
             Transition::Ship {
                 carrier: "acme".into(),
                 tracking_number: "T-1".into(),
+                lines: Vec::new(),
             },
             t0(),
         )

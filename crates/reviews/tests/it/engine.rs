@@ -255,6 +255,7 @@ pub(crate) fn order(log: &InMemoryEventLog, id: &str, user_id: &str, skus: &[&st
                 quantity: 1,
             })
             .collect(),
+        settlement: None,
     };
     log.append(&[EventEnvelope::new(
         EventId::new(format!("{id}:confirmed")).unwrap(),
