@@ -15,10 +15,16 @@
 //!   write — and on any failure before the charge completes, undo each step in reverse order.
 //!   Checkout is idempotent by the client's key, which is also the order id and the saga id; a
 //!   failed checkout says why ([`CheckoutFailure`]).
-//! - [`reconcile_payments`] refunds any captured money without a confirmed order.
+//! - Payment: authorize and capture at checkout, or capture as parcels ship
+//!   ([`CapturePolicy`]), each parcel its share and the last the rest; an order that costs
+//!   nothing confirms without a payment; an order settles in the merchant's currency at a quoted
+//!   FX rate when asked ([`commerce_core::Settlement`]).
+//! - [`reconcile_payments`] refunds captured money, and voids authorizations, that no
+//!   confirmed order holds.
 //!
 //! - [`Lifecycle`] drives orders after checkout as journaled sagas: cancellation before
-//!   shipping (stock back, full refund, `OrderCancelled`), shipping (label, stock leaves),
+//!   shipping (stock back, full refund or a void, `OrderCancelled`), shipping in one parcel or
+//!   several (label, capture, stock leaves),
 //!   delivery, returns (restock, refund), and carrier tracking projected onto the order with
 //!   duplicate and out-of-order updates ignored. A crash anywhere is finished by
 //!   [`Lifecycle::recover`].
@@ -26,58 +32,56 @@
 //!   [`VirtualQueue`] admits flash-sale shoppers to checkout fairly at a set rate;
 //!   [`notifications_for`] maps domain events to customer notifications.
 
-//! # Example
+//! # Example: check a cart out
 //!
 //! ```
 //! use std::sync::Arc;
-//! use cart_engine::InMemoryUsageStore;
-//! use commerce_core::memory::*;
-//! use commerce_core::testkit::{sample_order, t0};
-//! use commerce_core::*;
-//! use inventory::{InMemoryStockStore, StockConfig, StockKey, StockLine, StockLevels, StockMovements};
+//! use cart_engine::*;
+//! use commerce_core::memory::InMemoryEventLog;
+//! use commerce_core::testkit::{sample_address, t0};
+//! use commerce_core::{CartId, Currency, IdempotencyKey, LocationId, ManualClock, Money, OrderId, Sku};
+//! use inventory::{InMemoryStockStore, StockConfig, StockKey, StockLevels, StockMovements};
 //! use saga::*;
 //! # futures::executor::block_on(async {
-//! let clock = Arc::new(ManualClock::new(t0()));
-//! let outbox = Arc::new(InMemoryEventLog::new());      // one log every store commits to
+//! let eur = |minor| Money::from_minor(minor, Currency::EUR);
+//! // Stock: 5 mugs in Berlin.
+//! let outbox = Arc::new(InMemoryEventLog::new());          // one log every store commits to
 //! let stock = Arc::new(InMemoryStockStore::with_outbox(outbox.clone()));
-//! let tee = StockKey::new(Sku::new("TEE-RED-M")?, LocationId::new("wh")?);
-//! stock.configure(&tee, StockConfig::default()).await?;
-//! let _ = stock.receive(&IdempotencyKey::new("po-1")?, &tee, 5, t0()).await?;
-//! let ports = CheckoutPorts {
-//!     usage: Arc::new(InMemoryUsageStore::new()),
-//!     stock: stock.clone(),
-//!     orders: Arc::new(InMemoryOrderStore::with_outbox(outbox.clone())),
-//!     payments: Arc::new(InMemoryPaymentGateway::new()),
-//!     notifier: Arc::new(InMemoryNotifier::new()),
-//! };
-//! let checkout = Checkout::new(ports, Arc::new(InMemoryJournal::new()), clock.clone(), Arc::new(ClockSleeper(clock)), "worker-1", 42);
+//! let berlin = LocationId::new("berlin")?;
+//! let mug = StockKey::new(Sku::new("MUG")?, berlin.clone());
+//! stock.configure(&mug, StockConfig::default()).await?;
+//! let _ = stock.receive(&IdempotencyKey::new("po-1")?, &mug, 5, t0()).await?;
 //!
-//! // The sample order: 2 × TEE-RED-M and 1 × SOCKS; stock only the tee here.
-//! let o = sample_order("checkout-key-1");
-//! let new = NewOrder {
-//!     id: o.id().clone(), user_id: o.user_id().clone(), currency: o.currency(), lines: o.lines()[..1].to_vec(),
-//!     shipping: o.totals().shipping, fees: None, tax: o.totals().tax, tax_included: false,
-//!     shipping_address: o.shipping_address().clone(), billing_address: o.billing_address().clone(),
-//! };
-//! let input = CheckoutInput {
-//!     order: new,
-//!     claims: vec![],
-//!     stock: vec![StockLine { key: tee.clone(), quantity: 2 }],
-//!     hold_ttl_secs: 900,
-//!     method_token: "tok_visa".into(),
-//!     cart_hold: None,
-//! };
+//! // A cart with 2 mugs, an address and a shipping method, priced.
+//! let now = Mutation::at(t0());
+//! let mut cart = Cart::new(CartId::new("cart-1")?, None, Currency::EUR, None, t0());
+//! cart.execute(CartCommand::AddItem { item: LineItem::new("MUG", eur(1_250))?, quantity: 2, gift_wrap: false }, &now)?;
+//! cart.execute(CartCommand::SetShippingAddress(sample_address()), &now)?;
+//! cart.execute(CartCommand::SetShippingMethod(ShippingMethod { id: "std".into(), name: "Standard".into(), price: eur(490) }), &now)?;
+//! let config = PricingConfig::default();
+//! let tax = FlatRateTax::new(rust_decimal::Decimal::ZERO)?;
+//! let priced = price(&cart, &[], &PricingContext::new(t0(), &config, &tax))?;
+//!
+//! // Check it out: the client's key is the order id; the same key never charges twice.
+//! let clock = Arc::new(ManualClock::new(t0()));
+//! let checkout = Checkout::builder(CheckoutPorts::in_memory(stock.clone(), outbox.clone()), clock.clone(), Arc::new(ClockSleeper(clock))).build();
+//! let input = CheckoutInput::from_cart(&cart, &priced, &[], t0())?
+//!     .order_id(&IdempotencyKey::new("order-1")?)
+//!     .customer("ann@example.com")?
+//!     .ship_from(berlin)
+//!     .payment_method("tok_visa")
+//!     .build()?;
 //! let outcome = checkout.checkout(&input).await?;
-//! assert_eq!(outcome, CheckoutOutcome::Confirmed { order_id: OrderId::new("checkout-key-1")? });
-//! // The same key again: the same answer, no second charge.
+//! assert_eq!(outcome, CheckoutOutcome::Confirmed { order_id: OrderId::new("order-1")? });
 //! assert_eq!(checkout.checkout(&input).await?, outcome);
-//! assert_eq!(stock.level(&tee, t0()).await?.committed, 2);
+//! assert_eq!(stock.level(&mug, t0()).await?.committed, 2);
 //! // The confirmation and its `OrderConfirmed` committed together, to the shared log.
 //! assert!(outbox.snapshot().iter().any(|e| e.event_type == "OrderConfirmed"));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! # }).unwrap();
 //! ```
 
+mod builder;
 mod checkout;
 mod error;
 mod journal;
@@ -90,9 +94,11 @@ mod shipping;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
+pub use builder::ServiceBuilder;
 pub use checkout::{
-    Checkout, CheckoutFailure, CheckoutInput, CheckoutOutcome, CheckoutOutput, CheckoutPorts,
-    CheckoutSaga, CheckoutStep, PromotionClaim, Shortage, finished, outcome, reconcile_payments,
+    CapturePolicy, Checkout, CheckoutBuilder, CheckoutFailure, CheckoutInput, CheckoutInputBuilder,
+    CheckoutOutcome, CheckoutOutput, CheckoutPorts, CheckoutSaga, CheckoutStep, PromotionClaim,
+    Shortage, finished, outcome, reconcile_payments,
 };
 pub use error::{Error, Result};
 pub use journal::{
@@ -100,8 +106,9 @@ pub use journal::{
 };
 pub use lifecycle::{
     Applied, CancelInput, CancelSaga, CancelStep, DeliverSaga, DeliverStep, LabelSource, Lifecycle,
-    LifecycleFailure, LifecycleOutput, LifecyclePorts, Moved, ReturnInput, ReturnSaga, ReturnStep,
-    ReturnToSenderSaga, ReturnToSenderStep, ShipInput, ShipSaga, ShipStep, Shipment, TrackedInput,
+    LifecycleBuilder, LifecycleFailure, LifecycleOutput, LifecyclePorts, Moved, ReturnInput,
+    ReturnSaga, ReturnStep, ReturnToSenderSaga, ReturnToSenderStep, ShipInput, ShipSaga, ShipStep,
+    Shipment, TrackedInput,
 };
 pub use notify::notifications_for;
 pub use orchestrator::{

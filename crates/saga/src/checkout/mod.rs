@@ -12,12 +12,13 @@ use commerce_core::{
     Clock, IdempotencyKey, OrderId, OrderStatus, OrderStore, PaymentGateway, PaymentRef,
 };
 
-pub use input::{CheckoutInput, PromotionClaim};
+pub use input::{CapturePolicy, CheckoutInput, CheckoutInputBuilder, PromotionClaim};
 pub(crate) use saga::cancelled_event;
 pub use saga::{
     CheckoutFailure, CheckoutOutput, CheckoutPorts, CheckoutSaga, CheckoutStep, Shortage,
 };
 
+use crate::builder::ServiceBuilder;
 use crate::journal::{SagaJournal, SagaStatus};
 use crate::orchestrator::{Drive, Orchestrator, RetryPolicy, Sleeper};
 use crate::{Error, Result};
@@ -53,7 +54,34 @@ pub struct Checkout {
     clock: Arc<dyn Clock>,
 }
 
+/// Builds a [`Checkout`]: see [`ServiceBuilder`].
+pub type CheckoutBuilder = ServiceBuilder<CheckoutPorts>;
+
+impl ServiceBuilder<CheckoutPorts> {
+    /// The checkout service.
+    pub fn build(mut self) -> Checkout {
+        let journal = self.journal_or_in_memory();
+        Checkout::new(
+            self.ports,
+            journal,
+            self.clock,
+            self.sleeper,
+            &self.worker,
+            self.seed,
+        )
+    }
+}
+
 impl Checkout {
+    /// A checkout over `ports`, timed by `clock` and `sleeper`: see [`CheckoutBuilder`].
+    pub fn builder(
+        ports: CheckoutPorts,
+        clock: Arc<dyn Clock>,
+        sleeper: Arc<dyn Sleeper>,
+    ) -> CheckoutBuilder {
+        ServiceBuilder::new(ports, clock, sleeper, "checkout")
+    }
+
     /// A checkout service driving sagas as `owner`.
     pub fn new(
         ports: CheckoutPorts,
@@ -143,9 +171,10 @@ pub fn outcome(order_id: &OrderId, drive: Drive<CheckoutSaga>) -> CheckoutOutcom
     }
 }
 
-/// Finds captured money that belongs to no confirmed order and refunds it: the safety net
-/// behind the saga's own compensation. Payments whose checkout saga is still running are left
-/// alone. Returns the refunded payment references.
+/// Finds money that belongs to no confirmed order and gives it back: captured money is
+/// refunded, an authorization never captured is voided. The safety net behind the sagas' own
+/// compensation; payments whose checkout, cancellation or return saga is still running are
+/// left alone. Returns the payment references it refunded or voided.
 ///
 /// # Errors
 /// Port errors (refunds already made stay made).
@@ -162,7 +191,9 @@ pub async fn reconcile_payments(
         after = Some(last.payment_ref.clone());
         for p in page {
             let remaining = p.captured.checked_sub(&p.refunded)?;
-            if !remaining.is_positive() {
+            let authorized_only =
+                p.status == commerce_core::PaymentStatus::Authorized && p.captured.is_zero();
+            if !remaining.is_positive() && !authorized_only {
                 continue;
             }
             // The order's checkout, cancellation or return is still running: it refunds what is
@@ -187,11 +218,17 @@ pub async fn reconcile_payments(
                     OrderStatus::PendingPayment | OrderStatus::Cancelled
                 ) && o.payment_ref() == Some(&p.payment_ref)
             });
-            if !confirmed {
+            if confirmed {
+                continue;
+            }
+            if authorized_only {
+                let key = IdempotencyKey::derive(p.payment_ref.as_str(), "reconcile-void")?;
+                payments.void(&key, &p.payment_ref).await?;
+            } else {
                 let key = IdempotencyKey::derive(p.payment_ref.as_str(), "reconcile-refund")?;
                 payments.refund(&key, &p.payment_ref, remaining).await?;
-                refunded.push(p.payment_ref.clone());
             }
+            refunded.push(p.payment_ref.clone());
         }
     }
     Ok(refunded)

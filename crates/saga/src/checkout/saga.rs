@@ -9,13 +9,14 @@ use cart_engine::{ClaimOutcome, ClaimRequest, LimitReached, PromotionId, Promoti
 use chrono::{DateTime, TimeDelta, Utc};
 use commerce_core::{
     AuthorizeRequest, CasOutcome, DomainEvent, ErrorKind, EventEnvelope, EventId, EventLine,
-    IdempotencyKey, Notification, NotificationKind, Notifier, Order, OrderStatus, OrderStore,
-    Payment, PaymentGateway, PaymentRef, PaymentStatus, PortError, Sku, Transition,
+    IdempotencyKey, Money, Notification, NotificationKind, Notifier, Order, OrderStatus,
+    OrderStore, Payment, PaymentGateway, PaymentRef, PaymentStatus, PortError, SettledTotal, Sku,
+    Transition,
 };
 use inventory::{HoldId, HoldStatus, StockStore};
 use serde::{Deserialize, Serialize};
 
-use super::CheckoutInput;
+use super::{CapturePolicy, CheckoutInput};
 use crate::orchestrator::{SagaDefinition, Step, StepContext, StepError, StepKind};
 
 /// The ports checkout talks to.
@@ -31,6 +32,26 @@ pub struct CheckoutPorts {
     pub payments: Arc<dyn PaymentGateway>,
     /// Customer notifications.
     pub notifier: Arc<dyn Notifier>,
+}
+
+impl CheckoutPorts {
+    /// Every port in memory, over `stock` and `outbox` (the log the order store commits its
+    /// events to): promotion usage, orders, payments, notifications. For tests, examples and
+    /// a first try.
+    pub fn in_memory(
+        stock: Arc<dyn StockStore>,
+        outbox: Arc<commerce_core::memory::InMemoryEventLog>,
+    ) -> CheckoutPorts {
+        CheckoutPorts {
+            usage: Arc::new(cart_engine::InMemoryUsageStore::new()),
+            stock,
+            orders: Arc::new(commerce_core::memory::InMemoryOrderStore::with_outbox(
+                outbox,
+            )),
+            payments: Arc::new(commerce_core::memory::InMemoryPaymentGateway::new()),
+            notifier: Arc::new(commerce_core::memory::InMemoryNotifier::new()),
+        }
+    }
 }
 
 /// The steps of checkout, in order.
@@ -96,10 +117,12 @@ pub enum CheckoutOutput {
     },
     /// The order exists in `pending_payment`.
     OrderCreated,
-    /// The charge succeeded.
+    /// The payment succeeded (or the order costs nothing and none was made).
     Charged {
-        /// The provider's reference.
-        payment: PaymentRef,
+        /// The provider's reference; none for an order that costs nothing.
+        payment: Option<PaymentRef>,
+        /// What was captured: the grand total, or nothing when the capture waits for shipping.
+        captured: Money,
     },
     /// The order is confirmed: stock and claims committed, `OrderConfirmed` committed with it.
     Confirmed,
@@ -307,7 +330,7 @@ impl CheckoutSaga {
         now: DateTime<Utc>,
     ) -> StepResult<CheckoutOutput> {
         if let Some(cart_hold) = &input.cart_hold {
-            let demand = inventory::demand(&input.stock).map_err(stock)?;
+            let demand = inventory::demand(&input.stock()).map_err(stock)?;
             let held = self.ports.stock.hold(cart_hold).await.map_err(stock)?;
             let matches = held.is_some_and(|h| {
                 h.lines
@@ -336,7 +359,7 @@ impl CheckoutSaga {
         match self
             .ports
             .stock
-            .reserve(&hold, &input.stock, expires, now)
+            .reserve(&hold, &input.stock(), expires, now)
             .await
         {
             Ok(_) => {}
@@ -362,7 +385,7 @@ impl CheckoutSaga {
         now: DateTime<Utc>,
     ) -> StepResult<CheckoutFailure> {
         let mut lines = Vec::new();
-        for (key, requested) in inventory::demand(&input.stock).map_err(stock)? {
+        for (key, requested) in inventory::demand(&input.stock()).map_err(stock)? {
             let available = match self.ports.stock.available(&key, now).await {
                 Ok(n) => n,
                 Err(inventory::Error::UnknownStock(_)) => 0,
@@ -477,16 +500,24 @@ impl CheckoutSaga {
             .map_err(|e| port(e.into()))?
             .totals()
             .grand_total;
+        if total.is_zero() {
+            // Nothing to pay: a gateway would refuse an authorization of zero.
+            return Ok(CheckoutOutput::Charged {
+                payment: None,
+                captured: total,
+            });
+        }
         let request = AuthorizeRequest {
             idempotency_key: key(order, "charge")?,
             order_id: input.order.id.clone(),
             amount: total,
             method_token: input.method_token.clone(),
-            capture: true,
+            capture: input.capture == CapturePolicy::AtCheckout,
         };
         match self.ports.payments.authorize(&request).await {
             Ok(payment) => Ok(CheckoutOutput::Charged {
-                payment: payment.payment_ref,
+                payment: Some(payment.payment_ref),
+                captured: payment.captured,
             }),
             Err(e) if e.kind == ErrorKind::Refused => {
                 Err(StepError::Fail(CheckoutFailure::PaymentDeclined {
@@ -540,8 +571,8 @@ impl CheckoutSaga {
         input: &CheckoutInput,
         ctx: &StepContext<'_, Self>,
     ) -> StepResult<CheckoutOutput> {
-        let payment = match ctx.output(CheckoutStep::Charge) {
-            Some(CheckoutOutput::Charged { payment }) => payment.clone(),
+        let (payment, captured) = match ctx.output(CheckoutStep::Charge) {
+            Some(CheckoutOutput::Charged { payment, captured }) => (payment.clone(), *captured),
             _ => {
                 return Err(StepError::Fail(CheckoutFailure::Unexpected {
                     kind: ErrorKind::Internal,
@@ -589,6 +620,7 @@ impl CheckoutSaga {
             .apply(
                 Transition::ConfirmPayment {
                     payment_ref: payment,
+                    captured,
                 },
                 ctx.now,
             )
@@ -631,7 +663,7 @@ impl CheckoutSaga {
             let _ = self
                 .ports
                 .stock
-                .uncommit(&key(order, "uncommit-cancelled")?, &input.stock, now)
+                .uncommit(&key(order, "uncommit-cancelled")?, &input.stock(), now)
                 .await
                 .map_err(stock)?;
             Ok(())
@@ -675,6 +707,7 @@ fn confirmed_event(order: &Order, now: DateTime<Utc>) -> commerce_core::Result<E
                     quantity: l.quantity,
                 })
                 .collect(),
+            settlement: order.settlement().map(SettledTotal::of),
         },
     ))
 }
@@ -729,13 +762,20 @@ impl SagaDefinition for CheckoutSaga {
     async fn resolve(&self, ctx: &StepContext<'_, Self>) -> StepResult<Option<CheckoutOutput>> {
         match ctx.step {
             // Ask the provider what the charge key did; never charge blindly again.
-            CheckoutStep::Charge => Ok(self
-                .charge_key_lookup(ctx.saga_id)
-                .await?
-                .filter(|p| p.status == PaymentStatus::Captured)
-                .map(|p| CheckoutOutput::Charged {
-                    payment: p.payment_ref,
-                })),
+            CheckoutStep::Charge => {
+                let wanted = match ctx.input.capture {
+                    CapturePolicy::AtCheckout => PaymentStatus::Captured,
+                    CapturePolicy::AtShipment => PaymentStatus::Authorized,
+                };
+                Ok(self
+                    .charge_key_lookup(ctx.saga_id)
+                    .await?
+                    .filter(|p| p.status == wanted)
+                    .map(|p| CheckoutOutput::Charged {
+                        payment: Some(p.payment_ref),
+                        captured: p.captured,
+                    }))
+            }
             // Every other step is idempotent by its keys: running it again is the answer.
             _ => Ok(None),
         }

@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use commerce_core::{
-    Address, CasOutcome, Clock, DomainEvent, EventEnvelope, EventId, LocationId, Order, OrderId,
-    TrackingEvent, TrackingStatus, Transition,
+    Address, CasOutcome, Clock, DomainEvent, EventEnvelope, EventId, Order, OrderId, TrackingEvent,
+    TrackingStatus, Transition,
 };
 
 pub(crate) use sagas::saga_id;
@@ -25,6 +25,7 @@ pub use sagas::{
 };
 use sagas::{Shared, current_shipment};
 
+use crate::builder::ServiceBuilder;
 use crate::journal::SagaJournal;
 use crate::orchestrator::{Drive, Orchestrator, RetryPolicy, SagaDefinition, Sleeper};
 use crate::{Error, Result};
@@ -45,7 +46,8 @@ pub enum Applied {
     Unfinished,
 }
 
-/// A shipment to make: its id among the order's shipments and where its label comes from.
+/// A parcel to ship: its id among the order's shipments, where its label comes from, and
+/// which lines it carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shipment {
     /// The caller's key for this shipment (a replacement is another shipment): the same key
@@ -53,6 +55,38 @@ pub struct Shipment {
     pub key: String,
     /// The label.
     pub label: LabelSource,
+    /// The SKUs in the parcel when the order ships in several (a split shipment); none means
+    /// every line not shipped yet.
+    pub lines: Option<Vec<commerce_core::Sku>>,
+}
+
+impl Shipment {
+    /// The whole order (what is left of it) in one parcel.
+    pub fn whole(key: impl Into<String>, label: LabelSource) -> Shipment {
+        Shipment {
+            key: key.into(),
+            label,
+            lines: None,
+        }
+    }
+}
+
+/// Builds a [`Lifecycle`]: see [`ServiceBuilder`].
+pub type LifecycleBuilder = ServiceBuilder<LifecyclePorts>;
+
+impl ServiceBuilder<LifecyclePorts> {
+    /// The lifecycle.
+    pub fn build(mut self) -> Lifecycle {
+        let journal = self.journal_or_in_memory();
+        Lifecycle::new(
+            self.ports,
+            journal,
+            self.clock,
+            self.sleeper,
+            &self.worker,
+            self.seed,
+        )
+    }
 }
 
 /// How long a shipment may spend buying its label before it gives up.
@@ -79,17 +113,26 @@ pub struct Lifecycle {
 }
 
 impl Lifecycle {
-    /// A lifecycle shipping from `location`, driving its sagas as `owner`.
+    /// A lifecycle over `ports`, timed by `clock` and `sleeper`: see [`LifecycleBuilder`].
+    pub fn builder(
+        ports: LifecyclePorts,
+        clock: Arc<dyn Clock>,
+        sleeper: Arc<dyn Sleeper>,
+    ) -> LifecycleBuilder {
+        ServiceBuilder::new(ports, clock, sleeper, "lifecycle")
+    }
+
+    /// A lifecycle driving its sagas as `owner`. Each order line names the stock location it
+    /// ships from.
     pub fn new(
         ports: LifecyclePorts,
-        location: LocationId,
         journal: Arc<dyn SagaJournal>,
         clock: Arc<dyn Clock>,
         sleeper: Arc<dyn Sleeper>,
         owner: &str,
         seed: u64,
     ) -> Self {
-        let shared = Shared { ports, location };
+        let shared = Shared { ports };
         let policy = RetryPolicy::default();
         let make = |n: u64| (journal.clone(), clock.clone(), sleeper.clone(), seed ^ n);
         let (j, c, s, seed0) = make(0);
@@ -226,9 +269,9 @@ impl Lifecycle {
         .await
     }
 
-    /// Cancels an order before it ships: committed stock goes back to sale, the payment is
-    /// refunded in full, `OrderCancelled` is committed with the cancellation, the customer is
-    /// told. An order cancelled while its checkout is charging is undone by the checkout.
+    /// Cancels an order before it ships: committed stock goes back to sale, captured money is
+    /// refunded in full and an authorization never captured is voided, `OrderCancelled` is
+    /// committed with the cancellation, the customer is told. An order cancelled while its checkout is charging is undone by the checkout.
     ///
     /// # Errors
     /// Port and journal errors; an unknown order. A shipped order is `Refused`.
@@ -243,9 +286,11 @@ impl Lifecycle {
             .await
     }
 
-    /// Hands the order to the carrier: the label is bought (or the given one used), the order
-    /// is marked shipped, its units leave stock, the customer hears. An order that cannot ship
-    /// (cancelled meanwhile) is `Refused` and a label bought for it is voided.
+    /// Hands a parcel to the carrier: the label is bought (or the given one used), the parcel's
+    /// share of an authorization captured (when the capture waits for shipping), the order
+    /// marked shipped (or partly shipped), the parcel's units leave stock, the customer hears.
+    /// A parcel that cannot ship (the order cancelled meanwhile, a capture refused) is
+    /// `Refused`: the label bought for it is voided and a capture made for it refunded.
     ///
     /// # Errors
     /// Port and journal errors; an unknown order.
@@ -256,6 +301,7 @@ impl Lifecycle {
             order_id: id.clone(),
             shipment: shipment.key,
             label: shipment.label,
+            lines: shipment.lines,
         };
         let deadline = self.clock.now() + TimeDelta::seconds(SHIP_DEADLINE_SECS);
         self.run(&self.ship, id, &saga, &input, deadline).await

@@ -6,8 +6,8 @@
 //!
 //! | saga | pivot | then |
 //! |---|---|---|
-//! | [`CancelSaga`] | `cancel` (+ `OrderCancelled`) | uncommit stock, refund, record the refund, notify |
-//! | [`ShipSaga`] | `ship` | (buy the label before, void it if the order cannot ship) stock leaves, notify |
+//! | [`CancelSaga`] | `cancel` (+ `OrderCancelled`) | uncommit stock, void an uncaptured authorization, refund what was captured, record both, notify |
+//! | [`ShipSaga`] | `ship` or `ship_part` (+ the capture) | (buy the label and capture the parcel's share before; void the label and refund the capture if the order cannot ship) stock leaves, notify |
 //! | [`DeliverSaga`] | `deliver` (+ the carrier's `ShipmentUpdated`) | notify |
 //! | [`ReturnSaga`] | `return_received` | restock, refund, record the refund |
 //! | [`ReturnToSenderSaga`] | `return_to_sender` (+ `ShipmentUpdated`) | restock |
@@ -17,9 +17,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use commerce_core::{
-    Carrier, CasOutcome, ErrorKind, EventEnvelope, EventPublisher, IdempotencyKey, Label,
-    LocationId, Money, Notification, NotificationKind, Notifier, Order, OrderId, OrderStatus,
-    OrderStore, PaymentGateway, PaymentRef, PortError, ShipmentRequest, Transition, TransitionKind,
+    Carrier, CasOutcome, ErrorKind, EventEnvelope, EventPublisher, IdempotencyKey, Label, Money,
+    Notification, NotificationKind, Notifier, Order, OrderId, OrderStatus, OrderStore,
+    PaymentGateway, PaymentRef, PortError, ShipmentRequest, Sku, Transition, TransitionKind,
 };
 use inventory::{StockKey, StockLine, StockStore};
 use serde::{Deserialize, Serialize};
@@ -68,6 +68,17 @@ pub enum LifecycleFailure {
         /// The carrier's reason.
         message: String,
     },
+    /// The payment provider would not capture the parcel's share (an expired or revoked
+    /// authorization): the parcel does not ship.
+    CaptureRefused {
+        /// The provider's reason.
+        message: String,
+    },
+    /// The parcel's lines are not lines of the order still to ship.
+    InvalidParcel {
+        /// Why.
+        message: String,
+    },
     /// A definite failure no retry fixes.
     Unexpected {
         /// The failure's kind.
@@ -84,7 +95,10 @@ impl LifecycleFailure {
         match self {
             LifecycleFailure::IllegalTransition { .. }
             | LifecycleFailure::NotCurrentShipment { .. } => ErrorKind::Conflict,
-            LifecycleFailure::LabelRefused { .. } => ErrorKind::Refused,
+            LifecycleFailure::LabelRefused { .. } | LifecycleFailure::CaptureRefused { .. } => {
+                ErrorKind::Refused
+            }
+            LifecycleFailure::InvalidParcel { .. } => ErrorKind::Invalid,
             LifecycleFailure::Unexpected { kind, .. } => *kind,
         }
     }
@@ -99,6 +113,11 @@ pub enum LifecycleOutput {
         /// The label.
         label: Label,
     },
+    /// The parcel's share of the payment was captured (zero when it was captured at checkout).
+    Captured {
+        /// The amount captured for this parcel.
+        amount: Money,
+    },
     /// The order moved (the pivot).
     Moved(Moved),
     /// A step after the pivot did its work (or had none to do).
@@ -110,8 +129,11 @@ pub enum LifecycleOutput {
 pub struct Moved {
     /// The ledger sequence of the transition.
     pub seq: u32,
-    /// The payment to refund and how much, when there is one.
+    /// The payment to refund and how much, when money was captured.
     pub refund: Option<(PaymentRef, Money)>,
+    /// The payment whose uncaptured authorization to void, when there is one.
+    #[serde(default)]
+    pub void: Option<PaymentRef>,
     /// Whether the order's stock was committed (and must go back to sale).
     pub stock_committed: bool,
     /// For a shipment: whether it replaces an earlier one (lost, returned to sender).
@@ -151,23 +173,29 @@ pub(crate) fn saga_id(order: &OrderId, operation: &str, detail: Option<&str>) ->
     }
 }
 
-/// What the lifecycle sagas share: the ports and the stock location orders ship from.
+/// What the lifecycle sagas share: the ports.
 #[derive(Debug, Clone)]
 pub(crate) struct Shared {
     pub(crate) ports: LifecyclePorts,
-    pub(crate) location: LocationId,
+}
+
+/// The stock of `order`'s lines with the SKUs `skus` (all lines when `None`), each at the
+/// location it ships from.
+fn stock_lines(order: &Order, skus: Option<&[Sku]>) -> Vec<StockLine> {
+    order
+        .lines()
+        .iter()
+        .filter(|l| skus.is_none_or(|s| s.contains(&l.sku)))
+        .map(|l| StockLine {
+            key: StockKey::new(l.sku.clone(), l.location.clone()),
+            quantity: i64::from(l.quantity),
+        })
+        .collect()
 }
 
 impl Shared {
     fn stock_lines(&self, order: &Order) -> Vec<StockLine> {
-        order
-            .lines()
-            .iter()
-            .map(|l| StockLine {
-                key: StockKey::new(l.sku.clone(), self.location.clone()),
-                quantity: i64::from(l.quantity),
-            })
-            .collect()
+        stock_lines(order, None)
     }
 
     async fn order(&self, id: &OrderId) -> StepResult<Order> {
@@ -195,21 +223,38 @@ impl Shared {
         extra: impl FnOnce(&Order) -> commerce_core::Result<Vec<EventEnvelope>>,
         applied: impl Fn(&Order) -> Option<u32>,
     ) -> StepResult<(Order, u32)> {
+        self.transitions(id, vec![transition], at, extra, applied)
+            .await
+    }
+
+    /// [`Shared::transition`] for several transitions in one write; the sequence returned is
+    /// the last one's.
+    async fn transitions(
+        &self,
+        id: &OrderId,
+        transitions: Vec<Transition>,
+        at: DateTime<Utc>,
+        extra: impl FnOnce(&Order) -> commerce_core::Result<Vec<EventEnvelope>>,
+        applied: impl Fn(&Order) -> Option<u32>,
+    ) -> StepResult<(Order, u32)> {
         let mut order = self.order(id).await?;
         if let Some(seq) = applied(&order) {
             return Ok((order, seq));
         }
         let version = order.version();
-        let seq = match order.apply(transition, at) {
-            Ok(entry) => entry.seq,
-            Err(commerce_core::Error::IllegalTransition { from, transition }) => {
-                return Err(StepError::Fail(LifecycleFailure::IllegalTransition {
-                    from,
-                    transition,
-                }));
-            }
-            Err(e) => return Err(core(e)),
-        };
+        let mut seq = 0;
+        for transition in transitions {
+            seq = match order.apply(transition, at) {
+                Ok(entry) => entry.seq,
+                Err(commerce_core::Error::IllegalTransition { from, transition }) => {
+                    return Err(StepError::Fail(LifecycleFailure::IllegalTransition {
+                        from,
+                        transition,
+                    }));
+                }
+                Err(e) => return Err(core(e)),
+            };
+        }
         let mut events = order.status_events(version).map_err(core)?;
         events.extend(extra(&order).map_err(core)?);
         match self
@@ -250,14 +295,43 @@ impl Shared {
         }
     }
 
-    /// Records the refund on the order (`refunded`), once.
+    /// Voids `payment`'s uncaptured authorization under `purpose`'s key; one the provider
+    /// already voided (this key's) is done.
+    async fn void(
+        &self,
+        id: &OrderId,
+        purpose: &str,
+        payment: Option<&PaymentRef>,
+    ) -> StepResult<()> {
+        let Some(payment) = payment else {
+            return Ok(());
+        };
+        match self.ports.payments.void(&key(id, purpose)?, payment).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind == ErrorKind::Conflict => Ok(()),
+            Err(e) => Err(port(e)),
+        }
+    }
+
+    /// Records on the order the void (`void`) and the refund (`refunded`), each once.
     async fn record_refund(
         &self,
         id: &OrderId,
-        refund: Option<&(PaymentRef, Money)>,
+        moved: &Moved,
         now: DateTime<Utc>,
     ) -> StepResult<()> {
-        let Some((_, amount)) = refund else {
+        if moved.void.is_some() {
+            let _ = self
+                .transition(
+                    id,
+                    Transition::Void,
+                    now,
+                    |_| Ok(Vec::new()),
+                    |o| last_seq_of(o, TransitionKind::Void),
+                )
+                .await?;
+        }
+        let Some((_, amount)) = &moved.refund else {
             return Ok(());
         };
         let _ = self
@@ -284,9 +358,16 @@ impl Shared {
         self.ports.notifier.send(&note).await.map_err(port)
     }
 
-    /// Puts an order's units back on hand (returned goods, a parcel back from the carrier).
-    async fn restock(&self, order: &Order, purpose: &str, now: DateTime<Utc>) -> StepResult<()> {
-        for line in self.stock_lines(order) {
+    /// Puts units of an order's lines with `skus` (all lines when `None`) back on hand:
+    /// returned goods, a parcel back from the carrier.
+    async fn restock(
+        &self,
+        order: &Order,
+        skus: Option<&[Sku]>,
+        purpose: &str,
+        now: DateTime<Utc>,
+    ) -> StepResult<()> {
+        for line in stock_lines(order, skus) {
             let movement = key(order.id(), &format!("{purpose}-{}", line.key.sku))?;
             let _ = self
                 .ports
@@ -309,14 +390,42 @@ fn last_seq_of(order: &Order, kind: TransitionKind) -> Option<u32> {
         .map(|e| e.seq)
 }
 
-/// The sequence of the shipment with `tracking_number`, if the order shipped it.
+/// The sequence of the parcel with `tracking_number`, if the order shipped it (the last one
+/// or a part).
 fn ship_seq(order: &Order, tracking_number: &str) -> Option<u32> {
     order.ledger().iter().find_map(|e| match &e.transition {
         Transition::Ship {
             tracking_number: t, ..
+        }
+        | Transition::ShipPart {
+            tracking_number: t, ..
         } if t == tracking_number => Some(e.seq),
         _ => None,
     })
+}
+
+/// Whether `sku` went out in a parcel recorded before `seq`.
+fn shipped_before(order: &Order, sku: &Sku, seq: u32) -> bool {
+    order.ledger().iter().any(|e| {
+        e.seq < seq
+            && matches!(&e.transition,
+                Transition::Ship { lines, .. } | Transition::ShipPart { lines, .. }
+                    if lines.contains(sku))
+    })
+}
+
+/// The SKUs of the parcel recorded at `seq`.
+fn parcel_at(order: &Order, seq: u32) -> Option<&[Sku]> {
+    order
+        .ledger()
+        .iter()
+        .find(|e| e.seq == seq)
+        .and_then(|e| match &e.transition {
+            Transition::Ship { lines, .. } | Transition::ShipPart { lines, .. } => {
+                Some(lines.as_slice())
+            }
+            _ => None,
+        })
 }
 
 /// The sequence of a `kind` entry after the shipment with `tracking_number`.
@@ -394,9 +503,11 @@ steps!(
         MarkCancelled => ("mark_cancelled", Pivot),
         /// Give committed stock back to sale.
         ReleaseStock => ("release_stock", Retriable),
-        /// Refund the payment in full.
+        /// Release an authorization never captured.
+        Void => ("void", Retriable),
+        /// Refund what was captured, in full.
         Refund => ("refund", Retriable),
-        /// Record the refund on the order.
+        /// Record the void and the refund on the order.
         RecordRefund => ("record_refund", Retriable),
         /// Tell the customer.
         Notify => ("notify", Retriable),
@@ -441,24 +552,28 @@ impl SagaDefinition for CancelSaga {
                     |o| last_seq_of(o, TransitionKind::Cancel),
                 )
                 .await?;
-            // Paid means confirmed, and a confirmed order's stock is committed (checkout
-            // commits it before it confirms the order) until it first ships: after a parcel
-            // came back or was lost, its units were shipped (and came back as free stock), so
-            // nothing of this order is committed any more.
-            let refund = order
-                .payment_ref()
-                .map(|p| (p.clone(), order.totals().grand_total));
+            // A confirmed order's stock is committed (checkout commits it before it confirms
+            // the order) until it first ships: after a parcel came back or was lost, its units
+            // were shipped (and came back as free stock), so nothing of this order is committed
+            // any more. Money captured is refunded; an authorization never captured is voided.
             let shipped = last_seq_of(&order, TransitionKind::Ship).is_some();
+            let captured = order.captured();
+            let uncaptured = order.uncaptured().map_err(core)?;
+            let payment = order.payment_ref();
             return Ok(LifecycleOutput::Moved(Moved {
                 seq,
-                stock_committed: refund.is_some() && !shipped,
-                refund,
+                stock_committed: order.is_confirmed() && !shipped,
+                refund: payment
+                    .filter(|_| captured.is_positive())
+                    .map(|p| (p.clone(), captured)),
+                void: payment.filter(|_| uncaptured.is_positive()).cloned(),
                 replacement: false,
             }));
         }
         let pivot = moved(ctx.output(CancelStep::MarkCancelled))?;
         let refund = pivot.refund.as_ref();
         match ctx.step {
+            CancelStep::Void => self.0.void(id, "cancel-void", pivot.void.as_ref()).await?,
             CancelStep::ReleaseStock if pivot.stock_committed => {
                 let order = self.0.order(id).await?;
                 let _ = self
@@ -474,7 +589,7 @@ impl SagaDefinition for CancelSaga {
                     .map_err(stock)?;
             }
             CancelStep::Refund => self.0.refund(id, "cancel-refund", refund).await?,
-            CancelStep::RecordRefund => self.0.record_refund(id, refund, ctx.now).await?,
+            CancelStep::RecordRefund => self.0.record_refund(id, pivot, ctx.now).await?,
             CancelStep::Notify => {
                 self.0
                     .notify(id, NotificationKind::OrderCancelled, "notify-cancelled")
@@ -521,6 +636,9 @@ pub struct ShipInput {
     pub shipment: String,
     /// The label.
     pub label: LabelSource,
+    /// The SKUs in the parcel; none means every line not shipped yet (the last parcel).
+    #[serde(default)]
+    pub lines: Option<Vec<Sku>>,
 }
 
 steps!(
@@ -528,22 +646,33 @@ steps!(
     ShipStep {
         /// Buy the label (compensation: void it).
         BuyLabel => ("buy_label", Compensatable),
-        /// Mark the order shipped with the label's tracking number (the pivot).
+        /// Check the parcel against the order and fix how much of the payment it captures,
+        /// before any money moves.
+        PlanCapture => ("plan_capture", Compensatable),
+        /// Capture the planned share of an authorization (compensation: refund it).
+        Capture => ("capture", Compensatable),
+        /// Mark the parcel shipped with the label's tracking number, with its capture (the
+        /// pivot).
         MarkShipped => ("mark_shipped", Pivot),
-        /// The units leave stock (a replacement commits fresh units first).
+        /// The parcel's units leave stock (a replacement commits fresh units first).
         ShipStock => ("ship_stock", Retriable),
         /// Tell the customer.
         Notify => ("notify", Retriable),
     }
 );
 
-/// Hands an order to a carrier: stock leaves once, the customer hears once.
+/// Hands a parcel to a carrier: its share of the payment is captured, stock leaves once, the
+/// customer hears once.
 #[derive(Debug)]
 pub struct ShipSaga(pub(crate) Shared);
 
 impl ShipSaga {
     fn label_key(&self, input: &ShipInput) -> StepResult<IdempotencyKey> {
         key(&input.order_id, &format!("label:{}", input.shipment))
+    }
+
+    fn capture_key(&self, input: &ShipInput) -> StepResult<IdempotencyKey> {
+        key(&input.order_id, &format!("capture:{}", input.shipment))
     }
 
     async fn label(&self, input: &ShipInput) -> StepResult<Label> {
@@ -568,6 +697,179 @@ impl ShipSaga {
             }
         }
     }
+
+    /// The parcel's transitions on `order` as it is: the capture of its share (when there is
+    /// any to take) and its shipment, checked by applying them to a copy.
+    /// `captured` is what the capture step took, once it has run.
+    fn parcel(
+        &self,
+        order: &Order,
+        input: &ShipInput,
+        label: &Label,
+        (captured, now): (Option<Money>, DateTime<Utc>),
+    ) -> StepResult<(Money, Vec<Transition>)> {
+        let unshipped = order.unshipped();
+        let lines = input.lines.clone().unwrap_or_else(|| unshipped.clone());
+        let last = unshipped.iter().all(|u| lines.contains(u));
+        let amount = match captured {
+            Some(amount) => amount,
+            None => order.capture_share(&lines).map_err(core)?,
+        };
+        let mut transitions = Vec::new();
+        if amount.is_positive() {
+            transitions.push(Transition::Capture { amount });
+        }
+        transitions.push(if last {
+            Transition::Ship {
+                carrier: label.carrier.clone(),
+                tracking_number: label.tracking_number.clone(),
+                lines: Vec::new(),
+            }
+        } else {
+            Transition::ShipPart {
+                carrier: label.carrier.clone(),
+                tracking_number: label.tracking_number.clone(),
+                lines,
+            }
+        });
+        let mut dry = order.clone();
+        for t in &transitions {
+            match dry.apply(t.clone(), now) {
+                Ok(_) => {}
+                Err(commerce_core::Error::IllegalTransition { from, transition }) => {
+                    return Err(StepError::Fail(LifecycleFailure::IllegalTransition {
+                        from,
+                        transition,
+                    }));
+                }
+                Err(e) => {
+                    return Err(StepError::Fail(LifecycleFailure::InvalidParcel {
+                        message: e.to_string(),
+                    }));
+                }
+            }
+        }
+        Ok((amount, transitions))
+    }
+
+    fn recorded_label<'c>(&self, ctx: &'c StepContext<'_, Self>) -> StepResult<&'c Label> {
+        match ctx.output(ShipStep::BuyLabel) {
+            Some(LifecycleOutput::Labelled { label }) => Ok(label),
+            _ => Err(missing("the label")),
+        }
+    }
+
+    /// The parcel's share of the payment, checked against the order as it is; nothing when
+    /// it was captured at checkout or the order has already shipped this parcel.
+    async fn plan_capture(&self, ctx: &StepContext<'_, Self>) -> StepResult<Money> {
+        let input = ctx.input;
+        let label = self.recorded_label(ctx)?;
+        let order = self.0.order(&input.order_id).await?;
+        if ship_seq(&order, &label.tracking_number).is_some() {
+            return Ok(Money::zero(order.currency()));
+        }
+        Ok(self.parcel(&order, input, label, (None, ctx.now))?.0)
+    }
+
+    fn planned(&self, ctx: &StepContext<'_, Self>) -> StepResult<Money> {
+        match ctx.output(ShipStep::PlanCapture) {
+            Some(LifecycleOutput::Captured { amount }) => Ok(*amount),
+            _ => Err(missing("the planned capture")),
+        }
+    }
+
+    /// Captures the planned share.
+    async fn capture(&self, ctx: &StepContext<'_, Self>) -> StepResult<Money> {
+        let input = ctx.input;
+        let amount = self.planned(ctx)?;
+        let order = self.0.order(&input.order_id).await?;
+        let Some(payment) = order.payment_ref().filter(|_| amount.is_positive()) else {
+            return Ok(amount);
+        };
+        match self
+            .0
+            .ports
+            .payments
+            .capture(&self.capture_key(input)?, payment, amount)
+            .await
+        {
+            Ok(_) => Ok(amount),
+            Err(e) if matches!(e.kind, ErrorKind::Refused | ErrorKind::Conflict) => {
+                Err(StepError::Fail(LifecycleFailure::CaptureRefused {
+                    message: e.message,
+                }))
+            }
+            Err(e) => Err(port(e)),
+        }
+    }
+
+    /// Refunds what the capture key took, if it took anything (even a call that never
+    /// reported back: the provider is asked).
+    async fn refund_capture(&self, ctx: &StepContext<'_, Self>) -> StepResult<()> {
+        let input = ctx.input;
+        let Some(payment) = self
+            .0
+            .ports
+            .payments
+            .lookup(&self.capture_key(input)?)
+            .await
+            .map_err(port)?
+        else {
+            return Ok(());
+        };
+        // The key took effect: it captured the planned amount (journaled before the call).
+        let amount = self.planned(ctx)?;
+        if amount.is_positive() {
+            let refund = key(
+                &input.order_id,
+                &format!("capture-refund:{}", input.shipment),
+            )?;
+            match self
+                .0
+                .ports
+                .payments
+                .refund(&refund, &payment.payment_ref, amount)
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if e.kind == ErrorKind::Conflict => {}
+                Err(e) => return Err(port(e)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn void_label(&self, ctx: &StepContext<'_, Self>) -> StepResult<()> {
+        if let LabelSource::Buy { .. } = ctx.input.label {
+            // Whatever the key bought (even if the call never reported back) is voided: asking
+            // again with the same key returns that label.
+            let label = match ctx.output(ShipStep::BuyLabel) {
+                Some(LifecycleOutput::Labelled { label }) => label.clone(),
+                _ => match self.label(ctx.input).await {
+                    Ok(label) => label,
+                    Err(StepError::Fail(_)) => return Ok(()),
+                    Err(e) => return Err(e),
+                },
+            };
+            let void = key(
+                &ctx.input.order_id,
+                &format!("void-label:{}", ctx.input.shipment),
+            )?;
+            match self
+                .0
+                .ports
+                .carrier
+                .void_label(&void, &label.tracking_number)
+                .await
+            {
+                Ok(()) => {}
+                // Scanned already: nothing to void (and nothing more this saga can do).
+                Err(e) if e.kind == ErrorKind::Refused => {}
+                Err(e) => return Err(port(e)),
+            }
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -584,52 +886,66 @@ impl SagaDefinition for ShipSaga {
             ShipStep::BuyLabel => Ok(LifecycleOutput::Labelled {
                 label: self.label(ctx.input).await?,
             }),
+            ShipStep::PlanCapture => Ok(LifecycleOutput::Captured {
+                amount: self.plan_capture(ctx).await?,
+            }),
+            ShipStep::Capture => Ok(LifecycleOutput::Captured {
+                amount: self.capture(ctx).await?,
+            }),
             ShipStep::MarkShipped => {
-                let Some(LifecycleOutput::Labelled { label }) = ctx.output(ShipStep::BuyLabel)
-                else {
-                    return Err(missing("the label"));
-                };
+                let label = self.recorded_label(ctx)?;
                 let tracking = label.tracking_number.clone();
+                let order = self.0.order(id).await?;
+                let captured = match ctx.output(ShipStep::Capture) {
+                    Some(LifecycleOutput::Captured { amount }) => *amount,
+                    _ => return Err(missing("the capture")),
+                };
+                let transitions = match ship_seq(&order, &tracking) {
+                    Some(_) => Vec::new(),
+                    None => {
+                        self.parcel(&order, ctx.input, label, (Some(captured), ctx.now))?
+                            .1
+                    }
+                };
                 let (order, seq) = self
                     .0
-                    .transition(
+                    .transitions(
                         id,
-                        Transition::Ship {
-                            carrier: label.carrier.clone(),
-                            tracking_number: tracking.clone(),
-                        },
+                        transitions,
                         ctx.now,
                         |_| Ok(Vec::new()),
                         |o| ship_seq(o, &tracking),
                     )
                     .await?;
-                let shipments = order
-                    .ledger()
-                    .iter()
-                    .filter(|e| e.seq <= seq && e.transition.kind() == TransitionKind::Ship)
-                    .count();
+                let replacement = parcel_at(&order, seq)
+                    .is_some_and(|p| p.iter().any(|sku| shipped_before(&order, sku, seq)));
                 Ok(LifecycleOutput::Moved(Moved {
                     seq,
-                    replacement: shipments > 1,
+                    replacement,
                     ..Moved::default()
                 }))
             }
             ShipStep::ShipStock => {
-                let Moved {
-                    seq, replacement, ..
-                } = *moved(ctx.output(ShipStep::MarkShipped))?;
+                let seq = moved(ctx.output(ShipStep::MarkShipped))?.seq;
                 let order = self.0.order(id).await?;
-                let lines = self.0.stock_lines(&order);
-                if replacement {
-                    // The first parcel was lost or came back: commit fresh units, reporting any
-                    // shortfall rather than refusing a paid order.
+                let parcel = parcel_at(&order, seq).ok_or_else(|| missing("the parcel"))?;
+                let lines = stock_lines(&order, Some(parcel));
+                // Lines that went out before in a parcel lost or returned: their committed units
+                // left then, so fresh ones are committed, reporting any shortfall rather than
+                // refusing a paid order.
+                let reshipped: Vec<Sku> = parcel
+                    .iter()
+                    .filter(|sku| shipped_before(&order, sku, seq))
+                    .cloned()
+                    .collect();
+                if !reshipped.is_empty() {
                     let _ = self
                         .0
                         .ports
                         .stock
                         .commit_direct(
                             &key(id, &format!("reship-{seq}"))?,
-                            &lines,
+                            &stock_lines(&order, Some(&reshipped)),
                             inventory::ShortfallPolicy::Accept,
                             ctx.now,
                         )
@@ -660,38 +976,12 @@ impl SagaDefinition for ShipSaga {
     }
 
     async fn compensate(&self, ctx: &StepContext<'_, Self>) -> StepResult<()> {
-        if ctx.step != ShipStep::BuyLabel {
-            return Ok(());
+        match ctx.step {
+            ShipStep::BuyLabel => self.void_label(ctx).await,
+            ShipStep::Capture => self.refund_capture(ctx).await,
+            // Planning moved nothing.
+            _ => Ok(()),
         }
-        if let LabelSource::Buy { .. } = ctx.input.label {
-            // Whatever the key bought (even if the call never reported back) is voided: asking
-            // again with the same key returns that label.
-            let label = match ctx.output(ShipStep::BuyLabel) {
-                Some(LifecycleOutput::Labelled { label }) => label.clone(),
-                _ => match self.label(ctx.input).await {
-                    Ok(label) => label,
-                    Err(StepError::Fail(_)) => return Ok(()),
-                    Err(e) => return Err(e),
-                },
-            };
-            let void = key(
-                &ctx.input.order_id,
-                &format!("void-label:{}", ctx.input.shipment),
-            )?;
-            match self
-                .0
-                .ports
-                .carrier
-                .void_label(&void, &label.tracking_number)
-                .await
-            {
-                Ok(()) => {}
-                // Scanned already: nothing to void (and nothing more this saga can do).
-                Err(e) if e.kind == ErrorKind::Refused => {}
-                Err(e) => return Err(port(e)),
-            }
-        }
-        Ok(())
     }
 
     fn deadline_passed(&self, _step: ShipStep) -> LifecycleFailure {
@@ -836,8 +1126,12 @@ impl SagaDefinition for ReturnToSenderSaga {
             ReturnToSenderStep::Restock => {
                 let seq = moved(ctx.output(ReturnToSenderStep::MarkReturnedToSender))?.seq;
                 let order = self.0.order(&ctx.input.order_id).await?;
+                // Only the parcel that came back: parts shipped before are with the customer.
+                let parcel = ship_seq(&order, &ctx.input.tracking_number)
+                    .and_then(|s| parcel_at(&order, s))
+                    .ok_or_else(|| missing("the returned parcel"))?;
                 self.0
-                    .restock(&order, &format!("rts-{seq}"), ctx.now)
+                    .restock(&order, Some(parcel), &format!("rts-{seq}"), ctx.now)
                     .await?;
                 Ok(LifecycleOutput::Done)
             }
@@ -868,7 +1162,7 @@ steps!(
         MarkReturned => ("mark_returned", Pivot),
         /// Put the goods back on hand, if they can be sold again.
         Restock => ("restock", Retriable),
-        /// Refund the payment in full.
+        /// Refund what was captured, in full.
         Refund => ("refund", Retriable),
         /// Record the refund on the order.
         RecordRefund => ("record_refund", Retriable),
@@ -900,22 +1194,25 @@ impl SagaDefinition for ReturnSaga {
                     |o| last_seq_of(o, TransitionKind::ReturnReceived),
                 )
                 .await?;
+            let captured = order.captured();
             return Ok(LifecycleOutput::Moved(Moved {
                 seq,
                 refund: order
                     .payment_ref()
-                    .map(|p| (p.clone(), order.totals().grand_total)),
+                    .filter(|_| captured.is_positive())
+                    .map(|p| (p.clone(), captured)),
                 ..Moved::default()
             }));
         }
-        let refund = moved(ctx.output(ReturnStep::MarkReturned))?.refund.as_ref();
+        let pivot = moved(ctx.output(ReturnStep::MarkReturned))?;
+        let refund = pivot.refund.as_ref();
         match ctx.step {
             ReturnStep::Restock if ctx.input.restock => {
                 let order = self.0.order(id).await?;
-                self.0.restock(&order, "return", ctx.now).await?;
+                self.0.restock(&order, None, "return", ctx.now).await?;
             }
             ReturnStep::Refund => self.0.refund(id, "return-refund", refund).await?,
-            ReturnStep::RecordRefund => self.0.record_refund(id, refund, ctx.now).await?,
+            ReturnStep::RecordRefund => self.0.record_refund(id, pivot, ctx.now).await?,
             ReturnStep::MarkReturned | ReturnStep::Restock => {}
         }
         Ok(LifecycleOutput::Done)

@@ -78,20 +78,21 @@ fn a_ready_cart_checks_out_and_an_unacknowledged_price_change_is_refused() {
     let world = World::new(10);
     let (mut cart, priced, promos) = ready_cart(&world);
     let key = IdempotencyKey::new("cart-checkout-1").unwrap();
-    let loc = LocationId::new("wh").unwrap();
-    let input = CheckoutInput::from_cart(
-        &key,
-        &cart,
-        &priced,
-        &promos,
-        UserId::new("u-1").unwrap(),
-        &loc,
-        sample_address(),
-        "tok_visa".into(),
-        world.clock.now(),
-    )
-    .unwrap();
+    let loc = world.skus[0].location.clone();
+    let input = CheckoutInput::from_cart(&cart, &priced, &promos, world.clock.now())
+        .unwrap()
+        .order_id(&key)
+        .ship_from(loc.clone())
+        .payment_method("tok_visa")
+        .build()
+        .unwrap();
     assert_eq!(input.claims.len(), 1, "the limited promotion is claimed");
+    assert_eq!(
+        input.order.user_id.as_str(),
+        "u-1",
+        "the cart's owner by default"
+    );
+    assert_eq!(input.order.lines[0].location, loc);
     let outcome = block_on(world.checkout("w", 1).checkout(&input)).unwrap();
     assert!(matches!(outcome, CheckoutOutcome::Confirmed { .. }));
     let order = world.orders.snapshot().pop().unwrap();
@@ -107,18 +108,21 @@ fn a_ready_cart_checks_out_and_an_unacknowledged_price_change_is_refused() {
         .set(PriceScope::Default, Money::from_minor(1_200, Currency::EUR))
         .unwrap();
     let _ = cart.reprice(|_| Some(&p), world.clock.now());
-    let key2 = IdempotencyKey::new("cart-checkout-2").unwrap();
-    let refused = CheckoutInput::from_cart(
-        &key2,
-        &cart,
-        &priced,
-        &promos,
-        UserId::new("u-1").unwrap(),
-        &loc,
-        sample_address(),
-        "tok_visa".into(),
-        world.clock.now(),
+    // The old pricing is of an older version of the cart: refused, whatever else holds.
+    let stale = CheckoutInput::from_cart(&cart, &priced, &promos, world.clock.now());
+    assert!(
+        matches!(&stale, Err(e) if e.field() == Some("priced") && e.kind() == commerce_core::ErrorKind::Invalid),
+        "{stale:?}"
     );
+    let config = PricingConfig::default();
+    let tax = FlatRateTax::new(rust_decimal::Decimal::ZERO).unwrap();
+    let repriced = price(
+        &cart,
+        &promos,
+        &PricingContext::new(world.clock.now(), &config, &tax),
+    )
+    .unwrap();
+    let refused = CheckoutInput::from_cart(&cart, &repriced, &promos, world.clock.now());
     match refused {
         Err(Error::CheckoutRefused(CheckoutFailure::CartNotReady { blockers, .. })) => {
             assert!(

@@ -6,5 +6,6 @@ mod conformance;
 mod from_cart;
 mod idempotency;
 mod lifecycle;
+mod payments;
 mod simulation;
 mod world;

@@ -1,5 +1,7 @@
-//! Deterministic simulation of the whole order life — checkout, cancellation, shipping with
-//! bought labels, tracking (delivered, lost, returned to sender), delivery, returns — run by two
+//! Deterministic simulation of the whole order life — checkout (captured at once or at
+//! shipment, or free), cancellation (refund or void), shipping in one parcel or several with
+//! bought labels and per-parcel captures, tracking (delivered, lost, returned to sender),
+//! delivery, returns — run by two
 //! simulated processes whose every port (stock, orders and their outbox, journal, payments,
 //! carrier, notifier, promotion usage, the standalone outbox) fails by seed: unavailable,
 //! timed out before sending, or timed out after the effect. The processes also crash at random
@@ -47,6 +49,10 @@ pub(crate) struct Reached {
     pub crashes: u64,
     pub timeouts_after_effect: u64,
     pub voided_labels: u64,
+    pub split_parcels: u64,
+    pub captured_at_shipment: u64,
+    pub voided_authorizations: u64,
+    pub free_orders: u64,
 }
 
 impl Reached {
@@ -62,6 +68,10 @@ impl Reached {
         self.crashes += r.crashes;
         self.timeouts_after_effect += r.timeouts_after_effect;
         self.voided_labels += r.voided_labels;
+        self.split_parcels += r.split_parcels;
+        self.captured_at_shipment += r.captured_at_shipment;
+        self.voided_authorizations += r.voided_authorizations;
+        self.free_orders += r.free_orders;
     }
 }
 
@@ -167,13 +177,17 @@ fn action<'a>(
             Box::pin(async move { lifecycle_result(p.lifecycle.start_fulfilment(&id).await) })
         }
         Choice::Ship => {
-            // The warehouse ships the order's next parcel: its first, or a replacement for one
-            // lost or returned.
-            let shipments = stored
-                .as_ref()
-                .map_or(0, |o| count(o, TransitionKind::Ship));
-            let key = format!("parcel-{}", shipments + 1);
-            Box::pin(async move { lifecycle_result(p.lifecycle.ship(&id, buy(&key)).await) })
+            // The warehouse ships the order's next parcel: its first, one of several when the
+            // order has more than one line left, or a replacement for one lost or returned.
+            let parcels = stored.as_ref().map_or(0, |o| {
+                count(o, TransitionKind::Ship) + count(o, TransitionKind::ShipPart)
+            });
+            let mut shipment = buy(&format!("parcel-{}", parcels + 1));
+            let unshipped = stored.as_ref().map(Order::unshipped).unwrap_or_default();
+            if unshipped.len() > 1 && rng.below(2) == 0 {
+                shipment.lines = Some(unshipped[..1].to_vec());
+            }
+            Box::pin(async move { lifecycle_result(p.lifecycle.ship(&id, shipment).await) })
         }
         Choice::Track(status) => {
             // The carrier's network scans the order's current parcel.
@@ -246,13 +260,24 @@ pub(crate) fn run(seed: u64) -> Result<Reached, String> {
             } else {
                 "tok_visa"
             };
-            input(
+            let mut input = input(
                 &world,
                 &format!("o-{seed}-{i}"),
                 &lines,
                 rng.below(3) == 0,
                 token,
-            )
+            );
+            if rng.below(2) == 0 {
+                input.capture = CapturePolicy::AtShipment;
+            }
+            if rng.below(10) == 0 {
+                // Free: every line fully discounted, free shipping.
+                for line in &mut input.order.lines {
+                    line.discount = line.subtotal().unwrap();
+                }
+                input.order.shipping = Money::zero(Currency::EUR);
+            }
+            input
         })
         .collect();
     for _ in 0..ACTIONS {
@@ -389,6 +414,9 @@ pub(crate) fn check(world: &World, inputs: &[CheckoutInput]) -> Result<(), Strin
         .filter_map(|e| match &e.transition {
             Transition::Ship {
                 tracking_number, ..
+            }
+            | Transition::ShipPart {
+                tracking_number, ..
             } => Some(tracking_number.clone()),
             _ => None,
         })
@@ -494,37 +522,76 @@ fn check_order(
             of("OrderCancelled")
         ));
     }
-    // Money: a confirmed order that was neither cancelled nor refunded keeps exactly its
-    // total; every other order keeps nothing. A refund only follows a cancellation, a return,
-    // or a checkout that never confirmed.
-    let kept = confirmed && !has(order, TransitionKind::Refund);
+    // Money. The provider and the ledger agree on what was captured and refunded; a
+    // cancelled or returned order keeps nothing, its captured money refunded and an
+    // authorization never captured voided; a parcel shipped captured its share (the last
+    // parcel the rest); an order never confirmed holds no money and no authorization; a free
+    // order has no payment at all. A refund only follows a cancellation, a return, or a
+    // checkout that never confirmed.
     let total = order.totals().grand_total;
+    let captured = order.captured();
+    let refunded = has(order, TransitionKind::Refund);
+    let voided = has(order, TransitionKind::Void);
+    let returned = has(order, TransitionKind::ReturnReceived);
     match payment {
+        Some(p) if confirmed => {
+            if order.payment_ref() != Some(&p.payment_ref) {
+                return Err(format!("order {id}: not paid by {}", p.payment_ref));
+            }
+            // A parcel's capture made just before the order was cancelled under it is
+            // refunded by the shipment's compensation: the provider's net is the ledger's.
+            let net = p
+                .captured
+                .checked_sub(&p.refunded)
+                .map_err(|e| e.to_string())?;
+            let kept = if refunded {
+                Money::zero(total.currency())
+            } else {
+                captured
+            };
+            if net != kept {
+                return Err(format!(
+                    "order {id}: the provider keeps {net}, the ledger {kept} ({p:?}; {:?})",
+                    order
+                        .ledger()
+                        .iter()
+                        .map(|e| e.transition.kind())
+                        .collect::<Vec<_>>()
+                ));
+            }
+            if voided && p.status != PaymentStatus::Voided && !net.is_zero() {
+                return Err(format!(
+                    "order {id}: voided on the ledger, not at the provider"
+                ));
+            }
+            if (cancelled || returned) && !net.is_zero() {
+                return Err(format!("order {id} ({:?}) keeps {net}", order.status()));
+            }
+            if cancelled && p.status == PaymentStatus::Authorized {
+                return Err(format!("order {id}: cancelled, authorization still open"));
+            }
+            if has(order, TransitionKind::Ship) && captured != total {
+                return Err(format!(
+                    "order {id}: shipped, captured {captured} of {total}"
+                ));
+            }
+        }
         Some(p) => {
             let net = p
                 .captured
                 .checked_sub(&p.refunded)
                 .map_err(|e| e.to_string())?;
-            if kept && (net != total || order.payment_ref() != Some(&p.payment_ref)) {
-                return Err(format!("order {id} keeps {net}, total {total}"));
-            }
-            if !kept && !net.is_zero() {
-                return Err(format!("order {id} ({:?}) keeps {net}", order.status()));
-            }
-            let returned = has(order, TransitionKind::ReturnReceived);
-            if p.refunded.is_positive() && confirmed && !cancelled && !returned {
+            if !net.is_zero() || p.status == PaymentStatus::Authorized {
                 return Err(format!(
-                    "order {id}: a refund without a cancellation or return"
+                    "order {id} never confirmed, its payment {:?} keeps {net}",
+                    p.status
                 ));
             }
         }
-        None if kept => return Err(format!("order {id} confirmed without a payment")),
+        None if confirmed && total.is_positive() => {
+            return Err(format!("order {id} confirmed without a payment"));
+        }
         None => {}
-    }
-    if order.status() == OrderStatus::Refunded && payment.is_none_or(|p| p.refunded != total) {
-        return Err(format!(
-            "order {id} refunded on the ledger, not at the provider"
-        ));
     }
     // The customer heard of each step once.
     let notes = |kind: NotificationKind| {
@@ -537,7 +604,7 @@ fn check_order(
         (NotificationKind::OrderCancelled, usize::from(cancelled)),
         (
             NotificationKind::OrderShipped,
-            count(order, TransitionKind::Ship),
+            count(order, TransitionKind::Ship) + count(order, TransitionKind::ShipPart),
         ),
         (
             NotificationKind::OrderDelivered,
@@ -579,19 +646,36 @@ fn check_stock(
                 .map(|l| i64::from(l.quantity))
                 .sum()
         };
-        let times = |o: &Order, kind| i64::try_from(count(o, kind)).unwrap();
+        let in_parcel = |lines: &[Sku]| lines.contains(&k.sku);
         let mut committed = 0;
         let mut shipped = 0;
         let mut back = 0;
         for o in orders.values() {
+            // Walk the parcels: each took its lines' units; a parcel back from the carrier
+            // (the last one sent) brought them back.
+            let mut ever_shipped = false;
+            let mut last: &[Sku] = &[];
+            for e in o.ledger() {
+                match &e.transition {
+                    Transition::Ship { lines, .. } | Transition::ShipPart { lines, .. } => {
+                        if in_parcel(lines) {
+                            shipped += qty(o);
+                            ever_shipped = true;
+                        }
+                        if e.transition.kind() == TransitionKind::Ship {
+                            last = lines;
+                        }
+                    }
+                    Transition::ReturnToSender if in_parcel(last) => back += qty(o),
+                    _ => {}
+                }
+            }
             if has(o, TransitionKind::ConfirmPayment)
-                && !has(o, TransitionKind::Ship)
+                && !ever_shipped
                 && !has(o, TransitionKind::Cancel)
             {
                 committed += qty(o);
             }
-            shipped += times(o, TransitionKind::Ship) * qty(o);
-            back += times(o, TransitionKind::ReturnToSender) * qty(o);
             if has(o, TransitionKind::ReturnReceived) && restocked.contains(o.id()) {
                 back += qty(o);
             }
@@ -601,8 +685,22 @@ fn check_stock(
         if (level.on_hand, level.committed, level.held) != (on_hand, committed, 0)
             || level.available != level.on_hand - level.committed
         {
+            let story: Vec<String> = orders
+                .values()
+                .filter(|o| o.lines().iter().any(|l| l.sku == k.sku))
+                .map(|o| {
+                    format!(
+                        "{} {:?}",
+                        o.id(),
+                        o.ledger()
+                            .iter()
+                            .map(|e| e.transition.clone())
+                            .collect::<Vec<_>>()
+                    )
+                })
+                .collect();
             return Err(format!(
-                "{k}: {level:?}, want on hand {on_hand} (shipped {shipped}, back {back}), committed {committed}"
+                "{k}: {level:?}, want on hand {on_hand} (shipped {shipped}, back {back}), committed {committed}; {story:#?}"
             ));
         }
         // Every stock write committed its events: the last word on `k` is its on-hand count.
@@ -651,6 +749,10 @@ fn reached(world: &World) -> Reached {
         r.shipments += ships;
         r.replacements += ships.saturating_sub(1);
         r.deliveries += n(has(o, TransitionKind::Deliver));
+        r.split_parcels += u64::try_from(count(o, TransitionKind::ShipPart)).unwrap();
+        r.captured_at_shipment += n(has(o, TransitionKind::Capture));
+        r.voided_authorizations += n(has(o, TransitionKind::Void));
+        r.free_orders += n(confirmed && o.totals().grand_total.is_zero());
         r.returns += n(has(o, TransitionKind::ReturnReceived));
         r.returned_to_sender += n(has(o, TransitionKind::ReturnToSender));
     }
@@ -716,6 +818,10 @@ fn runs_reach_every_path() {
         crashes,
         timeouts_after_effect,
         voided_labels,
+        split_parcels,
+        captured_at_shipment,
+        voided_authorizations,
+        free_orders,
     } = total;
     for (what, n) in [
         ("confirmed", confirmed),
@@ -729,6 +835,10 @@ fn runs_reach_every_path() {
         ("crashes", crashes),
         ("timeouts after the effect", timeouts_after_effect),
         ("voided labels", voided_labels),
+        ("split parcels", split_parcels),
+        ("captured at shipment", captured_at_shipment),
+        ("voided authorizations", voided_authorizations),
+        ("free orders", free_orders),
     ] {
         assert!(n >= 10, "{what}: only {n} over 200 runs");
     }

@@ -12,7 +12,7 @@ use commerce_core::testkit::faults::{CrashSwitch, Faults, Faulty};
 use commerce_core::testkit::{sample_address, t0};
 use commerce_core::*;
 use futures::executor::block_on;
-use inventory::{InMemoryStockStore, StockConfig, StockKey, StockLine, StockMovements};
+use inventory::{InMemoryStockStore, StockConfig, StockKey, StockMovements};
 use saga::testkit::CrashingSleeper;
 use saga::*;
 
@@ -116,7 +116,6 @@ impl World {
         };
         Lifecycle::new(
             ports,
-            location(),
             self.journal.clone(),
             self.clock.clone(),
             self.sleeper(),
@@ -171,7 +170,6 @@ impl World {
                 outbox,
                 notifier,
             },
-            location(),
             journal,
             self.clock.clone(),
             sleeper,
@@ -210,45 +208,41 @@ pub(crate) fn input(
     let eur = |c| Money::from_minor(c, Currency::EUR);
     let mut order_lines: Vec<OrderLine> = lines
         .iter()
-        .map(|(s, q)| OrderLine {
-            sku: world.skus[*s].sku.clone(),
-            product_id: ProductId::new(format!("p-{s}")).unwrap(),
-            title: format!("Product {s}"),
-            quantity: *q,
-            unit_price: eur(1_000),
-            discount: eur(0),
+        .map(|(s, q)| {
+            OrderLine::new(
+                world.skus[*s].sku.clone(),
+                *q,
+                eur(1_000),
+                world.skus[*s].location.clone(),
+            )
+            .unwrap()
+            .of_product(
+                ProductId::new(format!("p-{s}")).unwrap(),
+                format!("Product {s}"),
+            )
         })
         .collect();
     if promo {
         order_lines[0].discount = eur(100);
     }
+    let mut order = NewOrder::new(
+        OrderId::new(id).unwrap(),
+        UserId::new(format!("user-{id}")).unwrap(),
+        Currency::EUR,
+        sample_address(),
+    )
+    .with_shipping(eur(490));
+    order.lines = order_lines;
     CheckoutInput {
-        order: NewOrder {
-            id: OrderId::new(id).unwrap(),
-            user_id: UserId::new(format!("user-{id}")).unwrap(),
-            currency: Currency::EUR,
-            lines: order_lines,
-            shipping: eur(490),
-            fees: None,
-            tax: eur(0),
-            tax_included: false,
-            shipping_address: sample_address(),
-            billing_address: sample_address(),
-        },
+        order,
         claims: if promo {
             vec![limited_promo()]
         } else {
             Vec::new()
         },
-        stock: lines
-            .iter()
-            .map(|(s, q)| StockLine {
-                key: world.skus[*s].clone(),
-                quantity: i64::from(*q),
-            })
-            .collect(),
         hold_ttl_secs: 900,
         method_token: token.into(),
+        capture: CapturePolicy::AtCheckout,
         cart_hold: None,
     }
 }
@@ -269,13 +263,13 @@ pub(crate) fn shipment_request() -> ShipmentRequest {
 
 /// A shipment `key` whose label the lifecycle buys.
 pub(crate) fn buy(key: &str) -> Shipment {
-    Shipment {
-        key: key.into(),
-        label: LabelSource::Buy {
+    Shipment::whole(
+        key,
+        LabelSource::Buy {
             request: Box::new(shipment_request()),
             service: "standard".into(),
         },
-    }
+    )
 }
 
 /// The order `id` as stored.
