@@ -27,10 +27,10 @@ use commerce_core::{
     Currency, IdempotencyKey, LocationId, ManualClock, Money, NewOrder, OrderId, OrderLine,
     ProductId, Sku, UserId,
 };
-use inventory::{InMemoryStockStore, StockConfig, StockKey, StockLine, StockMovements};
+use inventory::{InMemoryStockStore, StockConfig, StockKey, StockMovements};
 use saga::{
-    Checkout, CheckoutInput, CheckoutOutcome, CheckoutPorts, ClockSleeper, InMemoryJournal,
-    PromotionClaim,
+    CapturePolicy, Checkout, CheckoutInput, CheckoutOutcome, CheckoutPorts, ClockSleeper,
+    InMemoryJournal, PromotionClaim,
 };
 
 const THREADS: usize = 2;
@@ -39,26 +39,21 @@ const PER_THREAD: usize = 50_000;
 fn input(skus: &[StockKey], n: usize) -> CheckoutInput {
     let eur = |c| Money::from_minor(c, Currency::EUR);
     let k = &skus[n % skus.len()];
+    let order = NewOrder::new(
+        OrderId::new(format!("order-{n}")).expect("id"),
+        UserId::new(format!("user-{}", n % 10_000)).expect("user"),
+        Currency::EUR,
+        sample_address(),
+    )
+    .with_line(
+        OrderLine::new(k.sku.clone(), 1, eur(1_999), k.location.clone())
+            .expect("line")
+            .of_product(ProductId::new("p-1").expect("product"), "Tee")
+            .discounted(eur(200)),
+    )
+    .with_shipping(eur(490));
     CheckoutInput {
-        order: NewOrder {
-            id: OrderId::new(format!("order-{n}")).expect("id"),
-            user_id: UserId::new(format!("user-{}", n % 10_000)).expect("user"),
-            currency: Currency::EUR,
-            lines: vec![OrderLine {
-                sku: k.sku.clone(),
-                product_id: ProductId::new("p-1").expect("product"),
-                title: "Tee".into(),
-                quantity: 1,
-                unit_price: eur(1_999),
-                discount: eur(200),
-            }],
-            shipping: eur(490),
-            fees: None,
-            tax: eur(0),
-            tax_included: false,
-            shipping_address: sample_address(),
-            billing_address: sample_address(),
-        },
+        order,
         claims: vec![PromotionClaim {
             promotion_id: PromotionId::new("welcome").expect("promo"),
             discount: eur(200),
@@ -67,12 +62,9 @@ fn input(skus: &[StockKey], n: usize) -> CheckoutInput {
                 ..UsageLimits::default()
             },
         }],
-        stock: vec![StockLine {
-            key: k.clone(),
-            quantity: 1,
-        }],
         hold_ttl_secs: 900,
         method_token: "tok_visa".into(),
+        capture: CapturePolicy::AtCheckout,
         cart_hold: None,
     }
 }

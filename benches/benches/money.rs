@@ -48,14 +48,14 @@ fn money(c: &mut Criterion) {
     c.bench_function("order/confirm_then_replay", |b| {
         b.iter(|| {
             let mut o = order.clone();
-            if let Some(r) = &payment_ref {
-                let _ = o.apply(
-                    Transition::ConfirmPayment {
-                        payment_ref: r.clone(),
-                    },
-                    t0(),
-                );
-            }
+            let captured = o.totals().grand_total;
+            let _ = o.apply(
+                Transition::ConfirmPayment {
+                    payment_ref: payment_ref.clone(),
+                    captured,
+                },
+                t0(),
+            );
             Order::replay(o.ledger())
         });
     });

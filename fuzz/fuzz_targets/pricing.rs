@@ -66,11 +66,11 @@ fuzz_target!(|data: &[u8]| {
                 RoundingLevel::Line,
                 RoundingLevel::Total,
             ][usize::from(flags / 5 % 3)],
-            tax: if flags & 0x40 == 0 {
-                TaxRounding::PerLine
-            } else {
-                TaxRounding::PerTotal
-            },
+            tax: [
+                TaxRounding::PerLine,
+                TaxRounding::PerTotal,
+                TaxRounding::PerUnit,
+            ][usize::from(*rate % 3)],
         },
         price_mode: if flags & 0x80 == 0 {
             PriceMode::TaxExclusive

@@ -26,7 +26,7 @@ use commerce_core::*;
 use inventory::{InMemoryStockStore, StockConfig, StockKey, StockLevels, StockMovements};
 use rust_decimal::Decimal;
 use saga::{
-    Checkout, CheckoutInput, CheckoutPorts, InMemoryJournal, LabelSource, Lifecycle,
+    CapturePolicy, Checkout, CheckoutInput, CheckoutPorts, InMemoryJournal, LabelSource, Lifecycle,
     LifecyclePorts, Shipment, rate_shop,
 };
 
@@ -274,53 +274,56 @@ async fn run() -> AnyResult<()> {
         7,
     );
     let key = IdempotencyKey::new("checkout-7f3a")?;
-    let input = CheckoutInput::from_cart(
-        &key,
-        &cart,
-        &priced,
-        &promotions,
-        user.clone(),
-        &wh,
-        address.clone(),
-        "tok_visa".into(),
-        now,
-    )?;
+    // Authorized now, captured when the parcel ships: a cancellation before that is a void,
+    // not a refund.
+    let input = CheckoutInput::from_cart(&cart, &priced, &promotions, now)?
+        .order_id(&key)
+        .customer(user.as_str())?
+        .ship_from(wh.clone())
+        .billing(address.clone())
+        .payment_method("tok_visa")
+        .capture(CapturePolicy::AtShipment)
+        .build()?;
     let outcome = checkout.checkout(&input).await?;
     let again = checkout.checkout(&input).await?;
     println!("== Checkout {key}: {outcome:?} (a retry with the same key: {again:?})");
     let charged: Vec<String> = payments
         .snapshot()
         .iter()
-        .map(|p| format!("{} {}", p.payment_ref, p.captured))
+        .map(|p| {
+            format!(
+                "{} authorized {}, captured {}",
+                p.payment_ref, p.authorized, p.captured
+            )
+        })
         .collect();
-    println!("  charges: {charged:?}");
+    println!("  payments: {charged:?}");
 
     // After checkout: fulfil, ship (the lifecycle buys the label), and let tracking deliver it.
-    let life = Lifecycle::new(
+    let life = Lifecycle::builder(
         LifecyclePorts {
             orders: orders.clone(),
             stock: stock.clone(),
-            payments,
+            payments: payments.clone(),
             carrier: acme,
             outbox: outbox.clone(),
             notifier: notifier.clone(),
         },
-        wh.clone(),
-        journal,
         clock.clone(),
         Arc::new(NoSleep),
-        "worker-1",
-        8,
-    );
+    )
+    .journal(journal)
+    .worker("worker-1")
+    .build();
     let order_id = OrderId::new(key.as_str())?;
     let _ = life.start_fulfilment(&order_id).await?;
-    let shipment = Shipment {
-        key: "parcel-1".into(),
-        label: LabelSource::Buy {
+    let shipment = Shipment::whole(
+        "parcel-1",
+        LabelSource::Buy {
             request: Box::new(request),
             service: quote.service.clone(),
         },
-    };
+    );
     let shipped = life.ship(&order_id, shipment).await?;
     let saga::Applied::Moved(shipped) = shipped else {
         return Err(format!("the order did not ship: {shipped:?}").into());
@@ -332,10 +335,17 @@ async fn run() -> AnyResult<()> {
             Transition::Ship {
                 carrier,
                 tracking_number,
+                ..
             } => Some((carrier.clone(), tracking_number.clone())),
             _ => None,
         })
         .ok_or("no shipment")?;
+    let captured: Vec<String> = payments
+        .snapshot()
+        .iter()
+        .map(|p| format!("{} captured {}", p.payment_ref, p.captured))
+        .collect();
+    println!("== Shipped with {tracking_number}; payments now: {captured:?}");
     // The carrier's delivery scan arrives as a webhook (twice, as webhooks do).
     let tracking = TrackingEvent {
         seq: 7,
