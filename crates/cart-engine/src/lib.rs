@@ -12,53 +12,53 @@
 //! - Ports: [`CartStore`], [`PromotionUsageStore`] (reserve-then-commit usage limits and
 //!   budgets), [`TaxCalculator`]; in-memory implementations and conformance suites included.
 //!
-//! # Example
+//! # Example: price a cart with a promotion
 //!
 //! ```
 //! use cart_engine::*;
-//! use commerce_core::{CartId, Currency, testkit::{sample_product, t0}};
+//! use commerce_core::{CartId, Currency, Money};
+//! use commerce_core::testkit::t0;
 //!
+//! let eur = |minor| Money::from_minor(minor, Currency::EUR);
 //! let mut cart = Cart::new(CartId::new("c-1")?, None, Currency::EUR, None, t0());
-//! let tee = sample_product("p-1", "TEE"); // 19.99 EUR
-//! let mut mug = sample_product("p-2", "MUG");
-//! mug.brand = Some("Potter".into());
 //! let now = Mutation::at(t0());
-//! let _ = cart.execute(CartCommand::AddLine { product: &tee, quantity: 2, gift_wrap: false }, &now)?;
-//! let _ = cart.execute(CartCommand::AddLine { product: &mug, quantity: 1, gift_wrap: false }, &now)?;
-//! let _ = cart.execute(CartCommand::ApplyCode(" welcome 5 ".into()), &now)?;
+//! cart.execute(CartCommand::AddItem { item: LineItem::new("TEE", eur(1_999))?, quantity: 2, gift_wrap: false }, &now)?;
+//! cart.execute(CartCommand::AddItem { item: LineItem::new("MUG", eur(1_000))?.brand("Potter"), quantity: 1, gift_wrap: false }, &now)?;
+//! cart.execute(CartCommand::ApplyCode(" welcome 5 ".into()), &now)?;
 //!
-//! let promotions = load_promotions(r#"[
-//!   {"id": "welcome", "name": "5 off", "code": "WELCOME5",
-//!    "action": {"fixed_off_order": {"amount": {"amount": "5.00", "currency": "EUR"}}}},
-//!   {"id": "potter", "name": "Potter 20 %", "priority": 10,
-//!    "action": {"percent_off": {"percent": "20", "items": {"brands": ["Potter"]}}}}
-//! ]"#)?;
+//! let promotions = [
+//!     Promotion::builder("potter", Action::percent_off(20).on(ItemFilter::brands(["Potter"])))
+//!         .priority(10)
+//!         .build()?,
+//!     Promotion::builder("welcome", Action::fixed_off_order(eur(500))).code("WELCOME5").build()?,
+//! ];
 //! let config = PricingConfig::default();
 //! let tax = FlatRateTax::new(rust_decimal::Decimal::ZERO)?;
-//! let priced = price(&cart, &promotions, &PricingContext { now: t0(), customer: None, config: &config, tax: &tax })?;
+//! let priced = price(&cart, &promotions, &PricingContext::new(t0(), &config, &tax))?;
 //!
-//! // 59.97 − 4.00 (20 % of the mug) − 5.00 (spread over what remains) = 50.97.
-//! assert_eq!(priced.totals.total.to_string(), "50.97 EUR");
+//! // 49.98 − 2.00 (20 % of the mug) − 5.00 (spread over what remains) = 42.98.
+//! assert_eq!(priced.totals.total.to_string(), "42.98 EUR");
 //! let shares: Vec<String> = priced.lines.iter().map(|l| l.discount.to_string()).collect();
-//! assert_eq!(shares, ["3.57 EUR", "5.43 EUR"]);
+//! assert_eq!(shares, ["4.17 EUR", "2.83 EUR"]);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! # Semantics in one place
-//! - **Fixed amounts** are named by what they apply to: [`Action::FixedOffPerUnit`] (each
-//!   unit), [`Action::FixedOffPerLine`] (each line, whatever its quantity),
-//!   [`Action::FixedOffOrder`] (once, spread over lines by remaining value).
-//! - **Buy X get Y** repeats while units remain, up to `max_occurrences`; bought and discounted
-//!   units never overlap; [`Selection`] says whether the cheapest or the most expensive units
-//!   are discounted.
-//! - **Stacking**: priority order, each promotion sees what earlier ones left; an exclusive
-//!   promotion applies alone (the best exclusive wins); a stacking group keeps only its best
-//!   deal. See [`Promotion`].
-//! - **Tax-inclusive prices**: [`DiscountBasis`] says whether fixed amounts and thresholds are
-//!   gross (default) or net.
-//! - **Merge**: [`MergeStrategy::SumCapped`] by default; merging the same guest cart twice
-//!   changes nothing.
-//! - **Rounding**: [`RoundingPolicy`], default half-even at line level with tax per line.
+//!
+//! | question | answer |
+//! |---|---|
+//! | fixed amounts | named by what they apply to: [`Action::FixedOffPerUnit`] (each unit), [`Action::FixedOffPerLine`] (each line, whatever its quantity), [`Action::FixedOffOrder`] (once, spread over lines by remaining value) |
+//! | units | each line's units carry its value unit by unit: a promotion that discounted some units of a line (a buy-X-get-Y, a `max_quantity`) leaves the others at their price, and later promotions see each unit's own value |
+//! | `max_quantity` | a percentage, an amount per unit or a fixed price reaches at most that many units across the matching lines, the cheapest first (ties by SKU), skipping units already free |
+//! | buy X get Y | repeats while units remain, up to `max_occurrences`; bought and discounted units never overlap; units used by one buy-X-get-Y (bought or discounted) take part in no later one; [`Selection`] says whether the cheapest or the most expensive are discounted |
+//! | stacking | priority order, each promotion sees what earlier ones left; an exclusive promotion applies alone (the best exclusive wins); a stacking group keeps only its best deal (see [`Promotion`]) |
+//! | quantities | [`Condition::MinQuantity`] sums units over the matching lines; [`Condition::LineQuantity`] asks one line to hold them |
+//! | tax-inclusive prices | [`DiscountBasis`] says whether fixed amounts and thresholds are gross (default) or net |
+//! | rounding | [`RoundingPolicy`]: mode (default half-even); discounts per unit, line (default) or promotion total; tax per unit, line (default) or cart total ([`TaxRounding`]) |
+//! | receipts | [`CartTotals`] carries the original total, the net subtotal and the discount including tax; each [`PricedLine`] its net and gross |
+//! | limits | a shop sets its line quantity and line count bounds per cart ([`CartLimits`]) within the engine's ceilings ([`limits`]) |
+//! | merge | [`MergeStrategy::SumCapped`] by default; merging the same guest cart twice changes nothing; an anonymous cart can instead be given its owner ([`CartCommand::AssignOwner`]) |
+//! | checkout binding | a [`PricedCart`] names the cart and version it priced; checkout refuses a pricing of another version |
 
 mod cart;
 mod error;
