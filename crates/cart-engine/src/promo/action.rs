@@ -51,6 +51,20 @@ pub(super) fn finish(mut parts: Vec<Part>, work: &Work<'_>, level: RoundingLevel
     Effect::of_parts(parts)
 }
 
+/// Rounds one part alone, at the unit or line level.
+fn round_one(p: &mut Part, work: &Work<'_>, level: RoundingLevel) {
+    p.discount = if level == RoundingLevel::Unit {
+        let units = i128::from(p.count.max(1));
+        work.round(Ratio {
+            num: p.exact.num,
+            den: p.exact.den * units,
+        }) * units
+    } else {
+        work.round(p.exact)
+    }
+    .clamp(0, p.value);
+}
+
 /// One line's parts (one denominator): the line's discount is rounded once and shared over the
 /// parts by their exact discounts, none above its value.
 fn round_line(parts: &mut [Part], work: &Work<'_>) {
@@ -241,6 +255,33 @@ fn on_units(
     };
     let mut parts = work.parts_buffer();
     match max_quantity {
+        None if level != RoundingLevel::Total => {
+            // Every unit of every matching line: a line still one lot is discounted whole (its
+            // rounding is its own, so no parts are needed); a split one lot by lot.
+            let mut lines: Vec<(usize, i128)> = Vec::with_capacity(work.lines.len());
+            let mut any = false;
+            for i in work.matching(items) {
+                any = true;
+                if work.lot_count(i) == 1 && !work.lot(i, 0).claimed {
+                    let lot = work.lot(i, 0);
+                    let mut p = part(i, 0, lot, lot.count);
+                    round_one(&mut p, work, level);
+                    if p.discount != 0 {
+                        lines.push((i, p.discount));
+                    }
+                } else {
+                    for k in 0..work.lot_count(i) {
+                        let lot = work.lot(i, k);
+                        parts.push(part(i, k, lot, lot.count));
+                    }
+                }
+            }
+            if !any {
+                return Err(NotApplied::NoMatchingItems);
+            }
+            let parts = finish(parts, work, level);
+            return Ok(Effect::with_lines(lines, parts));
+        }
         None => {
             for i in work.matching(items) {
                 for k in 0..work.lot_count(i) {

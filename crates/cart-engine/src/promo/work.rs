@@ -121,7 +121,20 @@ impl Effect {
         }
     }
 
-    /// The discount on each line it touches, in line order, zeros left out.
+    /// Whole-line discounts (`lines`, on lines that are one lot) beside the unit-level
+    /// discounts of `parts` (an effect from [`Effect::of_parts`]).
+    pub(super) fn with_lines(lines: Vec<(usize, i128)>, parts: Effect) -> Effect {
+        let total = lines.iter().fold(parts.total, |acc, (_, d)| acc + *d);
+        Effect {
+            lines,
+            parts: parts.parts,
+            shipping: 0,
+            total,
+        }
+    }
+
+    /// The discount on each line it touches (whole lines first, then lines by their lots,
+    /// each in line order), zeros left out.
     pub(super) fn line_discounts(&self) -> impl Iterator<Item = (usize, i128)> + '_ {
         let from_lines = self.lines.iter().copied();
         let from_parts = self.parts.chunk_by(|a, b| a.line == b.line).map(|group| {
