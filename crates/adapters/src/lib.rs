@@ -21,6 +21,9 @@
 //! assert!(clock.now() >= a);
 //! ```
 
+#[cfg(feature = "postgres")]
+pub mod postgres;
+
 use chrono::{DateTime, Utc};
 
 /// The wall clock, for production wiring. Tests and simulations use
