@@ -42,7 +42,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// How many times a transaction the server rolled back (a serialization failure, a deadlock,
 /// a connection it ended) is run again before the caller hears `Unavailable`.
-pub(crate) const TX_ATTEMPTS: usize = 3;
+pub(crate) const TX_ATTEMPTS: usize = 5;
 
 /// How the pools are made.
 #[derive(Debug, Clone)]
@@ -56,6 +56,8 @@ pub struct PostgresConfig {
     pub schema: Option<String>,
     /// How often [`PgEventLog::wait`] looks for new events.
     pub poll: Duration,
+    /// The name the connections show in `pg_stat_activity`.
+    pub application_name: String,
 }
 
 impl Default for PostgresConfig {
@@ -65,6 +67,7 @@ impl Default for PostgresConfig {
             acquire_timeout: Duration::from_secs(5),
             schema: None,
             poll: Duration::from_millis(20),
+            application_name: "commerce-sdk".to_owned(),
         }
     }
 }
@@ -103,8 +106,9 @@ impl Postgres {
         let mut pools = Vec::with_capacity(urls.len());
         for url in urls {
             let mut options: PgConnectOptions = url
-                .parse()
-                .map_err(|e| PortError::caused_by(ErrorKind::Invalid, e))?;
+                .parse::<PgConnectOptions>()
+                .map_err(|e| PortError::caused_by(ErrorKind::Invalid, e))?
+                .application_name(&config.application_name);
             if let Some(schema) = &config.schema {
                 let admin = PgPoolOptions::new()
                     .max_connections(1)
@@ -264,7 +268,11 @@ where
     Fut: std::future::Future<Output = PortResult<T>>,
 {
     let mut last = None;
-    for _ in 0..TX_ATTEMPTS {
+    for n in 0..TX_ATTEMPTS {
+        if n > 0 {
+            // Let the transaction it lost to finish first.
+            tokio::time::sleep(Duration::from_millis(5 * n as u64)).await;
+        }
         match attempt().await {
             Err(e) if error::retry(&e) && is_rolled_back(&e) => last = Some(e),
             other => return other,
@@ -276,8 +284,8 @@ where
 /// Whether an `Unavailable` came from the server rolling the transaction back (worth an
 /// immediate retry), rather than from a pool with no free connection (not worth one).
 fn is_rolled_back(e: &PortError) -> bool {
-    use std::error::Error as _;
-    e.source()
+    e.source
+        .as_ref()
         .and_then(|s| s.downcast_ref::<sqlx::Error>())
         .is_some_and(|s| matches!(s, sqlx::Error::Database(_) | sqlx::Error::Io(_)))
 }

@@ -7,4 +7,5 @@
 #![cfg(feature = "postgres")]
 
 mod conformance;
+mod faults;
 mod harness;
