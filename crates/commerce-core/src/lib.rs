@@ -87,7 +87,7 @@ pub use ports::{
     AuthorizeRequest, Begin, Carrier, CasOutcome, CatalogStore, Clock, EventLog, EventPublisher,
     IdempotencyStore, Label, LoggedEvent, ManualClock, Notification, NotificationKind, Notifier,
     OrderStore, Parcel, Payment, PaymentGateway, PaymentStatus, PortError, PortResult, RateQuote,
-    ShipmentRequest, TrackingEvent, TrackingStatus,
+    ShipmentRequest, TrackingEvent, TrackingStatus, request_fingerprint,
 };
 pub use price::{CountryCode, FxFallback, Locale, PriceScope, PriceTable};
 

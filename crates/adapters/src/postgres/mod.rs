@@ -25,6 +25,7 @@ mod catalog;
 mod error;
 mod log;
 mod orders;
+mod psp;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +37,7 @@ use sqlx::{PgPool, Postgres as Pg, Transaction};
 pub use catalog::PgCatalog;
 pub use log::PgEventLog;
 pub use orders::PgOrderStore;
+pub use psp::PgPaymentSandbox;
 
 /// Embedded migrations, applied to every database by [`Postgres::migrate`].
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -201,6 +203,11 @@ impl Postgres {
     /// The catalog.
     pub fn catalog(&self) -> PgCatalog {
         PgCatalog::new(self.clone())
+    }
+
+    /// The sandbox payment provider (see [`PgPaymentSandbox`]).
+    pub fn payment_sandbox(&self) -> PgPaymentSandbox {
+        PgPaymentSandbox::new(self.clone())
     }
 
     /// The event log every store's outbox is relayed into.

@@ -37,3 +37,11 @@ mod event_log {
         pg.event_log()
     });
 }
+
+mod payment_sandbox {
+    use super::*;
+    commerce_core::payment_gateway_conformance!({
+        let Some(pg) = fresh().await else { return };
+        pg.payment_sandbox()
+    });
+}

@@ -8,7 +8,8 @@ use async_trait::async_trait;
 
 use super::{lock, page_limit};
 use crate::ports::{
-    AuthorizeRequest, ErrorKind, Payment, PaymentGateway, PaymentStatus, PortError, PortResult,
+    AuthorizeRequest, ErrorKind, Payment, PaymentGateway, PortError, PortResult,
+    request_fingerprint,
 };
 use crate::{IdempotencyKey, Money, PaymentRef};
 
@@ -43,23 +44,6 @@ struct Call {
 
 fn err(kind: ErrorKind, message: impl Into<String>) -> PortError {
     PortError::new(kind, message)
-}
-
-fn check_amount(amount: &Money, currency: crate::Currency) -> PortResult<()> {
-    if amount.currency() != currency {
-        return Err(err(ErrorKind::Invalid, "amount in another currency"));
-    }
-    if !amount.is_positive() || !amount.is_rounded() {
-        return Err(err(
-            ErrorKind::Invalid,
-            "amount must be positive and in minor units",
-        ));
-    }
-    Ok(())
-}
-
-fn add(a: &Money, b: &Money) -> PortResult<Money> {
-    a.checked_add(b).map_err(PortError::from)
 }
 
 impl InMemoryPaymentGateway {
@@ -116,41 +100,22 @@ fn payment_mut<'a>(inner: &'a mut Inner, r: &PaymentRef) -> PortResult<&'a mut P
         .ok_or_else(|| err(ErrorKind::NotFound, format!("payment {r}")))
 }
 
-/// An amount's value for comparing requests: 10.00 EUR and 10.000 EUR are the same request.
-fn same_value(m: &Money) -> String {
-    format!("{} {}", m.amount().normalize(), m.currency())
-}
-
 #[async_trait]
 impl PaymentGateway for InMemoryPaymentGateway {
     async fn authorize(&self, req: &AuthorizeRequest) -> PortResult<Payment> {
-        let fingerprint = format!(
-            "authorize|{}|{}|{}|{}",
-            req.order_id,
-            same_value(&req.amount),
-            req.method_token,
-            req.capture
+        let fingerprint = request_fingerprint(
+            "authorize",
+            &format!("{}|{}|{}", req.order_id, req.method_token, req.capture),
+            Some(&req.amount),
         );
         self.once(&req.idempotency_key, fingerprint, |inner| {
-            check_amount(&req.amount, req.amount.currency())?;
+            req.validate()?;
             if req.method_token == DECLINED_TOKEN {
                 return Err(err(ErrorKind::Refused, "card declined"));
             }
+            let payment_ref = PaymentRef::new(format!("pay_{:08}", inner.next_ref + 1))?;
+            let payment = Payment::authorized(req, payment_ref.clone())?;
             inner.next_ref += 1;
-            let payment_ref = PaymentRef::new(format!("pay_{:08}", inner.next_ref))?;
-            let zero = Money::zero(req.amount.currency());
-            let payment = Payment {
-                payment_ref: payment_ref.clone(),
-                order_id: req.order_id.clone(),
-                authorized: req.amount,
-                captured: if req.capture { req.amount } else { zero },
-                refunded: zero,
-                status: if req.capture {
-                    PaymentStatus::Captured
-                } else {
-                    PaymentStatus::Authorized
-                },
-            };
             inner.payments.insert(payment_ref, payment.clone());
             Ok(payment)
         })
@@ -162,27 +127,12 @@ impl PaymentGateway for InMemoryPaymentGateway {
         payment_ref: &PaymentRef,
         amount: Money,
     ) -> PortResult<Payment> {
-        self.once(
-            key,
-            format!("capture|{payment_ref}|{}", same_value(&amount)),
-            |inner| {
-                let p = payment_mut(inner, payment_ref)?;
-                check_amount(&amount, p.authorized.currency())?;
-                if p.status == PaymentStatus::Voided {
-                    return Err(err(ErrorKind::Conflict, "payment was voided"));
-                }
-                let captured = add(&p.captured, &amount)?;
-                if captured.amount() > p.authorized.amount() {
-                    return Err(err(
-                        ErrorKind::Conflict,
-                        "capture exceeds the authorization",
-                    ));
-                }
-                p.captured = captured;
-                p.status = PaymentStatus::Captured;
-                Ok(p.clone())
-            },
-        )
+        let fingerprint = request_fingerprint("capture", payment_ref.as_str(), Some(&amount));
+        self.once(key, fingerprint, |inner| {
+            let p = payment_mut(inner, payment_ref)?;
+            p.capture(&amount)?;
+            Ok(p.clone())
+        })
     }
 
     async fn refund(
@@ -191,39 +141,24 @@ impl PaymentGateway for InMemoryPaymentGateway {
         payment_ref: &PaymentRef,
         amount: Money,
     ) -> PortResult<Payment> {
-        self.once(
-            key,
-            format!("refund|{payment_ref}|{}", same_value(&amount)),
-            |inner| {
-                let p = payment_mut(inner, payment_ref)?;
-                check_amount(&amount, p.authorized.currency())?;
-                let refunded = add(&p.refunded, &amount)?;
-                if refunded.amount() > p.captured.amount() {
-                    return Err(err(
-                        ErrorKind::Conflict,
-                        "refund exceeds the captured amount",
-                    ));
-                }
-                p.refunded = refunded;
-                Ok(p.clone())
-            },
-        )
+        let fingerprint = request_fingerprint("refund", payment_ref.as_str(), Some(&amount));
+        self.once(key, fingerprint, |inner| {
+            let p = payment_mut(inner, payment_ref)?;
+            p.refund(&amount)?;
+            Ok(p.clone())
+        })
     }
 
     async fn void(&self, key: &IdempotencyKey, payment_ref: &PaymentRef) -> PortResult<Payment> {
-        self.once(key, format!("void|{payment_ref}"), |inner| {
-            let p = payment_mut(inner, payment_ref)?;
-            match p.status {
-                PaymentStatus::Captured => Err(err(
-                    ErrorKind::Conflict,
-                    "a captured payment cannot be voided",
-                )),
-                PaymentStatus::Authorized | PaymentStatus::Voided => {
-                    p.status = PaymentStatus::Voided;
-                    Ok(p.clone())
-                }
-            }
-        })
+        self.once(
+            key,
+            request_fingerprint("void", payment_ref.as_str(), None),
+            |inner| {
+                let p = payment_mut(inner, payment_ref)?;
+                p.void()?;
+                Ok(p.clone())
+            },
+        )
     }
 
     async fn lookup(&self, key: &IdempotencyKey) -> PortResult<Option<Payment>> {

@@ -32,7 +32,7 @@ pub use events::{EventLog, EventPublisher, LoggedEvent};
 pub use idempotency::{Begin, IdempotencyStore};
 pub use notifier::{Notification, NotificationKind, Notifier};
 pub use orders::OrderStore;
-pub use payment::{AuthorizeRequest, Payment, PaymentGateway, PaymentStatus};
+pub use payment::{AuthorizeRequest, Payment, PaymentGateway, PaymentStatus, request_fingerprint};
 
 /// A failed port call: an [`ErrorKind`] to decide on, a message for humans, the field it was
 /// about when the input was refused, and the underlying error when there is one (a driver's,

@@ -5,7 +5,8 @@ use std::fmt::Debug;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::PortResult;
+use super::{PortError, PortResult};
+use crate::ErrorKind;
 use crate::{IdempotencyKey, Money, OrderId, PaymentRef};
 
 /// A request to authorize a payment.
@@ -50,6 +51,131 @@ pub struct Payment {
     pub refunded: Money,
     /// Status.
     pub status: PaymentStatus,
+}
+
+impl AuthorizeRequest {
+    /// Checks the amount: positive and in minor units.
+    ///
+    /// # Errors
+    /// `Invalid`.
+    pub fn validate(&self) -> PortResult<()> {
+        check_positive(&self.amount, self.amount.currency())
+    }
+}
+
+/// How a provider's books move: the guards every [`PaymentGateway`] enforces, as functions of
+/// one payment, so every implementation (in memory, a durable sandbox) applies the same ones.
+impl Payment {
+    /// A new payment for `request`, referenced `payment_ref`: authorized, and captured at once
+    /// when asked.
+    ///
+    /// # Errors
+    /// `Invalid` for an amount that is not positive or not in minor units.
+    pub fn authorized(request: &AuthorizeRequest, payment_ref: PaymentRef) -> PortResult<Payment> {
+        check_positive(&request.amount, request.amount.currency())?;
+        let zero = Money::zero(request.amount.currency());
+        Ok(Payment {
+            payment_ref,
+            order_id: request.order_id.clone(),
+            authorized: request.amount,
+            captured: if request.capture {
+                request.amount
+            } else {
+                zero
+            },
+            refunded: zero,
+            status: if request.capture {
+                PaymentStatus::Captured
+            } else {
+                PaymentStatus::Authorized
+            },
+        })
+    }
+
+    /// Captures `amount` more.
+    ///
+    /// # Errors
+    /// `Invalid` for a bad amount; `Conflict` for a voided payment or a capture beyond the
+    /// authorization. Nothing changes on error.
+    pub fn capture(&mut self, amount: &Money) -> PortResult<()> {
+        check_positive(amount, self.authorized.currency())?;
+        if self.status == PaymentStatus::Voided {
+            return Err(PortError::new(ErrorKind::Conflict, "payment was voided"));
+        }
+        let captured = self.captured.checked_add(amount)?;
+        if captured.amount() > self.authorized.amount() {
+            return Err(PortError::new(
+                ErrorKind::Conflict,
+                "capture exceeds the authorization",
+            ));
+        }
+        self.captured = captured;
+        self.status = PaymentStatus::Captured;
+        Ok(())
+    }
+
+    /// Refunds `amount` of what was captured.
+    ///
+    /// # Errors
+    /// `Invalid` for a bad amount; `Conflict` for a refund beyond the captured amount.
+    pub fn refund(&mut self, amount: &Money) -> PortResult<()> {
+        check_positive(amount, self.authorized.currency())?;
+        let refunded = self.refunded.checked_add(amount)?;
+        if refunded.amount() > self.captured.amount() {
+            return Err(PortError::new(
+                ErrorKind::Conflict,
+                "refund exceeds the captured amount",
+            ));
+        }
+        self.refunded = refunded;
+        Ok(())
+    }
+
+    /// Voids an authorization never captured (voiding twice changes nothing).
+    ///
+    /// # Errors
+    /// `Conflict` for a captured payment.
+    pub fn void(&mut self) -> PortResult<()> {
+        match self.status {
+            PaymentStatus::Captured => Err(PortError::new(
+                ErrorKind::Conflict,
+                "a captured payment cannot be voided",
+            )),
+            PaymentStatus::Authorized | PaymentStatus::Voided => {
+                self.status = PaymentStatus::Voided;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// What makes two calls the same request, for idempotency keys: the operation, the payment (or
+/// order and method) and the amount's value (10.00 EUR and 10.000 EUR are one request).
+pub fn request_fingerprint(operation: &str, subject: &str, amount: Option<&Money>) -> String {
+    match amount {
+        Some(m) => format!(
+            "{operation}|{subject}|{} {}",
+            m.amount().normalize(),
+            m.currency()
+        ),
+        None => format!("{operation}|{subject}"),
+    }
+}
+
+fn check_positive(amount: &Money, currency: crate::Currency) -> PortResult<()> {
+    if amount.currency() != currency {
+        return Err(PortError::new(
+            ErrorKind::Invalid,
+            "amount in another currency",
+        ));
+    }
+    if !amount.is_positive() || !amount.is_rounded() {
+        return Err(PortError::new(
+            ErrorKind::Invalid,
+            "amount must be positive and in minor units",
+        ));
+    }
+    Ok(())
 }
 
 /// A payment service provider.
