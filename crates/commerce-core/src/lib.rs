@@ -45,7 +45,7 @@
 //! | catalog | [`Product`], [`ProductProjection`], [`CategoryPath`], [`ProductStatus`] |
 //! | orders | [`Order`], [`NewOrder`], [`OrderLine`], [`OrderStatus`], [`Transition`], [`TRANSITIONS`], [`LedgerEntry`], [`Settlement`], [`FxQuote`] |
 //! | events | [`EventEnvelope`], [`DomainEvent`], [`Dedupe`] |
-//! | ports | [`Clock`], [`CatalogStore`], [`OrderStore`], [`EventPublisher`], [`EventLog`] ([`LoggedEvent`]), [`PaymentGateway`], [`Carrier`], [`Notifier`], [`IdempotencyStore`] |
+//! | ports | [`Clock`], [`CatalogStore`], [`OrderStore`], [`EventPublisher`], [`EventLog`] ([`LoggedEvent`]), [`PaymentGateway`], [`Carrier`], [`Notifier`], [`IdempotencyStore`] ([`LeaseToken`]) |
 //!
 //! # Errors
 //! Refused input is an [`Error`]; a failed port call is a [`PortError`], whose
@@ -85,9 +85,9 @@ pub use order::{
 };
 pub use ports::{
     AuthorizeRequest, Begin, Carrier, CasOutcome, CatalogStore, Clock, EventLog, EventPublisher,
-    IdempotencyStore, Label, LoggedEvent, ManualClock, Notification, NotificationKind, Notifier,
-    OrderStore, Parcel, Payment, PaymentGateway, PaymentStatus, PortError, PortResult, RateQuote,
-    ShipmentRequest, TrackingEvent, TrackingStatus, request_fingerprint,
+    IdempotencyStore, Label, LeaseToken, LoggedEvent, ManualClock, Notification, NotificationKind,
+    Notifier, OrderStore, Parcel, Payment, PaymentGateway, PaymentStatus, PortError, PortResult,
+    RateQuote, ShipmentRequest, TrackingEvent, TrackingStatus, request_fingerprint,
 };
 pub use price::{CountryCode, FxFallback, Locale, PriceScope, PriceTable};
 

@@ -34,3 +34,8 @@ pub const ADDRESS_FIELD_CHARS_MAX: usize = 256;
 pub const PRICE_TABLE_ENTRIES_MAX: usize = 512;
 /// Largest page a store's `list` call returns.
 pub const PAGE_SIZE_MAX: usize = 1_000;
+/// Shortest time an idempotency record is kept after it finished, in hours: a client retrying
+/// within a day always gets the first answer (Stripe keeps keys at least as long).
+pub const IDEMPOTENCY_RETENTION_HOURS_MIN: i64 = 24;
+/// Most records one purge call deletes, so a purge job works in bounded transactions.
+pub const PURGE_BATCH_MAX: usize = 1_000;

@@ -29,7 +29,7 @@ pub use carrier::{
 pub use catalog::CatalogStore;
 pub use clock::{Clock, ManualClock};
 pub use events::{EventLog, EventPublisher, LoggedEvent};
-pub use idempotency::{Begin, IdempotencyStore};
+pub use idempotency::{Begin, IdempotencyStore, LeaseToken, purge_cutoff};
 pub use notifier::{Notification, NotificationKind, Notifier};
 pub use orders::OrderStore;
 pub use payment::{AuthorizeRequest, Payment, PaymentGateway, PaymentStatus, request_fingerprint};
