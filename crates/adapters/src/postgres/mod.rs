@@ -23,9 +23,11 @@
 
 mod catalog;
 mod error;
+mod idempotency;
 mod log;
 mod orders;
 mod psp;
+mod time;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +37,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres as Pg, Transaction};
 
 pub use catalog::PgCatalog;
+pub use idempotency::PgIdempotencyStore;
 pub use log::PgEventLog;
 pub use orders::PgOrderStore;
 pub use psp::PgPaymentSandbox;
@@ -208,6 +211,12 @@ impl Postgres {
     /// The sandbox payment provider (see [`PgPaymentSandbox`]).
     pub fn payment_sandbox(&self) -> PgPaymentSandbox {
         PgPaymentSandbox::new(self.clone())
+    }
+
+    /// The idempotency store (primary), keeping finished records for 24 hours before its
+    /// purge job forgets them ([`PgIdempotencyStore::with_retention`] to keep them longer).
+    pub fn idempotency(&self) -> PgIdempotencyStore {
+        PgIdempotencyStore::new(self.clone())
     }
 
     /// The event log every store's outbox is relayed into.
