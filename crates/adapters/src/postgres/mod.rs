@@ -28,6 +28,7 @@ mod log;
 mod orders;
 mod psp;
 mod time;
+mod usage;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +42,7 @@ pub use idempotency::PgIdempotencyStore;
 pub use log::PgEventLog;
 pub use orders::PgOrderStore;
 pub use psp::PgPaymentSandbox;
+pub use usage::PgUsageStore;
 
 /// Embedded migrations, applied to every database by [`Postgres::migrate`].
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -217,6 +219,11 @@ impl Postgres {
     /// purge job forgets them ([`PgIdempotencyStore::with_retention`] to keep them longer).
     pub fn idempotency(&self) -> PgIdempotencyStore {
         PgIdempotencyStore::new(self.clone())
+    }
+
+    /// The promotion usage store (primary).
+    pub fn promotion_usage(&self) -> PgUsageStore {
+        PgUsageStore::new(self.clone())
     }
 
     /// The event log every store's outbox is relayed into.
