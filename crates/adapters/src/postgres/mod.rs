@@ -21,6 +21,7 @@
 //! # Ok(()) }
 //! ```
 
+mod carts;
 mod catalog;
 mod error;
 mod idempotency;
@@ -37,6 +38,7 @@ use commerce_core::{ErrorKind, EventEnvelope, PortError, PortResult};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres as Pg, Transaction};
 
+pub use carts::PgCartStore;
 pub use catalog::PgCatalog;
 pub use idempotency::PgIdempotencyStore;
 pub use log::PgEventLog;
@@ -213,6 +215,12 @@ impl Postgres {
     /// The sandbox payment provider (see [`PgPaymentSandbox`]).
     pub fn payment_sandbox(&self) -> PgPaymentSandbox {
         PgPaymentSandbox::new(self.clone())
+    }
+
+    /// The cart store: carts routed by cart id over the order shards, their events in each
+    /// shard's outbox.
+    pub fn carts(&self) -> PgCartStore {
+        PgCartStore::new(self.clone())
     }
 
     /// The idempotency store (primary), keeping finished records for 24 hours before its
