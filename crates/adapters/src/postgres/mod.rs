@@ -25,6 +25,7 @@ mod carts;
 mod catalog;
 mod error;
 mod idempotency;
+mod journal;
 mod log;
 mod orders;
 mod psp;
@@ -41,6 +42,7 @@ use sqlx::{PgPool, Postgres as Pg, Transaction};
 pub use carts::PgCartStore;
 pub use catalog::PgCatalog;
 pub use idempotency::PgIdempotencyStore;
+pub use journal::PgJournal;
 pub use log::PgEventLog;
 pub use orders::PgOrderStore;
 pub use psp::PgPaymentSandbox;
@@ -232,6 +234,11 @@ impl Postgres {
     /// The promotion usage store (primary).
     pub fn promotion_usage(&self) -> PgUsageStore {
         PgUsageStore::new(self.clone())
+    }
+
+    /// The saga journal (primary).
+    pub fn saga_journal(&self) -> PgJournal {
+        PgJournal::new(self.clone())
     }
 
     /// The event log every store's outbox is relayed into.
