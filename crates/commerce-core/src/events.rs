@@ -10,8 +10,8 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    CartId, EventId, LocationId, Money, OrderId, OrderStatus, ProductId, ProductProjection, Sku,
-    TransitionKind, UserId,
+    CartId, EventId, LocationId, Money, OrderId, OrderStatus, ProductId, ProductProjection,
+    SessionId, Sku, TransitionKind, UserId,
 };
 
 /// The schema version of every event type in this release. A change that removes or retypes a
@@ -164,6 +164,18 @@ pub enum DomainEvent {
         /// When it was last changed.
         last_activity_at: DateTime<Utc>,
     },
+    /// A shopper viewed a product page. The storefront publishes it (through
+    /// [`crate::EventPublisher`]: a view changes no stored state); recommendations keep the
+    /// session's recently viewed products from it. Key the event id on the session and a
+    /// per-session counter (`{session}:view:{n}`), so a retried publish commits it once.
+    ProductViewed {
+        /// The browsing session.
+        session: SessionId,
+        /// The signed-in customer, if any.
+        user: Option<UserId>,
+        /// The product's SKU.
+        sku: Sku,
+    },
     /// A carrier reported a shipment's progress.
     ShipmentUpdated {
         /// The order.
@@ -193,11 +205,13 @@ impl DomainEvent {
             DomainEvent::ProductRetired { .. } => "ProductRetired",
             DomainEvent::ProductRatingChanged { .. } => "ProductRatingChanged",
             DomainEvent::CartAbandoned { .. } => "CartAbandoned",
+            DomainEvent::ProductViewed { .. } => "ProductViewed",
             DomainEvent::ShipmentUpdated { .. } => "ShipmentUpdated",
         }
     }
 
-    /// The id of the aggregate the event is about: the order, SKU, product or cart. Catalog
+    /// The id of the aggregate the event is about: the order, SKU, product, cart or session
+    /// (a view keys on its session, so one session's views stay in order). Catalog
     /// and rating events key on the product id so an upsert, a price change and a rating
     /// change of one product stay in order.
     pub fn aggregate_id(&self) -> &str {
@@ -214,6 +228,7 @@ impl DomainEvent {
             | DomainEvent::ProductRatingChanged { product_id, .. } => product_id.as_str(),
             DomainEvent::ProductUpserted { projection } => projection.product_id.as_str(),
             DomainEvent::CartAbandoned { cart_id, .. } => cart_id.as_str(),
+            DomainEvent::ProductViewed { session, .. } => session.as_str(),
         }
     }
 }

@@ -141,6 +141,11 @@ text_id!(
     CartId, "cart_id", check_id
 );
 text_id!(
+    /// A shopper's browsing session (signed in or not), chosen by the storefront; the
+    /// recommendations engine keys recently viewed products on it.
+    SessionId, "session_id", check_id
+);
+text_id!(
     /// A domain event; consumers deduplicate on it. Up to [`KEY_LEN_MAX`] bytes.
     EventId, "event_id", check_key
 );

@@ -76,7 +76,8 @@ pub use error::{Error, ErrorKind, Result};
 pub use events::{Dedupe, DomainEvent, EventEnvelope, EventLine, SCHEMA_VERSION, SettledTotal};
 pub use fx::{FxPolicy, FxTable};
 pub use ids::{
-    CartId, EventId, IdempotencyKey, LocationId, OrderId, PaymentRef, ProductId, Sku, UserId,
+    CartId, EventId, IdempotencyKey, LocationId, OrderId, PaymentRef, ProductId, SessionId, Sku,
+    UserId,
 };
 pub use money::{Currency, Money, RoundingMode, allocate, allocate_minor, allocate_weighted};
 pub use order::{

@@ -1,5 +1,27 @@
 //! Recommendations: co-purchase, personalized (implicit matrix factorization) and real-time
 //! signals, and their blending.
 //!
-//! **Status: skeleton.** This crate will be filled by a later issue; it builds on
-//! [`commerce_core`] ids and events and does no I/O.
+//! (Crate docs are completed with the layers.)
+
+#![allow(
+    clippy::float_arithmetic,
+    reason = "recommendation scores are floats; no money is computed here"
+)]
+
+mod error;
+mod ids;
+pub mod limits;
+pub mod memory;
+mod store;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use error::{Error, Result};
+pub use ids::{ArmName, ExperimentId};
+pub use memory::{
+    InMemoryBackInStock, InMemoryExperimentLog, InMemoryRecentlyViewed, InMemoryTopKStore,
+};
+pub use store::{
+    BackInStockStore, ExperimentEvent, ExperimentLog, ExperimentRecord, ListKey, LoggedRecord,
+    RecentlyViewedStore, Scored, TopKList, TopKStore, Viewed,
+};

@@ -90,6 +90,11 @@ fn every_domain_event_round_trips() {
             user_id: None,
             last_activity_at: t0(),
         },
+        DomainEvent::ProductViewed {
+            session: SessionId::new("s-1").unwrap(),
+            user: Some(UserId::new("u-1").unwrap()),
+            sku: sku.clone(),
+        },
         DomainEvent::ShipmentUpdated {
             order_id,
             carrier: "dhl".into(),
@@ -105,7 +110,7 @@ fn every_domain_event_round_trips() {
         assert_eq!(envelope.schema_version, SCHEMA_VERSION);
         round_trip(&envelope);
     }
-    assert_eq!(types.len(), 11, "one of each event type");
+    assert_eq!(types.len(), 12, "one of each event type");
 }
 
 #[test]
