@@ -6,7 +6,7 @@
 //! | feature    | what it binds                          | status          |
 //! |------------|----------------------------------------|-----------------|
 //! | (none)     | [`SystemClock`]                        | ready           |
-//! | `postgres` | stores on PostgreSQL through sqlx      | adapters issue  |
+//! | `postgres` | stores on PostgreSQL through sqlx ([`postgres`]), [`TokioSleeper`] | ready |
 //! | `redis`    | stores and caches on Redis             | adapters issue  |
 //! | `kafka`    | the event bus on a Kafka-protocol log  | adapters issue  |
 //! | `http`     | the HTTP surface of the reference server (axum) | adapters issue |
@@ -25,6 +25,20 @@
 pub mod postgres;
 
 use chrono::{DateTime, Utc};
+
+/// The production [`saga::Sleeper`]: waits on the tokio timer (retry backoff, step timeouts).
+/// Tests and simulations use `saga::ClockSleeper`, which advances a manual clock instead.
+#[cfg(feature = "postgres")]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokioSleeper;
+
+#[cfg(feature = "postgres")]
+#[async_trait::async_trait]
+impl saga::Sleeper for TokioSleeper {
+    async fn sleep(&self, delay: chrono::TimeDelta) {
+        tokio::time::sleep(delay.to_std().unwrap_or_default()).await;
+    }
+}
 
 /// The wall clock, for production wiring. Tests and simulations use
 /// `commerce_core::ManualClock` instead.
