@@ -29,6 +29,7 @@ mod journal;
 mod log;
 mod orders;
 mod psp;
+mod stock;
 mod time;
 mod usage;
 
@@ -46,6 +47,7 @@ pub use journal::PgJournal;
 pub use log::PgEventLog;
 pub use orders::PgOrderStore;
 pub use psp::PgPaymentSandbox;
+pub use stock::PgStockStore;
 pub use usage::PgUsageStore;
 
 /// Embedded migrations, applied to every database by [`Postgres::migrate`].
@@ -65,7 +67,7 @@ pub struct PostgresConfig {
     /// A schema to work in (created if missing): every table lives there. Tests give each case
     /// its own; production leaves it `None` (the server's `search_path`).
     pub schema: Option<String>,
-    /// How often [`PgEventLog::wait`] looks for new events.
+    /// How often the event log's `wait` ([`EventLog::wait`](commerce_core::ports::EventLog::wait)) looks for new events.
     pub poll: Duration,
     /// The name the connections show in `pg_stat_activity`.
     pub application_name: String,
@@ -236,6 +238,12 @@ impl Postgres {
         PgUsageStore::new(self.clone())
     }
 
+    /// The stock store (primary): counter rows per key, holds, movements; see
+    /// [`PgStockStore`].
+    pub fn stock(&self) -> PgStockStore {
+        PgStockStore::new(self.clone())
+    }
+
     /// The saga journal (primary).
     pub fn saga_journal(&self) -> PgJournal {
         PgJournal::new(self.clone())
@@ -321,7 +329,7 @@ where
 
 /// Whether an `Unavailable` came from the server rolling the transaction back (worth an
 /// immediate retry), rather than from a pool with no free connection (not worth one).
-fn is_rolled_back(e: &PortError) -> bool {
+pub(crate) fn is_rolled_back(e: &PortError) -> bool {
     e.source
         .as_ref()
         .and_then(|s| s.downcast_ref::<sqlx::Error>())

@@ -45,3 +45,11 @@ mod payment_sandbox {
         pg.payment_sandbox()
     });
 }
+
+mod stock_store {
+    use super::*;
+    inventory::stock_store_conformance!({
+        let Some(pg) = fresh().await else { return };
+        (pg.stock(), Arc::new(pg.event_log()))
+    });
+}

@@ -10,3 +10,4 @@ mod conformance;
 mod faults;
 mod harness;
 mod ports;
+mod stock;
