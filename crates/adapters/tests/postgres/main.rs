@@ -7,6 +7,7 @@
 #![cfg(feature = "postgres")]
 
 mod conformance;
+mod crash;
 mod faults;
 mod harness;
 mod ports;
