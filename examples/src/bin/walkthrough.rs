@@ -5,17 +5,21 @@
 //! carrier tracking. Every store commits its changes' events to one outbox; search indexes the
 //! catalog from that log (skipping the rest) and finds the mug through a typo.
 //!
-//! Run it with `cargo run -p examples --bin walkthrough`.
+//! Run it with `cargo run -p examples --bin walkthrough`. With `DATABASE_URL` set, every store
+//! (catalog, stock and holds, promotion usage, orders, the saga journal, the event log and the
+//! sandbox payment provider) is the PostgreSQL one instead, in a schema `walkthrough` it
+//! recreates on each run; nothing else changes.
 
 #![allow(clippy::print_stdout, reason = "an example prints what it does")]
 
 use std::error::Error as StdError;
 use std::sync::Arc;
 
-use adapters::SystemClock;
+use adapters::postgres::{Postgres, PostgresConfig};
+use adapters::{SystemClock, TokioSleeper};
 use cart_engine::{
     Cart, CartCommand, FlatRateTax, InMemoryUsageStore, Mutation, PriceMode, PricingConfig,
-    PricingContext, ShippingMethod, load_promotions, price,
+    PricingContext, PromotionUsageStore, ShippingMethod, load_promotions, price,
 };
 use chrono::Days;
 use commerce_core::memory::{
@@ -23,27 +27,83 @@ use commerce_core::memory::{
     InMemoryPaymentGateway,
 };
 use commerce_core::*;
-use inventory::{InMemoryStockStore, StockConfig, StockKey, StockLevels, StockMovements};
+use inventory::{InMemoryStockStore, StockConfig, StockKey, StockStore};
 use rust_decimal::Decimal;
 use saga::{
     CapturePolicy, Checkout, CheckoutInput, CheckoutPorts, InMemoryJournal, LabelSource, Lifecycle,
-    LifecyclePorts, Shipment, rate_shop,
+    LifecyclePorts, SagaJournal, Shipment, rate_shop,
 };
 
 type AnyResult<T> = std::result::Result<T, Box<dyn StdError>>;
 
-/// A sleeper for retries on the wall clock would need a runtime; this example never retries,
-/// so a no-op sleeper is enough.
-#[derive(Debug)]
-struct NoSleep;
-
-#[async_trait::async_trait]
-impl saga::Sleeper for NoSleep {
-    async fn sleep(&self, _delay: chrono::TimeDelta) {}
+fn main() -> AnyResult<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(run())
 }
 
-fn main() -> AnyResult<()> {
-    futures::executor::block_on(run())
+/// Every store the walkthrough writes to, in memory or on PostgreSQL.
+struct Stores {
+    backend: String,
+    /// The log every store's events end up in, read by search.
+    log: Arc<dyn EventLog>,
+    /// Where events that belong to no store write are published.
+    publisher: Arc<dyn EventPublisher>,
+    catalog: Arc<dyn CatalogStore>,
+    stock: Arc<dyn StockStore>,
+    usage: Arc<dyn PromotionUsageStore>,
+    orders: Arc<dyn OrderStore>,
+    payments: Arc<dyn PaymentGateway>,
+    journal: Arc<dyn SagaJournal>,
+}
+
+impl Stores {
+    /// PostgreSQL when `DATABASE_URL` is set, memory otherwise.
+    async fn open() -> AnyResult<Stores> {
+        let Ok(url) = std::env::var("DATABASE_URL") else {
+            let outbox = Arc::new(InMemoryEventLog::new());
+            return Ok(Stores {
+                backend: "in memory".into(),
+                log: outbox.clone(),
+                publisher: outbox.clone(),
+                catalog: Arc::new(InMemoryCatalog::with_outbox(outbox.clone())),
+                stock: Arc::new(InMemoryStockStore::with_outbox(outbox.clone())),
+                usage: Arc::new(InMemoryUsageStore::new()),
+                orders: Arc::new(InMemoryOrderStore::with_outbox(outbox)),
+                payments: Arc::new(InMemoryPaymentGateway::new()),
+                journal: Arc::new(InMemoryJournal::new()),
+            });
+        };
+        // A clean schema per run, so the fixed ids below start fresh.
+        let admin = Postgres::connect(&url).await?;
+        let _ = sqlx::query("DROP SCHEMA IF EXISTS walkthrough CASCADE")
+            .execute(admin.primary())
+            .await?;
+        admin.close().await;
+        let pg = Postgres::connect_shards(
+            &[&url],
+            PostgresConfig {
+                schema: Some("walkthrough".into()),
+                application_name: "walkthrough".into(),
+                ..PostgresConfig::default()
+            },
+        )
+        .await?;
+        pg.migrate().await?;
+        let log = Arc::new(pg.event_log());
+        Ok(Stores {
+            backend: "PostgreSQL (schema walkthrough)".into(),
+            log: log.clone(),
+            publisher: log,
+            catalog: Arc::new(pg.catalog()),
+            stock: Arc::new(pg.stock()),
+            usage: Arc::new(pg.promotion_usage()),
+            orders: Arc::new(pg.orders()),
+            payments: Arc::new(pg.payment_sandbox()),
+            journal: Arc::new(pg.saga_journal()),
+        })
+    }
 }
 
 /// A product of the walkthrough's shop, version 1, priced in EUR.
@@ -82,11 +142,13 @@ async fn run() -> AnyResult<()> {
     let wh = LocationId::new("wh-vienna")?;
     let at = CountryCode::new("AT")?;
 
-    // One outbox: every store commits the events its writes cause to it, in the same step.
-    let outbox = Arc::new(InMemoryEventLog::new());
+    // Every store commits the events its writes cause in the same step, to one log.
+    let stores = Stores::open().await?;
+    println!("== Stores: {}", stores.backend);
+    let outbox = stores.log.clone();
 
     // Catalog and stock.
-    let catalog = InMemoryCatalog::with_outbox(outbox.clone());
+    let catalog = stores.catalog.clone();
     let mut tee = product("p-tee", "TEE-RED-M", "Red cotton tee", "19.99 EUR", "Acme")?;
     tee.prices
         .set(PriceScope::Country(at), "21.50 EUR".parse()?)?;
@@ -97,7 +159,7 @@ async fn run() -> AnyResult<()> {
             return Err("the catalog refused a new product".into());
         }
     }
-    let stock = Arc::new(InMemoryStockStore::with_outbox(outbox.clone()));
+    let stock = stores.stock.clone();
     for (p, units) in [(&tee, 5), (&mug, 3)] {
         let key = StockKey::new(p.sku.clone(), wh.clone());
         stock.configure(&key, StockConfig::default()).await?;
@@ -254,12 +316,12 @@ async fn run() -> AnyResult<()> {
     );
 
     // Checkout: a saga keyed by the client's idempotency key.
-    let orders = Arc::new(InMemoryOrderStore::with_outbox(outbox.clone()));
-    let payments = Arc::new(InMemoryPaymentGateway::new());
+    let orders = stores.orders.clone();
+    let payments = stores.payments.clone();
     let notifier = Arc::new(InMemoryNotifier::new());
-    let journal = Arc::new(InMemoryJournal::new());
+    let journal = stores.journal.clone();
     let ports = CheckoutPorts {
-        usage: Arc::new(InMemoryUsageStore::new()),
+        usage: stores.usage.clone(),
         stock: stock.clone(),
         orders: orders.clone(),
         payments: payments.clone(),
@@ -269,7 +331,7 @@ async fn run() -> AnyResult<()> {
         ports,
         journal.clone(),
         clock.clone(),
-        Arc::new(NoSleep),
+        Arc::new(TokioSleeper),
         "worker-1",
         7,
     );
@@ -288,7 +350,8 @@ async fn run() -> AnyResult<()> {
     let again = checkout.checkout(&input).await?;
     println!("== Checkout {key}: {outcome:?} (a retry with the same key: {again:?})");
     let charged: Vec<String> = payments
-        .snapshot()
+        .list(None, 100)
+        .await?
         .iter()
         .map(|p| {
             format!(
@@ -306,11 +369,11 @@ async fn run() -> AnyResult<()> {
             stock: stock.clone(),
             payments: payments.clone(),
             carrier: acme,
-            outbox: outbox.clone(),
+            outbox: stores.publisher.clone(),
             notifier: notifier.clone(),
         },
         clock.clone(),
-        Arc::new(NoSleep),
+        Arc::new(TokioSleeper),
     )
     .journal(journal)
     .worker("worker-1")
@@ -341,7 +404,8 @@ async fn run() -> AnyResult<()> {
         })
         .ok_or("no shipment")?;
     let captured: Vec<String> = payments
-        .snapshot()
+        .list(None, 100)
+        .await?
         .iter()
         .map(|p| format!("{} captured {}", p.payment_ref, p.captured))
         .collect();
@@ -385,9 +449,10 @@ async fn run() -> AnyResult<()> {
         );
     }
     let events: Vec<String> = outbox
-        .snapshot()
+        .read(0, 1_000)
+        .await?
         .iter()
-        .map(|e| e.event_type.clone())
+        .map(|e| e.envelope.event_type.clone())
         .collect();
     println!(
         "== Outbox ({} events, each committed with its write): {events:?}",
