@@ -10,14 +10,16 @@
 //!
 //! # The hot path: one conditional statement per reservation
 //! A reservation of `q` units of a key is one `UPDATE` of one active counter row with
-//! `free ≥ q`, picked by a scalar subquery (evaluated once) that starts at a row derived from the hold id and walks
-//! to its neighbours, skipping rows other transactions hold (`FOR UPDATE SKIP LOCKED`). It never
-//! reads and then writes: the condition is re-checked on the row it updates, so no unit is
-//! promised twice. Sixteen buyers of a hot SKU with sixteen counter rows each update a
-//! different row and never wait for one another.
+//! `free ≥ q`, picked by a scalar subquery (evaluated once) that starts at a row derived from
+//! the hold id and walks to its neighbours, skipping rows other transactions hold
+//! (`FOR UPDATE SKIP LOCKED`). It never reads and then writes: the condition is re-checked on
+//! the row it updates, so no unit is promised twice. Sixteen buyers of a hot SKU with sixteen
+//! counter rows each update a different row and never wait for one another. When every row
+//! with enough units is held, the same statement runs again waiting for the first of them (a
+//! one-row key under contention queues on its row, as a plain `UPDATE` would).
 //!
-//! When no single row can serve the reservation (its share is spent, the others are busy, or
-//! the units are in holds that expired unswept), the slow path finalizes the key's expired
+//! When no single row can serve the reservation (its share is spent or the units are in holds
+//! that expired unswept), the slow path finalizes the key's expired
 //! holds, locks the key's `stock` row and all its counter rows, decides with
 //! [`inventory::rules::reserve`] on the summed counts, takes the units and rebalances the shares
 //! evenly over the active rows.
@@ -367,6 +369,29 @@ async fn save_key(tx: &mut Tx, key: &StockKey, locked: &mut Locked) -> Result<()
     Ok(())
 }
 
+/// Takes `$3` units of key (`$1`, `$2`) from one active row with enough free units, the first
+/// from row `$4 mod shards` on that no other transaction holds. The row is picked by a scalar
+/// subquery (evaluated once) and the condition re-checked on the row updated.
+const TAKE_SKIPPING: &str = "UPDATE stock_counters c SET free = c.free - $3, held = c.held + $3 \
+     WHERE c.sku = $1 AND c.location = $2 AND c.free >= $3 AND c.shard = \
+         (SELECT k.shard FROM stock_counters k, \
+                 (SELECT shards FROM stock WHERE sku = $1 AND location = $2) n \
+          WHERE k.sku = $1 AND k.location = $2 AND k.active AND k.free >= $3 \
+          ORDER BY (k.shard + n.shards - $4 % n.shards) % n.shards \
+          LIMIT 1 FOR UPDATE OF k SKIP LOCKED) \
+     RETURNING c.shard";
+
+/// [`TAKE_SKIPPING`], waiting for a held row instead of skipping it (a row that no longer has
+/// enough once its holder commits is passed over).
+const TAKE_WAITING: &str = "UPDATE stock_counters c SET free = c.free - $3, held = c.held + $3 \
+     WHERE c.sku = $1 AND c.location = $2 AND c.free >= $3 AND c.shard = \
+         (SELECT k.shard FROM stock_counters k, \
+                 (SELECT shards FROM stock WHERE sku = $1 AND location = $2) n \
+          WHERE k.sku = $1 AND k.location = $2 AND k.active AND k.free >= $3 \
+          ORDER BY (k.shard + n.shards - $4 % n.shards) % n.shards \
+          LIMIT 1 FOR UPDATE OF k) \
+     RETURNING c.shard";
+
 /// Units of `key` in holds that are `held` but past their expiry at `now`: free already.
 const DUE_UNITS: &str = "SELECT COALESCE(SUM((t->>'quantity')::bigint), 0)::bigint \
      FROM holds h, jsonb_array_elements(h.takes) t \
@@ -645,24 +670,23 @@ impl PgStockStore {
         let mut tx = self.begin().await?;
         let mut takes = Vec::with_capacity(demand.len());
         for (key, quantity) in demand {
-            // The hot path: one conditional UPDATE of one row with enough free units.
-            let shard: Option<i32> = sqlx::query_scalar(
-                "UPDATE stock_counters c SET free = c.free - $3, held = c.held + $3 \
-                 WHERE c.sku = $1 AND c.location = $2 AND c.free >= $3 AND c.shard = \
-                     (SELECT k.shard FROM stock_counters k, \
-                             (SELECT shards FROM stock WHERE sku = $1 AND location = $2) n \
-                      WHERE k.sku = $1 AND k.location = $2 AND k.active AND k.free >= $3 \
-                      ORDER BY (k.shard + n.shards - $4 % n.shards) % n.shards \
-                      LIMIT 1 FOR UPDATE OF k SKIP LOCKED) \
-                 RETURNING c.shard",
-            )
-            .bind(key.sku.as_str())
-            .bind(key.location.as_str())
-            .bind(*quantity)
-            .bind(int(start % 64))
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db)?;
+            // The hot path: one conditional UPDATE of one row with enough free units, first
+            // among the rows no one holds, then (contended, as on a one-row key) waiting for
+            // the first row that has them.
+            let mut shard = None;
+            for take in [TAKE_SKIPPING, TAKE_WAITING] {
+                shard = sqlx::query_scalar(take)
+                    .bind(key.sku.as_str())
+                    .bind(key.location.as_str())
+                    .bind(*quantity)
+                    .bind(int(start % 64))
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                if shard.is_some() {
+                    break;
+                }
+            }
             let shard = match shard {
                 Some(s) => s,
                 None => {
