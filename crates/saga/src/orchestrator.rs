@@ -570,19 +570,25 @@ impl<D: SagaDefinition> Orchestrator<D> {
                         }
                         continue;
                     }
-                    if !resuming {
-                        // Register the step (and so its compensation) before the forward call.
+                    if resuming {
+                        if !self.renew(&mut live.rec, token).await? {
+                            return Ok(Drive::InProgress);
+                        }
+                    } else {
+                        // Register the step (and so its compensation) before the forward call,
+                        // in one write with the previous step's result and a renewed lease (a
+                        // takeover bumps the version, so the compare-and-set still fails if
+                        // another driver holds the saga).
                         live.rec.steps.push(StepEntry {
                             name: step.name().to_owned(),
                             state: StepState::Started,
                         });
                         live.outputs.push(None);
+                        live.rec.lease =
+                            Some((token.to_owned(), self.clock.now() + self.policy.lease));
                         if !self.write(&mut live.rec).await? {
                             return Ok(Drive::InProgress);
                         }
-                    }
-                    if !self.renew(&mut live.rec, token).await? {
-                        return Ok(Drive::InProgress);
                     }
                     match self.run_step(live, step, resuming).await {
                         StepRun::Done(output) => {
@@ -590,6 +596,10 @@ impl<D: SagaDefinition> Orchestrator<D> {
                                 output: encode(&output)?,
                             };
                             live.outputs[i] = Some(output);
+                            // Recorded by the next write (the next step's start, the saga's
+                            // completion or failure): a crash before it finds this step
+                            // started, and recovery asks the step for its outcome first.
+                            continue;
                         }
                         StepRun::Failed(reason) => self.fail(live, step, reason)?,
                         StepRun::Waiting => {

@@ -1189,19 +1189,25 @@ impl HoldStore for PgStockStore {
             })
             .collect();
         retried(|| async {
-            if let Some(h) = self.existing(hold, &demand, now).await? {
-                return Ok(h);
-            }
+            // A new hold is the common case: try it first, and look for a stored one only
+            // when the id turns out to be taken or the units are not there (a repeat of a
+            // hold that took the last units is answered with the hold, not refused).
             match self
                 .try_reserve(hold, &demand, &summed, expires_at, now)
-                .await?
+                .await
             {
-                Some(h) => Ok(h),
-                // Created by a racing call between our look and our insert.
-                None => self
+                Ok(Some(h)) => Ok(h),
+                Ok(None) => self
                     .existing(hold, &demand, now)
                     .await?
                     .ok_or_else(|| port(PortError::new(ErrorKind::Unavailable, "hold raced"))),
+                Err(e @ (Error::InsufficientStock { .. } | Error::UnknownStock(_))) => {
+                    match self.existing(hold, &demand, now).await? {
+                        Some(h) => Ok(h),
+                        None => Err(e),
+                    }
+                }
+                Err(e) => Err(e),
             }
         })
         .await
