@@ -300,6 +300,10 @@ impl<D: SagaDefinition> Orchestrator<D> {
         input: &D::Input,
         deadline: DateTime<Utc>,
     ) -> Result<Drive<D>> {
+        // Created with this drive's lease, so a new saga needs no acquire before its first
+        // step; a saga that existed keeps its own lease and is driven as any other.
+        let token = self.token();
+        let now = self.clock.now();
         let record = SagaRecord {
             id: id.to_owned(),
             kind: D::KIND.to_owned(),
@@ -308,8 +312,8 @@ impl<D: SagaDefinition> Orchestrator<D> {
             steps: Vec::new(),
             failure: None,
             version: 0,
-            lease: None,
-            created_at: self.clock.now(),
+            lease: Some((token.clone(), now + self.policy.lease)),
+            created_at: now,
             deadline,
         };
         let stored = self.journal.create(record.clone()).await?;
@@ -317,6 +321,9 @@ impl<D: SagaDefinition> Orchestrator<D> {
             return Err(Error::InputMismatch {
                 saga_id: id.to_owned(),
             });
+        }
+        if stored.version == 0 && stored.lease.as_ref().is_some_and(|(h, _)| *h == token) {
+            return self.run_leased(stored, &token).await;
         }
         self.drive(id).await
     }
@@ -343,12 +350,18 @@ impl<D: SagaDefinition> Orchestrator<D> {
         let Some(rec) = self.lease(id, &token).await? else {
             return Ok(Drive::InProgress);
         };
+        self.run_leased(rec, &token).await
+    }
+
+    /// Runs `rec`, whose lease this drive holds under `token`.
+    async fn run_leased(&self, rec: SagaRecord, token: &str) -> Result<Drive<D>> {
+        let id = rec.id.clone();
         let mut live = self.live(rec)?;
-        let drive = self.run(&mut live, &token).await;
+        let drive = self.run(&mut live, token).await;
         if matches!(drive, Err(_) | Ok(Drive::Stalled { .. })) {
             // Stopped by a port that failed: hand the lease back (if the journal lets us) so
             // the next attempt, here or on another worker, need not wait for it to lapse.
-            self.release(id, &token).await;
+            self.release(&id, token).await;
         }
         drive
     }
