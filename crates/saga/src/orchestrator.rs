@@ -182,7 +182,7 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     /// 5 attempts, 100 ms doubling to 5 s, jitter on half the delay, 10 s per step call, and a
     /// 300 s lease: longer than a step's worst case (5 attempts × (resolve + act) × 10 s + the
-    /// backoffs), and renewed before every step.
+    /// backoffs), and renewed with every step's journal write.
     fn default() -> Self {
         RetryPolicy {
             attempts_max: 5,
