@@ -1,4 +1,7 @@
 //! Integration tests of the recommendations engine: the stores' conformance suites, the
 //! layers on small worlds, and property tests.
 
+#![allow(clippy::float_arithmetic, reason = "tests compare float scores")]
+
 mod conformance;
+mod copurchase;
