@@ -8,6 +8,7 @@
     reason = "recommendation scores are floats; no money is computed here"
 )]
 
+pub mod als;
 pub mod copurchase;
 mod error;
 mod ids;

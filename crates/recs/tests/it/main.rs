@@ -3,5 +3,6 @@
 
 #![allow(clippy::float_arithmetic, reason = "tests compare float scores")]
 
+mod als;
 mod conformance;
 mod copurchase;
