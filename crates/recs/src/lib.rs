@@ -9,11 +9,13 @@
 )]
 
 pub mod als;
+pub mod blend;
 pub mod copurchase;
 mod error;
 mod ids;
 pub mod limits;
 pub mod memory;
+pub mod realtime;
 mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;

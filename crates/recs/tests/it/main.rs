@@ -4,5 +4,6 @@
 #![allow(clippy::float_arithmetic, reason = "tests compare float scores")]
 
 mod als;
+mod blend;
 mod conformance;
 mod copurchase;
