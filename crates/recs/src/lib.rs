@@ -8,6 +8,7 @@
     reason = "recommendation scores are floats; no money is computed here"
 )]
 
+pub mod ab;
 pub mod als;
 pub mod blend;
 pub mod copurchase;

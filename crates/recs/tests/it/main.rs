@@ -3,6 +3,7 @@
 
 #![allow(clippy::float_arithmetic, reason = "tests compare float scores")]
 
+mod ab;
 mod als;
 mod blend;
 mod conformance;
