@@ -13,6 +13,7 @@ pub mod als;
 pub mod blend;
 pub mod copurchase;
 mod error;
+pub mod eval;
 mod ids;
 pub mod limits;
 pub mod memory;

@@ -8,3 +8,4 @@ mod als;
 mod blend;
 mod conformance;
 mod copurchase;
+mod eval;
