@@ -9,3 +9,4 @@ mod blend;
 mod conformance;
 mod copurchase;
 mod eval;
+mod realtime;
