@@ -63,15 +63,17 @@ pub struct AlsConfig {
 }
 
 impl Default for AlsConfig {
-    /// 64 factors, λ 0.05, α 10, 15 iterations, 3 CG steps, no weighting, seed 42.
+    /// 64 factors, λ 0.05, α 1, 15 iterations, 3 CG steps, BM25 (k1 100, b 0.8), seed 42:
+    /// the best of the configurations measured on both MovieLens-100k (P@10 0.329) and
+    /// Online Retail customers (P@10 0.087); see the examples `movielens` and `online_retail`.
     fn default() -> AlsConfig {
         AlsConfig {
             factors: 64,
             regularization: 0.05,
-            alpha: 10.0,
+            alpha: 1.0,
             iterations: 15,
             cg_steps: 3,
-            weighting: Weighting::None,
+            weighting: Weighting::Bm25 { k1: 100.0, b: 0.8 },
             seed: 42,
         }
     }
