@@ -253,11 +253,16 @@ pub fn blend(
             format!("{total} candidates, at most {CANDIDATES_MAX}"),
         ));
     }
-    let keep =
-        |s: &Sku| !exclude.contains(s) && facts.get(s).is_some_and(|f| f.in_stock && !f.retired);
-    // Per candidate, its layer scores (first occurrence per layer).
-    let mut order: Vec<Sku> = Vec::new();
-    let mut layers: HashMap<Sku, Vec<LayerScore>> = HashMap::new();
+    // Candidates in first-seen order, each with its facts (looked up once) and layer scores.
+    struct Candidate<'a> {
+        sku: &'a Sku,
+        facts: &'a ProductFacts,
+        layers: Vec<LayerScore>,
+    }
+    let mut cands: Vec<Candidate<'_>> = Vec::new();
+    let mut index: HashMap<&Sku, usize> = HashMap::new();
+    let mut kept: Vec<(&Sku, &ProductFacts, f32)> = Vec::new();
+    let mut raw: Vec<f64> = Vec::new();
     for (layer, list) in sources {
         if let Some(bad) = list.iter().find(|s| !s.score.is_finite()) {
             return Err(Error::invalid(
@@ -265,17 +270,29 @@ pub fn blend(
                 format!("score of {} is not finite", bad.sku),
             ));
         }
-        let kept: Vec<&Scored> = list.iter().filter(|s| keep(&s.sku)).collect();
-        let norm = normalize(&kept.iter().map(|s| f64::from(s.score)).collect::<Vec<_>>());
-        for (s, n) in kept.into_iter().zip(norm) {
-            let entry = layers.entry(s.sku.clone()).or_insert_with(|| {
-                order.push(s.sku.clone());
-                Vec::new()
+        kept.clear();
+        kept.extend(list.iter().filter_map(|s| {
+            let f = facts.get(&s.sku)?;
+            (f.in_stock && !f.retired && !exclude.contains(&s.sku)).then_some((&s.sku, f, s.score))
+        }));
+        raw.clear();
+        raw.extend(kept.iter().map(|k| f64::from(k.2)));
+        let norm = normalize(&raw);
+        for (&(sku, f, score), n) in kept.iter().zip(norm) {
+            let at = *index.entry(sku).or_insert_with(|| {
+                cands.push(Candidate {
+                    sku,
+                    facts: f,
+                    layers: Vec::with_capacity(2),
+                });
+                cands.len() - 1
             });
-            if entry.iter().all(|l| l.layer != *layer) {
-                entry.push(LayerScore {
+            if let Some(c) = cands.get_mut(at)
+                && c.layers.iter().all(|l| l.layer != *layer)
+            {
+                c.layers.push(LayerScore {
                     layer: *layer,
-                    raw: s.score,
+                    raw: score,
                     normalized: n,
                 });
             }
@@ -289,14 +306,14 @@ pub fn blend(
             .map(|l| f64::from(config.layer_weight(*l)))
             .sum()
     };
-    let relevance_raw: Vec<f64> = order
+    let relevance_raw: Vec<f64> = cands
         .iter()
-        .map(|s| {
-            let sum: f64 = layers.get(s).map_or(0.0, |ls| {
-                ls.iter()
-                    .map(|l| f64::from(config.layer_weight(l.layer)) * f64::from(l.normalized))
-                    .sum()
-            });
+        .map(|c| {
+            let sum: f64 = c
+                .layers
+                .iter()
+                .map(|l| f64::from(config.layer_weight(l.layer)) * f64::from(l.normalized))
+                .sum();
             if weight_sum > 0.0 {
                 sum / weight_sum
             } else {
@@ -305,19 +322,14 @@ pub fn blend(
         })
         .collect();
     let relevance = normalize(&relevance_raw);
-    let fact = |s: &Sku| facts.get(s);
     // Margins are integers; f64 holds every i32 exactly, and a missing one counts lowest.
-    let margins: Vec<f64> = order
+    let margins: Vec<f64> = cands
         .iter()
-        .map(|s| {
-            fact(s)
-                .and_then(|f| f.margin_bps)
-                .map_or(f64::from(i32::MIN), f64::from)
-        })
+        .map(|c| c.facts.margin_bps.map_or(f64::from(i32::MIN), f64::from))
         .collect();
-    let pressures: Vec<f64> = order
+    let pressures: Vec<f64> = cands
         .iter()
-        .map(|s| fact(s).map_or(0.0, |f| f64::from(f.stock_pressure_bps)))
+        .map(|c| f64::from(c.facts.stock_pressure_bps))
         .collect();
     let margin = normalize(&margins);
     let pressure = normalize(&pressures);
@@ -329,44 +341,32 @@ pub fn blend(
         .collect();
     let business = normalize(&business_raw);
     let (wr, wb) = (config.relevance_weight, config.business_weight);
-    let mut recs: Vec<Recommendation> = order
-        .into_iter()
-        .enumerate()
-        .map(|(n, sku)| {
-            let r = relevance.get(n).copied().unwrap_or(0.0);
-            let b = business.get(n).copied().unwrap_or(0.0);
-            let explanation = Explanation {
-                layers: layers.remove(&sku).unwrap_or_default(),
-                relevance: r,
-                margin: margin.get(n).copied().unwrap_or(0.0),
-                stock_pressure: pressure.get(n).copied().unwrap_or(0.0),
-                business: b,
-            };
-            Recommendation {
-                sku,
-                score: (wr * r + wb * b) / (wr + wb),
-                explanation,
-            }
-        })
+    let at = |v: &[f32], n: usize| v.get(n).copied().unwrap_or(0.0);
+    let scores: Vec<f32> = (0..cands.len())
+        .map(|n| (wr * at(&relevance, n) + wb * at(&business, n)) / (wr + wb))
         .collect();
-    recs.sort_by(|a, b| {
-        b.score
-            .total_cmp(&a.score)
-            .then_with(|| b.explanation.relevance.total_cmp(&a.explanation.relevance))
-            .then_with(|| a.sku.cmp(&b.sku))
+    let mut order: Vec<usize> = (0..cands.len()).collect();
+    order.sort_by(|&a, &b| {
+        at(&scores, b)
+            .total_cmp(&at(&scores, a))
+            .then_with(|| at(&relevance, b).total_cmp(&at(&relevance, a)))
+            .then_with(|| {
+                let name = |n: usize| cands.get(n).map(|c| c.sku.as_str());
+                name(a).cmp(&name(b))
+            })
     });
     // Diversity: greedily keep the best, at most so many per brand and per category.
     let mut brands: HashMap<&str, usize> = HashMap::new();
     let mut categories: HashMap<&str, usize> = HashMap::new();
-    let mut out_idx = Vec::new();
-    for (n, r) in recs.iter().enumerate() {
-        if out_idx.len() == config.k {
+    let over = |map: &HashMap<&str, usize>, key: Option<&str>, max: Option<usize>| matches!((key, max), (Some(k), Some(m)) if map.get(k).copied().unwrap_or(0) >= m);
+    let mut out = Vec::with_capacity(config.k);
+    for n in order {
+        if out.len() == config.k {
             break;
         }
-        let f = fact(&r.sku);
-        let brand = f.and_then(|f| f.brand.as_deref());
-        let category = f.and_then(|f| f.category.as_deref());
-        let over = |map: &HashMap<&str, usize>, key: Option<&str>, max: Option<usize>| matches!((key, max), (Some(k), Some(m)) if map.get(k).copied().unwrap_or(0) >= m);
+        let Some(c) = cands.get(n) else { continue };
+        let brand = c.facts.brand.as_deref();
+        let category = c.facts.category.as_deref();
         if over(&brands, brand, config.brand_max)
             || over(&categories, category, config.category_max)
         {
@@ -375,18 +375,22 @@ pub fn blend(
         if let Some(b) = brand {
             *brands.entry(b).or_default() += 1;
         }
-        if let Some(c) = category {
-            *categories.entry(c).or_default() += 1;
+        if let Some(cat) = category {
+            *categories.entry(cat).or_default() += 1;
         }
-        out_idx.push(n);
+        out.push(Recommendation {
+            sku: c.sku.clone(),
+            score: at(&scores, n),
+            explanation: Explanation {
+                layers: c.layers.clone(),
+                relevance: at(&relevance, n),
+                margin: at(&margin, n),
+                stock_pressure: at(&pressure, n),
+                business: at(&business, n),
+            },
+        });
     }
-    let keep_set: HashSet<usize> = out_idx.into_iter().collect();
-    Ok(recs
-        .into_iter()
-        .enumerate()
-        .filter(|(n, _)| keep_set.contains(n))
-        .map(|(_, r)| r)
-        .collect())
+    Ok(out)
 }
 
 /// Who is looking at which product page.
