@@ -9,4 +9,5 @@ mod blend;
 mod conformance;
 mod copurchase;
 mod eval;
+mod movielens;
 mod realtime;
