@@ -3,7 +3,10 @@
 //! the PyPI wheel `recbole==1.2.1` with pip into the temporary directory. Without it the test
 //! skips with a printed reason, and fails under `CI=true`.
 
-#![allow(clippy::print_stderr, reason = "a skip and the measured figures are printed")]
+#![allow(
+    clippy::print_stderr,
+    reason = "a skip and the measured figures are printed"
+)]
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
