@@ -121,8 +121,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             reference: cut,
         })
     };
+    // Uniform baskets unless a case says otherwise, so the scorers compare as in the issue.
     let base = CoPurchaseConfig {
         top_k: 10,
+        basket_weight: BasketWeight::Uniform,
         ..Default::default()
     };
     let cases: Vec<(&str, CoPurchaseConfig)> = vec![
@@ -428,6 +430,7 @@ fn personalized(
                 factors: 64,
                 regularization: 0.05,
                 alpha: 10.0,
+                weighting: Weighting::None,
                 ..AlsConfig::default()
             },
         ),
