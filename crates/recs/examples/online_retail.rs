@@ -22,7 +22,7 @@ use std::process::Command;
 
 use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 use commerce_core::Sku;
-use recs::copurchase::{Basket, BasketWeight, CoCounts, CoPurchaseConfig, Decay, Scorer};
+use recs::copurchase::{Basket, BasketWeight, CoPurchase, CoPurchaseConfig, Decay, Scorer};
 
 const NON_PRODUCTS: [&str; 11] = [
     "POST",
@@ -37,6 +37,9 @@ const NON_PRODUCTS: [&str; 11] = [
     "CRUK",
     "D",
 ];
+
+/// When, by whom (if known), which items.
+type Invoice = (DateTime<Utc>, Option<String>, Vec<Sku>);
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = std::env::var("ONLINE_RETAIL").unwrap_or_else(|_| {
@@ -63,7 +66,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     child.wait()?;
 
     // Invoice -> (time, items).
-    let mut invoices: BTreeMap<String, (DateTime<Utc>, Vec<Sku>)> = BTreeMap::new();
+    let mut invoices: BTreeMap<String, Invoice> = BTreeMap::new();
     // (customer, item, time) for the personalized protocol.
     let mut purchases: Vec<(String, Sku, DateTime<Utc>)> = Vec::new();
     for line in text.lines().skip(1) {
@@ -89,20 +92,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         invoices
             .entry(invoice.to_owned())
-            .or_insert_with(|| (at, Vec::new()))
-            .1
+            .or_insert_with(|| {
+                (
+                    at,
+                    (!customer.is_empty()).then(|| customer.to_owned()),
+                    Vec::new(),
+                )
+            })
+            .2
             .push(sku);
     }
     let cut = NaiveDateTime::parse_from_str("2011-10-01 00:00:00", "%Y-%m-%d %H:%M:%S")?.and_utc();
     let mut train = Vec::new();
     let mut test = Vec::new();
     let mut refused = 0;
-    for (at, items) in invoices.into_values() {
+    for (at, customer, items) in invoices.into_values() {
         // An invoice over the basket bound is refused, as the engine refuses the order.
-        let Ok(b) = Basket::new(at, items) else {
+        let Ok(mut b) = Basket::new(at, items) else {
             refused += 1;
             continue;
         };
+        if let Some(c) = customer {
+            b = b.bought_by(commerce_core::UserId::new(c)?);
+        }
         if at < cut {
             train.push(b)
         } else {
@@ -125,6 +137,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let base = CoPurchaseConfig {
         top_k: 10,
         basket_weight: BasketWeight::Uniform,
+        customer_weight: 0.0,
         ..Default::default()
     };
     let cases: Vec<(&str, CoPurchaseConfig)> = vec![
@@ -328,6 +341,46 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             },
         ),
         (
+            "co-count, size^-0.75 + 0.3 x customer co-count",
+            CoPurchaseConfig {
+                basket_weight: BasketWeight::DEFAULT,
+                customer_weight: 0.3,
+                ..base
+            },
+        ),
+        (
+            "co-count, size^-0.75 + 1.0 x customer co-count",
+            CoPurchaseConfig {
+                basket_weight: BasketWeight::DEFAULT,
+                customer_weight: 1.0,
+                ..base
+            },
+        ),
+        (
+            "co-count, size^-0.6 + 0.5 x customer co-count",
+            CoPurchaseConfig {
+                basket_weight: BasketWeight::InverseSizePower { exponent: 0.6 },
+                customer_weight: 0.5,
+                ..base
+            },
+        ),
+        (
+            "co-count + 0.5 x customer co-count",
+            CoPurchaseConfig {
+                customer_weight: 0.5,
+                ..base
+            },
+        ),
+        (
+            "co-count, size^-0.75 + 0.5 x customer asym a=0.9",
+            CoPurchaseConfig {
+                basket_weight: BasketWeight::DEFAULT,
+                customer_weight: 0.5,
+                customer_scorer: Scorer::AsymmetricCosine { alpha: 0.9 },
+                ..base
+            },
+        ),
+        (
             "default",
             CoPurchaseConfig {
                 top_k: 10,
@@ -337,7 +390,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     ];
     for (name, config) in cases {
         let start = std::time::Instant::now();
-        let counts = CoCounts::build(&train, config)?;
+        let counts = CoPurchase::build(&train, config)?;
         let lists: HashMap<Sku, Vec<Sku>> = counts
             .all_lists(0)?
             .into_iter()

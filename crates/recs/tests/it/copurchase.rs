@@ -139,3 +139,102 @@ fn lists_reach_the_store_and_an_older_build_does_not_overwrite() {
         assert_eq!(got.items()[0].sku, sku("B"));
     });
 }
+
+fn customer_baskets() -> impl Strategy<Value = Vec<Basket>> {
+    prop::collection::vec(
+        (
+            0i64..100,
+            prop::option::of(0u8..5),
+            prop::collection::vec(0u8..12, 1..6),
+        ),
+        0..40,
+    )
+    .prop_map(|raw| {
+        raw.into_iter()
+            .map(|(day, customer, items)| {
+                let at = DateTime::UNIX_EPOCH + TimeDelta::days(day);
+                let b = Basket::new(
+                    at,
+                    items
+                        .into_iter()
+                        .map(|i| Sku::new(format!("S{i}")).unwrap()),
+                )
+                .unwrap();
+                match customer {
+                    Some(c) => b.bought_by(commerce_core::UserId::new(format!("c{c}")).unwrap()),
+                    None => b,
+                }
+            })
+            .collect()
+    })
+}
+
+proptest! {
+    #[test]
+    fn the_model_with_customers_updates_incrementally_as_a_rebuild(
+        b in customer_baskets(), split in 0usize..40, scorer in scorer(), customer_scorer in scorer(),
+        customer_weight in 0.0f64..2.0,
+    ) {
+        use recs::copurchase::CoPurchase;
+        let split = split.min(b.len());
+        let config = CoPurchaseConfig {
+            scorer, customer_scorer, customer_weight, top_k: 4,
+            basket_weight: BasketWeight::Uniform, ..Default::default()
+        };
+        let full = CoPurchase::build(&b, config).unwrap();
+        let mut inc = CoPurchase::build(&b[..split], config).unwrap();
+        let mut lists = sorted(inc.all_lists(1).unwrap());
+        let dirty = inc.add(&b[split..]).unwrap();
+        for (k, l) in inc.lists_of(&dirty, 2).unwrap() {
+            lists.insert(k, l);
+        }
+        let expected = sorted(full.all_lists(2).unwrap());
+        prop_assert_eq!(lists.len(), expected.len());
+        for (k, l) in &expected {
+            prop_assert_eq!(lists[k].items(), l.items(), "list of {:?}", k);
+            for s in l.items() {
+                prop_assert!(s.score >= 0.0 && f64::from(s.score) <= 1.0 + customer_weight + 1e-6);
+            }
+        }
+    }
+}
+
+#[test]
+fn order_events_update_the_store_once_per_event() {
+    use commerce_core::{
+        Currency, DomainEvent, EventEnvelope, EventId, EventLine, Money, OrderId, UserId,
+    };
+    use recs::copurchase::CoPurchase;
+    futures::executor::block_on(async {
+        let sku = |s: &str| Sku::new(s).unwrap();
+        let order = |n: u32, items: &[&str]| {
+            EventEnvelope::new(
+                EventId::new(format!("e{n}")).unwrap(),
+                DateTime::UNIX_EPOCH,
+                DomainEvent::OrderConfirmed {
+                    order_id: OrderId::new(format!("o{n}")).unwrap(),
+                    user_id: UserId::new(format!("u{n}")).unwrap(),
+                    grand_total: Money::from_minor(100, Currency::EUR),
+                    lines: items
+                        .iter()
+                        .map(|s| EventLine {
+                            sku: sku(s),
+                            quantity: 2,
+                        })
+                        .collect(),
+                    settlement: None,
+                },
+            )
+        };
+        let store = recs::InMemoryTopKStore::new();
+        let mut model = CoPurchase::build(&[], CoPurchaseConfig::default()).unwrap();
+        let first = [order(1, &["A", "B"]), order(2, &["B", "C"])];
+        assert_eq!(model.apply(&first, &store, 1).await.unwrap(), 3);
+        // A redelivery counts nothing and writes nothing.
+        assert_eq!(model.apply(&first, &store, 2).await.unwrap(), 0);
+        assert_eq!(model.orders().pair_count(&sku("A"), &sku("B")), 1);
+        let b = store.get_now(&ListKey::Item(sku("B"))).unwrap();
+        let names: Vec<&str> = b.items().iter().map(|s| s.sku.as_str()).collect();
+        assert_eq!(names, ["A", "C"]);
+    });
+}
