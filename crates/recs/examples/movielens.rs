@@ -123,6 +123,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 factors: 64,
                 regularization: 0.05,
                 alpha: 10.0,
+                weighting: Weighting::None,
                 ..AlsConfig::default()
             },
         ),
@@ -142,6 +143,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 factors: 32,
                 regularization: 0.1,
                 alpha: 20.0,
+                weighting: Weighting::None,
                 ..AlsConfig::default()
             },
         ),

@@ -227,19 +227,27 @@ impl SplitMix {
     }
 }
 
-/// Gram matrix `YᵀY + λI` (row-major, `f × f`).
+/// Gram matrix `YᵀY + λI` (row-major, `f × f`): the upper triangle accumulated, then
+/// mirrored (it is symmetric).
 fn gram(y: &[f32], f: usize, reg: f32) -> Vec<f32> {
     let mut g = vec![0f32; f * f];
     for row in y.chunks_exact(f) {
         for (i, &a) in row.iter().enumerate() {
-            if let Some(gi) = g.get_mut(i * f..(i + 1) * f) {
-                for (gij, &b) in gi.iter_mut().zip(row) {
+            if let (Some(gi), Some(tail)) = (g.get_mut(i * f + i..(i + 1) * f), row.get(i..)) {
+                for (gij, &b) in gi.iter_mut().zip(tail) {
                     *gij += a * b;
                 }
             }
         }
     }
     for i in 0..f {
+        for j in 0..i {
+            if let Some(&v) = g.get(j * f + i) {
+                if let Some(lower) = g.get_mut(i * f + j) {
+                    *lower = v;
+                }
+            }
+        }
         if let Some(d) = g.get_mut(i * f + i) {
             *d += reg;
         }

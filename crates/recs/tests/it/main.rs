@@ -11,3 +11,16 @@ mod copurchase;
 mod eval;
 mod movielens;
 mod realtime;
+
+/// The engine's public types can be shared across threads (a server holds them in an `Arc`).
+#[test]
+fn public_types_are_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<recs::copurchase::CoPurchase>();
+    check::<recs::copurchase::CoCounts>();
+    check::<recs::als::AlsModel>();
+    check::<recs::realtime::RealtimeFeed>();
+    check::<recs::ab::Experiment>();
+    check::<recs::blend::Recommendation>();
+    check::<recs::Error>();
+}
