@@ -242,10 +242,10 @@ fn gram(y: &[f32], f: usize, reg: f32) -> Vec<f32> {
     }
     for i in 0..f {
         for j in 0..i {
-            if let Some(&v) = g.get(j * f + i) {
-                if let Some(lower) = g.get_mut(i * f + j) {
-                    *lower = v;
-                }
+            if let Some(&v) = g.get(j * f + i)
+                && let Some(lower) = g.get_mut(i * f + j)
+            {
+                *lower = v;
             }
         }
         if let Some(d) = g.get_mut(i * f + i) {
