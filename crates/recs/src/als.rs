@@ -919,6 +919,67 @@ mod tests {
         assert_eq!(AlsModel::load(bad).unwrap_err().field(), Some("model"));
     }
 
+    /// The implicit-feedback objective, computed densely from the model's own data:
+    /// `Σ c·(p − x·y)² + λ(‖X‖² + ‖Y‖²)`.
+    fn objective(m: &AlsModel) -> f64 {
+        let f = m.config.factors;
+        let mut total = 0.0f64;
+        for u in 0..m.users.len() {
+            let (cols, vals) = m.owned.row(u);
+            let len: f32 = vals.iter().sum();
+            let xu = &m.user_factors[u * f..(u + 1) * f];
+            for (i, yi) in m.item_factors.chunks_exact(f).enumerate() {
+                let pred = f64::from(dot(xu, yi));
+                let (p, c) = match cols.iter().position(|&c| ix(c) == i) {
+                    Some(k) => {
+                        let w = weigh(m.config.weighting, vals[k], m.idf[i], len, m.avg_len);
+                        (1.0, 1.0 + f64::from(m.config.alpha * w))
+                    }
+                    None => (0.0, 1.0),
+                };
+                total += c * (p - pred).powi(2);
+            }
+        }
+        let sq: f64 = m
+            .user_factors
+            .iter()
+            .chain(&m.item_factors)
+            .map(|v| f64::from(v * v))
+            .sum();
+        total + f64::from(m.config.regularization) * sq
+    }
+
+    #[test]
+    fn more_iterations_never_raise_the_objective() {
+        for weighting in [Weighting::None, Weighting::Bm25 { k1: 100.0, b: 0.8 }] {
+            let mut last = f64::INFINITY;
+            let mut first = None;
+            for iterations in [1, 2, 4, 8] {
+                let m = AlsModel::fit(
+                    &world(),
+                    AlsConfig {
+                        iterations,
+                        weighting,
+                        factors: 3,
+                        ..cfg()
+                    },
+                )
+                .unwrap();
+                let o = objective(&m);
+                assert!(
+                    o <= last * (1.0 + 1e-4),
+                    "{weighting:?}: {o} after {iterations}, {last} before"
+                );
+                last = o;
+                first.get_or_insert(o);
+            }
+            assert!(
+                last < first.unwrap_or(f64::INFINITY),
+                "the fit made progress"
+            );
+        }
+    }
+
     #[test]
     fn bad_input_is_refused() {
         assert_eq!(
