@@ -1,5 +1,6 @@
 //! Scale figures: the co-purchase build on 1 M generated orders (20,000 SKUs, 1 to 8 items
-//! each, popularity skewed), and a blended top 10 for a product page.
+//! each, popularity skewed, 200,000 customers with 5 orders each), and a blended top 10 for a
+//! product page.
 //!
 //! Run: `cargo run --release -p recs --example scale --features progress`.
 
@@ -21,7 +22,7 @@ use chrono::{DateTime, TimeDelta};
 use commerce_core::Sku;
 use recs::Scored;
 use recs::blend::{BlendConfig, Layer, ProductFacts, blend};
-use recs::copurchase::{Basket, CoCounts, CoPurchaseConfig};
+use recs::copurchase::{Basket, CoCounts, CoPurchase, CoPurchaseConfig};
 
 struct Rng(u64);
 impl Rng {
@@ -54,7 +55,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     skus[((items as f64) * u * u * u) as usize % items].clone()
                 })
                 .collect();
-            Basket::new(DateTime::UNIX_EPOCH + TimeDelta::seconds(n as i64), picks)
+            Basket::new(DateTime::UNIX_EPOCH + TimeDelta::seconds(n as i64), picks).and_then(|b| {
+                Ok(b.bought_by(commerce_core::UserId::new(format!("c{}", n % 200_000))?))
+            })
         })
         .collect::<Result<_, _>>()?;
     println!("generated {orders} orders in {:.2?}", start.elapsed());
@@ -64,12 +67,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let counted = start.elapsed();
     let lists = counts.all_lists(1)?;
     println!(
-        "co-purchase build: {} items, counts {:.2?}, top-K lists {:.2?} (total {:.2?}), threads {}",
+        "per-order co-purchase build: {} items, counts {:.2?}, top-K lists {:.2?} (total {:.2?}), threads {}",
         counts.items_len(),
         counted,
         start.elapsed() - counted,
         start.elapsed(),
         rayon::current_num_threads()
+    );
+
+    let start = Instant::now();
+    let model = CoPurchase::build(&baskets, CoPurchaseConfig::default())?;
+    let built = start.elapsed();
+    let all = model.all_lists(1)?;
+    println!(
+        "default model (orders + 200,000 customers): build {:.2?}, {} lists {:.2?} (total {:.2?})",
+        built,
+        all.len(),
+        start.elapsed() - built,
+        start.elapsed()
     );
 
     // A product page: 20 co-purchase and 20 personalized candidates, 10 recently viewed.
@@ -121,5 +136,67 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         start.elapsed() / runs,
         shown / runs as usize
     );
+
+    // The whole product page: the two lists and the session's views read from the in-memory
+    // stores, then blended.
+    use recs::blend::{PageRequest, product_page};
+    use recs::{
+        InMemoryRecentlyViewed, InMemoryTopKStore, ListKey, RecentlyViewedStore, TopKList,
+        TopKStore, Viewed,
+    };
+    let store = InMemoryTopKStore::new();
+    let views = InMemoryRecentlyViewed::new(20);
+    let anchor = lists
+        .iter()
+        .find(|(_, l)| l.len() == 20)
+        .map(|(k, _)| k.clone())
+        .ok_or("no full list")?;
+    let ListKey::Item(anchor) = anchor else {
+        return Err("not an item".into());
+    };
+    let user = commerce_core::UserId::new("ada")?;
+    let session = commerce_core::SessionId::new("s-1")?;
+    futures::executor::block_on(async {
+        store
+            .put(&[
+                (ListKey::Item(anchor.clone()), TopKList::new(1, co.clone())?),
+                (
+                    ListKey::User(user.clone()),
+                    TopKList::new(1, personal.clone())?,
+                ),
+            ])
+            .await?;
+        for (n, s) in recent.iter().enumerate() {
+            let at = DateTime::UNIX_EPOCH + TimeDelta::seconds(n as i64);
+            views
+                .record(
+                    &session,
+                    &Viewed {
+                        sku: s.sku.clone(),
+                        at,
+                    },
+                )
+                .await?;
+        }
+        let request = PageRequest {
+            anchor,
+            session,
+            user: Some(user),
+            exclude,
+        };
+        let start = Instant::now();
+        let mut shown = 0;
+        for _ in 0..runs {
+            shown += product_page(&request, &store, &views, &facts, &config)
+                .await?
+                .len();
+        }
+        println!(
+            "product page (stores read + blend): {:.2?} per page ({} shown on average)",
+            start.elapsed() / runs,
+            shown / runs as usize
+        );
+        Ok::<(), Box<dyn std::error::Error>>(())
+    })?;
     Ok(())
 }

@@ -77,7 +77,7 @@
 //! The co-purchase defaults were chosen on UCI Online Retail (train before 2011-10-01, HR@10
 //! over (later basket, anchor) pairs; `cargo run --release -p recs --example online_retail`):
 //! per-order co-counts with baskets weighted `1/m^0.75` plus half the customer-level co-count
-//! score 0.8195, the raw co-count 0.799, asymmetric cosine (α 0.8) 0.793, Jaccard 0.729
+//! score 0.8196, the raw co-count 0.799, asymmetric cosine (α 0.8) 0.793, Jaccard 0.729
 //! (table in [`copurchase`]).
 //!
 //! # Features

@@ -173,12 +173,12 @@ proptest! {
     #[test]
     fn the_model_with_customers_updates_incrementally_as_a_rebuild(
         b in customer_baskets(), split in 0usize..40, scorer in scorer(), customer_scorer in scorer(),
-        customer_weight in 0.0f64..2.0,
+        customer_weight in 0.0f64..2.0, customer_min_support in 1u32..3,
     ) {
         use recs::copurchase::CoPurchase;
         let split = split.min(b.len());
         let config = CoPurchaseConfig {
-            scorer, customer_scorer, customer_weight, top_k: 4,
+            scorer, customer_scorer, customer_weight, customer_min_support, top_k: 4,
             basket_weight: BasketWeight::Uniform, ..Default::default()
         };
         let full = CoPurchase::build(&b, config).unwrap();
