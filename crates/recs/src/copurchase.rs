@@ -503,15 +503,37 @@ impl CoCounts {
         let progress = Progress::new(counts.skus.len());
         counts.pairs = (0..counts.skus.len())
             .into_par_iter()
-            .map(|x| {
-                let mut partners: IdMap<Tally> = IdMap::default();
+            .map_init(Vec::new, |seen: &mut Vec<(u32, f64)>, x| {
+                // Gather every (partner, weight), sort by partner, and sum runs: a sort is
+                // several times cheaper than a hash-map increment per occurrence.
+                seen.clear();
                 for &b in holders.get(x).map_or(&[][..], Vec::as_slice) {
                     let w = weights.get(idx(b)).copied().unwrap_or(0.0);
                     for &y in encoded.get(idx(b)).map_or(&[][..], Vec::as_slice) {
                         if idx(y) != x {
-                            partners.entry(y).or_default().add(w);
+                            seen.push((y, w));
                         }
                     }
+                }
+                // Stable, so each partner's weights add in basket order, as `add` adds them.
+                seen.sort_by_key(|p| p.0);
+                let mut partners: IdMap<Tally> = IdMap::default();
+                let mut run: Option<(u32, Tally)> = None;
+                for &(y, w) in seen.iter() {
+                    match &mut run {
+                        Some((r, t)) if *r == y => t.add(w),
+                        _ => {
+                            if let Some((r, t)) = run.take() {
+                                partners.insert(r, t);
+                            }
+                            let mut t = Tally::default();
+                            t.add(w);
+                            run = Some((y, t));
+                        }
+                    }
+                }
+                if let Some((r, t)) = run {
+                    partners.insert(r, t);
                 }
                 progress.tick();
                 partners
@@ -804,7 +826,7 @@ impl Customers {
     }
 
     /// The items of `basket` new to its customer's set, within the set's bound, added to it;
-    /// and the set before.
+    /// and the set before. (The batch build grows sets by the same rule.)
     fn grow_set(&mut self, customer: &UserId, items: &[Sku]) -> (Vec<Sku>, Vec<Sku>) {
         let set = self.sets.entry(customer.clone()).or_default();
         let old: Vec<Sku> = set.iter().cloned().collect();
@@ -837,7 +859,13 @@ impl CoPurchase {
             };
             for b in baskets {
                 if let Some(u) = &b.customer {
-                    c.grow_set(u, &b.items);
+                    let set = c.sets.entry(u.clone()).or_default();
+                    for sku in &b.items {
+                        if set.len() >= BASKET_ITEMS_MAX {
+                            break;
+                        }
+                        set.insert(sku.clone());
+                    }
                 }
             }
             let sets: Vec<Basket> = c
