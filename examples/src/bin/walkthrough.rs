@@ -12,6 +12,7 @@
 
 #![allow(clippy::print_stdout, reason = "an example prints what it does")]
 
+use std::collections::{HashMap, HashSet};
 use std::error::Error as StdError;
 use std::sync::Arc;
 
@@ -28,6 +29,8 @@ use commerce_core::memory::{
 };
 use commerce_core::*;
 use inventory::{InMemoryStockStore, StockConfig, StockKey, StockStore};
+use recs::blend::{BlendConfig, PageRequest, ProductFacts, product_page};
+use recs::copurchase::{CoPurchase, CoPurchaseConfig, baskets_of, write_lists};
 use rust_decimal::Decimal;
 use saga::{
     CapturePolicy, Checkout, CheckoutInput, CheckoutPorts, InMemoryJournal, LabelSource, Lifecycle,
@@ -464,6 +467,51 @@ async fn run() -> AnyResult<()> {
         "== Search was {behind} events behind; one batch read {} and changed nothing ({} skipped)",
         caught_up.read, caught_up.skipped
     );
+    // Recommendations: "bought together" lists built from the log's confirmed orders, blended
+    // on the mug's product page with the products' facts (70 % relevance, 30 % business).
+    let logged: Vec<EventEnvelope> = outbox
+        .read(0, 1_000)
+        .await?
+        .into_iter()
+        .map(|e| e.envelope)
+        .collect();
+    let lists = recs::InMemoryTopKStore::new();
+    let model = CoPurchase::build(&baskets_of(&logged)?, CoPurchaseConfig::default())?;
+    let _ = write_lists(&lists, &model.all_lists(1)?).await?;
+    let views = recs::InMemoryRecentlyViewed::new(20);
+    let mut facts = HashMap::new();
+    for (p, brand) in [(&tee, "Acme"), (&mug, "Potter")] {
+        let key = StockKey::new(p.sku.clone(), LocationId::new("wh-vienna")?);
+        let in_stock = stock.level(&key, clock.now()).await?.available > 0;
+        let _ = facts.insert(
+            p.sku.clone(),
+            ProductFacts {
+                sku: p.sku.clone(),
+                brand: Some(brand.to_owned()),
+                category: None,
+                in_stock,
+                retired: false,
+                margin_bps: None,
+                stock_pressure_bps: 0,
+            },
+        );
+    }
+    let page = PageRequest {
+        anchor: mug.sku.clone(),
+        session: SessionId::new("session-1")?,
+        user: None,
+        exclude: HashSet::new(),
+    };
+    let shown = product_page(&page, &lists, &views, &facts, &BlendConfig::default()).await?;
+    let shown: Vec<String> = shown
+        .iter()
+        .map(|r| format!("{} ({:.2})", r.sku, r.score))
+        .collect();
+    println!(
+        "== Product page of {} (sold out now): bought together {shown:?}",
+        mug.sku
+    );
+
     let notes: Vec<String> = notifier
         .sent()
         .iter()
