@@ -1239,10 +1239,16 @@ impl HoldStore for PgStockStore {
         owner: &str,
         now: DateTime<Utc>,
     ) -> Result<Changes> {
-        let (_, events, _) = self
+        match self
             .hold_op(hold, HoldOp::ReleaseOwned { owner }, now)
-            .await?;
-        Ok(Changes { events })
+            .await
+        {
+            Ok((_, events, _)) => Ok(Changes { events }),
+            // Never adopted here: nothing of this owner's to give back (a compensation for a
+            // hold that was never made must succeed).
+            Err(Error::UnknownHold(_)) => Ok(Changes::default()),
+            Err(e) => Err(e),
+        }
     }
 
     async fn commit(&self, hold: &HoldId, now: DateTime<Utc>) -> Result<Changes> {

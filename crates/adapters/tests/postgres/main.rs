@@ -12,3 +12,4 @@ mod faults;
 mod harness;
 mod ports;
 mod stock;
+mod stock_model;
