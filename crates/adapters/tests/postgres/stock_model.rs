@@ -8,8 +8,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use commerce_core::testkit::t0;
 use commerce_core::{IdempotencyKey, LocationId, Sku};
 use inventory::{
-    Error, HoldId, HoldStatus, HoldStore, InMemoryStockStore, ShortfallPolicy, StockConfig,
-    StockKey, StockLevels, StockLine, StockMovements, StockStore,
+    Error, HoldId, HoldStatus, InMemoryStockStore, ShortfallPolicy, StockConfig, StockKey,
+    StockLevels, StockLine, StockMovements, StockStore,
 };
 
 use crate::harness::fresh;
