@@ -23,6 +23,8 @@
 
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 use chrono::{DateTime, Utc};
 

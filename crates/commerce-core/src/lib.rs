@@ -88,7 +88,8 @@ pub use ports::{
     AuthorizeRequest, Begin, Carrier, CasOutcome, CatalogStore, Clock, EventLog, EventPublisher,
     IdempotencyStore, Label, LeaseToken, LoggedEvent, ManualClock, Notification, NotificationKind,
     Notifier, OrderStore, Parcel, Payment, PaymentGateway, PaymentStatus, PortError, PortResult,
-    RateQuote, ShipmentRequest, TrackingEvent, TrackingStatus, request_fingerprint,
+    RateDecision, RateLimit, RateLimiter, RateQuote, ShipmentRequest, TrackingEvent,
+    TrackingStatus, request_fingerprint,
 };
 pub use price::{CountryCode, FxFallback, Locale, PriceScope, PriceTable};
 

@@ -17,6 +17,7 @@ mod idempotency;
 mod notifier;
 mod orders;
 mod payment;
+mod ratelimit;
 
 use std::fmt;
 use std::sync::Arc;
@@ -33,6 +34,7 @@ pub use idempotency::{Begin, IdempotencyStore, LeaseToken, purge_cutoff};
 pub use notifier::{Notification, NotificationKind, Notifier};
 pub use orders::OrderStore;
 pub use payment::{AuthorizeRequest, Payment, PaymentGateway, PaymentStatus, request_fingerprint};
+pub use ratelimit::{Bucket, RateDecision, RateLimit, RateLimiter, check_acquire, take_tokens};
 
 /// A failed port call: an [`ErrorKind`] to decide on, a message for humans, the field it was
 /// about when the input was refused, and the underlying error when there is one (a driver's,

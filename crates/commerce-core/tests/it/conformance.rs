@@ -47,6 +47,11 @@ mod carrier {
     ));
 }
 
+mod rate_limiter {
+    use commerce_core::memory::InMemoryRateLimiter;
+    commerce_core::rate_limiter_conformance!(InMemoryRateLimiter::new());
+}
+
 mod notifier {
     use super::*;
     commerce_core::notifier_conformance!(InMemoryNotifier::new());

@@ -371,3 +371,52 @@ fn every_status_is_reachable_and_the_table_has_no_duplicates() {
         "one target per (status, transition)"
     );
 }
+
+mod token_bucket {
+    use commerce_core::ports::{RateDecision, RateLimit, take_tokens};
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Over any run of requests, what passes never exceeds the burst plus what the rate
+        /// earned since the first request; a refused request takes nothing; a refusal's
+        /// wait is exact (one millisecond less is still refused, the wait itself passes).
+        #[test]
+        fn never_more_than_burst_plus_rate(
+            capacity in 1u32..50,
+            rate in 1u32..100,
+            steps in proptest::collection::vec((1u32..50, 0i64..2_000), 1..60),
+        ) {
+            let limit = RateLimit { capacity, refill_per_sec: rate };
+            let mut bucket = None;
+            let mut now = 0i64;
+            let mut passed = 0i64;
+            for (cost, dt) in steps {
+                let cost = cost.min(capacity);
+                now += dt;
+                let before = bucket;
+                let (after, decision) = take_tokens(before, &limit, cost, now);
+                match decision {
+                    RateDecision::Allowed { remaining } => {
+                        passed += i64::from(cost);
+                        prop_assert!(i64::from(remaining) <= i64::from(capacity));
+                    }
+                    RateDecision::Limited { retry_after } => {
+                        let wait = retry_after.num_milliseconds();
+                        prop_assert!(wait >= 1);
+                        let (_, at_wait) = take_tokens(before, &limit, cost, now + wait);
+                        prop_assert!(matches!(at_wait, RateDecision::Allowed { .. }), "the wait passes");
+                        let (_, early) = take_tokens(before, &limit, cost, now + wait - 1);
+                        prop_assert!(matches!(early, RateDecision::Limited { .. }), "a millisecond early is refused");
+                        let b = before.map_or(i64::from(capacity) * 1_000, |b| b.milli_tokens);
+                        prop_assert!(after.milli_tokens >= b, "a refusal takes nothing");
+                    }
+                }
+                prop_assert!(after.milli_tokens <= i64::from(capacity) * 1_000);
+                prop_assert!(after.milli_tokens >= 0);
+                bucket = Some(after);
+                let earned = now * i64::from(rate) / 1_000;
+                prop_assert!(passed <= i64::from(capacity) + earned, "{passed} passed by {now} ms");
+            }
+        }
+    }
+}

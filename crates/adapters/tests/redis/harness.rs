@@ -1,0 +1,54 @@
+//! Connections for the tests: a fresh namespace per test, on the single node or the cluster.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use adapters::redis::Redis;
+
+fn skip(why: &str) -> Option<Redis> {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("Redis is required under CI=true: {why}");
+    }
+    #[allow(clippy::print_stderr, reason = "the reason a test is skipped")]
+    {
+        eprintln!("skipped: Redis unavailable ({why}); set REDIS_URL / REDIS_CLUSTER_URLS");
+    }
+    None
+}
+
+/// A namespace no other test (or earlier run) uses.
+pub(crate) fn namespace() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "test namespaces are named by wall time"
+    )]
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "test-{t}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The single node, in a fresh namespace.
+pub(crate) async fn single() -> Option<Redis> {
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    match Redis::connect(&url).await {
+        Ok(r) => Some(r.with_namespace(&namespace())),
+        Err(e) => skip(&e.to_string()),
+    }
+}
+
+/// The cluster, in a fresh namespace.
+pub(crate) async fn cluster() -> Option<Redis> {
+    let urls = std::env::var("REDIS_CLUSTER_URLS").unwrap_or_else(|_| {
+        "redis://127.0.0.1:7001,redis://127.0.0.1:7002,redis://127.0.0.1:7003".into()
+    });
+    let urls: Vec<&str> = urls.split(',').collect();
+    match Redis::connect_cluster(&urls).await {
+        Ok(r) => Some(r.with_namespace(&namespace())),
+        Err(e) => skip(&e.to_string()),
+    }
+}
