@@ -81,6 +81,7 @@
 //! # }).unwrap();
 //! ```
 
+mod admission;
 mod builder;
 mod checkout;
 mod error;
@@ -94,6 +95,10 @@ mod shipping;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
+pub use admission::{
+    Admission, AdmissionQueue, InMemoryAdmissionQueue, LATE_BASE, SaleConfig, check_sale,
+    lottery_rank,
+};
 pub use builder::ServiceBuilder;
 pub use checkout::{
     CapturePolicy, Checkout, CheckoutBuilder, CheckoutFailure, CheckoutInput, CheckoutInputBuilder,

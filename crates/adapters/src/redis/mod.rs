@@ -22,6 +22,7 @@
 //! # Ok(()) }
 //! ```
 
+mod admission;
 mod ratelimit;
 
 use std::time::Duration;
@@ -31,10 +32,13 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
 
+pub use admission::RedisAdmissionQueue;
 pub use ratelimit::RedisRateLimiter;
 
-/// How long a call waits for a reply, and for a connection, before it fails as `Unavailable`.
-const TIMEOUT: Duration = Duration::from_millis(500);
+/// How long a call waits for a reply, and for a connection, before it fails as `Unavailable`
+/// (a server that is down refuses at once; this bounds a hung one, and leaves room for a
+/// burst of thousands of calls queued on one multiplexed connection).
+const TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A connection to a single node or a cluster, cheap to clone (one multiplexed connection per
 /// node underneath, shared by every clone).
@@ -153,6 +157,11 @@ impl Redis {
 
     pub(crate) fn conn(&self) -> Conn {
         self.conn.clone()
+    }
+
+    /// The flash-sale waiting room shared by every instance (see [`RedisAdmissionQueue`]).
+    pub fn admission_queue(&self) -> RedisAdmissionQueue {
+        RedisAdmissionQueue::new(self.clone())
     }
 
     /// Token buckets shared by every instance on this connection (see [`RedisRateLimiter`]).

@@ -5,5 +5,6 @@
 //! under `CI=true` a missing server fails them.
 #![cfg(feature = "redis")]
 
+mod admission;
 mod harness;
 mod ratelimit;

@@ -7,6 +7,8 @@
     reason = "conformance cases are tests: they panic to report a broken contract"
 )]
 
+pub mod admission;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
