@@ -2,6 +2,7 @@
 //! checkout idempotency and crash recovery, the orchestrator's semantics, checkout from a cart,
 //! the order lifecycle, and the journal's conformance.
 
+mod admission;
 mod conformance;
 mod from_cart;
 mod idempotency;
