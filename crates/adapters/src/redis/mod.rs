@@ -24,6 +24,7 @@
 
 mod admission;
 mod ratelimit;
+mod recs;
 
 use std::time::Duration;
 
@@ -34,6 +35,7 @@ use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
 
 pub use admission::RedisAdmissionQueue;
 pub use ratelimit::RedisRateLimiter;
+pub use recs::{RedisRecentlyViewed, RedisTopKStore};
 
 /// How long a call waits for a reply, and for a connection, before it fails as `Unavailable`
 /// (a server that is down refuses at once; this bounds a hung one, and leaves room for a
@@ -162,6 +164,17 @@ impl Redis {
     /// The flash-sale waiting room shared by every instance (see [`RedisAdmissionQueue`]).
     pub fn admission_queue(&self) -> RedisAdmissionQueue {
         RedisAdmissionQueue::new(self.clone())
+    }
+
+    /// The recommendations' ranked lists (see [`RedisTopKStore`]).
+    pub fn topk_store(&self) -> RedisTopKStore {
+        RedisTopKStore::new(self.clone())
+    }
+
+    /// Each session's recently viewed products, `capacity` per session (see
+    /// [`RedisRecentlyViewed`]).
+    pub fn recently_viewed(&self, capacity: usize) -> RedisRecentlyViewed {
+        RedisRecentlyViewed::new(self.clone(), capacity)
     }
 
     /// Token buckets shared by every instance on this connection (see [`RedisRateLimiter`]).

@@ -8,3 +8,4 @@
 mod admission;
 mod harness;
 mod ratelimit;
+mod recs;

@@ -1,0 +1,244 @@
+//! The recommendations engine's hot stores on Redis: ranked lists by key, and each shopping
+//! session's recently viewed products.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use commerce_core::{ErrorKind, PortError, PortResult, SessionId, Sku};
+use recs::limits::{RECENTLY_VIEWED_MAX, TOPK_BATCH_MAX};
+use recs::{ListKey, RecentlyViewedStore, TopKList, TopKStore, Viewed};
+use redis::Script;
+
+use super::{Redis, error};
+
+/// Writes a list unless the stored one has a higher generation. Generations are compared as
+/// 20-digit zero-padded strings (a `u64` does not fit a Lua number exactly).
+const PUT: &str = r"
+local g = redis.call('HGET', KEYS[1], 'g')
+if g and g > ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'g', ARGV[1], 'b', ARGV[2])
+return 1
+";
+
+/// Deletes a list whose generation is at most ARGV[1].
+const REMOVE: &str = r"
+local g = redis.call('HGET', KEYS[1], 'g')
+if not g or g > ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+";
+
+fn generation(g: u64) -> String {
+    format!("{g:020}")
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> PortError {
+    PortError::new(
+        ErrorKind::Internal,
+        format!("stored {what} does not load: {e}"),
+    )
+}
+
+/// The [`TopKStore`] on Redis: one hash per list (`namespace:topk:item:SKU` or `…:user:ID`)
+/// holding its generation and the list as JSON (scores round-trip bit for bit). A write is one
+/// script that keeps the newer generation; reads of many lists go to their nodes at once.
+#[derive(Debug, Clone)]
+pub struct RedisTopKStore {
+    redis: Redis,
+    put: std::sync::Arc<(Script, Script)>,
+}
+
+impl RedisTopKStore {
+    pub(crate) fn new(redis: Redis) -> Self {
+        RedisTopKStore {
+            redis,
+            put: std::sync::Arc::new((Script::new(PUT), Script::new(REMOVE))),
+        }
+    }
+
+    fn key(&self, key: &ListKey) -> String {
+        self.redis.key("topk", &key.storage_key())
+    }
+}
+
+fn batch_bound(n: usize) -> PortResult<()> {
+    if n > TOPK_BATCH_MAX {
+        return Err(PortError::new(
+            ErrorKind::Invalid,
+            format!("{n} lists in one call, at most {TOPK_BATCH_MAX}"),
+        )
+        .with_field("topk"));
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl TopKStore for RedisTopKStore {
+    async fn put(&self, lists: &[(ListKey, TopKList)]) -> PortResult<usize> {
+        batch_bound(lists.len())?;
+        let writes = lists.iter().map(|(key, list)| async move {
+            let body = serde_json::to_string(list)
+                .map_err(|e| PortError::caused_by(ErrorKind::Internal, e))?;
+            let mut conn = self.redis.conn();
+            let wrote: i64 = self
+                .put
+                .0
+                .key(self.key(key))
+                .arg(generation(list.generation()))
+                .arg(body)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(error)?;
+            Ok::<_, PortError>(usize::from(wrote == 1))
+        });
+        let mut n = 0;
+        for w in futures::future::join_all(writes).await {
+            n += w?;
+        }
+        Ok(n)
+    }
+
+    async fn get(&self, key: &ListKey) -> PortResult<Option<TopKList>> {
+        let mut conn = self.redis.conn();
+        let body: Option<String> = redis::cmd("HGET")
+            .arg(self.key(key))
+            .arg("b")
+            .query_async(&mut conn)
+            .await
+            .map_err(error)?;
+        body.map(|b| serde_json::from_str(&b).map_err(|e| corrupt("top-K list", e)))
+            .transpose()
+    }
+
+    async fn get_many(&self, keys: &[ListKey]) -> PortResult<Vec<Option<TopKList>>> {
+        batch_bound(keys.len())?;
+        futures::future::join_all(keys.iter().map(|k| self.get(k)))
+            .await
+            .into_iter()
+            .collect()
+    }
+
+    async fn remove(&self, key: &ListKey, generation_max: u64) -> PortResult<bool> {
+        let mut conn = self.redis.conn();
+        let removed: i64 = self
+            .put
+            .1
+            .key(self.key(key))
+            .arg(generation(generation_max))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(error)?;
+        Ok(removed == 1)
+    }
+}
+
+/// Records a view: the SKU's score is its latest view in milliseconds (an older, redelivered
+/// view changes nothing); then the session keeps only its `capacity` greatest `(at, sku)` and
+/// lives `ttl` milliseconds past its last view.
+const RECORD: &str = r"
+local old = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if old and tonumber(old) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -tonumber(ARGV[3]) - 1)
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+";
+
+/// The [`RecentlyViewedStore`] on Redis: a sorted set per session (`namespace:rv:SESSION`),
+/// member the SKU, score the time of its latest view in milliseconds, so the set holds each
+/// SKU once and orders by `(at, sku)` exactly as the contract does. A stream (`XADD … MAXLEN
+/// ~`) was the first idea; it appends a repeated view as a second entry and trims only
+/// approximately, where the port promises each SKU once, at its latest view, and exactly
+/// `capacity` of them. A session idle for the store's TTL (seven days by default) is forgotten.
+#[derive(Debug, Clone)]
+pub struct RedisRecentlyViewed {
+    redis: Redis,
+    capacity: usize,
+    ttl_ms: i64,
+    record: std::sync::Arc<Script>,
+}
+
+impl RedisRecentlyViewed {
+    pub(crate) fn new(redis: Redis, capacity: usize) -> Self {
+        RedisRecentlyViewed {
+            redis,
+            capacity: capacity.clamp(1, RECENTLY_VIEWED_MAX),
+            ttl_ms: 7 * 24 * 3_600 * 1_000,
+            record: std::sync::Arc::new(Script::new(RECORD)),
+        }
+    }
+
+    /// The same store forgetting sessions idle for `ttl` (at least a second).
+    #[must_use]
+    pub fn with_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.ttl_ms = i64::try_from(ttl.as_millis())
+            .unwrap_or(i64::MAX)
+            .max(1_000);
+        self
+    }
+
+    fn key(&self, session: &SessionId) -> String {
+        self.redis.key("rv", session.as_str())
+    }
+}
+
+#[async_trait]
+impl RecentlyViewedStore for RedisRecentlyViewed {
+    fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    async fn record(&self, session: &SessionId, view: &Viewed) -> PortResult<()> {
+        let mut conn = self.redis.conn();
+        let _: i64 = self
+            .record
+            .key(self.key(session))
+            .arg(view.sku.as_str())
+            .arg(view.at.timestamp_millis())
+            .arg(self.capacity)
+            .arg(self.ttl_ms)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(error)?;
+        Ok(())
+    }
+
+    async fn recent(&self, session: &SessionId, limit: usize) -> PortResult<Vec<Viewed>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let last = isize::try_from(limit.min(self.capacity)).unwrap_or(isize::MAX) - 1;
+        let mut conn = self.redis.conn();
+        let rows: Vec<(String, f64)> = redis::cmd("ZREVRANGE")
+            .arg(self.key(session))
+            .arg(0)
+            .arg(last)
+            .arg("WITHSCORES")
+            .query_async(&mut conn)
+            .await
+            .map_err(error)?;
+        rows.into_iter()
+            .map(|(sku, at)| {
+                #[allow(
+                    clippy::cast_possible_truncation,
+                    reason = "scores are whole milliseconds, exact in a double"
+                )]
+                let ms = at as i64;
+                Ok(Viewed {
+                    sku: Sku::new(&sku).map_err(|e| corrupt("sku", e))?,
+                    at: DateTime::<Utc>::from_timestamp_millis(ms)
+                        .ok_or_else(|| corrupt("view time", ms))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn clear(&self, session: &SessionId) -> PortResult<()> {
+        let mut conn = self.redis.conn();
+        let _: i64 = redis::cmd("DEL")
+            .arg(self.key(session))
+            .query_async(&mut conn)
+            .await
+            .map_err(error)?;
+        Ok(())
+    }
+}
