@@ -35,7 +35,7 @@ use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
 
 pub use admission::RedisAdmissionQueue;
 pub use ratelimit::RedisRateLimiter;
-pub use recs::{RedisRecentlyViewed, RedisTopKStore};
+pub use recs::{RedisBackInStock, RedisRecentlyViewed, RedisTopKStore};
 
 /// How long a call waits for a reply, and for a connection, before it fails as `Unavailable`
 /// (a server that is down refuses at once; this bounds a hung one, and leaves room for a
@@ -175,6 +175,11 @@ impl Redis {
     /// [`RedisRecentlyViewed`]).
     pub fn recently_viewed(&self, capacity: usize) -> RedisRecentlyViewed {
         RedisRecentlyViewed::new(self.clone(), capacity)
+    }
+
+    /// Back-in-stock watchers and arrivals (see [`RedisBackInStock`]).
+    pub fn back_in_stock(&self) -> RedisBackInStock {
+        RedisBackInStock::new(self.clone())
     }
 
     /// Token buckets shared by every instance on this connection (see [`RedisRateLimiter`]).

@@ -216,20 +216,7 @@ impl RecentlyViewedStore for RedisRecentlyViewed {
             .query_async(&mut conn)
             .await
             .map_err(error)?;
-        rows.into_iter()
-            .map(|(sku, at)| {
-                #[allow(
-                    clippy::cast_possible_truncation,
-                    reason = "scores are whole milliseconds, exact in a double"
-                )]
-                let ms = at as i64;
-                Ok(Viewed {
-                    sku: Sku::new(&sku).map_err(|e| corrupt("sku", e))?,
-                    at: DateTime::<Utc>::from_timestamp_millis(ms)
-                        .ok_or_else(|| corrupt("view time", ms))?,
-                })
-            })
-            .collect()
+        rows_to_viewed(rows)
     }
 
     async fn clear(&self, session: &SessionId) -> PortResult<()> {
@@ -240,5 +227,205 @@ impl RecentlyViewedStore for RedisRecentlyViewed {
             .await
             .map_err(error)?;
         Ok(())
+    }
+}
+
+/// `user` (ARGV[1]) watches `sku` (ARGV[2]): 1 new, 0 already, -1 the user watches too many,
+/// -2 the SKU has too many watchers.
+const WATCH: &str = r"
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+if redis.call('SCARD', KEYS[2]) >= tonumber(ARGV[3]) then return -1 end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then return -2 end
+redis.call('ZADD', KEYS[1], 0, ARGV[1])
+redis.call('SADD', KEYS[2], ARGV[2])
+return 1
+";
+
+/// `sku` is back at ARGV[1] (ms): every watcher gets the arrival (the latest per SKU, the
+/// newest ARGV[2] kept) and stops watching; returns them in ascending id order. Users' keys
+/// are named from ARGV[3] (the store's prefix, inside the hash tag every key shares).
+const BACK: &str = r"
+local users = redis.call('ZRANGE', KEYS[1], 0, -1)
+for _, u in ipairs(users) do
+  local a = ARGV[3] .. 'a:' .. u
+  local old = redis.call('ZSCORE', a, ARGV[4])
+  if not old or tonumber(old) < tonumber(ARGV[1]) then
+    redis.call('ZADD', a, ARGV[1], ARGV[4])
+  end
+  redis.call('ZREMRANGEBYRANK', a, 0, -tonumber(ARGV[2]) - 1)
+  redis.call('SREM', ARGV[3] .. 'u:' .. u, ARGV[4])
+end
+redis.call('DEL', KEYS[1])
+return users
+";
+
+/// The [`BackInStockStore`] on Redis. `back_in_stock` moves every watcher of a SKU to their
+/// arrivals atomically, which touches every watcher's keys in one script; so the whole store
+/// lives in one hash slot (`{bis}`), on one node of a cluster. That bounds it to one node's
+/// memory and throughput (watchers and arrivals are small and bounded per user and per SKU),
+/// and keeps the promise that a watcher is handed out by exactly one call.
+#[derive(Debug, Clone)]
+pub struct RedisBackInStock {
+    redis: Redis,
+    scripts: std::sync::Arc<(Script, Script)>,
+}
+
+impl RedisBackInStock {
+    pub(crate) fn new(redis: Redis) -> Self {
+        RedisBackInStock {
+            redis,
+            scripts: std::sync::Arc::new((Script::new(WATCH), Script::new(BACK))),
+        }
+    }
+
+    /// The prefix of every key of the store, hash tag included.
+    fn prefix(&self) -> String {
+        self.redis.key("bis", "{bis}:")
+    }
+
+    fn watchers_key(&self, sku: &Sku) -> String {
+        format!("{}w:{sku}", self.prefix())
+    }
+
+    fn watching_key(&self, user: &commerce_core::UserId) -> String {
+        format!("{}u:{user}", self.prefix())
+    }
+
+    fn arrivals_key(&self, user: &commerce_core::UserId) -> String {
+        format!("{}a:{user}", self.prefix())
+    }
+}
+
+fn rows_to_viewed(rows: Vec<(String, f64)>) -> PortResult<Vec<Viewed>> {
+    rows.into_iter()
+        .map(|(sku, at)| {
+            #[allow(
+                clippy::cast_possible_truncation,
+                reason = "scores are whole milliseconds, exact in a double"
+            )]
+            let ms = at as i64;
+            Ok(Viewed {
+                sku: Sku::new(&sku).map_err(|e| corrupt("sku", e))?,
+                at: DateTime::<Utc>::from_timestamp_millis(ms)
+                    .ok_or_else(|| corrupt("arrival time", ms))?,
+            })
+        })
+        .collect()
+}
+
+#[async_trait]
+impl recs::BackInStockStore for RedisBackInStock {
+    async fn watch(&self, user: &commerce_core::UserId, sku: &Sku) -> PortResult<bool> {
+        let mut conn = self.redis.conn();
+        let answer: i64 = self
+            .scripts
+            .0
+            .key(self.watchers_key(sku))
+            .key(self.watching_key(user))
+            .arg(user.as_str())
+            .arg(sku.as_str())
+            .arg(recs::limits::WATCHES_PER_USER_MAX)
+            .arg(recs::limits::WATCHERS_PER_SKU_MAX)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(error)?;
+        match answer {
+            1 => Ok(true),
+            0 => Ok(false),
+            -1 => Err(PortError::new(
+                ErrorKind::Refused,
+                format!("{user} watches the most SKUs allowed"),
+            )),
+            _ => Err(PortError::new(
+                ErrorKind::Refused,
+                format!("{sku} has the most watchers allowed"),
+            )),
+        }
+    }
+
+    async fn unwatch(&self, user: &commerce_core::UserId, sku: &Sku) -> PortResult<bool> {
+        let mut conn = self.redis.conn();
+        let (removed, _): (i64, i64) = redis::pipe()
+            .atomic()
+            .cmd("ZREM")
+            .arg(self.watchers_key(sku))
+            .arg(user.as_str())
+            .cmd("SREM")
+            .arg(self.watching_key(user))
+            .arg(sku.as_str())
+            .query_async(&mut conn)
+            .await
+            .map_err(error)?;
+        Ok(removed == 1)
+    }
+
+    async fn watchers(&self, sku: &Sku, limit: usize) -> PortResult<Vec<commerce_core::UserId>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.redis.conn();
+        let ids: Vec<String> = redis::cmd("ZRANGE")
+            .arg(self.watchers_key(sku))
+            .arg(0)
+            .arg(isize::try_from(limit).unwrap_or(isize::MAX) - 1)
+            .query_async(&mut conn)
+            .await
+            .map_err(error)?;
+        ids.iter()
+            .map(|u| commerce_core::UserId::new(u).map_err(|e| corrupt("user id", e)))
+            .collect()
+    }
+
+    async fn back_in_stock(
+        &self,
+        sku: &Sku,
+        at: DateTime<Utc>,
+    ) -> PortResult<Vec<commerce_core::UserId>> {
+        let mut conn = self.redis.conn();
+        let ids: Vec<String> = self
+            .scripts
+            .1
+            .key(self.watchers_key(sku))
+            .arg(at.timestamp_millis())
+            .arg(recs::limits::ARRIVALS_PER_USER_MAX)
+            .arg(self.prefix())
+            .arg(sku.as_str())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(error)?;
+        ids.iter()
+            .map(|u| commerce_core::UserId::new(u).map_err(|e| corrupt("user id", e)))
+            .collect()
+    }
+
+    async fn arrivals(
+        &self,
+        user: &commerce_core::UserId,
+        limit: usize,
+    ) -> PortResult<Vec<Viewed>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.redis.conn();
+        let rows: Vec<(String, f64)> = redis::cmd("ZREVRANGE")
+            .arg(self.arrivals_key(user))
+            .arg(0)
+            .arg(isize::try_from(limit).unwrap_or(isize::MAX) - 1)
+            .arg("WITHSCORES")
+            .query_async(&mut conn)
+            .await
+            .map_err(error)?;
+        rows_to_viewed(rows)
+    }
+
+    async fn dismiss(&self, user: &commerce_core::UserId, sku: &Sku) -> PortResult<bool> {
+        let mut conn = self.redis.conn();
+        let removed: i64 = redis::cmd("ZREM")
+            .arg(self.arrivals_key(user))
+            .arg(sku.as_str())
+            .query_async(&mut conn)
+            .await
+            .map_err(error)?;
+        Ok(removed == 1)
     }
 }

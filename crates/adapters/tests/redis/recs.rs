@@ -34,3 +34,19 @@ mod recently_viewed_on_cluster {
         r.recently_viewed(5)
     });
 }
+
+mod back_in_stock_single_node {
+    use super::*;
+    recs::back_in_stock_conformance!({
+        let Some(r) = single().await else { return };
+        r.back_in_stock()
+    });
+}
+
+mod back_in_stock_on_cluster {
+    use super::*;
+    recs::back_in_stock_conformance!({
+        let Some(r) = cluster().await else { return };
+        r.back_in_stock()
+    });
+}
