@@ -45,7 +45,6 @@ use commerce_core::{Dedupe, DomainEvent, EventEnvelope, Sku, UserId};
 use rayon::prelude::*;
 
 use crate::limits::{BASKET_ITEMS_MAX, TOPK_BATCH_MAX, TOPK_MAX};
-use crate::store::rank_order;
 use crate::{Error, ListKey, Result, Scored, TopKList, TopKStore};
 
 /// How a candidate is scored against the anchor item (formulas in the [module docs](self)).
@@ -475,72 +474,82 @@ impl CoCounts {
     /// As [`CoPurchaseConfig::check`].
     pub fn build(baskets: &[Basket], config: CoPurchaseConfig) -> Result<CoCounts> {
         let mut counts = CoCounts::new(config)?;
-        // Item index, supports and, per item, the baskets that hold it.
-        let mut holders: Vec<Vec<u32>> = Vec::new();
+        let (encoded, weights) = counts.encode(baskets)?;
+        counts.count(&encoded, &weights)?;
+        Ok(counts)
+    }
+
+    /// Interns the items of `baskets`: their item indices (in basket order) and weights.
+    fn encode(&mut self, baskets: &[Basket]) -> Result<(Vec<Vec<u32>>, Vec<f64>)> {
         let mut encoded: Vec<Vec<u32>> = Vec::with_capacity(baskets.len());
         let mut weights: Vec<f64> = Vec::with_capacity(baskets.len());
-        for (b, basket) in baskets.iter().enumerate() {
+        for basket in baskets {
+            weights.push(self.config.weight(basket));
+            encoded.push(
+                basket
+                    .items
+                    .iter()
+                    .map(|sku| self.intern(sku))
+                    .collect::<Result<_>>()?,
+            );
+        }
+        Ok((encoded, weights))
+    }
+
+    /// Counts `sets` (item indices, distinct; interned already) with their `weights` into
+    /// counts that hold no pair yet: supports and the total in order, then each item's
+    /// partners in parallel, summed in a dense per-thread accumulator (the weights of a pair
+    /// add in set order, as [`CoCounts::add`] adds them).
+    fn count(&mut self, sets: &[Vec<u32>], weights: &[f64]) -> Result<()> {
+        let n = self.skus.len();
+        // Per item, the sets that hold it.
+        let mut holders: Vec<Vec<u32>> = vec![Vec::new(); n];
+        for (b, (set, &w)) in sets.iter().zip(weights).enumerate() {
             let b = u32::try_from(b).map_err(|_| Error::invalid("baskets", "over 2^32"))?;
-            let w = config.weight(basket);
-            counts.total.add(w);
-            let mut ids = Vec::with_capacity(basket.items.len());
-            for sku in &basket.items {
-                let i = counts.intern(sku)?;
-                if holders.len() <= idx(i) {
-                    holders.push(Vec::new());
-                }
+            self.total.add(w);
+            for &i in set {
                 if let Some(h) = holders.get_mut(idx(i)) {
                     h.push(b);
                 }
-                if let Some(s) = counts.support.get_mut(idx(i)) {
+                if let Some(s) = self.support.get_mut(idx(i)) {
                     s.add(w);
                 }
-                ids.push(i);
             }
-            encoded.push(ids);
-            weights.push(w);
         }
-        let progress = Progress::new(counts.skus.len());
-        counts.pairs = (0..counts.skus.len())
+        let progress = Progress::new(n);
+        self.pairs = (0..n)
             .into_par_iter()
-            .map_init(Vec::new, |seen: &mut Vec<(u32, f64)>, x| {
-                // Gather every (partner, weight), sort by partner, and sum runs: a sort is
-                // several times cheaper than a hash-map increment per occurrence.
-                seen.clear();
-                for &b in holders.get(x).map_or(&[][..], Vec::as_slice) {
-                    let w = weights.get(idx(b)).copied().unwrap_or(0.0);
-                    for &y in encoded.get(idx(b)).map_or(&[][..], Vec::as_slice) {
-                        if idx(y) != x {
-                            seen.push((y, w));
-                        }
-                    }
-                }
-                // Stable, so each partner's weights add in basket order, as `add` adds them.
-                seen.sort_by_key(|p| p.0);
-                let mut partners: IdMap<Tally> = IdMap::default();
-                let mut run: Option<(u32, Tally)> = None;
-                for &(y, w) in seen.iter() {
-                    match &mut run {
-                        Some((r, t)) if *r == y => t.add(w),
-                        _ => {
-                            if let Some((r, t)) = run.take() {
-                                partners.insert(r, t);
+            .map_init(
+                || (vec![Tally::default(); n], Vec::new()),
+                |(acc, touched): &mut (Vec<Tally>, Vec<u32>), x| {
+                    for &b in holders.get(x).map_or(&[][..], Vec::as_slice) {
+                        let w = weights.get(idx(b)).copied().unwrap_or(0.0);
+                        for &y in sets.get(idx(b)).map_or(&[][..], Vec::as_slice) {
+                            if idx(y) == x {
+                                continue;
                             }
-                            let mut t = Tally::default();
-                            t.add(w);
-                            run = Some((y, t));
+                            if let Some(t) = acc.get_mut(idx(y)) {
+                                if t.count == 0 {
+                                    touched.push(y);
+                                }
+                                t.add(w);
+                            }
                         }
                     }
-                }
-                if let Some((r, t)) = run {
-                    partners.insert(r, t);
-                }
-                progress.tick();
-                partners
-            })
+                    let mut partners: IdMap<Tally> =
+                        IdMap::with_capacity_and_hasher(touched.len(), Default::default());
+                    for y in touched.drain(..) {
+                        if let Some(t) = acc.get_mut(idx(y)) {
+                            partners.insert(y, std::mem::take(t));
+                        }
+                    }
+                    progress.tick();
+                    partners
+                },
+            )
             .collect();
         progress.finish();
-        Ok(counts)
+        Ok(())
     }
 
     /// Folds new baskets into the counts and returns the items whose lists may have changed,
@@ -589,20 +598,18 @@ impl CoCounts {
     /// Grows one set (a customer's items) from `old` to `old ∪ new` with weight 1: the new
     /// items' supports, their pairs with every item of the grown set, and the total when the
     /// set was empty. Returns the items whose pairs changed (the grown set).
-    fn grow(&mut self, old: &[Sku], new: &[Sku]) -> Result<Vec<u32>> {
-        if new.is_empty() {
-            return Ok(Vec::new());
+    fn grow(&mut self, old_ids: &[u32], new_ids: &[u32]) -> Vec<u32> {
+        if new_ids.is_empty() {
+            return Vec::new();
         }
-        if old.is_empty() {
+        if old_ids.is_empty() {
             self.total.add(1.0);
         }
-        let old_ids: Vec<u32> = old.iter().map(|s| self.intern(s)).collect::<Result<_>>()?;
-        let new_ids: Vec<u32> = new.iter().map(|s| self.intern(s)).collect::<Result<_>>()?;
-        for &i in &new_ids {
+        for &i in new_ids {
             if let Some(t) = self.support.get_mut(idx(i)) {
                 t.add(1.0);
             }
-            for &j in old_ids.iter().chain(&new_ids) {
+            for &j in old_ids.iter().chain(new_ids) {
                 if i == j {
                     continue;
                 }
@@ -610,13 +617,13 @@ impl CoCounts {
                     m.entry(j).or_default().add(1.0);
                 }
             }
-            for &j in &old_ids {
+            for &j in old_ids {
                 if let Some(m) = self.pairs.get_mut(idx(j)) {
                     m.entry(i).or_default().add(1.0);
                 }
             }
         }
-        Ok(old_ids.into_iter().chain(new_ids).collect())
+        old_ids.iter().chain(new_ids).copied().collect()
     }
 
     /// Every partner of `touched` and `touched` themselves (or every item when the scorer
@@ -710,13 +717,33 @@ impl CoCounts {
     }
 
     fn top_k_of(&self, x: u32, generation: u64) -> Result<TopKList> {
-        let mut items = self.scored(x);
-        let k = self.config.top_k;
-        if items.len() > k {
-            items.select_nth_unstable_by(k - 1, rank_order);
+        #[allow(
+            clippy::cast_possible_truncation,
+            reason = "the scores were rounded to f32 already"
+        )]
+        let items = self
+            .scored_raw(x)
+            .into_iter()
+            .map(|(y, s)| (y, s as f32))
+            .collect();
+        TopKList::new(generation, self.select_top(items, self.config.top_k))
+    }
+
+    /// The best `k` of `items` (item index, score) in the lists' order (score descending,
+    /// then SKU), as [`Scored`]: only those `k` SKUs are cloned.
+    fn select_top(&self, mut items: Vec<(u32, f32)>, k: usize) -> Vec<Scored> {
+        let name = |i: u32| self.skus.get(idx(i)).map_or("", Sku::as_str);
+        let order = |a: &(u32, f32), b: &(u32, f32)| {
+            b.1.total_cmp(&a.1).then_with(|| name(a.0).cmp(name(b.0)))
+        };
+        if items.len() > k && k > 0 {
+            items.select_nth_unstable_by(k - 1, order);
             items.truncate(k);
         }
-        TopKList::new(generation, items)
+        items
+            .into_iter()
+            .filter_map(|(y, s)| Some(Scored::new(self.skus.get(idx(y))?.clone(), s)))
+            .collect()
     }
 
     /// The lists of every item, computed in parallel.
@@ -798,7 +825,8 @@ pub struct CoPurchase {
 #[derive(Debug, Clone)]
 struct Customers {
     counts: CoCounts,
-    sets: HashMap<UserId, BTreeSet<Sku>>,
+    /// Each customer's items (indices into `counts`), ascending.
+    sets: HashMap<UserId, Vec<u32>>,
     /// Per customer-level item index, the per-order index of the same SKU (every customer
     /// item was in some order), so the two score lists merge by integer.
     to_orders: Vec<u32>,
@@ -826,20 +854,37 @@ impl Customers {
     }
 
     /// The items of `basket` new to its customer's set, within the set's bound, added to it;
-    /// and the set before. (The batch build grows sets by the same rule.)
-    fn grow_set(&mut self, customer: &UserId, items: &[Sku]) -> (Vec<Sku>, Vec<Sku>) {
+    /// and the set before (indices into `counts`). The batch build grows sets by the same
+    /// rule.
+    fn grow_set(&mut self, customer: &UserId, items: &[Sku]) -> Result<(Vec<u32>, Vec<u32>)> {
+        let ids: Vec<u32> = items
+            .iter()
+            .map(|s| self.counts.intern(s))
+            .collect::<Result<_>>()?;
         let set = self.sets.entry(customer.clone()).or_default();
-        let old: Vec<Sku> = set.iter().cloned().collect();
+        let old = set.clone();
         let mut new = Vec::new();
-        for sku in items {
-            if set.len() >= BASKET_ITEMS_MAX {
-                break;
-            }
-            if set.insert(sku.clone()) {
-                new.push(sku.clone());
+        for i in ids {
+            if grow_sorted(set, i) {
+                new.push(i);
             }
         }
-        (old, new)
+        Ok((old, new))
+    }
+}
+
+/// Inserts `i` into the ascending `set` unless it is there or the set holds
+/// [`BASKET_ITEMS_MAX`] items; true when inserted.
+fn grow_sorted(set: &mut Vec<u32>, i: u32) -> bool {
+    if set.len() >= BASKET_ITEMS_MAX {
+        return false;
+    }
+    match set.binary_search(&i) {
+        Ok(_) => false,
+        Err(at) => {
+            set.insert(at, i);
+            true
+        }
     }
 }
 
@@ -850,34 +895,39 @@ impl CoPurchase {
     /// # Errors
     /// As [`CoPurchaseConfig::check`].
     pub fn build(baskets: &[Basket], config: CoPurchaseConfig) -> Result<CoPurchase> {
-        let orders = CoCounts::build(baskets, config)?;
+        let mut orders = CoCounts::new(config)?;
+        let (encoded, weights) = orders.encode(baskets)?;
+        orders.count(&encoded, &weights)?;
         let customers = if config.customer_weight > 0.0 {
-            let mut c = Customers {
-                counts: CoCounts::new(Customers::config(&config))?,
-                sets: HashMap::new(),
-                to_orders: Vec::new(),
-            };
-            for b in baskets {
-                if let Some(u) = &b.customer {
-                    let set = c.sets.entry(u.clone()).or_default();
-                    for sku in &b.items {
-                        if set.len() >= BASKET_ITEMS_MAX {
-                            break;
-                        }
-                        set.insert(sku.clone());
+            // The customer-level counts share the per-order item index (extended by later
+            // orders independently; `to_orders` maps back).
+            let mut counts = CoCounts::new(Customers::config(&config))?;
+            counts.index.clone_from(&orders.index);
+            counts.skus.clone_from(&orders.skus);
+            counts.support = vec![Tally::default(); orders.skus.len()];
+            counts.pairs = vec![IdMap::default(); orders.skus.len()];
+            let mut sets: HashMap<UserId, Vec<u32>> = HashMap::new();
+            for (b, ids) in baskets.iter().zip(&encoded) {
+                let Some(u) = &b.customer else { continue };
+                let set = match sets.get_mut(u) {
+                    Some(set) => set,
+                    None => sets.entry(u.clone()).or_default(),
+                };
+                for &i in ids {
+                    if set.len() >= BASKET_ITEMS_MAX {
+                        break;
                     }
+                    grow_sorted(set, i);
                 }
             }
-            let sets: Vec<Basket> = c
-                .sets
-                .values()
-                .map(|set| Basket {
-                    at: DateTime::UNIX_EPOCH,
-                    customer: None,
-                    items: set.iter().cloned().collect(),
-                })
-                .collect();
-            c.counts = CoCounts::build(&sets, Customers::config(&config))?;
+            let lists: Vec<Vec<u32>> = sets.values().cloned().collect();
+            let ones = vec![1.0; lists.len()];
+            counts.count(&lists, &ones)?;
+            let mut c = Customers {
+                counts,
+                sets,
+                to_orders: Vec::new(),
+            };
             c.sync_index(&orders);
             Some(c)
         } else {
@@ -913,9 +963,9 @@ impl CoPurchase {
             let mut new_customer = false;
             for b in baskets {
                 let Some(u) = &b.customer else { continue };
-                let (old, new) = c.grow_set(u, &b.items);
+                let (old, new) = c.grow_set(u, &b.items)?;
                 new_customer |= old.is_empty() && !new.is_empty();
-                touched.extend(c.counts.grow(&old, &new)?);
+                touched.extend(c.counts.grow(&old, &new));
             }
             c.sync_index(&self.orders);
             for i in c.counts.dirty(&touched, new_customer) {
@@ -961,35 +1011,50 @@ impl CoPurchase {
 
     /// Every partner of `anchor` with its blended score, unsorted.
     pub fn scores(&self, anchor: &Sku) -> Vec<Scored> {
-        let Some(c) = &self.customers else {
+        if self.customers.is_none() {
             return self.orders.scores(anchor);
+        }
+        self.blended(anchor)
+            .into_iter()
+            .filter_map(|(y, v)| Some(Scored::new(self.orders.sku_of(y)?.clone(), v)))
+            .collect()
+    }
+
+    /// Every partner of `anchor` (by per-order index) with its blended score, unsorted
+    /// (with customers).
+    fn blended(&self, anchor: &Sku) -> Vec<(u32, f32)> {
+        let Some(c) = &self.customers else {
+            return Vec::new();
         };
         let orders = self
             .orders
             .index
             .get(anchor)
-            .map(|&x| self.orders.scored_raw(x));
-        let customers = c.counts.index.get(anchor).map(|&x| c.counts.scored_raw(x));
+            .map(|&x| self.orders.scored_raw(x))
+            .unwrap_or_default();
+        let customers = c
+            .counts
+            .index
+            .get(anchor)
+            .map(|&x| c.counts.scored_raw(x))
+            .unwrap_or_default();
         let best = |v: &[(u32, f64)]| v.iter().map(|s| s.1).fold(0.0, f64::max);
         // Merged by per-order index.
-        let mut sum: IdMap<f64> = IdMap::default();
-        if let Some(o) = &orders {
-            let b = best(o);
-            if b > 0.0 {
-                for &(y, v) in o {
-                    *sum.entry(y).or_default() += v / b;
-                }
+        let mut sum: IdMap<f64> =
+            IdMap::with_capacity_and_hasher(orders.len() + customers.len(), Default::default());
+        let b = best(&orders);
+        if b > 0.0 {
+            for &(y, v) in &orders {
+                *sum.entry(y).or_default() += v / b;
             }
         }
-        if let Some(cs) = &customers {
-            let b = best(cs);
-            if b > 0.0 {
-                for &(y, v) in cs {
-                    let Some(&y) = c.to_orders.get(idx(y)) else {
-                        continue;
-                    };
-                    *sum.entry(y).or_default() += self.config.customer_weight * v / b;
-                }
+        let b = best(&customers);
+        if b > 0.0 {
+            for &(y, v) in &customers {
+                let Some(&y) = c.to_orders.get(idx(y)) else {
+                    continue;
+                };
+                *sum.entry(y).or_default() += self.config.customer_weight * v / b;
             }
         }
         #[allow(
@@ -997,8 +1062,8 @@ impl CoPurchase {
             reason = "scores are stored as f32; finite and non-negative here"
         )]
         sum.into_iter()
-            .filter_map(|(y, v)| Some(Scored::new(self.orders.sku_of(y)?.clone(), v as f32)))
-            .filter(|s| s.score.is_finite())
+            .map(|(y, v)| (y, v as f32))
+            .filter(|&(y, v)| v.is_finite() && self.orders.sku_of(y).is_some())
             .collect()
     }
 
@@ -1016,12 +1081,12 @@ impl CoPurchase {
         if !known {
             return None;
         }
-        let mut items = self.scores(anchor);
-        let k = self.config.top_k;
-        if items.len() > k {
-            items.select_nth_unstable_by(k - 1, rank_order);
-            items.truncate(k);
+        if self.customers.is_none() {
+            return self.orders.top_k(anchor, generation);
         }
+        let items = self
+            .orders
+            .select_top(self.blended(anchor), self.config.top_k);
         Some(TopKList::new(generation, items))
     }
 
