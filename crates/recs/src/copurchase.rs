@@ -363,6 +363,43 @@ impl Tally {
     }
 }
 
+/// An item's partners and their tallies: those of the batch build in a vector sorted by
+/// partner (no hashing, no spare capacity), those first seen by an incremental update in a
+/// map.
+#[derive(Debug, Clone, Default)]
+struct Partners {
+    sorted: Vec<(u32, Tally)>,
+    added: IdMap<Tally>,
+}
+
+impl Partners {
+    fn get(&self, y: &u32) -> Option<&Tally> {
+        match self.sorted.binary_search_by_key(y, |p| p.0) {
+            Ok(i) => self.sorted.get(i).map(|p| &p.1),
+            Err(_) => self.added.get(y),
+        }
+    }
+
+    fn add(&mut self, y: u32, w: f64) {
+        match self.sorted.binary_search_by_key(&y, |p| p.0) {
+            Ok(i) => {
+                if let Some(p) = self.sorted.get_mut(i) {
+                    p.1.add(w);
+                }
+            }
+            Err(_) => self.added.entry(y).or_default().add(w),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&u32, &Tally)> {
+        self.sorted.iter().map(|(y, t)| (y, t)).chain(&self.added)
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &u32> {
+        self.iter().map(|p| p.0)
+    }
+}
+
 /// Co-occurrence counts: each item's support, each pair's count, the total; and the lists
 /// they score to.
 ///
@@ -394,7 +431,7 @@ pub struct CoCounts {
     index: HashMap<Sku, u32>,
     skus: Vec<Sku>,
     support: Vec<Tally>,
-    pairs: Vec<IdMap<Tally>>,
+    pairs: Vec<Partners>,
     total: Tally,
 }
 
@@ -462,7 +499,7 @@ impl CoCounts {
         self.index.insert(sku.clone(), i);
         self.skus.push(sku.clone());
         self.support.push(Tally::default());
-        self.pairs.push(IdMap::default());
+        self.pairs.push(Partners::default());
         Ok(i)
     }
 
@@ -497,9 +534,9 @@ impl CoCounts {
     }
 
     /// Counts `sets` (item indices, distinct; interned already) with their `weights` into
-    /// counts that hold no pair yet: supports and the total in order, then each item's
-    /// partners in parallel, summed in a dense per-thread accumulator (the weights of a pair
-    /// add in set order, as [`CoCounts::add`] adds them).
+    /// counts that hold no pair yet: supports and the total in order, then each pair once, by
+    /// its larger item in parallel (a dense per-thread accumulator; the weights of a pair add
+    /// in set order, as [`CoCounts::add`] adds them), mirrored to the smaller item after.
     fn count(&mut self, sets: &[Vec<u32>], weights: &[f64]) -> Result<()> {
         let n = self.skus.len();
         // Per item, the sets that hold it.
@@ -516,39 +553,82 @@ impl CoCounts {
                 }
             }
         }
+        // Sets of weight 1 (the customer-level counts): a pair's weight is its count, exactly.
+        #[allow(
+            clippy::float_cmp,
+            reason = "exactly 1, the weight of a customer's set"
+        )]
+        let unit = weights.iter().all(|&w| w == 1.0);
         let progress = Progress::new(n);
-        self.pairs = (0..n)
+        // Per item x, its partners y < x.
+        let lower: Vec<Vec<(u32, Tally)>> = (0..n)
             .into_par_iter()
             .map_init(
-                || (vec![Tally::default(); n], Vec::new()),
-                |(acc, touched): &mut (Vec<Tally>, Vec<u32>), x| {
+                || {
+                    let w = if unit { 0 } else { n };
+                    (vec![0u32; n], vec![0f64; w], Vec::new())
+                },
+                |(cnt, wt, touched): &mut (Vec<u32>, Vec<f64>, Vec<u32>), x| {
                     for &b in holders.get(x).map_or(&[][..], Vec::as_slice) {
                         let w = weights.get(idx(b)).copied().unwrap_or(0.0);
                         for &y in sets.get(idx(b)).map_or(&[][..], Vec::as_slice) {
-                            if idx(y) == x {
+                            if idx(y) >= x {
                                 continue;
                             }
-                            if let Some(t) = acc.get_mut(idx(y)) {
-                                if t.count == 0 {
+                            if let Some(c) = cnt.get_mut(idx(y)) {
+                                if *c == 0 {
                                     touched.push(y);
                                 }
-                                t.add(w);
+                                *c += 1;
+                            }
+                            if let Some(v) = wt.get_mut(idx(y)) {
+                                *v += w;
                             }
                         }
                     }
-                    let mut partners: IdMap<Tally> =
-                        IdMap::with_capacity_and_hasher(touched.len(), Default::default());
-                    for y in touched.drain(..) {
-                        if let Some(t) = acc.get_mut(idx(y)) {
-                            partners.insert(y, std::mem::take(t));
-                        }
-                    }
+                    touched.sort_unstable();
+                    let partners = touched
+                        .drain(..)
+                        .map(|y| {
+                            let c = cnt.get_mut(idx(y)).map_or(0, std::mem::take);
+                            let weight = if unit {
+                                f64::from(c)
+                            } else {
+                                wt.get_mut(idx(y)).map_or(0.0, std::mem::take)
+                            };
+                            let count = u64::from(c);
+                            (y, Tally { count, weight })
+                        })
+                        .collect();
                     progress.tick();
                     partners
                 },
             )
             .collect();
         progress.finish();
+        // Mirrored: per item y, its partners x > y.
+        let mut upper: Vec<Vec<(u32, Tally)>> = vec![Vec::new(); n];
+        for (x, partners) in lower.iter().enumerate() {
+            let Ok(x) = u32::try_from(x) else { continue };
+            for &(y, t) in partners {
+                if let Some(u) = upper.get_mut(idx(y)) {
+                    u.push((x, t));
+                }
+            }
+        }
+        // Both ascending, all of `lo` below all of `up`: their concatenation is sorted.
+        self.pairs = lower
+            .into_par_iter()
+            .zip(upper)
+            .map(|(mut lo, up)| {
+                lo.reserve_exact(up.len());
+                lo.extend(up);
+                Partners {
+                    sorted: lo,
+                    added: IdMap::default(),
+                }
+            })
+            .collect();
         Ok(())
     }
 
@@ -573,7 +653,7 @@ impl CoCounts {
                 if let Some(m) = self.pairs.get_mut(idx(x)) {
                     for &y in &ids {
                         if y != x {
-                            m.entry(y).or_default().add(w);
+                            m.add(y, w);
                         }
                     }
                 }
@@ -614,12 +694,12 @@ impl CoCounts {
                     continue;
                 }
                 if let Some(m) = self.pairs.get_mut(idx(i)) {
-                    m.entry(j).or_default().add(1.0);
+                    m.add(j, 1.0);
                 }
             }
             for &j in old_ids {
                 if let Some(m) = self.pairs.get_mut(idx(j)) {
-                    m.entry(i).or_default().add(1.0);
+                    m.add(i, 1.0);
                 }
             }
         }
@@ -905,7 +985,7 @@ impl CoPurchase {
             counts.index.clone_from(&orders.index);
             counts.skus.clone_from(&orders.skus);
             counts.support = vec![Tally::default(); orders.skus.len()];
-            counts.pairs = vec![IdMap::default(); orders.skus.len()];
+            counts.pairs = vec![Partners::default(); orders.skus.len()];
             let mut sets: HashMap<UserId, Vec<u32>> = HashMap::new();
             for (b, ids) in baskets.iter().zip(&encoded) {
                 let Some(u) = &b.customer else { continue };
