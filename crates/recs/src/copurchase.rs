@@ -516,24 +516,24 @@ impl CoCounts {
         Ok(counts)
     }
 
-    /// Interns the items of `baskets`: their item indices (in basket order) and weights.
+    /// Interns the items of `baskets`: their item indices (ascending) and weights.
     fn encode(&mut self, baskets: &[Basket]) -> Result<(Vec<Vec<u32>>, Vec<f64>)> {
         let mut encoded: Vec<Vec<u32>> = Vec::with_capacity(baskets.len());
         let mut weights: Vec<f64> = Vec::with_capacity(baskets.len());
         for basket in baskets {
             weights.push(self.config.weight(basket));
-            encoded.push(
-                basket
-                    .items
-                    .iter()
-                    .map(|sku| self.intern(sku))
-                    .collect::<Result<_>>()?,
-            );
+            let mut ids = basket
+                .items
+                .iter()
+                .map(|sku| self.intern(sku))
+                .collect::<Result<Vec<u32>>>()?;
+            ids.sort_unstable();
+            encoded.push(ids);
         }
         Ok((encoded, weights))
     }
 
-    /// Counts `sets` (item indices, distinct; interned already) with their `weights` into
+    /// Counts `sets` (item indices, distinct, ascending; interned already) with their `weights` into
     /// counts that hold no pair yet: supports and the total in order, then each pair once, by
     /// its larger item in parallel (a dense per-thread accumulator; the weights of a pair add
     /// in set order, as [`CoCounts::add`] adds them), mirrored to the smaller item after.
@@ -571,9 +571,10 @@ impl CoCounts {
                 |(cnt, wt, touched): &mut (Vec<u32>, Vec<f64>, Vec<u32>), x| {
                     for &b in holders.get(x).map_or(&[][..], Vec::as_slice) {
                         let w = weights.get(idx(b)).copied().unwrap_or(0.0);
+                        // Ascending: the partners below x are a prefix.
                         for &y in sets.get(idx(b)).map_or(&[][..], Vec::as_slice) {
                             if idx(y) >= x {
-                                continue;
+                                break;
                             }
                             if let Some(c) = cnt.get_mut(idx(y)) {
                                 if *c == 0 {
@@ -993,11 +994,21 @@ impl CoPurchase {
                     Some(set) => set,
                     None => sets.entry(u.clone()).or_default(),
                 };
-                for &i in ids {
-                    if set.len() >= BASKET_ITEMS_MAX {
-                        break;
+                if set.len() + ids.len() > BASKET_ITEMS_MAX {
+                    // The bound may be reached inside this basket: its items in SKU order, as
+                    // `grow_set` takes them.
+                    for sku in &b.items {
+                        if set.len() >= BASKET_ITEMS_MAX {
+                            break;
+                        }
+                        if let Some(&i) = orders.index.get(sku) {
+                            grow_sorted(set, i);
+                        }
                     }
-                    grow_sorted(set, i);
+                } else {
+                    for &i in ids {
+                        grow_sorted(set, i);
+                    }
                 }
             }
             let lists: Vec<Vec<u32>> = sets.values().cloned().collect();
@@ -1390,6 +1401,48 @@ mod tests {
             Basket::new(day(0), many).unwrap_err().field(),
             Some("basket")
         );
+    }
+
+    #[test]
+    fn a_customer_over_the_set_bound_counts_the_first_items_in_batch_and_incrementally() {
+        let ada = UserId::new("ada").unwrap();
+        // 1,200 distinct items over two orders: the set keeps the first 1,000, in SKU order
+        // within the order that crosses the bound.
+        let items = |r: std::ops::Range<usize>| r.map(|i| sku(&format!("S{i:04}")));
+        let b = vec![
+            Basket::new(day(0), items(0..600))
+                .unwrap()
+                .bought_by(ada.clone()),
+            Basket::new(
+                day(1),
+                items(300..900).chain(items(1_000..1_300)).take(1_000),
+            )
+            .unwrap()
+            .bought_by(ada.clone()),
+            Basket::new(day(2), items(1_290..1_300)).unwrap(),
+        ];
+        let config = CoPurchaseConfig {
+            customer_min_support: 1,
+            top_k: TOPK_MAX,
+            ..CoPurchaseConfig::default()
+        };
+        let full = CoPurchase::build(&b, config).unwrap();
+        let set = full.customers.as_ref().unwrap().sets.get(&ada).unwrap();
+        assert_eq!(set.len(), BASKET_ITEMS_MAX);
+        let mut inc = CoPurchase::build(&b[..1], config).unwrap();
+        inc.add(&b[1..]).unwrap();
+        let mut a = inc.all_lists(1).unwrap();
+        let mut f = full.all_lists(1).unwrap();
+        a.sort_by(|x, y| x.0.cmp(&y.0));
+        f.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(a, f);
+        // S1099 is the 1,000th item (S0000..S0899, then S1000..S1099); S1100 is left out.
+        let customer_partners = |s: &str| {
+            let c = full.customers.as_ref().unwrap();
+            c.counts.pair_count(&sku("S0000"), &sku(s))
+        };
+        assert_eq!(customer_partners("S1099"), 1);
+        assert_eq!(customer_partners("S1100"), 0);
     }
 
     #[test]
