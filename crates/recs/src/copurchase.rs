@@ -616,27 +616,39 @@ impl CoCounts {
             )
             .collect();
         progress.finish();
-        // Mirrored: per item y, its partners x > y.
-        let mut upper: Vec<Vec<(u32, Tally)>> = vec![Vec::new(); n];
-        for (x, partners) in lower.iter().enumerate() {
-            let Ok(x) = u32::try_from(x) else { continue };
-            for &(y, t) in partners {
-                if let Some(u) = upper.get_mut(idx(y)) {
-                    u.push((x, t));
+        // Each item's partners: those below it, then (mirrored) those above it, in exactly
+        // sized vectors; both parts ascending, so the whole is.
+        let mut above = vec![0usize; n];
+        for partners in &lower {
+            for &(y, _) in partners {
+                if let Some(a) = above.get_mut(idx(y)) {
+                    *a += 1;
                 }
             }
         }
-        // Both ascending, all of `lo` below all of `up`: their concatenation is sorted.
-        self.pairs = lower
-            .into_par_iter()
-            .zip(upper)
-            .map(|(mut lo, up)| {
-                lo.reserve_exact(up.len());
-                lo.extend(up);
-                Partners {
-                    sorted: lo,
-                    added: IdMap::default(),
+        let mut all: Vec<Vec<(u32, Tally)>> = lower
+            .par_iter()
+            .zip(&above)
+            .map(|(lo, &up)| {
+                let mut v = Vec::with_capacity(lo.len() + up);
+                v.extend_from_slice(lo);
+                v
+            })
+            .collect();
+        for (x, partners) in lower.iter().enumerate() {
+            let Ok(x) = u32::try_from(x) else { continue };
+            for &(y, t) in partners {
+                if let Some(v) = all.get_mut(idx(y)) {
+                    v.push((x, t));
                 }
+            }
+        }
+        drop(lower);
+        self.pairs = all
+            .into_iter()
+            .map(|sorted| Partners {
+                sorted,
+                added: IdMap::default(),
             })
             .collect();
         Ok(())
