@@ -16,6 +16,7 @@
 )]
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::time::Instant;
 
 use chrono::{DateTime, TimeDelta};
@@ -79,12 +80,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let model = CoPurchase::build(&baskets, CoPurchaseConfig::default())?;
     let built = start.elapsed();
     let all = model.all_lists(1)?;
+    let total = start.elapsed();
+    // A fingerprint of every list (items and f32 score bits), to check that a faster build
+    // gives the same lists.
+    let mut sorted: Vec<_> = all.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut h = std::hash::DefaultHasher::new();
+    for (k, l) in &sorted {
+        k.hash(&mut h);
+        for s in l.items() {
+            s.sku.hash(&mut h);
+            s.score.to_bits().hash(&mut h);
+        }
+    }
     println!(
-        "default model (orders + 200,000 customers): build {:.2?}, {} lists {:.2?} (total {:.2?})",
+        "default model (orders + 200,000 customers): build {:.2?}, {} lists {:.2?} (total {:.2?}), fingerprint {:016x}",
         built,
         all.len(),
-        start.elapsed() - built,
-        start.elapsed()
+        total - built,
+        total,
+        h.finish()
     );
 
     // A product page: 20 co-purchase and 20 personalized candidates, 10 recently viewed.
