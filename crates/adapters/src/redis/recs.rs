@@ -259,7 +259,7 @@ redis.call('DEL', KEYS[1])
 return users
 ";
 
-/// The [`BackInStockStore`] on Redis. `back_in_stock` moves every watcher of a SKU to their
+/// The [`BackInStockStore`](recs::BackInStockStore) on Redis. `back_in_stock` moves every watcher of a SKU to their
 /// arrivals atomically, which touches every watcher's keys in one script; so the whole store
 /// lives in one hash slot (`{bis}`), on one node of a cluster. That bounds it to one node's
 /// memory and throughput (watchers and arrivals are small and bounded per user and per SKU),
