@@ -9,3 +9,4 @@ mod admission;
 mod harness;
 mod ratelimit;
 mod recs;
+mod reshard;
