@@ -794,26 +794,15 @@ impl CoCounts {
     }
 
     fn scored(&self, x: u32) -> Vec<Scored> {
-        let (Some(partners), Some(sx)) = (self.pairs.get(idx(x)), self.support.get(idx(x))) else {
-            return Vec::new();
-        };
-        let min = u64::from(self.config.min_support);
-        partners
-            .iter()
-            .filter(|(_, t)| t.count >= min)
-            .filter_map(|(&y, t)| {
-                let sy = self.support.get(idx(y))?;
-                let s = self
-                    .config
-                    .scorer
-                    .score(t.weight, sx.weight, sy.weight, self.total.weight);
+        self.scored_raw(x)
+            .into_iter()
+            .filter_map(|(y, s)| {
                 #[allow(
                     clippy::cast_possible_truncation,
-                    reason = "scores are stored as f32; finite and non-negative here"
+                    reason = "the scores were rounded to f32 already"
                 )]
                 let s = s as f32;
-                let sku = self.skus.get(idx(y))?.clone();
-                s.is_finite().then(|| Scored::new(sku, s))
+                Some(Scored::new(self.skus.get(idx(y))?.clone(), s))
             })
             .collect()
     }
