@@ -57,6 +57,7 @@
 //! |---|---|
 //! | `testkit` | [`testkit`]: the conformance suite of every port (which adapters run too), fault-injecting port wrappers for simulations, and sample data. Off by default: production builds carry none of it. |
 
+mod cached_catalog;
 mod catalog;
 mod error;
 mod events;
@@ -71,6 +72,7 @@ mod price;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
+pub use cached_catalog::{CacheStats, CachedCatalog};
 pub use catalog::{CategoryPath, Image, Product, ProductProjection, ProductSignals, ProductStatus};
 pub use error::{Error, ErrorKind, Result};
 pub use events::{Dedupe, DomainEvent, EventEnvelope, EventLine, SCHEMA_VERSION, SettledTotal};
@@ -88,8 +90,8 @@ pub use ports::{
     AuthorizeRequest, Begin, Carrier, CasOutcome, CatalogStore, Clock, EventLog, EventPublisher,
     IdempotencyStore, Label, LeaseToken, LoggedEvent, ManualClock, Notification, NotificationKind,
     Notifier, OrderStore, Parcel, Payment, PaymentGateway, PaymentStatus, PortError, PortResult,
-    RateDecision, RateLimit, RateLimiter, RateQuote, ShipmentRequest, TrackingEvent,
-    TrackingStatus, request_fingerprint,
+    ProjectionCache, RateDecision, RateLimit, RateLimiter, RateQuote, ShipmentRequest,
+    TrackingEvent, TrackingStatus, request_fingerprint,
 };
 pub use price::{CountryCode, FxFallback, Locale, PriceScope, PriceTable};
 

@@ -23,6 +23,7 @@
 //! ```
 
 mod admission;
+mod projection;
 mod ratelimit;
 mod recs;
 
@@ -34,6 +35,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
 
 pub use admission::RedisAdmissionQueue;
+pub use projection::RedisProjectionCache;
 pub use ratelimit::RedisRateLimiter;
 pub use recs::{RedisBackInStock, RedisRecentlyViewed, RedisTopKStore};
 
@@ -180,6 +182,12 @@ impl Redis {
     /// Back-in-stock watchers and arrivals (see [`RedisBackInStock`]).
     pub fn back_in_stock(&self) -> RedisBackInStock {
         RedisBackInStock::new(self.clone())
+    }
+
+    /// The SKU projection cache in front of the catalog (see [`RedisProjectionCache`]; wrap
+    /// it in a [`commerce_core::CachedCatalog`]).
+    pub fn projection_cache(&self) -> RedisProjectionCache {
+        RedisProjectionCache::new(self.clone())
     }
 
     /// Token buckets shared by every instance on this connection (see [`RedisRateLimiter`]).

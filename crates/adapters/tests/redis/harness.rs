@@ -1,6 +1,8 @@
 //! Connections for the tests: a fresh namespace per test, on the single node or the cluster.
 
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use adapters::redis::Redis;
 
@@ -51,4 +53,34 @@ pub(crate) async fn cluster() -> Option<Redis> {
         Ok(r) => Some(r.with_namespace(&namespace())),
         Err(e) => skip(&e.to_string()),
     }
+}
+
+/// A redis-server of the test's own on `port`.
+pub(crate) fn server(port: u16) -> Option<Child> {
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    Some(child)
+}
+
+pub(crate) async fn until_up(url: &str) -> Redis {
+    for _ in 0..100 {
+        if let Ok(r) = Redis::connect(url).await {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("redis-server on {url} did not start");
 }

@@ -7,6 +7,7 @@
 
 mod admission;
 mod harness;
+mod projection;
 mod ratelimit;
 mod recs;
 mod reshard;

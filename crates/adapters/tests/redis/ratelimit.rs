@@ -1,7 +1,6 @@
 //! The rate limiter on a single node and on the cluster: the conformance suite, the script
 //! against the rule it transcribes, concurrency, and a server killed and restarted.
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +10,7 @@ use commerce_core::ports::{Bucket, take_tokens};
 use commerce_core::testkit::t0;
 use commerce_core::{ErrorKind, RateDecision, RateLimit, RateLimiter};
 
-use crate::harness::{cluster, single};
+use crate::harness::{cluster, server, single, until_up};
 
 mod single_node {
     use super::*;
@@ -123,36 +122,6 @@ async fn crowds_get_exactly_the_capacity_on_a_single_node() {
 async fn crowds_get_exactly_the_capacity_on_the_cluster() {
     let Some(r) = cluster().await else { return };
     crowds_get_exactly_the_capacity(r).await;
-}
-
-/// A redis-server of the test's own on `port`.
-fn server(port: u16) -> Option<Child> {
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    Some(child)
-}
-
-async fn until_up(url: &str) -> Redis {
-    for _ in 0..100 {
-        if let Ok(r) = Redis::connect(url).await {
-            return r;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("redis-server on {url} did not start");
 }
 
 /// The server dies (SIGKILL) and comes back: calls in between fail as `Unavailable` — quickly,

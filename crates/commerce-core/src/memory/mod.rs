@@ -11,6 +11,7 @@ mod idempotency;
 mod notifier;
 mod orders;
 mod payment;
+mod projection;
 mod ratelimit;
 
 pub use carrier::{InMemoryCarrier, PARCEL_WEIGHT_MAX_G, PARCELS_MAX, ServiceLevel};
@@ -20,6 +21,7 @@ pub use idempotency::InMemoryIdempotencyStore;
 pub use notifier::InMemoryNotifier;
 pub use orders::InMemoryOrderStore;
 pub use payment::{DECLINED_TOKEN, InMemoryPaymentGateway};
+pub use projection::InMemoryProjectionCache;
 pub use ratelimit::InMemoryRateLimiter;
 
 use std::sync::{Mutex, MutexGuard, PoisonError};

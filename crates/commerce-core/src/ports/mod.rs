@@ -17,6 +17,7 @@ mod idempotency;
 mod notifier;
 mod orders;
 mod payment;
+mod projection;
 mod ratelimit;
 
 use std::fmt;
@@ -34,6 +35,7 @@ pub use idempotency::{Begin, IdempotencyStore, LeaseToken, purge_cutoff};
 pub use notifier::{Notification, NotificationKind, Notifier};
 pub use orders::OrderStore;
 pub use payment::{AuthorizeRequest, Payment, PaymentGateway, PaymentStatus, request_fingerprint};
+pub use projection::ProjectionCache;
 pub use ratelimit::{Bucket, RateDecision, RateLimit, RateLimiter, check_acquire, take_tokens};
 
 /// A failed port call: an [`ErrorKind`] to decide on, a message for humans, the field it was

@@ -33,6 +33,7 @@ pub mod idempotency_store;
 pub mod notifier;
 pub mod order_store;
 pub mod payment_gateway;
+pub mod projection_cache;
 pub mod rate_limiter;
 
 use chrono::{DateTime, TimeZone, Utc};

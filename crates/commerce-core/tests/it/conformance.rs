@@ -52,6 +52,11 @@ mod rate_limiter {
     commerce_core::rate_limiter_conformance!(InMemoryRateLimiter::new());
 }
 
+mod projection_cache {
+    use commerce_core::memory::InMemoryProjectionCache;
+    commerce_core::projection_cache_conformance!(InMemoryProjectionCache::new());
+}
+
 mod notifier {
     use super::*;
     commerce_core::notifier_conformance!(InMemoryNotifier::new());
