@@ -23,6 +23,7 @@
 //! ```
 
 mod admission;
+mod carts;
 mod projection;
 mod ratelimit;
 mod recs;
@@ -35,6 +36,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
 
 pub use admission::RedisAdmissionQueue;
+pub use carts::{CART_BUCKETS, RedisCartStore, SWEEP_GRACE_MS, cart_bucket};
 pub use projection::RedisProjectionCache;
 pub use ratelimit::RedisRateLimiter;
 pub use recs::{RedisBackInStock, RedisRecentlyViewed, RedisTopKStore};
@@ -149,6 +151,11 @@ impl Redis {
         self
     }
 
+    /// The namespace every key of this handle starts with (empty for none).
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
     /// A key of this namespace: `namespace:kind:name`. `tag` wraps `name` in a hash tag, for
     /// keys a script touches together.
     pub(crate) fn key(&self, kind: &str, name: &str) -> String {
@@ -182,6 +189,14 @@ impl Redis {
     /// Back-in-stock watchers and arrivals (see [`RedisBackInStock`]).
     pub fn back_in_stock(&self) -> RedisBackInStock {
         RedisBackInStock::new(self.clone())
+    }
+
+    /// Carts, relaying their events to `log` (see [`RedisCartStore`]).
+    pub fn cart_store(
+        &self,
+        log: std::sync::Arc<dyn commerce_core::EventPublisher>,
+    ) -> RedisCartStore {
+        RedisCartStore::new(self.clone(), log)
     }
 
     /// The SKU projection cache in front of the catalog (see [`RedisProjectionCache`]; wrap

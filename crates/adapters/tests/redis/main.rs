@@ -6,6 +6,7 @@
 #![cfg(feature = "redis")]
 
 mod admission;
+mod carts;
 mod harness;
 mod projection;
 mod ratelimit;

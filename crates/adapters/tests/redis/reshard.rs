@@ -2,7 +2,8 @@
 //! `redis-cli --cluster reshard`: IMPORTING, MIGRATING, MIGRATE key by key, the new owner
 //! announced) while shoppers join it; then it moves back. Every join lands (a client retries
 //! what the cluster answered with a redirection it could not follow, as a real client does),
-//! and the sale admits exactly the shoppers who joined, each once.
+//! and the sale admits exactly the shoppers who joined, each once. The same for a bucket of
+//! carts updated while its slot moves: every committed update is kept.
 
 use std::time::Duration;
 
@@ -14,6 +15,14 @@ use redis::aio::MultiplexedConnection;
 use saga::{Admission, AdmissionQueue, SaleConfig};
 
 use crate::harness::cluster;
+
+use std::sync::Arc;
+
+use adapters::redis::{RedisCartStore, cart_bucket};
+use cart_engine::{Cart, CartCommand, CartStore, Mutation};
+use commerce_core::memory::InMemoryEventLog;
+use commerce_core::testkit::sample_product;
+use commerce_core::{CartId, CasOutcome, Currency};
 
 struct Node {
     id: String,
@@ -228,4 +237,102 @@ fn crc16_slot(tag: &[u8]) -> u32 {
         }
     }
     u32::from(crc) % 16_384
+}
+
+async fn read_retrying(store: &RedisCartStore, id: &CartId) -> Cart {
+    for _ in 0..100 {
+        if let Ok(Some(c)) = store.get(id).await {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("cart {id} unreadable");
+}
+
+/// Adds one unit to the cart, retrying through redirections; an update whose answer was lost
+/// is recognised by the version it left. Answers the cart as written.
+async fn add_one_retrying(store: &RedisCartStore, id: &CartId) -> Cart {
+    let product = sample_product("p-mover", "MOVER-SKU");
+    loop {
+        let current = read_retrying(store, id).await;
+        let mut next = current.clone();
+        let _ = next
+            .execute(
+                CartCommand::AddLine {
+                    product: &product,
+                    quantity: 1,
+                    gift_wrap: false,
+                },
+                &Mutation::at(t0()),
+            )
+            .unwrap();
+        match store.update(next.clone(), current.version(), &[]).await {
+            Ok(CasOutcome::Committed) => return next,
+            Ok(CasOutcome::VersionMismatch { current: v }) => {
+                // Only this task writes the cart: a newer version is our own lost answer.
+                assert_eq!(v, next.version(), "a version nobody wrote");
+                return next;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_moved_while_carts_are_updated_loses_no_update() {
+    let Some(redis): Option<Redis> = cluster().await else {
+        return;
+    };
+    let urls: Vec<String> = std::env::var("REDIS_CLUSTER_URLS")
+        .unwrap_or_else(|_| {
+            "redis://127.0.0.1:7001,redis://127.0.0.1:7002,redis://127.0.0.1:7003".into()
+        })
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    let mut nodes = nodes(&urls).await;
+    let store = redis.cart_store(Arc::new(InMemoryEventLog::new()));
+    let ids: Vec<CartId> = (0..)
+        .map(|i| CartId::new(format!("mover-cart-{i}")).unwrap())
+        .filter(|id| cart_bucket(id) == 7)
+        .take(20)
+        .collect();
+    for id in &ids {
+        store
+            .insert(Cart::new(id.clone(), None, Currency::EUR, None, t0()), &[])
+            .await
+            .unwrap();
+    }
+    let slot = u16::try_from(crc16_slot(format!("{}.b07", redis.namespace()).as_bytes())).unwrap();
+    let home = owner(&mut nodes, slot).await;
+    let away = (home + 1) % nodes.len();
+    let rounds = 40;
+    let updating = {
+        let (store, ids) = (store.clone(), ids.clone());
+        tokio::spawn(async move {
+            for _ in 0..rounds {
+                for id in &ids {
+                    let _ = add_one_retrying(&store, id).await;
+                }
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    move_slot(&mut nodes, slot, home, away).await;
+    assert!(
+        !updating.is_finished(),
+        "the slot moved while carts were still updated"
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    move_slot(&mut nodes, slot, away, home).await;
+    updating.await.unwrap();
+    for id in &ids {
+        let c = store.get(id).await.unwrap().unwrap();
+        assert_eq!(c.version(), rounds, "{id}: every update kept");
+        assert_eq!(
+            c.lines()[0].quantity,
+            u32::try_from(rounds).unwrap(),
+            "{id}"
+        );
+    }
 }

@@ -1,0 +1,415 @@
+//! Carts on a single node and on the cluster: the conformance suite, one active cart per owner
+//! under a crowd, the abandoned-cart sweep exactly once with two sweepers, the outbox relay
+//! through a log outage, hostile content, and a server killed and restarted.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use adapters::redis::Redis;
+use async_trait::async_trait;
+use cart_engine::{Cart, CartCommand, CartStatus, CartStore, Mutation, sweep_abandoned};
+use chrono::TimeDelta;
+use commerce_core::memory::InMemoryEventLog;
+use commerce_core::testkit::{sample_product, t0};
+use commerce_core::{
+    CartId, CasOutcome, Currency, DomainEvent, ErrorKind, EventEnvelope, EventLog, EventPublisher,
+    PortError, PortResult, UserId,
+};
+
+use crate::harness::{cluster, server, single, until_up};
+
+mod single_node {
+    use super::*;
+    cart_engine::cart_store_conformance!({
+        let Some(r) = single().await else { return };
+        let log = Arc::new(InMemoryEventLog::new());
+        (r.cart_store(log.clone()), log)
+    });
+}
+
+mod on_cluster {
+    use super::*;
+    cart_engine::cart_store_conformance!({
+        let Some(r) = cluster().await else { return };
+        let log = Arc::new(InMemoryEventLog::new());
+        (r.cart_store(log.clone()), log)
+    });
+}
+
+fn cart(id: &str, owner: Option<&str>) -> Cart {
+    Cart::new(
+        CartId::new(id).unwrap(),
+        owner.map(|o| UserId::new(o).unwrap()),
+        Currency::EUR,
+        None,
+        t0(),
+    )
+}
+
+fn add(c: &mut Cart, sku: &str, title: &str) {
+    let mut p = sample_product(&format!("p-{sku}"), sku);
+    p.title = title.into();
+    let _ = c
+        .execute(
+            CartCommand::AddLine {
+                product: &p,
+                quantity: 1,
+                gift_wrap: false,
+            },
+            &Mutation::at(t0()),
+        )
+        .unwrap();
+}
+
+/// Sixteen devices of one shopper create a cart at once: exactly one becomes their active
+/// cart; after it is checked out the next one may; a claim left by a crash (naming a cart
+/// that was never written) does not block them.
+async fn one_active_cart_per_owner(redis: Redis) {
+    let log = Arc::new(InMemoryEventLog::new());
+    let store = redis.cart_store(log);
+    let inserts = (0..16).map(|i| {
+        let store = store.clone();
+        async move {
+            store
+                .insert(cart(&format!("crowd-{i}"), Some("crowd-user")), &[])
+                .await
+        }
+    });
+    let results = futures::future::join_all(inserts).await;
+    let won: Vec<usize> = results
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.is_ok())
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(won.len(), 1, "{results:?}");
+    for r in results.iter().filter(|r| r.is_err()) {
+        assert_eq!(r.as_ref().unwrap_err().kind, ErrorKind::Conflict);
+    }
+    let user = UserId::new("crowd-user").unwrap();
+    let mut active = store.get_active_for_user(&user).await.unwrap().unwrap();
+    assert_eq!(active.id().as_str(), format!("crowd-{}", won[0]));
+    let version = active.version();
+    active.mark_checked_out().unwrap();
+    assert_eq!(
+        store.update(active, version, &[]).await.unwrap(),
+        CasOutcome::Committed
+    );
+    assert_eq!(store.get_active_for_user(&user).await.unwrap(), None);
+    store
+        .insert(cart("crowd-next", Some("crowd-user")), &[])
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn one_active_cart_per_owner_on_a_single_node() {
+    let Some(r) = single().await else { return };
+    one_active_cart_per_owner(r).await;
+}
+
+#[tokio::test]
+async fn one_active_cart_per_owner_on_the_cluster() {
+    let Some(r) = cluster().await else { return };
+    one_active_cart_per_owner(r).await;
+}
+
+/// A crash between taking an owner's claim and writing the cart leaves a claim naming a cart
+/// that does not exist: the owner has no active cart, and their next cart replaces the claim.
+#[tokio::test]
+async fn a_claim_left_by_a_crash_does_not_block_the_owner() {
+    let Some(r) = single().await else { return };
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let mut raw = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let () = redis::cmd("SET")
+        .arg(format!("{}:cart:owner:ghost-user", r.namespace()))
+        .arg("ghost-never-written")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let store = r.cart_store(Arc::new(InMemoryEventLog::new()));
+    let ghost = UserId::new("ghost-user").unwrap();
+    assert_eq!(store.get_active_for_user(&ghost).await.unwrap(), None);
+    store
+        .insert(cart("ghost-after", Some("ghost-user")), &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_active_for_user(&ghost)
+            .await
+            .unwrap()
+            .unwrap()
+            .id()
+            .as_str(),
+        "ghost-after"
+    );
+    assert_eq!(
+        store
+            .insert(cart("ghost-second", Some("ghost-user")), &[])
+            .await
+            .unwrap_err()
+            .kind,
+        ErrorKind::Conflict,
+        "and it holds for the new cart"
+    );
+}
+
+/// Two sweepers at once over 200 expired carts spread over every bucket: each cart is
+/// abandoned once and announced once, and fresh carts are left alone.
+async fn two_sweepers_abandon_each_cart_once(redis: Redis) {
+    let log = Arc::new(InMemoryEventLog::new());
+    let store = redis.cart_store(log.clone());
+    for i in 0..200 {
+        let owner = format!("sweep-user-{i}");
+        let mut c = cart(&format!("sweep-{i}"), Some(&owner));
+        add(&mut c, "SWEEP-SKU", "Sweep tee");
+        store.insert(c, &[]).await.unwrap();
+    }
+    let fresh = Cart::new(
+        CartId::new("sweep-fresh").unwrap(),
+        None,
+        Currency::EUR,
+        None,
+        t0() + TimeDelta::days(40),
+    );
+    store.insert(fresh, &[]).await.unwrap();
+    let now = t0() + TimeDelta::days(31);
+    let (a, b) = (store.clone(), store.clone());
+    let sweeper = |s: adapters::redis::RedisCartStore| async move {
+        let mut marked = Vec::new();
+        loop {
+            let batch = sweep_abandoned(&s, now, 37).await.unwrap();
+            if batch.is_empty() {
+                return marked;
+            }
+            marked.extend(batch);
+        }
+    };
+    let (ma, mb) = tokio::join!(sweeper(a), sweeper(b));
+    let mut all: Vec<CartId> = ma.into_iter().chain(mb).collect();
+    all.sort();
+    let before = all.len();
+    all.dedup();
+    assert_eq!(before, all.len(), "a cart marked twice");
+    assert_eq!(all.len(), 200);
+    store.relay().await.unwrap();
+    let abandoned = log
+        .read(0, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| matches!(e.envelope.event, DomainEvent::CartAbandoned { .. }))
+        .count();
+    assert_eq!(abandoned, 200, "one CartAbandoned per cart");
+    assert_eq!(store.pending().await.unwrap(), 0);
+    assert_eq!(
+        *store
+            .get(&CartId::new("sweep-fresh").unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+            .status(),
+        CartStatus::Active
+    );
+    for i in [0, 99, 199] {
+        let user = UserId::new(format!("sweep-user-{i}")).unwrap();
+        assert_eq!(store.get_active_for_user(&user).await.unwrap(), None);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sweepers_abandon_each_cart_once_on_a_single_node() {
+    let Some(r) = single().await else { return };
+    two_sweepers_abandon_each_cart_once(r).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sweepers_abandon_each_cart_once_on_the_cluster() {
+    let Some(r) = cluster().await else { return };
+    two_sweepers_abandon_each_cart_once(r).await;
+}
+
+/// An event log that can be made to fail.
+#[derive(Debug)]
+struct Flaky {
+    log: Arc<InMemoryEventLog>,
+    down: AtomicBool,
+}
+
+#[async_trait]
+impl EventPublisher for Flaky {
+    async fn publish(&self, events: &[EventEnvelope]) -> PortResult<()> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(PortError::new(ErrorKind::Unavailable, "log down"));
+        }
+        self.log.publish(events).await
+    }
+}
+
+fn abandoned(id: &str) -> EventEnvelope {
+    EventEnvelope::new(
+        commerce_core::EventId::new(format!("relay:{id}")).unwrap(),
+        t0(),
+        DomainEvent::CartAbandoned {
+            cart_id: CartId::new(id).unwrap(),
+            user_id: None,
+            last_activity_at: t0(),
+        },
+    )
+}
+
+/// While the event log is down, writes still commit and their events wait in the outbox;
+/// once it is back one relay delivers each exactly once, in each cart's order.
+async fn the_outbox_keeps_events_through_a_log_outage(redis: Redis) {
+    let log = Arc::new(InMemoryEventLog::new());
+    let flaky = Arc::new(Flaky {
+        log: log.clone(),
+        down: AtomicBool::new(true),
+    });
+    let store = redis.cart_store(flaky.clone());
+    for i in 0..50 {
+        let id = format!("relay-{i}");
+        store
+            .insert(cart(&id, None), &[abandoned(&format!("{id}:a"))])
+            .await
+            .unwrap();
+        let mut next = store
+            .get(&CartId::new(&id).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        add(&mut next, "RELAY-SKU", "Relay tee");
+        assert_eq!(
+            store
+                .update(next, 0, &[abandoned(&format!("{id}:b"))])
+                .await
+                .unwrap(),
+            CasOutcome::Committed
+        );
+    }
+    assert_eq!(log.end_offset().await.unwrap(), 0);
+    assert_eq!(store.pending().await.unwrap(), 100);
+    assert!(store.relay().await.is_err(), "the log is still down");
+    flaky.down.store(false, Ordering::SeqCst);
+    assert_eq!(store.relay().await.unwrap(), 100);
+    assert_eq!(store.relay().await.unwrap(), 0);
+    let ids: Vec<String> = log
+        .read(0, 1_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.envelope.event_id.to_string())
+        .collect();
+    assert_eq!(ids.len(), 100);
+    for i in 0..50 {
+        let a = ids.iter().position(|x| *x == format!("relay:relay-{i}:a"));
+        let b = ids.iter().position(|x| *x == format!("relay:relay-{i}:b"));
+        assert!(a.unwrap() < b.unwrap(), "cart {i}'s events in order");
+    }
+}
+
+#[tokio::test]
+async fn the_outbox_keeps_events_through_a_log_outage_on_a_single_node() {
+    let Some(r) = single().await else { return };
+    the_outbox_keeps_events_through_a_log_outage(r).await;
+}
+
+#[tokio::test]
+async fn the_outbox_keeps_events_through_a_log_outage_on_the_cluster() {
+    let Some(r) = cluster().await else { return };
+    the_outbox_keeps_events_through_a_log_outage(r).await;
+}
+
+/// Titles with quotes, newlines, unicode and 10 KB read back intact; ids with every allowed
+/// punctuation land in their buckets.
+async fn hostile_content_reads_back_intact(redis: Redis) {
+    let store = redis.cart_store(Arc::new(InMemoryEventLog::new()));
+    let mut c = cart("hostile:Cart_1.x-Z", Some("ada@example.com"));
+    add(
+        &mut c,
+        "HOSTILE-1",
+        "Tee \"quoted\"\nline two\t— ünïcødé 😀 {b07} 日本語",
+    );
+    add(&mut c, "HOSTILE-2", &"é".repeat(5_000));
+    store.insert(c.clone(), &[]).await.unwrap();
+    assert_eq!(store.get(c.id()).await.unwrap(), Some(c.clone()));
+    assert_eq!(
+        store
+            .get_active_for_user(&UserId::new("ada@example.com").unwrap())
+            .await
+            .unwrap(),
+        Some(c)
+    );
+}
+
+#[tokio::test]
+async fn hostile_content_reads_back_intact_on_a_single_node() {
+    let Some(r) = single().await else { return };
+    hostile_content_reads_back_intact(r).await;
+}
+
+#[tokio::test]
+async fn hostile_content_reads_back_intact_on_the_cluster() {
+    let Some(r) = cluster().await else { return };
+    hostile_content_reads_back_intact(r).await;
+}
+
+/// The server dies (SIGKILL): reads fail as `Unavailable` and writes as `Unavailable` or
+/// `Indeterminate` (never a success), quickly; the same store works again once it is back.
+#[tokio::test]
+async fn a_killed_server_fails_fast_then_serves_again() {
+    let port = 7_013;
+    let Some(mut first) = server(port) else {
+        let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+        assert!(!ci, "redis-server is required under CI=true");
+        #[allow(clippy::print_stderr, reason = "the reason a test is skipped")]
+        {
+            eprintln!("skipped: no redis-server binary to start");
+        }
+        return;
+    };
+    let url = format!("redis://127.0.0.1:{port}");
+    let redis = until_up(&url).await;
+    let store = redis.cart_store(Arc::new(InMemoryEventLog::new()));
+    let c = cart("killed-1", Some("killed-user"));
+    store.insert(c.clone(), &[]).await.unwrap();
+    first.kill().unwrap();
+    let _ = first.wait();
+    assert_eq!(
+        store.get(c.id()).await.unwrap_err().kind,
+        ErrorKind::Unavailable
+    );
+    let mut next = c.clone();
+    add(&mut next, "KILLED-1", "Killed tee");
+    let err = store.update(next.clone(), 0, &[]).await.unwrap_err();
+    assert!(
+        matches!(err.kind, ErrorKind::Unavailable | ErrorKind::Indeterminate),
+        "{err}"
+    );
+    let mut second = server(port).unwrap();
+    let _probe = until_up(&url).await;
+    let mut back = false;
+    for _ in 0..100 {
+        match store.insert(cart("killed-2", None), &[]).await {
+            Ok(()) => {
+                back = true;
+                break;
+            }
+            Err(e) => {
+                assert!(
+                    matches!(e.kind, ErrorKind::Unavailable | ErrorKind::Indeterminate),
+                    "{e}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+    assert!(back, "the same store works again");
+    second.kill().unwrap();
+    let _ = second.wait();
+}
