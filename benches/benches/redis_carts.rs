@@ -1,0 +1,404 @@
+//! Carts and the SKU projection cache on Redis, 32 concurrent clients over one multiplexed
+//! connection, beside `redis-benchmark -c 32` in the same run:
+//! - cart updates/s: read the cart, add a line, price it (10 promotions), compare-and-set —
+//!   and the same without the read, from the cart the client wrote last (a server that keeps
+//!   the carts it serves); beside `EVAL "return 1"` one at a time per client and pipelined;
+//! - product reads through the projection cache: p50/p99 and the hit ratio under a Zipf
+//!   workload over 10,000 products while 200 prices change a second and an invalidator applies
+//!   the events; beside `redis-benchmark GET` latency.
+//!
+//! `cargo bench -p benches --features redis --bench redis_carts`
+
+#![allow(clippy::print_stdout, reason = "a bench binary prints its figures")]
+#![allow(clippy::disallowed_methods, reason = "a benchmark measures wall time")]
+#![allow(
+    clippy::float_arithmetic,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "rates, percentiles and a Zipf sampler, for display only"
+)]
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use adapters::redis::Redis;
+use cart_engine::{
+    Cart, CartCommand, CartStore, FlatRateTax, Mutation, PricingConfig, PricingContext, Promotion,
+    load_promotions, price,
+};
+use commerce_core::memory::{InMemoryCatalog, InMemoryEventLog};
+use commerce_core::testkit::{sample_product, t0};
+use commerce_core::{
+    CachedCatalog, CartId, CasOutcome, CatalogStore, Currency, Money, PriceTable, Product, Sku,
+};
+use rust_decimal::Decimal;
+
+const CLIENTS: u64 = 32;
+
+/// One `redis-benchmark` CSV row for `args`: requests/s, p50 and p99 in ms.
+fn redis_benchmark(args: &[&str]) -> Option<(f64, f64, f64)> {
+    let out = Command::new("redis-benchmark")
+        .args(["-c", "32", "-n", "100000", "--csv"])
+        .args(args)
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().nth(1)?;
+    let cols: Vec<f64> = line
+        .split(',')
+        .skip(1)
+        .filter_map(|c| c.trim_matches('"').parse().ok())
+        .collect();
+    Some((*cols.first()?, *cols.get(3)?, *cols.get(5)?))
+}
+
+const PROMOTIONS: &str = r#"[
+  {"id": "p1", "name": "10 % tops", "priority": 50, "action": {"percent_off": {"percent": "10", "items": {"categories": [["Apparel"]]}}}},
+  {"id": "p2", "name": "1 off each Acme", "priority": 40, "action": {"fixed_off_per_unit": {"amount": {"amount": "1.00", "currency": "EUR"}, "items": {"brands": ["Acme"]}}}},
+  {"id": "p3", "name": "bogo", "priority": 30, "action": {"buy_x_get_y": {"buy": {"skus": ["SKU-002"]}, "buy_quantity": 2, "get": {"skus": ["SKU-002"]}, "get_quantity": 1, "percent_off": "50", "max_occurrences": 3}}},
+  {"id": "p4", "name": "code 10 off", "code": "SAVE10", "priority": 20, "action": {"fixed_off_order": {"amount": {"amount": "10.00", "currency": "EUR"}}}},
+  {"id": "p5", "name": "tiers", "priority": 10, "stacking_group": "spend", "action": {"tiered_order": {"tiers": [
+     {"min_subtotal": {"amount": "50.00", "currency": "EUR"}, "amount_off": {"amount": "5.00", "currency": "EUR"}},
+     {"min_subtotal": {"amount": "100.00", "currency": "EUR"}, "amount_off": {"amount": "15.00", "currency": "EUR"}}]}}},
+  {"id": "p6", "name": "7.5 %", "priority": 10, "stacking_group": "spend", "action": {"percent_off": {"percent": "7.5"}}},
+  {"id": "p7", "name": "free shipping over 50", "condition": {"min_subtotal": {"amount": {"amount": "50.00", "currency": "EUR"}}}, "action": "free_shipping"},
+  {"id": "p8", "name": "fixed price socks", "action": {"fixed_price": {"unit_price": {"amount": "3.00", "currency": "EUR"}, "items": {"skus": ["SKU-001", "SKU-005"]}}}},
+  {"id": "p9", "name": "vip only", "condition": {"customer_group": ["vip"]}, "action": {"percent_off": {"percent": "5"}}},
+  {"id": "p10", "name": "2 off a line", "condition": {"min_quantity": {"quantity": 10}}, "action": {"fixed_off_per_line": {"amount": {"amount": "2.00", "currency": "EUR"}}}}
+]"#;
+
+struct Pricing {
+    products: Vec<Product>,
+    promotions: Vec<Promotion>,
+    config: PricingConfig,
+    tax: FlatRateTax,
+}
+
+impl Pricing {
+    /// Adds a unit of one of 20 products and prices the cart.
+    fn add_and_price(&self, cart: &mut Cart, i: u64) {
+        let product = &self.products[(i % 20) as usize];
+        let _ = cart.execute(
+            CartCommand::AddLine {
+                product,
+                quantity: 1,
+                gift_wrap: false,
+            },
+            &Mutation::at(t0()),
+        );
+        let ctx = PricingContext::new(t0(), &self.config, &self.tax);
+        let priced = price(cart, &self.promotions, &ctx).expect("priced");
+        std::hint::black_box(priced);
+    }
+}
+
+async fn per_second<F, Fut>(run: Duration, work: F) -> f64
+where
+    F: Fn(u64, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let work = Arc::new(work);
+    let done = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let (work, done) = (work.clone(), done.clone());
+            tokio::spawn(async move {
+                let mut i = 0;
+                while start.elapsed() < run {
+                    work(c, i).await;
+                    i += 1;
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("client");
+    }
+    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// A Zipf sampler over `n` ranks with exponent `s`, by inverse CDF.
+struct Zipf {
+    cdf: Vec<f64>,
+}
+
+impl Zipf {
+    fn new(n: usize, s: f64) -> Zipf {
+        let mut cdf = Vec::with_capacity(n);
+        let mut sum = 0.0;
+        for k in 1..=n {
+            sum += 1.0 / (k as f64).powf(s);
+            cdf.push(sum);
+        }
+        for c in &mut cdf {
+            *c /= sum;
+        }
+        Zipf { cdf }
+    }
+
+    /// The rank for a uniform `u` in [0, 1).
+    fn sample(&self, u: f64) -> usize {
+        self.cdf.partition_point(|&c| c < u).min(self.cdf.len() - 1)
+    }
+}
+
+/// xorshift64*: a cheap, seeded uniform stream.
+fn uniform(state: &mut u64) -> f64 {
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    (state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i] as f64 / 1_000.0
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let measured = std::env::args().any(|a| a == "--bench");
+    let run = if measured {
+        Duration::from_secs(5)
+    } else {
+        println!("smoke run (use `cargo bench` for figures)");
+        Duration::from_millis(200)
+    };
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let redis = match Redis::connect(&url).await {
+        Ok(r) => r.with_namespace(&format!("bench-carts-{}", std::process::id())),
+        Err(e) => {
+            let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+            assert!(!ci, "Redis is required under CI=true: {e}");
+            println!("skipped: Redis unavailable ({e}); set REDIS_URL");
+            return;
+        }
+    };
+
+    // --- Cart updates ---------------------------------------------------------------------
+    let products: Vec<Product> = (0..20)
+        .map(|i| {
+            let mut p = sample_product(&format!("p-{i}"), &format!("SKU-{i:03}"));
+            p.prices =
+                PriceTable::single(Money::from_minor(499 + i64::from(i) * 137, Currency::EUR));
+            p.brand = Some(if i % 3 == 0 { "Acme" } else { "Other" }.into());
+            p
+        })
+        .collect();
+    let pricing = Arc::new(Pricing {
+        products,
+        promotions: load_promotions(PROMOTIONS).expect("promotions"),
+        config: PricingConfig::default(),
+        tax: FlatRateTax::new(Decimal::new(19, 2)).expect("rate"),
+    });
+    let conns: u64 = std::env::var("BENCH_CONNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let mut stores = Vec::new();
+    for _ in 0..conns {
+        let r = Redis::connect(&url)
+            .await
+            .expect("connect")
+            .with_namespace(redis.namespace());
+        stores.push(r.cart_store(Arc::new(InMemoryEventLog::new())));
+    }
+    let stores = Arc::new(stores);
+    let store = Arc::new(stores[0].clone());
+    let cart_id = |c: u64| CartId::new(format!("bench-cart-{c}")).expect("id");
+    for c in 0..CLIENTS {
+        let mut cart = Cart::new(cart_id(c), None, Currency::EUR, None, t0());
+        for i in 0..5 {
+            pricing.add_and_price(&mut cart, i);
+        }
+        store.insert(cart, &[]).await.expect("insert");
+    }
+    let read_modify_write = {
+        let (stores, pricing) = (stores.clone(), pricing.clone());
+        per_second(run, move |c, i| {
+            let (stores, pricing) = (stores.clone(), pricing.clone());
+            async move {
+                let store = &stores[(c % stores.len() as u64) as usize];
+                let mut cart = store.get(&cart_id(c)).await.expect("get").expect("cart");
+                let version = cart.version();
+                pricing.add_and_price(&mut cart, i);
+                let outcome = store.update(cart, version, &[]).await.expect("update");
+                assert_eq!(outcome, CasOutcome::Committed);
+            }
+        })
+        .await
+    };
+    // Each client keeps the cart it wrote last: one round trip per update.
+    let held: Arc<Vec<tokio::sync::Mutex<Cart>>> = {
+        let mut carts = Vec::new();
+        for c in 0..CLIENTS {
+            let cart = store.get(&cart_id(c)).await.expect("get").expect("cart");
+            carts.push(tokio::sync::Mutex::new(cart));
+        }
+        Arc::new(carts)
+    };
+    let write_only = {
+        let (stores, pricing, held) = (stores.clone(), pricing.clone(), held.clone());
+        per_second(run, move |c, i| {
+            let (stores, pricing, held) = (stores.clone(), pricing.clone(), held.clone());
+            async move {
+                let store = &stores[(c % stores.len() as u64) as usize];
+                let mut slot = held[c as usize].lock().await;
+                let mut cart = slot.clone();
+                let version = cart.version();
+                pricing.add_and_price(&mut cart, i);
+                let outcome = store
+                    .update(cart.clone(), version, &[])
+                    .await
+                    .expect("update");
+                assert_eq!(outcome, CasOutcome::Committed);
+                *slot = cart;
+            }
+        })
+        .await
+    };
+
+    // --- Projection reads -------------------------------------------------------------------
+    let n_products = if measured { 10_000 } else { 500 };
+    let catalog = Arc::new(InMemoryCatalog::new());
+    let cached = Arc::new(CachedCatalog::new(
+        catalog.clone(),
+        Arc::new(redis.projection_cache()),
+    ));
+    cached
+        .catch_up(catalog.outbox().as_ref(), 1)
+        .await
+        .expect("start");
+    let mut skus = Vec::with_capacity(n_products);
+    for i in 0..n_products {
+        let p = sample_product(&format!("zp-{i}"), &format!("ZIPF-{i:05}"));
+        let events = p.change_events(None, t0()).expect("events");
+        let outcome = catalog.put(p.clone(), &events).await.expect("put");
+        assert_eq!(outcome, CasOutcome::Committed);
+        skus.push(p.sku);
+    }
+    // The initial load is applied (it fills the cache); the run starts from there.
+    while cached
+        .catch_up(catalog.outbox().as_ref(), 1_000)
+        .await
+        .expect("catch up")
+        > 0
+    {}
+    let stop = Arc::new(AtomicBool::new(false));
+    let changer = {
+        let (catalog, stop) = (catalog.clone(), stop.clone());
+        let n = n_products;
+        tokio::spawn(async move {
+            let mut seed = 0x5eed_u64;
+            let mut changes = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let i = (uniform(&mut seed) * n as f64) as usize;
+                let id = commerce_core::ProductId::new(format!("zp-{i}")).expect("id");
+                let previous = catalog.get(&id).await.expect("get").expect("product");
+                let mut next = previous.clone();
+                next.version += 1;
+                next.prices = PriceTable::single(Money::from_minor(
+                    100 + i64::try_from(next.version).unwrap_or(0),
+                    Currency::EUR,
+                ));
+                let events = next.change_events(Some(&previous), t0()).expect("events");
+                let outcome = catalog.put(next, &events).await.expect("put");
+                assert_eq!(outcome, CasOutcome::Committed);
+                changes += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            changes
+        })
+    };
+    let invalidator = {
+        let (cached, catalog, stop) = (cached.clone(), catalog.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let _ = cached.catch_up(catalog.outbox().as_ref(), 1_000).await;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    let zipf = Arc::new(Zipf::new(n_products, 1.0));
+    let skus: Arc<Vec<Sku>> = Arc::new(skus);
+    let before = cached.stats();
+    let start = Instant::now();
+    let readers: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let (cached, zipf, skus) = (cached.clone(), zipf.clone(), skus.clone());
+            tokio::spawn(async move {
+                let mut seed = 0x9e37_79b9_7f4a_7c15_u64 ^ (c + 1);
+                let mut lat = Vec::new();
+                while start.elapsed() < run {
+                    let sku = &skus[zipf.sample(uniform(&mut seed))];
+                    let t = Instant::now();
+                    let p = cached.get_by_sku(sku).await.expect("read");
+                    lat.push(t.elapsed().as_micros() as u64);
+                    assert!(p.is_some());
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for r in readers {
+        latencies.extend(r.await.expect("reader"));
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let changes = changer.await.expect("changer");
+    invalidator.await.expect("invalidator");
+    let after = cached.stats();
+    latencies.sort_unstable();
+    let (hits, misses) = (after.hits - before.hits, after.misses - before.misses);
+    let hit_ratio = hits as f64 / (hits + misses).max(1) as f64;
+
+    let (eval, eval_piped, get) = if measured {
+        (
+            redis_benchmark(&["eval", "return 1", "0"]),
+            redis_benchmark(&["-P", "16", "eval", "return 1", "0"]),
+            redis_benchmark(&["-t", "get"]),
+        )
+    } else {
+        (None, None, None)
+    };
+    println!(
+        "Redis, {CLIENTS} concurrent clients, {} s per figure:",
+        run.as_secs_f64()
+    );
+    println!("  cart updates/s, read + add + price + compare-and-set: {read_modify_write:>9.0}");
+    println!("  cart updates/s, add + price + compare-and-set (cart held): {write_only:>9.0}");
+    println!(
+        "  projection reads: {:.0}/s, p50 {:.3} ms, p99 {:.3} ms; hit ratio {:.4} (Zipf s=1 over {n_products} products, {changes} price changes applied meanwhile, {} fills withdrawn)",
+        latencies.len() as f64 / elapsed,
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.99),
+        hit_ratio,
+        after.withdrawn - before.withdrawn,
+    );
+    if let (Some(eval), Some(piped), Some(get)) = (eval, eval_piped, get) {
+        println!(
+            "  redis-benchmark EVAL 'return 1': {:.0}/s; pipelined 16 deep: {:.0}/s",
+            eval.0, piped.0
+        );
+        println!(
+            "  redis-benchmark GET: {:.0}/s, p50 {:.3} ms, p99 {:.3} ms",
+            get.0, get.1, get.2
+        );
+        println!(
+            "  cart updates ÷ EVAL: {:.2} (read + write), {:.2} (held); ÷ pipelined EVAL: {:.2}, {:.2}",
+            read_modify_write / eval.0,
+            write_only / eval.0,
+            read_modify_write / piped.0,
+            write_only / piped.0
+        );
+    }
+}
