@@ -13,7 +13,7 @@ use saga::{Admission, AdmissionQueue, SaleConfig, check_sale, lottery_rank};
 use super::{Redis, error};
 
 /// Opens a sale once; the same configuration again is a no-op, another one is refused (0).
-const OPEN: &str = r"
+const OPEN: &str = r"#!lua
 if redis.call('EXISTS', KEYS[1]) == 1 then
   local m = redis.call('HMGET', KEYS[1], 'start', 'spots', 'rate', 'ttl', 'seed')
   if m[1] == ARGV[1] and m[2] == ARGV[2] and m[3] == ARGV[3] and m[4] == ARGV[4]
@@ -30,7 +30,7 @@ return 1
 /// Where a shopper stands, joining (ARGV[4] = '1') or not: {-1} no sale, {1, until} admitted,
 /// {2} closed, {0, position} waiting, {3} not in the room. A join before the start scores the
 /// shopper's lottery rank (ARGV[3]); after it, 2^52 plus the arrival number.
-const STAND: &str = r"
+const STAND: &str = r"#!lua
 local m = redis.call('HMGET', KEYS[1], 'start', 'spots', 'count')
 if not m[1] then return {-1} end
 local held = redis.call('HGET', KEYS[3], ARGV[1])
@@ -55,7 +55,7 @@ return {0, r + 1}
 /// Admits what the rate has earned since the start, lowest scores first, never beyond the
 /// spots: {'ok', shopper, ...} or {'nosale'}. Elapsed time is capped so that elapsed × rate
 /// stays an exact double (the cap is far beyond any number of spots).
-const ADMIT: &str = r"
+const ADMIT: &str = r"#!lua
 local m = redis.call('HMGET', KEYS[1], 'start', 'spots', 'rate', 'ttl', 'count')
 if not m[1] then return {'nosale'} end
 local rate = tonumber(m[3])

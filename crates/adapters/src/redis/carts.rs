@@ -23,7 +23,21 @@ pub const SWEEP_GRACE_MS: i64 = 7 * 24 * 3_600_000;
 
 /// Stores a new cart (KEYS: cart, expiry index, outbox; ARGV: id, version, owner, active,
 /// JSON, expiry ms, TTL ms, then event id and envelope pairs) unless the id exists.
-const INSERT: &str = r"
+///
+/// Redis does not roll a script back when a command in it fails, so every write script checks
+/// first everything that could make a later command fail: the keys' types (a key of another
+/// type would fail `XADD` after `HSET` had written), and, by its `#!lua` line, memory (a
+/// script with a shebang is refused before it starts when the server is out of memory, where
+/// one without could fail at its first write after its reads).
+const INSERT: &str = r"#!lua
+local function want(key, kind)
+  local t = redis.call('TYPE', key).ok
+  if t ~= 'none' and t ~= kind then
+    return redis.error_reply('WRONGTYPE ' .. key .. ' holds a ' .. t .. ', not a ' .. kind)
+  end
+end
+local bad = want(KEYS[1], 'hash') or want(KEYS[2], 'zset') or want(KEYS[3], 'stream')
+if bad then return bad end
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'v', ARGV[2], 'o', ARGV[3], 'a', ARGV[4], 'j', ARGV[5])
 redis.call('PEXPIRE', KEYS[1], ARGV[7])
@@ -37,7 +51,15 @@ return 1
 /// Compare-and-set on the version (ARGV: id, expected version, version, owner, active, JSON,
 /// expiry ms, TTL ms, then events). Answers {'ok', was active} when written, {'mismatch',
 /// current version}, {'missing'} or {'owner'} when the owner differs.
-const UPDATE: &str = r"
+const UPDATE: &str = r"#!lua
+local function want(key, kind)
+  local t = redis.call('TYPE', key).ok
+  if t ~= 'none' and t ~= kind then
+    return redis.error_reply('WRONGTYPE ' .. key .. ' holds a ' .. t .. ', not a ' .. kind)
+  end
+end
+local bad = want(KEYS[1], 'hash') or want(KEYS[2], 'zset') or want(KEYS[3], 'stream')
+if bad then return bad end
 local r = redis.call('HMGET', KEYS[1], 'v', 'o', 'a')
 if not r[1] then return {'missing'} end
 if r[1] ~= ARGV[2] then return {'mismatch', r[1]} end
@@ -57,7 +79,7 @@ return {'ok', r[3]}
 
 /// Takes an owner's claim (KEYS: claim; ARGV: cart id, the claim expected or ''): answers
 /// {1} when the claim is now this cart's, else {0, the cart holding it}.
-const CLAIM: &str = r"
+const CLAIM: &str = r"#!lua
 local cur = redis.call('GET', KEYS[1])
 if not cur or cur == ARGV[1] or cur == ARGV[2] then
   redis.call('SET', KEYS[1], ARGV[1])
@@ -67,14 +89,14 @@ return {0, cur}
 ";
 
 /// Deletes KEYS[1] if it holds ARGV[1].
-const RELEASE: &str = r"
+const RELEASE: &str = r"#!lua
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 ";
 
 /// Deletes relayed outbox entries up to and including ARGV[1] (KEYS: outbox, relay lock;
 /// ARGV: last entry id, lock token) while the relay still holds the bucket's lock.
-const ACK: &str = r"
+const ACK: &str = r"#!lua
 if redis.call('GET', KEYS[2]) ~= ARGV[2] then return -1 end
 local n = 0
 for _, e in ipairs(redis.call('XRANGE', KEYS[1], '-', ARGV[1])) do

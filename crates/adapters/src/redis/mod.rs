@@ -2,7 +2,11 @@
 //! connection manager that reconnects by itself, or a Redis Cluster through the cluster client.
 //!
 //! Every operation that reads and writes is one Lua script over keys of one hash slot, so it is
-//! atomic on a single node and on a cluster alike. Every key is prefixed with the
+//! atomic on a single node and on a cluster alike. Redis does not roll back a script whose
+//! command fails, so no script writes before it has checked what could fail: every script
+//! starts with `#!lua`, which makes the server refuse it whole when it is out of memory (a
+//! script without the line can fail at a write after earlier writes), and scripts over keys of
+//! several types check the types before writing. Every key is prefixed with the
 //! [`Redis`] handle's namespace, so deployments (and test runs) sharing a server never meet.
 //! Redis is never the only copy of anything that must survive: holds and orders live in the
 //! database; what is here is either derived (caches, lists) or short-lived by design

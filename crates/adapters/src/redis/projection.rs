@@ -12,7 +12,7 @@ use super::{Redis, error};
 
 /// The projection of a SKU, unless it is below its product's floor for that SKU. Versions are
 /// 20-digit zero-padded strings: Lua numbers do not hold every `u64`, strings compare exactly.
-const GET: &str = r"
+const GET: &str = r"#!lua flags=no-writes
 local r = redis.call('HMGET', KEYS[1], 'v', 'p', 'j')
 if not r[3] then return false end
 local f = redis.call('HGET', KEYS[1], 'f:' .. r[2])
@@ -22,7 +22,7 @@ return r[3]
 
 /// Stores a projection (ARGV: version, product, JSON, TTL ms) unless the SKU's floor for the
 /// product is above it or the SKU holds a newer version of the same product.
-const FILL: &str = r"
+const FILL: &str = r"#!lua
 local f = redis.call('HGET', KEYS[1], 'f:' .. ARGV[2])
 if f and f > ARGV[1] then return 0 end
 local r = redis.call('HMGET', KEYS[1], 'v', 'p')
@@ -34,7 +34,7 @@ return 1
 
 /// Raises the SKU's floor for a product (ARGV: version, product, TTL ms) and drops a held
 /// projection of that product below it.
-const INVALIDATE: &str = r"
+const INVALIDATE: &str = r"#!lua
 local k = 'f:' .. ARGV[2]
 local f = redis.call('HGET', KEYS[1], k)
 if not f or f < ARGV[1] then redis.call('HSET', KEYS[1], k, ARGV[1]) end
@@ -45,7 +45,7 @@ return 1
 ";
 
 /// Raises a product's floor (ARGV: version, TTL ms) and answers the SKUs recorded for it.
-const RAISE: &str = r"
+const RAISE: &str = r"#!lua
 local f = redis.call('HGET', KEYS[1], 'f')
 if not f or f < ARGV[1] then redis.call('HSET', KEYS[1], 'f', ARGV[1]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -57,7 +57,7 @@ return out
 ";
 
 /// Sets the applied offset to ARGV[1] unless it is already higher.
-const SET_OFFSET: &str = r"
+const SET_OFFSET: &str = r"#!lua
 local o = redis.call('GET', KEYS[1])
 if o and o >= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1])

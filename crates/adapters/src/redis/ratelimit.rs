@@ -13,7 +13,7 @@ use super::{Redis, error};
 /// refills it up to the capacity; the cost is taken whole or not at all. Lua numbers are
 /// doubles, exact for every integer here (below 2^53). A bucket expires once it would be full
 /// again, which is the same as having none.
-const TAKE: &str = r"
+const TAKE: &str = r"#!lua
 local full = tonumber(ARGV[1]) * 1000
 local rate = tonumber(ARGV[2])
 local need = tonumber(ARGV[3]) * 1000

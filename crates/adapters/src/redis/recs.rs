@@ -12,7 +12,7 @@ use super::{Redis, error};
 
 /// Writes a list unless the stored one has a higher generation. Generations are compared as
 /// 20-digit zero-padded strings (a `u64` does not fit a Lua number exactly).
-const PUT: &str = r"
+const PUT: &str = r"#!lua
 local g = redis.call('HGET', KEYS[1], 'g')
 if g and g > ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'g', ARGV[1], 'b', ARGV[2])
@@ -20,7 +20,7 @@ return 1
 ";
 
 /// Deletes a list whose generation is at most ARGV[1].
-const REMOVE: &str = r"
+const REMOVE: &str = r"#!lua
 local g = redis.call('HGET', KEYS[1], 'g')
 if not g or g > ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
@@ -134,7 +134,7 @@ impl TopKStore for RedisTopKStore {
 /// Records a view: the SKU's score is its latest view in milliseconds (an older, redelivered
 /// view changes nothing); then the session keeps only its `capacity` greatest `(at, sku)` and
 /// lives `ttl` milliseconds past its last view.
-const RECORD: &str = r"
+const RECORD: &str = r"#!lua
 local old = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if old and tonumber(old) >= tonumber(ARGV[2]) then return 0 end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
@@ -232,7 +232,7 @@ impl RecentlyViewedStore for RedisRecentlyViewed {
 
 /// `user` (ARGV[1]) watches `sku` (ARGV[2]): 1 new, 0 already, -1 the user watches too many,
 /// -2 the SKU has too many watchers.
-const WATCH: &str = r"
+const WATCH: &str = r"#!lua
 if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
 if redis.call('SCARD', KEYS[2]) >= tonumber(ARGV[3]) then return -1 end
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then return -2 end
@@ -244,7 +244,7 @@ return 1
 /// `sku` is back at ARGV[1] (ms): every watcher gets the arrival (the latest per SKU, the
 /// newest ARGV[2] kept) and stops watching; returns them in ascending id order. Users' keys
 /// are named from ARGV[3] (the store's prefix, inside the hash tag every key shares).
-const BACK: &str = r"
+const BACK: &str = r"#!lua
 local users = redis.call('ZRANGE', KEYS[1], 0, -1)
 for _, u in ipairs(users) do
   local a = ARGV[3] .. 'a:' .. u

@@ -413,3 +413,66 @@ async fn a_killed_server_fails_fast_then_serves_again() {
     second.kill().unwrap();
     let _ = second.wait();
 }
+
+/// Redis does not roll a failed script back. A write whose last command would fail (the
+/// bucket's outbox is a string: `XADD` would refuse after the cart was written) is refused
+/// before it writes anything: the cart, its expiry entry and the claim's cart stay as they
+/// were.
+#[tokio::test]
+async fn a_script_that_would_fail_half_way_changes_nothing() {
+    let Some(r) = single().await else { return };
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let mut raw = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let store = r.cart_store(Arc::new(InMemoryEventLog::new()));
+    let c = cart("half-1", None);
+    let ns = r.namespace();
+    let b = adapters::redis::cart_bucket(c.id());
+    let outbox = format!("{ns}:cart:{{{ns}.b{b:02}}}:out");
+    let () = redis::cmd("SET")
+        .arg(&outbox)
+        .arg("not a stream")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let err = store
+        .insert(c.clone(), &[abandoned("half-1:a")])
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Internal, "{err}");
+    assert_eq!(store.get(c.id()).await.unwrap(), None, "no cart written");
+    let expired = store
+        .list_expired(t0() + TimeDelta::days(400), 1_000)
+        .await
+        .unwrap();
+    assert!(expired.iter().all(|e| e.id() != c.id()), "no index entry");
+
+    // The same for an update of a stored cart.
+    let () = redis::cmd("DEL")
+        .arg(&outbox)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    store.insert(c.clone(), &[]).await.unwrap();
+    let () = redis::cmd("SET")
+        .arg(&outbox)
+        .arg("not a stream")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let mut next = c.clone();
+    add(&mut next, "HALF-1", "Half tee");
+    let err = store
+        .update(next, 0, &[abandoned("half-1:b")])
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Internal, "{err}");
+    assert_eq!(
+        store.get(c.id()).await.unwrap(),
+        Some(c),
+        "the cart as it was"
+    );
+}
