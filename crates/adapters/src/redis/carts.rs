@@ -233,8 +233,8 @@ impl RedisCartStore {
     }
 
     /// The cart's fields for a script: JSON, expiry in ms, key TTL in ms.
-    fn encode(cart: &Cart) -> PortResult<(String, i64, i64)> {
-        let json = serde_json::to_string(cart)
+    fn encode(cart: &Cart) -> PortResult<(Vec<u8>, i64, i64)> {
+        let json = serde_json::to_vec(cart)
             .map_err(|e| PortError::caused_by(ErrorKind::Internal, e))?;
         let expires = cart.expires_at().timestamp_millis();
         let ttl = (cart.expires_at() - cart.updated_at())
@@ -461,14 +461,14 @@ impl CartStore for RedisCartStore {
 
     async fn get(&self, id: &CartId) -> PortResult<Option<Cart>> {
         let mut conn = self.redis.conn();
-        let json: Option<String> = redis::cmd("HGET")
+        let json: Option<Vec<u8>> = redis::cmd("HGET")
             .arg(self.cart_key(id))
             .arg("j")
             .query_async(&mut conn)
             .await
             .map_err(error)?;
         json.map(|j| {
-            serde_json::from_str(&j).map_err(|e| {
+            serde_json::from_slice(&j).map_err(|e| {
                 PortError::new(
                     ErrorKind::Internal,
                     format!("stored cart {id} does not load: {e}"),
