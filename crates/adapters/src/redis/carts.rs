@@ -234,8 +234,8 @@ impl RedisCartStore {
 
     /// The cart's fields for a script: JSON, expiry in ms, key TTL in ms.
     fn encode(cart: &Cart) -> PortResult<(Vec<u8>, i64, i64)> {
-        let json = serde_json::to_vec(cart)
-            .map_err(|e| PortError::caused_by(ErrorKind::Internal, e))?;
+        let json =
+            serde_json::to_vec(cart).map_err(|e| PortError::caused_by(ErrorKind::Internal, e))?;
         let expires = cart.expires_at().timestamp_millis();
         let ttl = (cart.expires_at() - cart.updated_at())
             .num_milliseconds()
@@ -304,6 +304,29 @@ impl RedisCartStore {
             n += self.relay_bucket(b).await?;
         }
         Ok(n)
+    }
+
+    /// Relays every `every`, forever: spawn it beside the store and abort the task to stop.
+    /// A failed pass (Redis or the log down) is retried at the next tick.
+    ///
+    /// ```no_run
+    /// # async fn demo(redis: adapters::redis::Redis, log: std::sync::Arc<commerce_core::memory::InMemoryEventLog>) {
+    /// let carts = redis.cart_store(log);
+    /// let relay = tokio::spawn({
+    ///     let carts = carts.clone();
+    ///     async move { carts.relay_every(std::time::Duration::from_millis(200)).await }
+    /// });
+    /// // ... serve carts ...
+    /// relay.abort();
+    /// # }
+    /// ```
+    pub async fn relay_every(&self, every: std::time::Duration) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let _ = self.relay().await;
+        }
     }
 
     /// Events waiting in the outboxes (for lag metrics).

@@ -476,3 +476,41 @@ async fn a_script_that_would_fail_half_way_changes_nothing() {
         "the cart as it was"
     );
 }
+
+/// The timer relay delivers what a write could not, once the log is back.
+#[tokio::test]
+async fn the_timer_relay_delivers_once_the_log_is_back() {
+    let Some(r) = single().await else { return };
+    let log = Arc::new(InMemoryEventLog::new());
+    let flaky = Arc::new(Flaky {
+        log: log.clone(),
+        down: AtomicBool::new(true),
+    });
+    let store = r.cart_store(flaky.clone());
+    store
+        .insert(cart("timer-1", None), &[abandoned("timer-1:a")])
+        .await
+        .unwrap();
+    let relay = tokio::spawn({
+        let store = store.clone();
+        async move {
+            store
+                .relay_every(std::time::Duration::from_millis(10))
+                .await
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert_eq!(log.end_offset().await.unwrap(), 0, "the log is down");
+    flaky.down.store(false, Ordering::SeqCst);
+    let mut delivered = false;
+    for _ in 0..500 {
+        if log.end_offset().await.unwrap() == 1 {
+            delivered = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    relay.abort();
+    assert!(delivered);
+    assert_eq!(store.pending().await.unwrap(), 0);
+}
