@@ -21,6 +21,11 @@ pub const CART_BUCKETS: u32 = 64;
 /// before Redis drops them (their TTL is the cart's own time to live plus this).
 pub const SWEEP_GRACE_MS: i64 = 7 * 24 * 3_600_000;
 
+/// How long an owner's claim naming a cart not written yet counts as a cart being created
+/// (another device's insert in flight, refused as `Conflict`) before it counts as left by a
+/// crash and may be replaced.
+pub const CLAIM_GRACE_MS: i64 = 10_000;
+
 /// Stores a new cart (KEYS: cart, expiry index, outbox; ARGV: id, version, owner, active,
 /// JSON, expiry ms, TTL ms, then event id and envelope pairs) unless the id exists.
 ///
@@ -77,15 +82,29 @@ end
 return {'ok', r[3]}
 ";
 
-/// Takes an owner's claim (KEYS: claim; ARGV: cart id, the claim expected or ''): answers
-/// {1} when the claim is now this cart's, else {0, the cart holding it}.
+/// Takes an owner's claim (KEYS: claim; ARGV: cart id, the claim value expected or '', or
+/// '*' to take it whatever it holds). A claim's value is `cart id|server ms when taken`.
+/// Answers {1} when the claim is now this cart's, else {0, the value, its age in ms}.
 const CLAIM: &str = r"#!lua
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local cur = redis.call('GET', KEYS[1])
-if not cur or cur == ARGV[1] or cur == ARGV[2] then
-  redis.call('SET', KEYS[1], ARGV[1])
+local mine = cur and (cur == ARGV[1] or string.sub(cur, 1, #ARGV[1] + 1) == ARGV[1] .. '|')
+if not cur or mine or cur == ARGV[2] or ARGV[2] == '*' then
+  redis.call('SET', KEYS[1], ARGV[1] .. '|' .. now)
   return {1}
 end
-return {0, cur}
+local at = tonumber(string.match(cur, '|(%d+)$') or '0')
+return {0, cur, tostring(now - at)}
+";
+
+/// Deletes an owner's claim (KEYS: claim) if it names cart ARGV[1].
+const UNCLAIM: &str = r"#!lua
+local cur = redis.call('GET', KEYS[1])
+if cur and (cur == ARGV[1] or string.sub(cur, 1, #ARGV[1] + 1) == ARGV[1] .. '|') then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
 ";
 
 /// Deletes KEYS[1] if it holds ARGV[1].
@@ -150,10 +169,12 @@ fn write_error(e: RedisError) -> PortError {
 /// all.
 ///
 /// **One active cart per owner.** An owner's claim, `namespace:cart:owner:USER`, names their
-/// active cart; it lives in another slot, so it is taken before the cart is written and
-/// trusted only after checking that the cart it names is active and theirs. A claim left
-/// behind (a crash between the two writes, a cart checked out) is replaced by the next cart
-/// that finds it stale.
+/// active cart and when it was taken (server time); it lives in another slot, so it is taken
+/// before the cart is written and trusted only after checking the cart it names. A claim
+/// naming their active cart refuses a second one (`Conflict`); so does a claim naming a cart
+/// not written yet, for [`CLAIM_GRACE_MS`] (another device's insert is in flight); after
+/// that, or when the cart it names is no longer active, the claim is stale (a crash between
+/// the two writes, a cart checked out) and the next cart replaces it by compare-and-set.
 ///
 /// **Expiry, exactly once.** Each cart key lives its time to live plus [`SWEEP_GRACE_MS`]
 /// past its last write. The abandoned-cart sweep ([`cart_engine::sweep_abandoned`]) lists
@@ -183,6 +204,7 @@ struct Scripts {
     insert: Script,
     update: Script,
     claim: Script,
+    unclaim: Script,
     release: Script,
     ack: Script,
 }
@@ -199,6 +221,7 @@ impl RedisCartStore {
                 insert: Script::new(INSERT),
                 update: Script::new(UPDATE),
                 claim: Script::new(CLAIM),
+                unclaim: Script::new(UNCLAIM),
                 release: Script::new(RELEASE),
                 ack: Script::new(ACK),
             }),
@@ -275,12 +298,22 @@ impl RedisCartStore {
             let Some(holder) = answer.get(1) else {
                 return Ok(());
             };
-            let holder_id = CartId::new(holder.as_str()).map_err(PortError::from)?;
+            let age: i64 = answer
+                .get(2)
+                .and_then(|a| a.parse().ok())
+                .unwrap_or(i64::MAX);
+            let holder_id = claimed_cart(holder)?;
             match self.get(&holder_id).await? {
                 Some(c) if c.owner() == Some(owner) && *c.status() == CartStatus::Active => {
                     return Err(PortError::new(
                         ErrorKind::Conflict,
                         format!("user {owner} already has an active cart"),
+                    ));
+                }
+                None if age < CLAIM_GRACE_MS => {
+                    return Err(PortError::new(
+                        ErrorKind::Conflict,
+                        format!("user {owner}'s active cart is being created"),
                     ));
                 }
                 _ => expected = holder.clone(),
@@ -440,6 +473,12 @@ impl RedisCartStore {
     }
 }
 
+/// The cart a claim's value names (`cart id|ms`, or a bare id).
+fn claimed_cart(value: &str) -> PortResult<CartId> {
+    let id = value.rsplit_once('|').map_or(value, |(id, _)| id);
+    CartId::new(id).map_err(PortError::from)
+}
+
 fn uniq() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -511,7 +550,7 @@ impl CartStore for RedisCartStore {
         let Some(claimed) = claimed else {
             return Ok(None);
         };
-        let id = CartId::new(claimed).map_err(PortError::from)?;
+        let id = claimed_cart(&claimed)?;
         Ok(self
             .get(&id)
             .await?
@@ -551,16 +590,19 @@ impl CartStore for RedisCartStore {
                         // Best effort: a claim left behind is found stale by the next cart.
                         let _: Result<i64, _> = self
                             .scripts
-                            .release
+                            .unclaim
                             .key(self.claim_key(owner))
                             .arg(cart.id().as_str())
                             .invoke_async(&mut conn)
                             .await;
                     } else if second != "1" {
-                        let _: Result<(), _> = redis::cmd("SET")
-                            .arg(self.claim_key(owner))
+                        let _: Result<Vec<String>, _> = self
+                            .scripts
+                            .claim
+                            .key(self.claim_key(owner))
                             .arg(cart.id().as_str())
-                            .query_async(&mut conn)
+                            .arg("*")
+                            .invoke_async(&mut conn)
                             .await;
                     }
                 }

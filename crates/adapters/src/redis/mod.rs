@@ -40,7 +40,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
 
 pub use admission::RedisAdmissionQueue;
-pub use carts::{CART_BUCKETS, RedisCartStore, SWEEP_GRACE_MS, cart_bucket};
+pub use carts::{CART_BUCKETS, CLAIM_GRACE_MS, RedisCartStore, SWEEP_GRACE_MS, cart_bucket};
 pub use projection::RedisProjectionCache;
 pub use ratelimit::RedisRateLimiter;
 pub use recs::{RedisBackInStock, RedisRecentlyViewed, RedisTopKStore};

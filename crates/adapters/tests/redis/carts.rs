@@ -514,3 +514,108 @@ async fn the_timer_relay_delivers_once_the_log_is_back() {
     assert!(delivered);
     assert_eq!(store.pending().await.unwrap(), 0);
 }
+
+/// A claim naming a cart not written yet is another device's insert in flight: a second
+/// cart is refused while it is fresh, and replaces it once it is older than the grace.
+#[tokio::test]
+async fn a_fresh_claim_is_an_insert_in_flight() {
+    let Some(r) = single().await else { return };
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let mut raw = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(&mut raw).await.unwrap();
+    let now_ms = secs * 1_000 + micros / 1_000;
+    let key = format!("{}:cart:owner:inflight-user", r.namespace());
+    let () = redis::cmd("SET")
+        .arg(&key)
+        .arg(format!("inflight-first|{now_ms}"))
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let store = r.cart_store(Arc::new(InMemoryEventLog::new()));
+    assert_eq!(
+        store
+            .insert(cart("inflight-second", Some("inflight-user")), &[])
+            .await
+            .unwrap_err()
+            .kind,
+        ErrorKind::Conflict
+    );
+    assert_eq!(
+        store
+            .get(&CartId::new("inflight-second").unwrap())
+            .await
+            .unwrap(),
+        None
+    );
+    let () = redis::cmd("SET")
+        .arg(&key)
+        .arg(format!(
+            "inflight-first|{}",
+            now_ms - adapters::redis::CLAIM_GRACE_MS - 1_000
+        ))
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    store
+        .insert(cart("inflight-second", Some("inflight-user")), &[])
+        .await
+        .unwrap();
+    let user = UserId::new("inflight-user").unwrap();
+    assert_eq!(
+        store
+            .get_active_for_user(&user)
+            .await
+            .unwrap()
+            .unwrap()
+            .id()
+            .as_str(),
+        "inflight-second"
+    );
+}
+
+/// Forty shoppers, each on eight devices with connections of their own, create their carts at
+/// once (real interleavings across connections): each shopper ends with exactly one active
+/// cart, the one insert that succeeded; the others were refused as `Conflict`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn devices_on_separate_connections_get_one_cart_per_shopper() {
+    let Some(r) = single().await else { return };
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let mut stores = Vec::new();
+    for _ in 0..8 {
+        let conn = Redis::connect(&url)
+            .await
+            .unwrap()
+            .with_namespace(r.namespace());
+        stores.push(conn.cart_store(Arc::new(InMemoryEventLog::new())));
+    }
+    let mut tasks = Vec::new();
+    for shopper in 0..40 {
+        for (device, store) in stores.iter().enumerate() {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let id = format!("dev-{shopper}-{device}");
+                let owner = format!("dev-user-{shopper}");
+                let result = store.insert(cart(&id, Some(&owner)), &[]).await;
+                (shopper, id, result)
+            }));
+        }
+    }
+    let mut winners: Vec<Vec<String>> = vec![Vec::new(); 40];
+    for t in tasks {
+        let (shopper, id, result) = t.await.unwrap();
+        match result {
+            Ok(()) => winners[shopper].push(id),
+            Err(e) => assert_eq!(e.kind, ErrorKind::Conflict, "{e}"),
+        }
+    }
+    for (shopper, won) in winners.iter().enumerate() {
+        assert_eq!(won.len(), 1, "shopper {shopper}: {won:?}");
+        let user = UserId::new(format!("dev-user-{shopper}")).unwrap();
+        let active = stores[0].get_active_for_user(&user).await.unwrap().unwrap();
+        assert_eq!(active.id().as_str(), won[0]);
+    }
+}
