@@ -37,7 +37,7 @@ impl Ratio {
         };
         Ratio {
             num: d.mantissa(),
-            den: 10i128.pow(d.scale()),
+            den: pow10(d.scale()),
         }
     }
 
@@ -52,6 +52,39 @@ impl Ratio {
         } else {
             num / Decimal::try_from_i128_with_scale(self.den, 0).unwrap_or(Decimal::ONE)
         }
+    }
+}
+
+/// 10^0 to 10^28: every scale a [`Decimal`] can have.
+const POW10: [i128; 29] = {
+    let mut table = [1i128; 29];
+    let mut i = 1;
+    while i < 29 {
+        table[i] = table[i - 1] * 10;
+        i += 1;
+    }
+    table
+};
+
+/// `10^exp` for a decimal's scale (at most 28), without a loop.
+#[inline]
+pub(super) fn pow10(exp: u32) -> i128 {
+    match usize::try_from(exp).ok().and_then(|i| POW10.get(i)) {
+        Some(p) => *p,
+        None => 10i128.pow(exp),
+    }
+}
+
+/// `m` in minor units when its scale is the currency's exponent (every amount pricing builds
+/// or loads): its mantissa, read without going through [`Money::to_minor`]. `None` for any
+/// other scale, where the caller takes the general path.
+#[inline]
+pub(super) fn minor_at_scale(m: &Money) -> Option<i128> {
+    let amount = m.amount();
+    if amount.scale() == u32::from(m.currency().exponent()) {
+        Some(amount.mantissa())
+    } else {
+        None
     }
 }
 
@@ -120,8 +153,12 @@ pub(super) fn money(minor: i128, c: Currency) -> Money {
     Money::new(amount, c)
 }
 
-/// `m` in minor units; 0 if it has no exact value in them.
+/// `m` in minor units; 0 if it has no exact value in them (or none that fits an `i64`).
 pub(super) fn minor_of(m: &Money) -> i128 {
+    // At the currency's scale `to_minor` is the mantissa, if it fits an `i64`.
+    if let Some(minor) = minor_at_scale(m) {
+        return i64::try_from(minor).map(i128::from).unwrap_or(0);
+    }
     m.to_minor().map(i128::from).unwrap_or(0)
 }
 
@@ -142,6 +179,78 @@ pub(super) fn round_and_allocate(parts: &[Ratio], mode: RoundingMode) -> Vec<i12
         let total = Ratio::of(mode.round_dp(exact.iter().sum(), 0), 0).num;
         allocate_weighted(total, &exact).unwrap_or_else(|_| vec![0; parts.len()])
     }
+}
+
+/// [`allocate_minor`] into `parts` (cleared first), with `remainders` as its working buffer:
+/// the same parts, without allocating once the buffers have grown. Totals and weights that do
+/// not fit 64 bits (or a negative one) take [`allocate_minor`] itself.
+///
+/// # Errors
+/// As [`allocate_minor`].
+pub(super) fn allocate_minor_into(
+    total: i128,
+    weights: &[i128],
+    parts: &mut Vec<i128>,
+    remainders: &mut Vec<(u64, u32)>,
+) -> commerce_core::Result<()> {
+    parts.clear();
+    if allocate_narrow_into(total, weights, parts, remainders).is_some() {
+        return Ok(());
+    }
+    parts.clear();
+    parts.extend(allocate_minor(total, weights)?);
+    Ok(())
+}
+
+/// `commerce_core`'s 64-bit path of [`allocate_minor`] (largest remainder, ties to the earlier
+/// weight, all-zero weights split evenly) into `parts`; `None` where that path does not apply.
+fn allocate_narrow_into(
+    total: i128,
+    weights: &[i128],
+    parts: &mut Vec<i128>,
+    remainders: &mut Vec<(u64, u32)>,
+) -> Option<()> {
+    if weights.is_empty() || weights.len() > crate::limits::LINES_MAX {
+        return None;
+    }
+    let m = u64::try_from(total).ok()?;
+    let mut sum: u64 = 0;
+    let mut weight_max: u64 = 0;
+    for w in weights {
+        let w = u64::try_from(*w).ok()?;
+        sum = sum.checked_add(w)?;
+        weight_max = weight_max.max(w);
+    }
+    let even = sum == 0;
+    if even {
+        sum = u64::try_from(weights.len()).ok()?;
+        weight_max = 1;
+    }
+    m.checked_mul(weight_max)?;
+    remainders.clear();
+    remainders.reserve(weights.len());
+    parts.reserve(weights.len());
+    let mut assigned: u64 = 0;
+    for (i, w) in weights.iter().enumerate() {
+        let w = if even { 1 } else { u64::try_from(*w).ok()? };
+        let numerator = m * w;
+        let floor = numerator / sum;
+        parts.push(i128::from(floor));
+        remainders.push((numerator - floor * sum, u32::try_from(i).ok()?));
+        assigned += floor; // Σ floor ≤ m.
+    }
+    let leftover = usize::try_from(m - assigned).ok()?;
+    if leftover > 0 {
+        // The `leftover` largest remainders (ties to the lower index) take one unit each.
+        let key = |r: &(u64, u32)| (std::cmp::Reverse(r.0), r.1);
+        if leftover < remainders.len() {
+            remainders.select_nth_unstable_by_key(leftover - 1, key);
+        }
+        for &(_, i) in remainders.iter().take(leftover) {
+            parts[usize::try_from(i).ok()?] += 1;
+        }
+    }
+    Some(())
 }
 
 /// Allocates `total` over `weights` exactly (largest remainder), no part above its cap; what
@@ -181,6 +290,42 @@ mod tests {
         assert_eq!(allocate_capped(10, &[5, 5], &[100, 100]), [5, 5]);
         assert_eq!(allocate_capped(7, &[9], &[7]), [7]);
         assert_eq!(allocate_capped(0, &[0, 0], &[0, 0]), [0, 0]);
+    }
+
+    #[test]
+    fn allocating_into_buffers_gives_the_parts_of_allocate_minor() {
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = |bound: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            i128::from(seed % bound)
+        };
+        let (mut parts, mut remainders) = (Vec::new(), Vec::new());
+        for _ in 0..20_000 {
+            let n = 1 + usize::try_from(next(30)).unwrap_or(0);
+            let zeros = next(6) == 0;
+            let weights: Vec<i128> = (0..n)
+                .map(|_| match next(4) {
+                    _ if zeros => 0,
+                    0 => 0,
+                    1 => next(10),
+                    _ => next(10_000_000),
+                })
+                .collect();
+            let total = match next(5) {
+                0 => -next(100_000),
+                1 => next(1 << 62) << 40,
+                _ => next(1_000_000),
+            };
+            let want = allocate_minor(total, &weights);
+            let got = allocate_minor_into(total, &weights, &mut parts, &mut remainders);
+            match want {
+                Ok(want) => assert_eq!(parts, want, "{total} over {weights:?}"),
+                Err(e) => assert_eq!(got, Err(e)),
+            }
+        }
+        assert!(allocate_minor_into(5, &[], &mut parts, &mut remainders).is_err());
     }
 
     #[test]

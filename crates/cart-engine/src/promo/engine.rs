@@ -4,7 +4,8 @@ use commerce_core::{CountryCode, Currency, Money, RoundingMode};
 use rust_decimal::Decimal;
 
 use super::arith::{
-    PERCENT_SCALE_MAX, RATE_SCALE_MAX, Ratio, minor_of, money, round_and_allocate, round_div,
+    PERCENT_SCALE_MAX, RATE_SCALE_MAX, Ratio, minor_at_scale, minor_of, money, pow10,
+    round_and_allocate, round_div,
 };
 use super::context::{
     CartRules, DiscountBasis, GiftWrapFee, PriceMode, PricingConfig, PricingContext,
@@ -15,7 +16,7 @@ use super::priced::{
     CartTotals, FeeKind, PricedCart, PricedFee, PricedLine, PricedShipping, Violation,
 };
 use super::stacking::run_promotions;
-use super::work::{Lot, Work};
+use super::work::{Lot, Scratch, Work};
 use crate::cart::{Cart, CartLine};
 use crate::limits::{AMOUNT_ABS_MAX, LINES_MAX, PROMOTIONS_MAX};
 use crate::{Error, Result};
@@ -125,14 +126,19 @@ struct Resolved {
     position: Vec<usize>,
     /// `cart_index[i]` is the cart line at SKU-order place i (the inverse of `position`).
     cart_index: Vec<usize>,
-    /// Each line's tax rate as the calculator gave it.
-    rate_decimals: Vec<Decimal>,
     /// Each line's tax rate.
-    rates: Vec<Ratio>,
+    rates: Vec<LineRate>,
     /// Each line's subtotal, before any discount.
     subtotals: Vec<i128>,
     /// Shipping's price before its discount; 0 without a method.
     shipping_price: i128,
+}
+
+/// A line's tax rate, as the calculator gave it and as a ratio.
+#[derive(Clone, Copy)]
+struct LineRate {
+    decimal: Decimal,
+    ratio: Ratio,
 }
 
 /// A fee before tax, in minor units.
@@ -188,9 +194,9 @@ fn resolve_lines<'c>(
     let (lines, position, cart_index) = sku_order(cart);
 
     let mut rates = Vec::with_capacity(lines.len());
-    let mut rate_decimals = Vec::with_capacity(lines.len());
     let mut remaining = Vec::with_capacity(lines.len());
-    let mut basis = Vec::with_capacity(lines.len());
+    // Gross discounts (the default) leave every basis at 1: no per-line bases then.
+    let mut basis = Vec::with_capacity(if net_basis { lines.len() } else { 0 });
     // Lines mostly share a rate: convert and check each distinct one once.
     let mut last_rate: Option<(Decimal, Ratio)> = None;
     for line in &lines {
@@ -204,17 +210,17 @@ fn resolve_lines<'c>(
                 r
             }
         };
-        rate_decimals.push(rate_decimal);
         remaining.push(unit * i128::from(line.quantity));
-        basis.push(if net_basis {
-            Ratio {
+        if net_basis {
+            basis.push(Ratio {
                 num: rate.den + rate.num,
                 den: rate.den,
-            }
-        } else {
-            Ratio::ONE
+            });
+        }
+        rates.push(LineRate {
+            decimal: rate_decimal,
+            ratio: rate,
         });
-        rates.push(rate);
     }
     let subtotals = remaining.clone();
     let shipping_price = match cart.shipping_method() {
@@ -226,6 +232,8 @@ fn resolve_lines<'c>(
         split: vec![Vec::new(); lines.len()],
         masks: std::cell::RefCell::new(Vec::with_capacity(8)),
         spare_parts: std::cell::RefCell::new(Vec::new()),
+        spare_lines: std::cell::RefCell::new(Vec::new()),
+        scratch: std::cell::RefCell::new(Scratch::default()),
         lines,
         currency,
         mode: config.rounding.mode,
@@ -238,7 +246,6 @@ fn resolve_lines<'c>(
     let resolved = Resolved {
         position,
         cart_index,
-        rate_decimals,
         rates,
         subtotals,
         shipping_price,
@@ -261,16 +268,28 @@ fn sku_order(cart: &Cart) -> (Vec<&CartLine>, Vec<usize>, Vec<usize>) {
 /// Gift wrapping and surcharges. A surcharge's threshold and percentage are measured against
 /// `order_value`, the items after discounts.
 fn charge_fees(cart: &Cart, work: &Work<'_>, rules: &CartRules, order_value: i128) -> Vec<Fee> {
-    let mut fees: Vec<Fee> = Vec::new();
+    let wrapped = match rules.gift_wrap {
+        GiftWrapFee::PerLine(_) => work.lines.iter().filter(|l| l.gift_wrap).count(),
+        GiftWrapFee::PerOrder(_) => 1,
+        GiftWrapFee::None => 0,
+    };
+    let mut fees: Vec<Fee> = Vec::with_capacity(wrapped + rules.surcharges.len());
     match &rules.gift_wrap {
         GiftWrapFee::None => {}
         GiftWrapFee::PerLine(fee) => {
+            let amount = minor_of(fee);
             // In SKU order, like everything else, so line order never changes a fee's tax.
             for line in work.lines.iter().filter(|l| l.gift_wrap) {
+                // `format!("gift wrap {}", line.sku)`, without the formatting machinery.
+                const PREFIX: &str = "gift wrap ";
+                let sku = line.sku.as_str();
+                let mut name = String::with_capacity(PREFIX.len() + sku.len());
+                name.push_str(PREFIX);
+                name.push_str(sku);
                 fees.push(Fee {
                     kind: FeeKind::GiftWrap,
-                    name: format!("gift wrap {}", line.sku),
-                    amount: minor_of(fee),
+                    name,
+                    amount,
                 });
             }
         }
@@ -312,10 +331,10 @@ fn charge_fees(cart: &Cart, work: &Work<'_>, rules: &CartRules, order_value: i12
 /// What tax is computed from, beside the amounts: each line's rate and units, the shipping
 /// rate (fees are taxed at it too), the fees, the mode and the rounding.
 struct TaxInputs<'a> {
-    rates: &'a [Ratio],
+    rates: &'a [LineRate],
     lines: &'a [&'a CartLine],
     shipping_rate: Ratio,
-    fees: Vec<i128>,
+    fees: &'a [Fee],
     inclusive: bool,
     rounding: TaxRounding,
     mode: RoundingMode,
@@ -325,7 +344,7 @@ impl<'a> TaxInputs<'a> {
     fn new(
         work: &'a Work<'a>,
         resolved: &'a Resolved,
-        fees: &[Fee],
+        fees: &'a [Fee],
         context: &PricingContext<'_>,
         country: Option<CountryCode>,
     ) -> Result<TaxInputs<'a>> {
@@ -333,7 +352,7 @@ impl<'a> TaxInputs<'a> {
             rates: &resolved.rates,
             lines: &work.lines,
             shipping_rate: tax_rate(context.tax.shipping_rate(country))?,
-            fees: fees.iter().map(|f| f.amount).collect(),
+            fees,
             inclusive: context.config.price_mode == PriceMode::TaxInclusive,
             rounding: context.config.rounding.tax,
             mode: work.mode,
@@ -376,12 +395,12 @@ impl<'a> TaxInputs<'a> {
         match (self.rounding, split.get(i).filter(|lots| !lots.is_empty())) {
             (TaxRounding::PerUnit, Some(lots)) => lots
                 .iter()
-                .map(|l| self.per_unit(l.count, l.value, self.rates[i]))
+                .map(|l| self.per_unit(l.count, l.value, self.rates[i].ratio))
                 .sum(),
             (TaxRounding::PerUnit, None) => {
-                self.per_unit(self.lines[i].quantity, amount, self.rates[i])
+                self.per_unit(self.lines[i].quantity, amount, self.rates[i].ratio)
             }
-            _ => self.round(amount, self.rates[i]),
+            _ => self.round(amount, self.rates[i].ratio),
         }
     }
 
@@ -391,9 +410,13 @@ impl<'a> TaxInputs<'a> {
             let exact: Vec<Ratio> = lines
                 .iter()
                 .zip(self.rates)
-                .map(|(a, r)| self.exact(*a, *r))
+                .map(|(a, r)| self.exact(*a, r.ratio))
                 .chain(std::iter::once(self.exact(shipping, self.shipping_rate)))
-                .chain(self.fees.iter().map(|f| self.exact(*f, self.shipping_rate)))
+                .chain(
+                    self.fees
+                        .iter()
+                        .map(|f| self.exact(f.amount, self.shipping_rate)),
+                )
                 .collect();
             // Rounding per total allocates over every piece at once; they part only now.
             let mut all = round_and_allocate(&exact, self.mode);
@@ -416,7 +439,7 @@ impl<'a> TaxInputs<'a> {
             fees: self
                 .fees
                 .iter()
-                .map(|f| self.round(*f, self.shipping_rate))
+                .map(|f| self.round(f.amount, self.shipping_rate))
                 .collect(),
         }
     }
@@ -447,7 +470,7 @@ impl<'a> TaxInputs<'a> {
         let fees: i128 = self
             .fees
             .iter()
-            .map(|f| self.round(*f, self.shipping_rate))
+            .map(|f| self.round(f.amount, self.shipping_rate))
             .sum();
         items + self.round(shipping, self.shipping_rate) + fees
     }
@@ -477,7 +500,7 @@ fn price_lines(
             tax: money(taxes[i], currency),
             net: money(if inclusive { total - taxes[i] } else { total }, currency),
             gross: money(if inclusive { total } else { total + taxes[i] }, currency),
-            tax_rate: resolved.rate_decimals[i],
+            tax_rate: resolved.rates[i].decimal,
         });
     }
     priced_lines
@@ -606,9 +629,14 @@ fn checked_minor(m: &Money, currency: Currency, field: &'static str) -> Result<i
             other: m.currency(),
         });
     }
-    let max = i128::from(AMOUNT_ABS_MAX) * 10i128.pow(u32::from(currency.exponent()));
-    match m.to_minor().map(i128::from) {
-        Ok(minor) if (0..=max).contains(&minor) => Ok(minor),
+    let max = i128::from(AMOUNT_ABS_MAX) * pow10(u32::from(currency.exponent()));
+    // At the currency's scale (every price a cart holds) `to_minor` is the mantissa.
+    let minor = match minor_at_scale(m) {
+        Some(minor) => i64::try_from(minor).ok().map(i128::from),
+        None => m.to_minor().ok().map(i128::from),
+    };
+    match minor {
+        Some(minor) if (0..=max).contains(&minor) => Ok(minor),
         _ => Err(commerce_core::Error::Invalid {
             field,
             reason: "negative, not in minor units, or too large".into(),
@@ -624,7 +652,14 @@ fn check_amount(m: &Money, currency: Currency, field: &'static str) -> Result<()
             other: m.currency(),
         });
     }
-    if m.is_negative() || !m.is_rounded() || m.amount() > Decimal::from(AMOUNT_ABS_MAX) {
+    let out_of_bounds = match minor_at_scale(m) {
+        // The same test on the mantissa: negative, or above the bound in minor units.
+        Some(minor) => {
+            minor < 0 || minor > i128::from(AMOUNT_ABS_MAX) * pow10(u32::from(currency.exponent()))
+        }
+        None => m.is_negative() || !m.is_rounded() || m.amount() > Decimal::from(AMOUNT_ABS_MAX),
+    };
+    if out_of_bounds {
         return Err(commerce_core::Error::Invalid {
             field,
             reason: "negative, not in minor units, or too large".into(),

@@ -9,6 +9,7 @@ use commerce_core::{CategoryPath, Currency, Money, Sku};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use super::arith::{minor_at_scale, pow10};
 use crate::cart::{CartLine, PromoCode};
 use crate::limits::{CONDITION_DEPTH_MAX, CONDITION_SET_MAX, PERCENT_DECIMALS_MAX, TIERS_MAX};
 use crate::{Error, Result};
@@ -458,11 +459,19 @@ fn check_max_quantity(path: &str, max: Option<u32>) -> Result<()> {
 }
 
 fn amount_ok(m: &Money) -> bool {
+    if let Some(minor) = minor_at_scale(m) {
+        // The same test on the mantissa, without comparing decimals.
+        let max =
+            i128::from(crate::limits::AMOUNT_ABS_MAX) * pow10(u32::from(m.currency().exponent()));
+        return (0..=max).contains(&minor);
+    }
     !m.is_negative() && m.is_rounded() && m.amount() <= Decimal::from(crate::limits::AMOUNT_ABS_MAX)
 }
 
 fn percent_ok(p: &Decimal) -> bool {
-    *p > Decimal::ZERO && *p <= Decimal::ONE_HUNDRED
+    // 0 < mantissa / 10^scale ≤ 100, compared exactly in integers (scale ≤ 28).
+    let mantissa = p.mantissa();
+    mantissa > 0 && mantissa <= 100 * pow10(p.scale())
 }
 
 impl Promotion {
@@ -735,6 +744,17 @@ pub fn load_promotions(json: &str) -> Result<Vec<Promotion>> {
 /// The members of a stacking group must share one priority: the group then has one place in
 /// the stacking order, whichever of its members exist.
 pub(crate) fn check_groups(promotions: &[Promotion]) -> Result<()> {
+    // When every member of every group shares one priority (no group, or the usual few
+    // members at one priority) nothing can disagree: no map to build on each pricing call.
+    let mut priorities = promotions
+        .iter()
+        .filter(|p| p.stacking_group.is_some())
+        .map(|p| p.priority);
+    match priorities.next() {
+        None => return Ok(()),
+        Some(first) if priorities.all(|q| q == first) => return Ok(()),
+        Some(_) => {}
+    }
     let mut priorities: std::collections::BTreeMap<&str, i32> = std::collections::BTreeMap::new();
     for (i, p) in promotions.iter().enumerate() {
         if let Some(group) = &p.stacking_group {

@@ -105,16 +105,16 @@ impl<'p> Run<'p> {
     /// stacking group is settled where its first member comes up.
     fn apply_stacking(&mut self, work: &mut Work<'_>, order: &[usize]) {
         let promotions = self.promotions;
-        let mut groups_done: Vec<&str> = Vec::new();
         for &i in order.iter().filter(|i| !promotions[**i].exclusive) {
             match &promotions[i].stacking_group {
                 None => match evaluate(&promotions[i], work, self.ctx, self.level) {
                     Ok(effect) => self.apply(work, i, effect),
                     Err(reason) => self.not_applied(i, reason),
                 },
+                // Settling a group decides every non-exclusive member of it: a member already
+                // decided is one of a group settled earlier.
                 Some(group) => {
-                    if !groups_done.contains(&group.as_str()) {
-                        groups_done.push(group.as_str());
+                    if self.outcomes[i].is_none() {
                         self.apply_best_of_group(work, order, group);
                     }
                 }

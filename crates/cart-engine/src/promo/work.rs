@@ -50,7 +50,8 @@ pub(super) struct Work<'c> {
     /// one unclaimed lot worth `remaining`. Σ values = `remaining`, Σ counts = quantity.
     pub(super) split: Vec<Vec<Lot>>,
     /// Price-mode units per discount-basis unit: 1, or 1 + rate for net discounts on
-    /// tax-inclusive prices.
+    /// tax-inclusive prices. Empty for gross discounts, where every basis is 1 (read it
+    /// through [`Work::basis_of`]).
     pub(super) basis: Vec<Ratio>,
     /// Every basis is 1 (the common case: integer arithmetic throughout).
     pub(super) unit_basis: bool,
@@ -62,9 +63,24 @@ pub(super) struct Work<'c> {
     pub(super) masks: RefCell<Vec<(*const ItemFilter, u128)>>,
     /// Part buffers of effects already applied or discarded, for the next evaluation.
     pub(super) spare_parts: RefCell<Vec<Vec<Part>>>,
+    /// Line-discount buffers of effects already applied or discarded, likewise.
+    pub(super) spare_lines: RefCell<Vec<Vec<(usize, i128)>>>,
+    /// Buffers an order discount is spread with, reused across promotions.
+    pub(super) scratch: RefCell<Scratch>,
     /// The codes the cart carries, for promotions that need one (at most
     /// [`crate::limits::CODES_MAX`]).
     pub(super) codes: &'c [PromoCode],
+}
+
+/// Buffers reused within one pricing call, so spreading an amount does not allocate.
+#[derive(Default)]
+pub(super) struct Scratch {
+    /// Weights of an allocation.
+    pub(super) weights: Vec<i128>,
+    /// Its parts.
+    pub(super) shares: Vec<i128>,
+    /// Its remainders, with their places.
+    pub(super) remainders: Vec<(u64, u32)>,
 }
 
 /// Some units of one lot that an effect discounts (or only claims).
@@ -160,6 +176,14 @@ impl Work<'_> {
             .unwrap_or_else(|| Vec::with_capacity(self.lines.len()))
     }
 
+    /// An empty buffer for an effect's line discounts, likewise.
+    pub(super) fn lines_buffer(&self) -> Vec<(usize, i128)> {
+        self.spare_lines
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(self.lines.len()))
+    }
+
     /// Takes back an effect's buffers once it is applied or discarded.
     pub(super) fn recycle(&self, effect: Effect) {
         let mut parts = effect.parts;
@@ -167,6 +191,17 @@ impl Work<'_> {
             parts.clear();
             self.spare_parts.borrow_mut().push(parts);
         }
+        let mut lines = effect.lines;
+        if lines.capacity() > 0 {
+            lines.clear();
+            self.spare_lines.borrow_mut().push(lines);
+        }
+    }
+
+    /// Line `i`'s discount basis (see [`Work::basis`]).
+    #[inline]
+    pub(super) fn basis_of(&self, i: usize) -> Ratio {
+        self.basis.get(i).copied().unwrap_or(Ratio::ONE)
     }
 
     /// How many lots line `i` has.
@@ -268,7 +303,7 @@ impl Work<'_> {
         } else {
             self.matching(filter)
                 .map(|i| {
-                    let b = self.basis[i];
+                    let b = self.basis_of(i);
                     Ratio {
                         num: self.remaining[i] * b.den,
                         den: b.num,
