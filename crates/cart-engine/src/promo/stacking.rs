@@ -27,7 +27,13 @@ pub(super) fn run_promotions(
         level,
         cart_index,
         outcomes: vec![None; promotions.len()],
-        adjustments: Vec::with_capacity(2 * work.lines.len()),
+        // Room for a share of each line and shipping from a few promotions, so the usual
+        // cart does not grow it: at most one per line and shipping per promotion.
+        adjustments: Vec::with_capacity(
+            (work.lines.len() + 1)
+                .saturating_mul(promotions.len())
+                .min(4 * (work.lines.len() + 1) + promotions.len()),
+        ),
     };
     let order = run.stacking_order(work.currency);
     if !run.apply_best_exclusive(work, &order) {

@@ -248,14 +248,19 @@ impl Work<'_> {
         if let Some((_, m)) = self.masks.borrow().iter().find(|(k, _)| *k == key) {
             return *m;
         }
-        let m = self
-            .lines
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| filter.matches(l))
-            .fold(0u128, |m, (i, _)| m | (1 << i));
+        let m = filter.mask_of(&self.lines);
         self.masks.borrow_mut().push((key, m));
         m
+    }
+
+    /// The lines `filter` matches, reusing the mask of `like` when the two filters are equal
+    /// (a buy-X-get-Y whose sides are the same filter).
+    pub(super) fn mask_like(&self, filter: &ItemFilter, like: &ItemFilter) -> u128 {
+        if std::ptr::eq(filter, like) || filter == like {
+            self.mask(like)
+        } else {
+            self.mask(filter)
+        }
     }
 
     /// The indices of the lines `filter` matches, ascending.
