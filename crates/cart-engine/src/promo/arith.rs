@@ -192,7 +192,7 @@ pub(super) fn allocate_minor_into(
     total: i128,
     weights: &[i128],
     parts: &mut Vec<i128>,
-    remainders: &mut Vec<(u64, u32)>,
+    remainders: &mut Vec<u128>,
 ) -> commerce_core::Result<()> {
     parts.clear();
     if allocate_narrow_into(total, weights, parts, remainders).is_some() {
@@ -209,7 +209,7 @@ fn allocate_narrow_into(
     total: i128,
     weights: &[i128],
     parts: &mut Vec<i128>,
-    remainders: &mut Vec<(u64, u32)>,
+    remainders: &mut Vec<u128>,
 ) -> Option<()> {
     if weights.is_empty() || weights.len() > crate::limits::LINES_MAX {
         return None;
@@ -237,17 +237,25 @@ fn allocate_narrow_into(
         let numerator = m * w;
         let floor = numerator / sum;
         parts.push(i128::from(floor));
-        remainders.push((numerator - floor * sum, u32::try_from(i).ok()?));
+        // One integer per place, smallest for the largest remainder and then the lowest
+        // index: the order `allocate_minor` gives the leftover units in.
+        let rank = (u128::from(u64::MAX - (numerator - floor * sum)) << 32)
+            | u128::from(u32::try_from(i).ok()?);
+        remainders.push(rank);
         assigned += floor; // Σ floor ≤ m.
     }
     let leftover = usize::try_from(m - assigned).ok()?;
     if leftover > 0 {
         // The `leftover` largest remainders (ties to the lower index) take one unit each.
-        let key = |r: &(u64, u32)| (std::cmp::Reverse(r.0), r.1);
         if leftover < remainders.len() {
-            remainders.select_nth_unstable_by_key(leftover - 1, key);
+            remainders.select_nth_unstable(leftover - 1);
         }
-        for &(_, i) in remainders.iter().take(leftover) {
+        for &rank in remainders.iter().take(leftover) {
+            #[allow(
+                clippy::cast_possible_truncation,
+                reason = "the low 32 bits are the index"
+            )]
+            let i = rank as u32;
             parts[usize::try_from(i).ok()?] += 1;
         }
     }

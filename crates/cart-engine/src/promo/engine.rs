@@ -16,7 +16,7 @@ use super::priced::{
     CartTotals, FeeKind, PricedCart, PricedFee, PricedLine, PricedShipping, Violation,
 };
 use super::stacking::run_promotions;
-use super::work::{Lot, Scratch, Work};
+use super::work::{Lots, Scratch, Work};
 use crate::cart::{Cart, CartLine};
 use crate::limits::{AMOUNT_ABS_MAX, LINES_MAX, PROMOTIONS_MAX};
 use crate::{Error, Result};
@@ -86,7 +86,7 @@ pub fn price(
 
     let fees = charge_fees(cart, &work, &config.rules, order_value);
     let tax = TaxInputs::new(&work, &resolved, &fees, context, country)?;
-    let taxes = tax.compute(&work.remaining, &work.split, work.shipping_remaining);
+    let taxes = tax.compute(&work.remaining, Some(&work.split), work.shipping_remaining);
     // What tax would be without any discount: for the receipt's original total.
     let original_tax =
         tax.total_undiscounted(&resolved.subtotals, &work, &taxes, resolved.shipping_price);
@@ -229,7 +229,8 @@ fn resolve_lines<'c>(
     };
     let unit_basis = basis.iter().all(|b| b.is_one());
     let work = Work {
-        split: vec![Vec::new(); lines.len()],
+        split: Lots::new(lines.len()),
+        lot_scratch: Vec::new(),
         masks: std::cell::RefCell::new(Vec::with_capacity(8)),
         spare_parts: std::cell::RefCell::new(Vec::new()),
         spare_lines: std::cell::RefCell::new(Vec::new()),
@@ -389,10 +390,13 @@ impl<'a> TaxInputs<'a> {
         tax
     }
 
-    /// Line `i`'s tax when rounding per line or per unit. `split` is empty when every line is
+    /// Line `i`'s tax when rounding per line or per unit. `split` is `None` when every line is
     /// one lot.
-    fn line(&self, i: usize, amount: i128, split: &[Vec<Lot>]) -> i128 {
-        match (self.rounding, split.get(i).filter(|lots| !lots.is_empty())) {
+    fn line(&self, i: usize, amount: i128, split: Option<&Lots>) -> i128 {
+        match (
+            self.rounding,
+            split.map(|s| s.of(i)).filter(|lots| !lots.is_empty()),
+        ) {
             (TaxRounding::PerUnit, Some(lots)) => lots
                 .iter()
                 .map(|l| self.per_unit(l.count, l.value, self.rates[i].ratio))
@@ -405,7 +409,7 @@ impl<'a> TaxInputs<'a> {
     }
 
     /// Tax per taxable piece (lines in SKU order, shipping, fees), rounded per the policy.
-    fn compute(&self, lines: &[i128], split: &[Vec<Lot>], shipping: i128) -> Taxes {
+    fn compute(&self, lines: &[i128], split: Option<&Lots>, shipping: i128) -> Taxes {
         if self.rounding == TaxRounding::PerTotal {
             let exact: Vec<Ratio> = lines
                 .iter()
@@ -454,16 +458,16 @@ impl<'a> TaxInputs<'a> {
         shipping: i128,
     ) -> i128 {
         if self.rounding == TaxRounding::PerTotal {
-            return self.compute(subtotals, &[], shipping).total();
+            return self.compute(subtotals, None, shipping).total();
         }
         let items: i128 = subtotals
             .iter()
             .enumerate()
             .map(|(i, a)| {
-                if *a == work.remaining[i] && work.split[i].is_empty() {
+                if *a == work.remaining[i] && work.split.count(i) == 0 {
                     taxes.lines[i]
                 } else {
-                    self.line(i, *a, &[])
+                    self.line(i, *a, None)
                 }
             })
             .sum();

@@ -48,7 +48,9 @@ pub(super) struct Work<'c> {
     pub(super) remaining: Vec<i128>,
     /// Per line, its lots once it has more than one (or a claimed one); empty while the line is
     /// one unclaimed lot worth `remaining`. Σ values = `remaining`, Σ counts = quantity.
-    pub(super) split: Vec<Vec<Lot>>,
+    pub(super) split: Lots,
+    /// Where a line's new lots are put together before they replace its old ones.
+    pub(super) lot_scratch: Vec<Lot>,
     /// Price-mode units per discount-basis unit: 1, or 1 + rate for net discounts on
     /// tax-inclusive prices. Empty for gross discounts, where every basis is 1 (read it
     /// through [`Work::basis_of`]).
@@ -72,6 +74,70 @@ pub(super) struct Work<'c> {
     pub(super) codes: &'c [PromoCode],
 }
 
+/// Every line's lots in one buffer, so carving lines does not allocate a vector per line:
+/// line `i`'s lots are `arena[start..start + len]` for its span `(start, len)`.
+pub(super) struct Lots {
+    spans: Vec<(usize, usize)>,
+    arena: Vec<Lot>,
+}
+
+impl Lots {
+    /// `lines` lines, each one unclaimed lot (no lots listed).
+    pub(super) fn new(lines: usize) -> Lots {
+        Lots {
+            spans: vec![(0, 0); lines],
+            arena: Vec::new(),
+        }
+    }
+
+    /// Line `i`'s lots; empty while it is one unclaimed lot.
+    #[inline]
+    pub(super) fn of(&self, i: usize) -> &[Lot] {
+        let (start, len) = self.spans[i];
+        &self.arena[start..start + len]
+    }
+
+    /// How many lots line `i` lists (0 while it is one unclaimed lot).
+    #[inline]
+    pub(super) fn count(&self, i: usize) -> usize {
+        self.spans[i].1
+    }
+
+    /// Lot `k` of line `i`, if listed.
+    #[inline]
+    fn get(&self, i: usize, k: usize) -> Option<Lot> {
+        let (start, len) = self.spans[i];
+        if k < len {
+            self.arena.get(start + k).copied()
+        } else {
+            None
+        }
+    }
+
+    #[inline]
+    fn of_mut(&mut self, i: usize) -> &mut [Lot] {
+        let (start, len) = self.spans[i];
+        &mut self.arena[start..start + len]
+    }
+
+    /// Replaces line `i`'s lots: in their place when the new ones fit, else after every other
+    /// line's.
+    fn set(&mut self, i: usize, lots: &[Lot]) {
+        let (start, len) = self.spans[i];
+        if lots.len() <= len {
+            self.arena[start..start + lots.len()].copy_from_slice(lots);
+            self.spans[i] = (start, lots.len());
+        } else {
+            if self.arena.capacity() == 0 {
+                // Room for a few lots per line: one allocation for the usual cart.
+                self.arena.reserve(4 * self.spans.len());
+            }
+            self.spans[i] = (self.arena.len(), lots.len());
+            self.arena.extend_from_slice(lots);
+        }
+    }
+}
+
 /// Buffers reused within one pricing call, so spreading an amount does not allocate.
 #[derive(Default)]
 pub(super) struct Scratch {
@@ -80,7 +146,7 @@ pub(super) struct Scratch {
     /// Its parts.
     pub(super) shares: Vec<i128>,
     /// Its remainders, with their places.
-    pub(super) remainders: Vec<(u64, u32)>,
+    pub(super) remainders: Vec<u128>,
 }
 
 /// Some units of one lot that an effect discounts (or only claims).
@@ -205,14 +271,16 @@ impl Work<'_> {
     }
 
     /// How many lots line `i` has.
+    #[inline]
     pub(super) fn lot_count(&self, i: usize) -> usize {
-        self.split[i].len().max(1)
+        self.split.count(i).max(1)
     }
 
     /// Lot `k` of line `i`.
+    #[inline]
     pub(super) fn lot(&self, i: usize, k: usize) -> Lot {
-        match self.split[i].get(k) {
-            Some(lot) => *lot,
+        match self.split.get(i, k) {
+            Some(lot) => lot,
             None => Lot {
                 count: self.lines[i].quantity,
                 value: self.remaining[i],
@@ -342,7 +410,7 @@ impl Work<'_> {
     /// Takes line `i`'s discount `d` from its lots in proportion to their value (largest
     /// remainder, ties to the first lot). `d ≤ Σ values`, so no lot goes below zero.
     fn spread_over_lots(&mut self, i: usize, d: i128) {
-        let lots = &mut self.split[i];
+        let lots = self.split.of_mut(i);
         if lots.is_empty() || d == 0 {
             return;
         }
@@ -394,14 +462,16 @@ impl Work<'_> {
     /// Carves `parts` (all of line `i`, in lot order) out of their lots, discounted and claimed.
     fn carve(&mut self, i: usize, parts: &[Part]) {
         if let [p] = parts
-            && self.split[i].is_empty()
+            && self.split.count(i) == 0
             && !p.claim
             && p.count == self.lines[i].quantity
         {
             // The whole line, still one lot: the caller's `remaining −= d` is the change.
             return;
         }
-        let mut out: Vec<Lot> = Vec::with_capacity(self.lot_count(i) + parts.len());
+        let mut out = std::mem::take(&mut self.lot_scratch);
+        out.clear();
+        out.reserve(self.lot_count(i) + parts.len());
         let mut next = parts.iter().peekable();
         for k in 0..self.lot_count(i) {
             let mut rest = self.lot(i, k);
@@ -426,12 +496,14 @@ impl Work<'_> {
         if out.len() == 1 && !out[0].claimed {
             out.clear();
         }
-        self.split[i] = out;
+        self.split.set(i, &out);
+        self.lot_scratch = out;
     }
 
     /// Every split line's lots hold its units and its value.
     fn lots_agree(&self) -> bool {
-        self.split.iter().enumerate().all(|(i, lots)| {
+        (0..self.lines.len()).all(|i| {
+            let lots = self.split.of(i);
             lots.is_empty()
                 || (lots.iter().map(|l| l.value).sum::<i128>() == self.remaining[i]
                     && lots.iter().map(|l| u64::from(l.count)).sum::<u64>()
