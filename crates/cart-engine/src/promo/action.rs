@@ -11,7 +11,8 @@ use commerce_core::{allocate_minor, allocate_weighted};
 use rust_decimal::Decimal;
 
 use super::arith::{
-    PERCENT_SCALE_MAX, Ratio, allocate_capped, allocate_minor_into, minor_of, round_and_allocate,
+    PERCENT_SCALE_MAX, Ratio, allocate_capped_into, allocate_minor_into, minor_of,
+    round_and_allocate,
 };
 use super::buy_x_get_y::buy_x_get_y;
 use super::context::RoundingLevel;
@@ -78,10 +79,20 @@ fn round_line(parts: &mut [Part], work: &Work<'_>) {
     let num: i128 = parts.iter().map(|p| p.exact.num.max(0)).sum();
     let value: i128 = parts.iter().map(|p| p.value).sum();
     let line = work.round(Ratio { num, den }).clamp(0, value);
-    let weights: Vec<i128> = parts.iter().map(|p| p.exact.num.max(0)).collect();
-    let caps: Vec<i128> = parts.iter().map(|p| p.value).collect();
-    for (p, d) in parts.iter_mut().zip(allocate_capped(line, &weights, &caps)) {
-        p.discount = d;
+    let mut scratch = work.scratch.borrow_mut();
+    let Scratch {
+        weights,
+        caps,
+        shares,
+        remainders,
+    } = &mut *scratch;
+    weights.clear();
+    weights.extend(parts.iter().map(|p| p.exact.num.max(0)));
+    caps.clear();
+    caps.extend(parts.iter().map(|p| p.value));
+    allocate_capped_into(line, (weights, caps), shares, remainders);
+    for (p, d) in parts.iter_mut().zip(shares.iter()) {
+        p.discount = *d;
     }
 }
 
@@ -121,6 +132,7 @@ fn spread(amount: i128, items: &ItemFilter, work: &Work<'_>) -> Outcome {
             weights,
             shares,
             remainders,
+            ..
         } = &mut *scratch;
         weights.clear();
         weights.reserve(mask.count_ones() as usize);

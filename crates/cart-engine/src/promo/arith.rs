@@ -265,12 +265,27 @@ fn allocate_narrow_into(
 /// Allocates `total` over `weights` exactly (largest remainder), no part above its cap; what
 /// a cap cuts off goes to the next parts with room, in order. `total ≤ Σ caps` is the caller's
 /// promise; any excess beyond every cap is dropped.
-pub(super) fn allocate_capped(total: i128, weights: &[i128], caps: &[i128]) -> Vec<i128> {
-    let mut parts = if weights.len() == 1 {
-        vec![total]
-    } else {
-        allocate_minor(total, weights).unwrap_or_else(|_| vec![0; weights.len()])
-    };
+#[cfg(test)]
+fn allocate_capped(total: i128, weights: &[i128], caps: &[i128]) -> Vec<i128> {
+    let mut parts = Vec::with_capacity(weights.len());
+    allocate_capped_into(total, (weights, caps), &mut parts, &mut Vec::new());
+    parts
+}
+
+/// [`allocate_capped`] into `parts` (cleared first), with `remainders` as its working buffer.
+pub(super) fn allocate_capped_into(
+    total: i128,
+    (weights, caps): (&[i128], &[i128]),
+    parts: &mut Vec<i128>,
+    remainders: &mut Vec<u128>,
+) {
+    parts.clear();
+    if weights.len() == 1 {
+        parts.push(total);
+    } else if allocate_minor_into(total, weights, parts, remainders).is_err() {
+        parts.clear();
+        parts.resize(weights.len(), 0);
+    }
     let mut excess = 0;
     for (p, cap) in parts.iter_mut().zip(caps) {
         if *p > *cap {
@@ -286,7 +301,6 @@ pub(super) fn allocate_capped(total: i128, weights: &[i128], caps: &[i128]) -> V
         *p += room;
         excess -= room;
     }
-    parts
 }
 
 #[cfg(test)]

@@ -361,6 +361,7 @@ impl<'a> TaxInputs<'a> {
     }
 
     /// The exact tax on `amount` at `rate`: on top of it, or contained in it.
+    #[inline]
     fn exact(&self, amount: i128, rate: Ratio) -> Ratio {
         Ratio {
             num: amount * rate.num,
@@ -372,6 +373,7 @@ impl<'a> TaxInputs<'a> {
         }
     }
 
+    #[inline]
     fn round(&self, amount: i128, rate: Ratio) -> i128 {
         let r = self.exact(amount, rate);
         round_div(r.num, r.den, self.mode)

@@ -143,6 +143,8 @@ impl Lots {
 pub(super) struct Scratch {
     /// Weights of an allocation.
     pub(super) weights: Vec<i128>,
+    /// Caps on its parts.
+    pub(super) caps: Vec<i128>,
     /// Its parts.
     pub(super) shares: Vec<i128>,
     /// Its remainders, with their places.
@@ -446,8 +448,12 @@ impl Work<'_> {
         let mut given = 0;
         for (k, lot) in lots.iter_mut().enumerate().take(LOTS_INLINE) {
             let exact = d * lot.value;
-            let share = exact / total;
-            remainders[k] = (exact % total, k);
+            // 64-bit division whenever the numbers fit (nearly always): the same quotient.
+            let (share, remainder) = match (i64::try_from(exact), i64::try_from(total)) {
+                (Ok(e), Ok(t)) => (i128::from(e / t), i128::from(e % t)),
+                _ => (exact / total, exact % total),
+            };
+            remainders[k] = (remainder, k);
             lot.value -= share;
             given += share;
         }
