@@ -16,7 +16,7 @@ use super::priced::{
     CartTotals, FeeKind, PricedCart, PricedFee, PricedLine, PricedShipping, Violation,
 };
 use super::stacking::run_promotions;
-use super::work::{Lots, Scratch, Work};
+use super::work::{Buffers, Lots, Work};
 use crate::cart::{Cart, CartLine};
 use crate::limits::{AMOUNT_ABS_MAX, LINES_MAX, PROMOTIONS_MAX};
 use crate::{Error, Result};
@@ -74,7 +74,8 @@ pub fn price(
         return Err(Error::TooManyLines { max: LINES_MAX });
     }
     let country = cart.shipping_address().map(|a| a.country);
-    let (mut work, resolved) = resolve_lines(cart, context, country)?;
+    let mut buffers = Buffers::take();
+    let (mut work, resolved) = resolve_lines(cart, context, country, &mut buffers)?;
 
     let (diagnostics, adjustments) = run_promotions(
         &mut work,
@@ -105,6 +106,9 @@ pub fn price(
     let violations = check_cart_rules(cart, &config.rules, order_value, currency);
 
     debug_assert!(work.remaining.iter().all(|r| *r >= 0));
+    work.release(&mut buffers);
+    resolved.release(&mut buffers);
+    buffers.give_back();
     Ok(PricedCart {
         cart_id: cart.id().clone(),
         cart_version: cart.version(),
@@ -132,6 +136,15 @@ struct Resolved {
     subtotals: Vec<i128>,
     /// Shipping's price before its discount; 0 without a method.
     shipping_price: i128,
+}
+
+impl Resolved {
+    /// Gives its vectors back to `buffers`.
+    fn release(self, buffers: &mut Buffers) {
+        buffers.order = self.cart_index;
+        buffers.position = self.position;
+        buffers.subtotals = self.subtotals;
+    }
 }
 
 /// A line's tax rate, as the calculator gave it and as a ratio.
@@ -186,17 +199,25 @@ fn resolve_lines<'c>(
     cart: &'c Cart,
     context: &PricingContext<'_>,
     country: Option<CountryCode>,
+    buffers: &mut Buffers,
 ) -> Result<(Work<'c>, Resolved)> {
     let currency = cart.currency();
     let config = context.config;
     let net_basis =
         config.price_mode == PriceMode::TaxInclusive && config.discount_basis == DiscountBasis::Net;
-    let (lines, position, cart_index) = sku_order(cart);
+    let (lines, position, cart_index) = sku_order(
+        cart,
+        std::mem::take(&mut buffers.order),
+        std::mem::take(&mut buffers.position),
+    );
 
     let mut rates = Vec::with_capacity(lines.len());
-    let mut remaining = Vec::with_capacity(lines.len());
+    let mut remaining = std::mem::take(&mut buffers.remaining);
+    remaining.clear();
+    remaining.reserve(lines.len());
     // Gross discounts (the default) leave every basis at 1: no per-line bases then.
-    let mut basis = Vec::with_capacity(if net_basis { lines.len() } else { 0 });
+    let mut basis = std::mem::take(&mut buffers.basis);
+    basis.clear();
     // Lines mostly share a rate: convert and check each distinct one once.
     let mut last_rate: Option<(Decimal, Ratio)> = None;
     for line in &lines {
@@ -222,19 +243,25 @@ fn resolve_lines<'c>(
             ratio: rate,
         });
     }
-    let subtotals = remaining.clone();
+    let mut subtotals = std::mem::take(&mut buffers.subtotals);
+    subtotals.clear();
+    subtotals.extend_from_slice(&remaining);
     let shipping_price = match cart.shipping_method() {
         Some(m) => checked_minor(&m.price, currency, "shipping_method.price")?,
         None => 0,
     };
     let unit_basis = basis.iter().all(|b| b.is_one());
     let work = Work {
-        split: Lots::new(lines.len()),
-        lot_scratch: Vec::new(),
-        masks: std::cell::RefCell::new(Vec::with_capacity(8)),
-        spare_parts: std::cell::RefCell::new(Vec::new()),
-        spare_lines: std::cell::RefCell::new(Vec::new()),
-        scratch: std::cell::RefCell::new(Scratch::default()),
+        split: Lots::new(
+            lines.len(),
+            std::mem::take(&mut buffers.spans),
+            std::mem::take(&mut buffers.arena),
+        ),
+        lot_scratch: std::mem::take(&mut buffers.lot_scratch),
+        masks: std::cell::RefCell::new(std::mem::take(&mut buffers.masks)),
+        spare_parts: std::cell::RefCell::new(std::mem::take(&mut buffers.spare_parts)),
+        spare_lines: std::cell::RefCell::new(std::mem::take(&mut buffers.spare_lines)),
+        scratch: std::cell::RefCell::new(std::mem::take(&mut buffers.scratch)),
         lines,
         currency,
         mode: config.rounding.mode,
@@ -254,11 +281,18 @@ fn resolve_lines<'c>(
     Ok((work, resolved))
 }
 
-/// The cart's lines in SKU order, and `position[k]`, where cart line k sits in that order.
-fn sku_order(cart: &Cart) -> (Vec<&CartLine>, Vec<usize>, Vec<usize>) {
-    let mut by_sku: Vec<usize> = (0..cart.lines().len()).collect();
+/// The cart's lines in SKU order, and `position[k]`, where cart line k sits in that order
+/// (in the vectors given, cleared first).
+fn sku_order(
+    cart: &Cart,
+    mut by_sku: Vec<usize>,
+    mut position: Vec<usize>,
+) -> (Vec<&CartLine>, Vec<usize>, Vec<usize>) {
+    by_sku.clear();
+    by_sku.extend(0..cart.lines().len());
     by_sku.sort_by(|a, b| cart.lines()[*a].sku.cmp(&cart.lines()[*b].sku));
-    let mut position = vec![0; by_sku.len()];
+    position.clear();
+    position.resize(by_sku.len(), 0);
     for (k, i) in by_sku.iter().enumerate() {
         position[*i] = k;
     }

@@ -74,6 +74,78 @@ pub(super) struct Work<'c> {
     pub(super) codes: &'c [PromoCode],
 }
 
+/// The vectors a pricing call works in, kept by each thread between calls so that pricing
+/// the next cart reuses them instead of allocating about twenty vectors again. A call takes
+/// them ([`Buffers::take`]), and gives them back emptied ([`Buffers::give_back`]) when it
+/// is done; a call that fails or panics, or one made while another is running on the thread
+/// (a tax calculator that prices), simply works with new ones.
+#[derive(Default)]
+pub(super) struct Buffers {
+    pub(super) remaining: Vec<i128>,
+    pub(super) subtotals: Vec<i128>,
+    pub(super) basis: Vec<Ratio>,
+    pub(super) order: Vec<usize>,
+    pub(super) position: Vec<usize>,
+    pub(super) spans: Vec<(usize, usize)>,
+    pub(super) arena: Vec<Lot>,
+    pub(super) lot_scratch: Vec<Lot>,
+    pub(super) masks: Vec<(*const ItemFilter, u128)>,
+    pub(super) spare_parts: Vec<Vec<Part>>,
+    pub(super) spare_lines: Vec<Vec<(usize, i128)>>,
+    pub(super) scratch: Scratch,
+}
+
+thread_local! {
+    static BUFFERS: RefCell<Buffers> = RefCell::new(Buffers::default());
+}
+
+/// Buffers above this many entries are not kept (a huge cart does not pin its memory).
+const KEEP_MAX: usize = 4 * crate::limits::LINES_MAX;
+
+impl Buffers {
+    /// This thread's buffers, empty; new ones if another call holds them.
+    pub(super) fn take() -> Buffers {
+        BUFFERS
+            .try_with(|b| b.try_borrow_mut().map(|mut b| std::mem::take(&mut *b)).ok())
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    /// Empties the buffers and keeps them for the thread's next call.
+    pub(super) fn give_back(mut self) {
+        fn keep<T>(v: &mut Vec<T>) {
+            v.clear();
+            if v.capacity() > KEEP_MAX {
+                *v = Vec::new();
+            }
+        }
+        keep(&mut self.remaining);
+        keep(&mut self.subtotals);
+        keep(&mut self.basis);
+        keep(&mut self.order);
+        keep(&mut self.position);
+        keep(&mut self.spans);
+        keep(&mut self.arena);
+        keep(&mut self.lot_scratch);
+        // The keys are addresses of this call's filters: never carried over.
+        keep(&mut self.masks);
+        self.spare_parts.truncate(4);
+        self.spare_parts.iter_mut().for_each(keep);
+        self.spare_lines.truncate(4);
+        self.spare_lines.iter_mut().for_each(keep);
+        keep(&mut self.scratch.weights);
+        keep(&mut self.scratch.caps);
+        keep(&mut self.scratch.shares);
+        keep(&mut self.scratch.remainders);
+        let _ = BUFFERS.try_with(|b| {
+            if let Ok(mut b) = b.try_borrow_mut() {
+                *b = self;
+            }
+        });
+    }
+}
+
 /// Every line's lots in one buffer, so carving lines does not allocate a vector per line:
 /// line `i`'s lots are `arena[start..start + len]` for its span `(start, len)`.
 pub(super) struct Lots {
@@ -82,12 +154,13 @@ pub(super) struct Lots {
 }
 
 impl Lots {
-    /// `lines` lines, each one unclaimed lot (no lots listed).
-    pub(super) fn new(lines: usize) -> Lots {
-        Lots {
-            spans: vec![(0, 0); lines],
-            arena: Vec::new(),
-        }
+    /// `lines` lines, each one unclaimed lot (no lots listed), in the (cleared) vectors
+    /// given.
+    pub(super) fn new(lines: usize, mut spans: Vec<(usize, usize)>, mut arena: Vec<Lot>) -> Lots {
+        spans.clear();
+        spans.resize(lines, (0, 0));
+        arena.clear();
+        Lots { spans, arena }
     }
 
     /// Line `i`'s lots; empty while it is one unclaimed lot.
@@ -232,6 +305,19 @@ impl Effect {
 }
 
 impl Work<'_> {
+    /// Gives the work's vectors back to `buffers`.
+    pub(super) fn release(self, buffers: &mut Buffers) {
+        buffers.remaining = self.remaining;
+        buffers.basis = self.basis;
+        buffers.spans = self.split.spans;
+        buffers.arena = self.split.arena;
+        buffers.lot_scratch = self.lot_scratch;
+        buffers.masks = self.masks.into_inner();
+        buffers.spare_parts = self.spare_parts.into_inner();
+        buffers.spare_lines = self.spare_lines.into_inner();
+        buffers.scratch = self.scratch.into_inner();
+    }
+
     pub(super) fn round(&self, r: Ratio) -> i128 {
         round_div(r.num, r.den, self.mode)
     }
