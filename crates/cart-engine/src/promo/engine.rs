@@ -220,8 +220,22 @@ fn resolve_lines<'c>(
     basis.clear();
     // Lines mostly share a rate: convert and check each distinct one once.
     let mut last_rate: Option<(Decimal, Ratio)> = None;
+    // The bound `checked_minor` puts on an amount, in minor units.
+    let max = i128::from(AMOUNT_ABS_MAX) * pow10(u32::from(currency.exponent()));
     for line in &lines {
-        let unit = checked_minor(&line.unit_price, currency, "line.unit_price")?;
+        let price = &line.unit_price;
+        // What `checked_minor` accepts, checked inline for the usual price: the cart's
+        // currency, at its scale, within bounds.
+        let unit = match minor_at_scale(price) {
+            Some(minor)
+                if price.currency() == currency
+                    && (0..=max).contains(&minor)
+                    && i64::try_from(minor).is_ok() =>
+            {
+                minor
+            }
+            _ => checked_minor(price, currency, "line.unit_price")?,
+        };
         let rate_decimal = context.tax.item_rate(country, &line.product);
         let rate = match last_rate {
             Some((d, r)) if d.serialize() == rate_decimal.serialize() => r,
@@ -428,19 +442,18 @@ impl<'a> TaxInputs<'a> {
 
     /// Line `i`'s tax when rounding per line or per unit. `split` is `None` when every line is
     /// one lot.
+    #[inline]
     fn line(&self, i: usize, amount: i128, split: Option<&Lots>) -> i128 {
-        match (
-            self.rounding,
-            split.map(|s| s.of(i)).filter(|lots| !lots.is_empty()),
-        ) {
-            (TaxRounding::PerUnit, Some(lots)) => lots
+        let rate = self.rates[i].ratio;
+        if self.rounding != TaxRounding::PerUnit {
+            return self.round(amount, rate);
+        }
+        match split.map(|s| s.of(i)).filter(|lots| !lots.is_empty()) {
+            Some(lots) => lots
                 .iter()
-                .map(|l| self.per_unit(l.count, l.value, self.rates[i].ratio))
+                .map(|l| self.per_unit(l.count, l.value, rate))
                 .sum(),
-            (TaxRounding::PerUnit, None) => {
-                self.per_unit(self.lines[i].quantity, amount, self.rates[i].ratio)
-            }
-            _ => self.round(amount, self.rates[i].ratio),
+            None => self.per_unit(self.lines[i].quantity, amount, rate),
         }
     }
 

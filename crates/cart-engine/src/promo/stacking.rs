@@ -185,13 +185,13 @@ impl<'p> Run<'p> {
         self.outcomes[i] = Some(PromotionOutcome::Applied {
             discount: money(effect.total, currency),
         });
-        for (line, d) in effect.line_discounts() {
+        effect.for_each_line_discount(|line, d| {
             self.adjustments.push(Adjustment {
                 target: AdjustmentTarget::Line(self.cart_index[line]),
                 promotion: i,
                 amount: money(d, currency),
             });
-        }
+        });
         if effect.shipping != 0 {
             self.adjustments.push(Adjustment {
                 target: AdjustmentTarget::Shipping,

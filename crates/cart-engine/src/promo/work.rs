@@ -290,17 +290,20 @@ impl Effect {
         }
     }
 
-    /// The discount on each line it touches (whole lines first, then lines by their lots,
-    /// each in line order), zeros left out.
-    pub(super) fn line_discounts(&self) -> impl Iterator<Item = (usize, i128)> + '_ {
-        let from_lines = self.lines.iter().copied();
-        let from_parts = self.parts.chunk_by(|a, b| a.line == b.line).map(|group| {
-            (
-                group[0].line,
-                group.iter().map(|p| p.discount).sum::<i128>(),
-            )
-        });
-        from_lines.chain(from_parts).filter(|(_, d)| *d != 0)
+    /// Calls `f` with the discount on each line it touches (whole lines first, then lines by
+    /// their lots, each in line order), zeros left out.
+    pub(super) fn for_each_line_discount(&self, mut f: impl FnMut(usize, i128)) {
+        for &(line, d) in &self.lines {
+            if d != 0 {
+                f(line, d);
+            }
+        }
+        for group in self.parts.chunk_by(|a, b| a.line == b.line) {
+            let d: i128 = group.iter().map(|p| p.discount).sum();
+            if d != 0 {
+                f(group[0].line, d);
+            }
+        }
     }
 }
 
