@@ -10,12 +10,15 @@
 use commerce_core::{allocate_minor, allocate_weighted};
 use rust_decimal::Decimal;
 
-use super::arith::{PERCENT_SCALE_MAX, Ratio, allocate_capped, minor_of, round_and_allocate};
+use super::arith::{
+    PERCENT_SCALE_MAX, Ratio, allocate_capped_into, allocate_minor_into, minor_of,
+    round_and_allocate,
+};
 use super::buy_x_get_y::buy_x_get_y;
 use super::context::RoundingLevel;
 use super::model::{Action, ItemFilter, Tier};
 use super::priced::NotApplied;
-use super::work::{Effect, Lot, Outcome, Part, Work};
+use super::work::{Effect, Lot, Outcome, Part, Scratch, Work};
 
 /// Rounds unit-level discounts at the policy's level: each part ends with its rounded discount,
 /// at most its value, and the effect's line discounts are their sums. `parts` are in line
@@ -76,10 +79,20 @@ fn round_line(parts: &mut [Part], work: &Work<'_>) {
     let num: i128 = parts.iter().map(|p| p.exact.num.max(0)).sum();
     let value: i128 = parts.iter().map(|p| p.value).sum();
     let line = work.round(Ratio { num, den }).clamp(0, value);
-    let weights: Vec<i128> = parts.iter().map(|p| p.exact.num.max(0)).collect();
-    let caps: Vec<i128> = parts.iter().map(|p| p.value).collect();
-    for (p, d) in parts.iter_mut().zip(allocate_capped(line, &weights, &caps)) {
-        p.discount = d;
+    let mut scratch = work.scratch.borrow_mut();
+    let Scratch {
+        weights,
+        caps,
+        shares,
+        remainders,
+    } = &mut *scratch;
+    weights.clear();
+    weights.extend(parts.iter().map(|p| p.exact.num.max(0)));
+    caps.clear();
+    caps.extend(parts.iter().map(|p| p.value));
+    allocate_capped_into(line, (weights, caps), shares, remainders);
+    for (p, d) in parts.iter_mut().zip(shares.iter()) {
+        p.discount = *d;
     }
 }
 
@@ -112,6 +125,33 @@ fn spread(amount: i128, items: &ItemFilter, work: &Work<'_>) -> Outcome {
     if mask == 0 {
         return Err(NotApplied::NoMatchingItems);
     }
+    if work.unit_basis {
+        // Integer weights: allocated in the call's reused buffers.
+        let mut scratch = work.scratch.borrow_mut();
+        let Scratch {
+            weights,
+            shares,
+            remainders,
+            ..
+        } = &mut *scratch;
+        weights.clear();
+        weights.reserve(mask.count_ones() as usize);
+        weights.extend(work.matching(items).map(|i| work.remaining[i]));
+        let available: i128 = weights.iter().sum();
+        if available == 0 {
+            return Err(NotApplied::NothingToDiscount);
+        }
+        allocate_minor_into(amount.min(available), weights, shares, remainders)
+            .map_err(|_| NotApplied::NothingToDiscount)?;
+        let mut lines = work.lines_buffer();
+        lines.extend(
+            work.matching(items)
+                .zip(shares.iter())
+                .map(|(i, part)| (i, (*part).min(work.remaining[i])))
+                .filter(|(_, d)| *d != 0),
+        );
+        return Ok(Effect::new(lines, 0));
+    }
     let n = mask.count_ones() as usize;
     let mut indices: Vec<usize> = Vec::with_capacity(n);
     indices.extend(work.matching(items));
@@ -133,8 +173,8 @@ fn spread(amount: i128, items: &ItemFilter, work: &Work<'_>) -> Outcome {
             .iter()
             .map(|i| {
                 Ratio {
-                    num: work.remaining[*i] * work.basis[*i].den,
-                    den: work.basis[*i].num,
+                    num: work.remaining[*i] * work.basis_of(*i).den,
+                    den: work.basis_of(*i).num,
                 }
                 .to_decimal()
             })
@@ -149,7 +189,7 @@ fn spread(amount: i128, items: &ItemFilter, work: &Work<'_>) -> Outcome {
             .iter()
             .zip(parts)
             .map(|(i, part)| {
-                let b = work.basis[*i];
+                let b = work.basis_of(*i);
                 work.round(Ratio {
                     num: part * b.num,
                     den: b.den,
@@ -248,7 +288,7 @@ fn on_units(
             lot: k,
             count,
             value,
-            exact: exact(work.basis[i], value, count),
+            exact: exact(work.basis_of(i), value, count),
             discount: 0,
             claim: false,
         }
@@ -258,7 +298,7 @@ fn on_units(
         None if level != RoundingLevel::Total => {
             // Every unit of every matching line: a line still one lot is discounted whole (its
             // rounding is its own, so no parts are needed); a split one lot by lot.
-            let mut lines: Vec<(usize, i128)> = Vec::with_capacity(work.lines.len());
+            let mut lines = work.lines_buffer();
             let mut any = false;
             for i in work.matching(items) {
                 any = true;
@@ -277,6 +317,7 @@ fn on_units(
                 }
             }
             if !any {
+                work.recycle(Effect::with_lines(lines, Effect::of_parts(parts)));
                 return Err(NotApplied::NoMatchingItems);
             }
             let parts = finish(parts, work, level);
@@ -329,9 +370,34 @@ fn fixed_off_per_line(
     work: &Work<'_>,
     level: RoundingLevel,
 ) -> Outcome {
+    if level != RoundingLevel::Total {
+        // Each line rounds its own discount: straight into the effect, as `finish_lines`
+        // would.
+        let mut lines = work.lines_buffer();
+        let mut any = false;
+        for i in work.matching(items) {
+            any = true;
+            let b = work.basis_of(i);
+            let d = work
+                .round(Ratio {
+                    num: amount * b.num,
+                    den: b.den,
+                })
+                .clamp(0, work.remaining[i]);
+            if d != 0 {
+                lines.push((i, d));
+            }
+        }
+        let effect = Effect::new(lines, 0);
+        if !any {
+            work.recycle(effect);
+            return Err(NotApplied::NoMatchingItems);
+        }
+        return Ok(effect);
+    }
     let mut raw: Vec<(usize, Ratio)> = Vec::with_capacity(work.lines.len());
     raw.extend(work.matching(items).map(|i| {
-        let b = work.basis[i];
+        let b = work.basis_of(i);
         (
             i,
             Ratio {

@@ -37,7 +37,7 @@ impl Ratio {
         };
         Ratio {
             num: d.mantissa(),
-            den: 10i128.pow(d.scale()),
+            den: pow10(d.scale()),
         }
     }
 
@@ -55,7 +55,41 @@ impl Ratio {
     }
 }
 
+/// 10^0 to 10^28: every scale a [`Decimal`] can have.
+const POW10: [i128; 29] = {
+    let mut table = [1i128; 29];
+    let mut i = 1;
+    while i < 29 {
+        table[i] = table[i - 1] * 10;
+        i += 1;
+    }
+    table
+};
+
+/// `10^exp` for a decimal's scale (at most 28), without a loop.
+#[inline]
+pub(super) fn pow10(exp: u32) -> i128 {
+    match usize::try_from(exp).ok().and_then(|i| POW10.get(i)) {
+        Some(p) => *p,
+        None => 10i128.pow(exp),
+    }
+}
+
+/// `m` in minor units when its scale is the currency's exponent (every amount pricing builds
+/// or loads): its mantissa, read without going through [`Money::to_minor`]. `None` for any
+/// other scale, where the caller takes the general path.
+#[inline]
+pub(super) fn minor_at_scale(m: &Money) -> Option<i128> {
+    let amount = m.amount();
+    if amount.scale() == u32::from(m.currency().exponent()) {
+        Some(amount.mantissa())
+    } else {
+        None
+    }
+}
+
 /// `num / den` rounded to an integer with `mode` (`den > 0`).
+#[inline]
 pub(super) fn round_div(num: i128, den: i128, mode: RoundingMode) -> i128 {
     // Nearly every division in pricing fits 64 bits, where it is several times cheaper.
     if let (Ok(n), Ok(d)) = (i64::try_from(num), i64::try_from(den)) {
@@ -120,8 +154,12 @@ pub(super) fn money(minor: i128, c: Currency) -> Money {
     Money::new(amount, c)
 }
 
-/// `m` in minor units; 0 if it has no exact value in them.
+/// `m` in minor units; 0 if it has no exact value in them (or none that fits an `i64`).
 pub(super) fn minor_of(m: &Money) -> i128 {
+    // At the currency's scale `to_minor` is the mantissa, if it fits an `i64`.
+    if let Some(minor) = minor_at_scale(m) {
+        return i64::try_from(minor).map(i128::from).unwrap_or(0);
+    }
     m.to_minor().map(i128::from).unwrap_or(0)
 }
 
@@ -144,15 +182,110 @@ pub(super) fn round_and_allocate(parts: &[Ratio], mode: RoundingMode) -> Vec<i12
     }
 }
 
+/// [`allocate_minor`] into `parts` (cleared first), with `remainders` as its working buffer:
+/// the same parts, without allocating once the buffers have grown. Totals and weights that do
+/// not fit 64 bits (or a negative one) take [`allocate_minor`] itself.
+///
+/// # Errors
+/// As [`allocate_minor`].
+pub(super) fn allocate_minor_into(
+    total: i128,
+    weights: &[i128],
+    parts: &mut Vec<i128>,
+    remainders: &mut Vec<u128>,
+) -> commerce_core::Result<()> {
+    parts.clear();
+    if allocate_narrow_into(total, weights, parts, remainders).is_some() {
+        return Ok(());
+    }
+    parts.clear();
+    parts.extend(allocate_minor(total, weights)?);
+    Ok(())
+}
+
+/// `commerce_core`'s 64-bit path of [`allocate_minor`] (largest remainder, ties to the earlier
+/// weight, all-zero weights split evenly) into `parts`; `None` where that path does not apply.
+fn allocate_narrow_into(
+    total: i128,
+    weights: &[i128],
+    parts: &mut Vec<i128>,
+    remainders: &mut Vec<u128>,
+) -> Option<()> {
+    if weights.is_empty() || weights.len() > crate::limits::LINES_MAX {
+        return None;
+    }
+    let m = u64::try_from(total).ok()?;
+    let mut sum: u64 = 0;
+    let mut weight_max: u64 = 0;
+    for w in weights {
+        let w = u64::try_from(*w).ok()?;
+        sum = sum.checked_add(w)?;
+        weight_max = weight_max.max(w);
+    }
+    let even = sum == 0;
+    if even {
+        sum = u64::try_from(weights.len()).ok()?;
+        weight_max = 1;
+    }
+    m.checked_mul(weight_max)?;
+    remainders.clear();
+    remainders.reserve(weights.len());
+    parts.reserve(weights.len());
+    let mut assigned: u64 = 0;
+    for (i, w) in weights.iter().enumerate() {
+        let w = if even { 1 } else { u64::try_from(*w).ok()? };
+        let numerator = m * w;
+        let floor = numerator / sum;
+        parts.push(i128::from(floor));
+        // One integer per place, smallest for the largest remainder and then the lowest
+        // index: the order `allocate_minor` gives the leftover units in.
+        let rank = (u128::from(u64::MAX - (numerator - floor * sum)) << 32)
+            | u128::from(u32::try_from(i).ok()?);
+        remainders.push(rank);
+        assigned += floor; // Σ floor ≤ m.
+    }
+    let leftover = usize::try_from(m - assigned).ok()?;
+    if leftover > 0 {
+        // The `leftover` largest remainders (ties to the lower index) take one unit each.
+        if leftover < remainders.len() {
+            remainders.select_nth_unstable(leftover - 1);
+        }
+        for &rank in remainders.iter().take(leftover) {
+            #[allow(
+                clippy::cast_possible_truncation,
+                reason = "the low 32 bits are the index"
+            )]
+            let i = rank as u32;
+            parts[usize::try_from(i).ok()?] += 1;
+        }
+    }
+    Some(())
+}
+
 /// Allocates `total` over `weights` exactly (largest remainder), no part above its cap; what
 /// a cap cuts off goes to the next parts with room, in order. `total ≤ Σ caps` is the caller's
 /// promise; any excess beyond every cap is dropped.
-pub(super) fn allocate_capped(total: i128, weights: &[i128], caps: &[i128]) -> Vec<i128> {
-    let mut parts = if weights.len() == 1 {
-        vec![total]
-    } else {
-        allocate_minor(total, weights).unwrap_or_else(|_| vec![0; weights.len()])
-    };
+#[cfg(test)]
+fn allocate_capped(total: i128, weights: &[i128], caps: &[i128]) -> Vec<i128> {
+    let mut parts = Vec::with_capacity(weights.len());
+    allocate_capped_into(total, (weights, caps), &mut parts, &mut Vec::new());
+    parts
+}
+
+/// [`allocate_capped`] into `parts` (cleared first), with `remainders` as its working buffer.
+pub(super) fn allocate_capped_into(
+    total: i128,
+    (weights, caps): (&[i128], &[i128]),
+    parts: &mut Vec<i128>,
+    remainders: &mut Vec<u128>,
+) {
+    parts.clear();
+    if weights.len() == 1 {
+        parts.push(total);
+    } else if allocate_minor_into(total, weights, parts, remainders).is_err() {
+        parts.clear();
+        parts.resize(weights.len(), 0);
+    }
     let mut excess = 0;
     for (p, cap) in parts.iter_mut().zip(caps) {
         if *p > *cap {
@@ -168,7 +301,6 @@ pub(super) fn allocate_capped(total: i128, weights: &[i128], caps: &[i128]) -> V
         *p += room;
         excess -= room;
     }
-    parts
 }
 
 #[cfg(test)]
@@ -181,6 +313,42 @@ mod tests {
         assert_eq!(allocate_capped(10, &[5, 5], &[100, 100]), [5, 5]);
         assert_eq!(allocate_capped(7, &[9], &[7]), [7]);
         assert_eq!(allocate_capped(0, &[0, 0], &[0, 0]), [0, 0]);
+    }
+
+    #[test]
+    fn allocating_into_buffers_gives_the_parts_of_allocate_minor() {
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = |bound: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            i128::from(seed % bound)
+        };
+        let (mut parts, mut remainders) = (Vec::new(), Vec::new());
+        for _ in 0..20_000 {
+            let n = 1 + usize::try_from(next(30)).unwrap_or(0);
+            let zeros = next(6) == 0;
+            let weights: Vec<i128> = (0..n)
+                .map(|_| match next(4) {
+                    _ if zeros => 0,
+                    0 => 0,
+                    1 => next(10),
+                    _ => next(10_000_000),
+                })
+                .collect();
+            let total = match next(5) {
+                0 => -next(100_000),
+                1 => next(1 << 62) << 40,
+                _ => next(1_000_000),
+            };
+            let want = allocate_minor(total, &weights);
+            let got = allocate_minor_into(total, &weights, &mut parts, &mut remainders);
+            match want {
+                Ok(want) => assert_eq!(parts, want, "{total} over {weights:?}"),
+                Err(e) => assert_eq!(got, Err(e)),
+            }
+        }
+        assert!(allocate_minor_into(5, &[], &mut parts, &mut remainders).is_err());
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub(super) fn buy_x_get_y(
     max_occurrences: Option<u32>,
     selection: Selection,
 ) -> Outcome {
-    if work.mask(buy) | work.mask(get) == 0 {
+    if work.mask(buy) | work.mask_like(get, buy) == 0 {
         return Err(NotApplied::NoMatchingItems);
     }
     // Every matching unit may already be claimed: then no occurrence fits.
@@ -65,7 +65,7 @@ fn candidates_in_selection_order(
     selection: Selection,
 ) -> Vec<Candidate> {
     let mut candidates = Vec::with_capacity(work.lines.len());
-    let (buy, get) = (work.mask(buy), work.mask(get));
+    let (buy, get) = (work.mask(buy), work.mask_like(get, buy));
     for i in 0..work.lines.len() {
         let (buys, gets) = (buy & (1 << i) != 0, get & (1 << i) != 0);
         if !(buys || gets) {

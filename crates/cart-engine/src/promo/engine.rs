@@ -4,7 +4,8 @@ use commerce_core::{CountryCode, Currency, Money, RoundingMode};
 use rust_decimal::Decimal;
 
 use super::arith::{
-    PERCENT_SCALE_MAX, RATE_SCALE_MAX, Ratio, minor_of, money, round_and_allocate, round_div,
+    PERCENT_SCALE_MAX, RATE_SCALE_MAX, Ratio, minor_at_scale, minor_of, money, pow10,
+    round_and_allocate, round_div,
 };
 use super::context::{
     CartRules, DiscountBasis, GiftWrapFee, PriceMode, PricingConfig, PricingContext,
@@ -15,7 +16,7 @@ use super::priced::{
     CartTotals, FeeKind, PricedCart, PricedFee, PricedLine, PricedShipping, Violation,
 };
 use super::stacking::run_promotions;
-use super::work::{Lot, Work};
+use super::work::{Buffers, Lots, Work};
 use crate::cart::{Cart, CartLine};
 use crate::limits::{AMOUNT_ABS_MAX, LINES_MAX, PROMOTIONS_MAX};
 use crate::{Error, Result};
@@ -73,7 +74,8 @@ pub fn price(
         return Err(Error::TooManyLines { max: LINES_MAX });
     }
     let country = cart.shipping_address().map(|a| a.country);
-    let (mut work, resolved) = resolve_lines(cart, context, country)?;
+    let mut buffers = Buffers::take();
+    let (mut work, resolved) = resolve_lines(cart, context, country, &mut buffers)?;
 
     let (diagnostics, adjustments) = run_promotions(
         &mut work,
@@ -85,7 +87,7 @@ pub fn price(
 
     let fees = charge_fees(cart, &work, &config.rules, order_value);
     let tax = TaxInputs::new(&work, &resolved, &fees, context, country)?;
-    let taxes = tax.compute(&work.remaining, &work.split, work.shipping_remaining);
+    let taxes = tax.compute(&work.remaining, Some(&work.split), work.shipping_remaining);
     // What tax would be without any discount: for the receipt's original total.
     let original_tax =
         tax.total_undiscounted(&resolved.subtotals, &work, &taxes, resolved.shipping_price);
@@ -104,6 +106,9 @@ pub fn price(
     let violations = check_cart_rules(cart, &config.rules, order_value, currency);
 
     debug_assert!(work.remaining.iter().all(|r| *r >= 0));
+    work.release(&mut buffers);
+    resolved.release(&mut buffers);
+    buffers.give_back();
     Ok(PricedCart {
         cart_id: cart.id().clone(),
         cart_version: cart.version(),
@@ -125,14 +130,28 @@ struct Resolved {
     position: Vec<usize>,
     /// `cart_index[i]` is the cart line at SKU-order place i (the inverse of `position`).
     cart_index: Vec<usize>,
-    /// Each line's tax rate as the calculator gave it.
-    rate_decimals: Vec<Decimal>,
     /// Each line's tax rate.
-    rates: Vec<Ratio>,
+    rates: Vec<LineRate>,
     /// Each line's subtotal, before any discount.
     subtotals: Vec<i128>,
     /// Shipping's price before its discount; 0 without a method.
     shipping_price: i128,
+}
+
+impl Resolved {
+    /// Gives its vectors back to `buffers`.
+    fn release(self, buffers: &mut Buffers) {
+        buffers.order = self.cart_index;
+        buffers.position = self.position;
+        buffers.subtotals = self.subtotals;
+    }
+}
+
+/// A line's tax rate, as the calculator gave it and as a ratio.
+#[derive(Clone, Copy)]
+struct LineRate {
+    decimal: Decimal,
+    ratio: Ratio,
 }
 
 /// A fee before tax, in minor units.
@@ -180,21 +199,43 @@ fn resolve_lines<'c>(
     cart: &'c Cart,
     context: &PricingContext<'_>,
     country: Option<CountryCode>,
+    buffers: &mut Buffers,
 ) -> Result<(Work<'c>, Resolved)> {
     let currency = cart.currency();
     let config = context.config;
     let net_basis =
         config.price_mode == PriceMode::TaxInclusive && config.discount_basis == DiscountBasis::Net;
-    let (lines, position, cart_index) = sku_order(cart);
+    let (lines, position, cart_index) = sku_order(
+        cart,
+        std::mem::take(&mut buffers.order),
+        std::mem::take(&mut buffers.position),
+    );
 
     let mut rates = Vec::with_capacity(lines.len());
-    let mut rate_decimals = Vec::with_capacity(lines.len());
-    let mut remaining = Vec::with_capacity(lines.len());
-    let mut basis = Vec::with_capacity(lines.len());
+    let mut remaining = std::mem::take(&mut buffers.remaining);
+    remaining.clear();
+    remaining.reserve(lines.len());
+    // Gross discounts (the default) leave every basis at 1: no per-line bases then.
+    let mut basis = std::mem::take(&mut buffers.basis);
+    basis.clear();
     // Lines mostly share a rate: convert and check each distinct one once.
     let mut last_rate: Option<(Decimal, Ratio)> = None;
+    // The bound `checked_minor` puts on an amount, in minor units.
+    let max = i128::from(AMOUNT_ABS_MAX) * pow10(u32::from(currency.exponent()));
     for line in &lines {
-        let unit = checked_minor(&line.unit_price, currency, "line.unit_price")?;
+        let price = &line.unit_price;
+        // What `checked_minor` accepts, checked inline for the usual price: the cart's
+        // currency, at its scale, within bounds.
+        let unit = match minor_at_scale(price) {
+            Some(minor)
+                if price.currency() == currency
+                    && (0..=max).contains(&minor)
+                    && i64::try_from(minor).is_ok() =>
+            {
+                minor
+            }
+            _ => checked_minor(price, currency, "line.unit_price")?,
+        };
         let rate_decimal = context.tax.item_rate(country, &line.product);
         let rate = match last_rate {
             Some((d, r)) if d.serialize() == rate_decimal.serialize() => r,
@@ -204,28 +245,37 @@ fn resolve_lines<'c>(
                 r
             }
         };
-        rate_decimals.push(rate_decimal);
         remaining.push(unit * i128::from(line.quantity));
-        basis.push(if net_basis {
-            Ratio {
+        if net_basis {
+            basis.push(Ratio {
                 num: rate.den + rate.num,
                 den: rate.den,
-            }
-        } else {
-            Ratio::ONE
+            });
+        }
+        rates.push(LineRate {
+            decimal: rate_decimal,
+            ratio: rate,
         });
-        rates.push(rate);
     }
-    let subtotals = remaining.clone();
+    let mut subtotals = std::mem::take(&mut buffers.subtotals);
+    subtotals.clear();
+    subtotals.extend_from_slice(&remaining);
     let shipping_price = match cart.shipping_method() {
         Some(m) => checked_minor(&m.price, currency, "shipping_method.price")?,
         None => 0,
     };
     let unit_basis = basis.iter().all(|b| b.is_one());
     let work = Work {
-        split: vec![Vec::new(); lines.len()],
-        masks: std::cell::RefCell::new(Vec::with_capacity(8)),
-        spare_parts: std::cell::RefCell::new(Vec::new()),
+        split: Lots::new(
+            lines.len(),
+            std::mem::take(&mut buffers.spans),
+            std::mem::take(&mut buffers.arena),
+        ),
+        lot_scratch: std::mem::take(&mut buffers.lot_scratch),
+        masks: std::cell::RefCell::new(std::mem::take(&mut buffers.masks)),
+        spare_parts: std::cell::RefCell::new(std::mem::take(&mut buffers.spare_parts)),
+        spare_lines: std::cell::RefCell::new(std::mem::take(&mut buffers.spare_lines)),
+        scratch: std::cell::RefCell::new(std::mem::take(&mut buffers.scratch)),
         lines,
         currency,
         mode: config.rounding.mode,
@@ -238,7 +288,6 @@ fn resolve_lines<'c>(
     let resolved = Resolved {
         position,
         cart_index,
-        rate_decimals,
         rates,
         subtotals,
         shipping_price,
@@ -246,11 +295,18 @@ fn resolve_lines<'c>(
     Ok((work, resolved))
 }
 
-/// The cart's lines in SKU order, and `position[k]`, where cart line k sits in that order.
-fn sku_order(cart: &Cart) -> (Vec<&CartLine>, Vec<usize>, Vec<usize>) {
-    let mut by_sku: Vec<usize> = (0..cart.lines().len()).collect();
+/// The cart's lines in SKU order, and `position[k]`, where cart line k sits in that order
+/// (in the vectors given, cleared first).
+fn sku_order(
+    cart: &Cart,
+    mut by_sku: Vec<usize>,
+    mut position: Vec<usize>,
+) -> (Vec<&CartLine>, Vec<usize>, Vec<usize>) {
+    by_sku.clear();
+    by_sku.extend(0..cart.lines().len());
     by_sku.sort_by(|a, b| cart.lines()[*a].sku.cmp(&cart.lines()[*b].sku));
-    let mut position = vec![0; by_sku.len()];
+    position.clear();
+    position.resize(by_sku.len(), 0);
     for (k, i) in by_sku.iter().enumerate() {
         position[*i] = k;
     }
@@ -261,16 +317,28 @@ fn sku_order(cart: &Cart) -> (Vec<&CartLine>, Vec<usize>, Vec<usize>) {
 /// Gift wrapping and surcharges. A surcharge's threshold and percentage are measured against
 /// `order_value`, the items after discounts.
 fn charge_fees(cart: &Cart, work: &Work<'_>, rules: &CartRules, order_value: i128) -> Vec<Fee> {
-    let mut fees: Vec<Fee> = Vec::new();
+    let wrapped = match rules.gift_wrap {
+        GiftWrapFee::PerLine(_) => work.lines.iter().filter(|l| l.gift_wrap).count(),
+        GiftWrapFee::PerOrder(_) => 1,
+        GiftWrapFee::None => 0,
+    };
+    let mut fees: Vec<Fee> = Vec::with_capacity(wrapped + rules.surcharges.len());
     match &rules.gift_wrap {
         GiftWrapFee::None => {}
         GiftWrapFee::PerLine(fee) => {
+            let amount = minor_of(fee);
             // In SKU order, like everything else, so line order never changes a fee's tax.
             for line in work.lines.iter().filter(|l| l.gift_wrap) {
+                // `format!("gift wrap {}", line.sku)`, without the formatting machinery.
+                const PREFIX: &str = "gift wrap ";
+                let sku = line.sku.as_str();
+                let mut name = String::with_capacity(PREFIX.len() + sku.len());
+                name.push_str(PREFIX);
+                name.push_str(sku);
                 fees.push(Fee {
                     kind: FeeKind::GiftWrap,
-                    name: format!("gift wrap {}", line.sku),
-                    amount: minor_of(fee),
+                    name,
+                    amount,
                 });
             }
         }
@@ -312,10 +380,10 @@ fn charge_fees(cart: &Cart, work: &Work<'_>, rules: &CartRules, order_value: i12
 /// What tax is computed from, beside the amounts: each line's rate and units, the shipping
 /// rate (fees are taxed at it too), the fees, the mode and the rounding.
 struct TaxInputs<'a> {
-    rates: &'a [Ratio],
+    rates: &'a [LineRate],
     lines: &'a [&'a CartLine],
     shipping_rate: Ratio,
-    fees: Vec<i128>,
+    fees: &'a [Fee],
     inclusive: bool,
     rounding: TaxRounding,
     mode: RoundingMode,
@@ -325,7 +393,7 @@ impl<'a> TaxInputs<'a> {
     fn new(
         work: &'a Work<'a>,
         resolved: &'a Resolved,
-        fees: &[Fee],
+        fees: &'a [Fee],
         context: &PricingContext<'_>,
         country: Option<CountryCode>,
     ) -> Result<TaxInputs<'a>> {
@@ -333,7 +401,7 @@ impl<'a> TaxInputs<'a> {
             rates: &resolved.rates,
             lines: &work.lines,
             shipping_rate: tax_rate(context.tax.shipping_rate(country))?,
-            fees: fees.iter().map(|f| f.amount).collect(),
+            fees,
             inclusive: context.config.price_mode == PriceMode::TaxInclusive,
             rounding: context.config.rounding.tax,
             mode: work.mode,
@@ -341,6 +409,7 @@ impl<'a> TaxInputs<'a> {
     }
 
     /// The exact tax on `amount` at `rate`: on top of it, or contained in it.
+    #[inline]
     fn exact(&self, amount: i128, rate: Ratio) -> Ratio {
         Ratio {
             num: amount * rate.num,
@@ -352,6 +421,7 @@ impl<'a> TaxInputs<'a> {
         }
     }
 
+    #[inline]
     fn round(&self, amount: i128, rate: Ratio) -> i128 {
         let r = self.exact(amount, rate);
         round_div(r.num, r.den, self.mode)
@@ -370,30 +440,36 @@ impl<'a> TaxInputs<'a> {
         tax
     }
 
-    /// Line `i`'s tax when rounding per line or per unit. `split` is empty when every line is
+    /// Line `i`'s tax when rounding per line or per unit. `split` is `None` when every line is
     /// one lot.
-    fn line(&self, i: usize, amount: i128, split: &[Vec<Lot>]) -> i128 {
-        match (self.rounding, split.get(i).filter(|lots| !lots.is_empty())) {
-            (TaxRounding::PerUnit, Some(lots)) => lots
+    #[inline]
+    fn line(&self, i: usize, amount: i128, split: Option<&Lots>) -> i128 {
+        let rate = self.rates[i].ratio;
+        if self.rounding != TaxRounding::PerUnit {
+            return self.round(amount, rate);
+        }
+        match split.map(|s| s.of(i)).filter(|lots| !lots.is_empty()) {
+            Some(lots) => lots
                 .iter()
-                .map(|l| self.per_unit(l.count, l.value, self.rates[i]))
+                .map(|l| self.per_unit(l.count, l.value, rate))
                 .sum(),
-            (TaxRounding::PerUnit, None) => {
-                self.per_unit(self.lines[i].quantity, amount, self.rates[i])
-            }
-            _ => self.round(amount, self.rates[i]),
+            None => self.per_unit(self.lines[i].quantity, amount, rate),
         }
     }
 
     /// Tax per taxable piece (lines in SKU order, shipping, fees), rounded per the policy.
-    fn compute(&self, lines: &[i128], split: &[Vec<Lot>], shipping: i128) -> Taxes {
+    fn compute(&self, lines: &[i128], split: Option<&Lots>, shipping: i128) -> Taxes {
         if self.rounding == TaxRounding::PerTotal {
             let exact: Vec<Ratio> = lines
                 .iter()
                 .zip(self.rates)
-                .map(|(a, r)| self.exact(*a, *r))
+                .map(|(a, r)| self.exact(*a, r.ratio))
                 .chain(std::iter::once(self.exact(shipping, self.shipping_rate)))
-                .chain(self.fees.iter().map(|f| self.exact(*f, self.shipping_rate)))
+                .chain(
+                    self.fees
+                        .iter()
+                        .map(|f| self.exact(f.amount, self.shipping_rate)),
+                )
                 .collect();
             // Rounding per total allocates over every piece at once; they part only now.
             let mut all = round_and_allocate(&exact, self.mode);
@@ -416,7 +492,7 @@ impl<'a> TaxInputs<'a> {
             fees: self
                 .fees
                 .iter()
-                .map(|f| self.round(*f, self.shipping_rate))
+                .map(|f| self.round(f.amount, self.shipping_rate))
                 .collect(),
         }
     }
@@ -431,23 +507,23 @@ impl<'a> TaxInputs<'a> {
         shipping: i128,
     ) -> i128 {
         if self.rounding == TaxRounding::PerTotal {
-            return self.compute(subtotals, &[], shipping).total();
+            return self.compute(subtotals, None, shipping).total();
         }
         let items: i128 = subtotals
             .iter()
             .enumerate()
             .map(|(i, a)| {
-                if *a == work.remaining[i] && work.split[i].is_empty() {
+                if *a == work.remaining[i] && work.split.count(i) == 0 {
                     taxes.lines[i]
                 } else {
-                    self.line(i, *a, &[])
+                    self.line(i, *a, None)
                 }
             })
             .sum();
         let fees: i128 = self
             .fees
             .iter()
-            .map(|f| self.round(*f, self.shipping_rate))
+            .map(|f| self.round(f.amount, self.shipping_rate))
             .sum();
         items + self.round(shipping, self.shipping_rate) + fees
     }
@@ -477,7 +553,7 @@ fn price_lines(
             tax: money(taxes[i], currency),
             net: money(if inclusive { total - taxes[i] } else { total }, currency),
             gross: money(if inclusive { total } else { total + taxes[i] }, currency),
-            tax_rate: resolved.rate_decimals[i],
+            tax_rate: resolved.rates[i].decimal,
         });
     }
     priced_lines
@@ -606,9 +682,14 @@ fn checked_minor(m: &Money, currency: Currency, field: &'static str) -> Result<i
             other: m.currency(),
         });
     }
-    let max = i128::from(AMOUNT_ABS_MAX) * 10i128.pow(u32::from(currency.exponent()));
-    match m.to_minor().map(i128::from) {
-        Ok(minor) if (0..=max).contains(&minor) => Ok(minor),
+    let max = i128::from(AMOUNT_ABS_MAX) * pow10(u32::from(currency.exponent()));
+    // At the currency's scale (every price a cart holds) `to_minor` is the mantissa.
+    let minor = match minor_at_scale(m) {
+        Some(minor) => i64::try_from(minor).ok().map(i128::from),
+        None => m.to_minor().ok().map(i128::from),
+    };
+    match minor {
+        Some(minor) if (0..=max).contains(&minor) => Ok(minor),
         _ => Err(commerce_core::Error::Invalid {
             field,
             reason: "negative, not in minor units, or too large".into(),
@@ -624,7 +705,14 @@ fn check_amount(m: &Money, currency: Currency, field: &'static str) -> Result<()
             other: m.currency(),
         });
     }
-    if m.is_negative() || !m.is_rounded() || m.amount() > Decimal::from(AMOUNT_ABS_MAX) {
+    let out_of_bounds = match minor_at_scale(m) {
+        // The same test on the mantissa: negative, or above the bound in minor units.
+        Some(minor) => {
+            minor < 0 || minor > i128::from(AMOUNT_ABS_MAX) * pow10(u32::from(currency.exponent()))
+        }
+        None => m.is_negative() || !m.is_rounded() || m.amount() > Decimal::from(AMOUNT_ABS_MAX),
+    };
+    if out_of_bounds {
         return Err(commerce_core::Error::Invalid {
             field,
             reason: "negative, not in minor units, or too large".into(),

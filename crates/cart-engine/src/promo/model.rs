@@ -9,6 +9,7 @@ use commerce_core::{CategoryPath, Currency, Money, Sku};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use super::arith::{minor_at_scale, pow10};
 use crate::cart::{CartLine, PromoCode};
 use crate::limits::{CONDITION_DEPTH_MAX, CONDITION_SET_MAX, PERCENT_DECIMALS_MAX, TIERS_MAX};
 use crate::{Error, Result};
@@ -90,12 +91,67 @@ impl ItemFilter {
         match self {
             ItemFilter::All => true,
             ItemFilter::Skus(skus) => skus.contains(&line.sku),
-            ItemFilter::Categories(cats) => cats.iter().any(|c| line.product.category.is_within(c)),
+            ItemFilter::Categories(cats) => {
+                let path = line.product.category.segments();
+                // `is_within` (the filter's path is a prefix of the line's), comparing names
+                // without `memcmp`: pricing asks this of every line.
+                cats.iter().any(|c| {
+                    let prefix = c.segments();
+                    prefix.len() <= path.len()
+                        && prefix.iter().zip(path).all(|(a, b)| same_text(a, b))
+                })
+            }
             ItemFilter::Brands(brands) => line
                 .product
                 .brand
                 .as_ref()
                 .is_some_and(|b| brands.contains(b)),
+        }
+    }
+
+    /// The lines of `lines` (at most 128) the filter matches, as a bit mask: bit `i` is
+    /// `self.matches(lines[i])`. Small sets are gathered once, so each line costs a few
+    /// length checks and short byte comparisons.
+    pub(super) fn mask_of(&self, lines: &[&CartLine]) -> u128 {
+        fn fold(lines: &[&CartLine], hit: impl Fn(&CartLine) -> bool) -> u128 {
+            lines
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| hit(l))
+                .fold(0u128, |m, (i, _)| m | (1 << i))
+        }
+        /// Up to [`SMALL_SET`] strings, gathered from a set; `None` for a larger one.
+        fn gather<'a>(
+            set: impl ExactSizeIterator<Item = &'a str>,
+        ) -> Option<([&'a str; SMALL_SET], usize)> {
+            let n = set.len();
+            if n > SMALL_SET {
+                return None;
+            }
+            let mut keys = [""; SMALL_SET];
+            for (k, s) in keys.iter_mut().zip(set) {
+                *k = s;
+            }
+            Some((keys, n))
+        }
+        match self {
+            ItemFilter::Skus(skus) => match gather(skus.iter().map(Sku::as_str)) {
+                Some((keys, n)) => fold(lines, |l| {
+                    let sku = l.sku.as_str();
+                    keys[..n].iter().any(|k| same_text(k, sku))
+                }),
+                None => fold(lines, |l| self.matches(l)),
+            },
+            ItemFilter::Brands(brands) => match gather(brands.iter().map(String::as_str)) {
+                Some((keys, n)) => fold(lines, |l| {
+                    l.product
+                        .brand
+                        .as_deref()
+                        .is_some_and(|b| keys[..n].iter().any(|k| same_text(k, b)))
+                }),
+                None => fold(lines, |l| self.matches(l)),
+            },
+            ItemFilter::All | ItemFilter::Categories(_) => fold(lines, |l| self.matches(l)),
         }
     }
 
@@ -117,6 +173,17 @@ impl ItemFilter {
         }
         Ok(())
     }
+}
+
+/// Sets up to this size are scanned rather than searched when pricing matches a filter.
+const SMALL_SET: usize = 8;
+
+/// `a == b`, looking at the lengths and the last bytes before comparing the rest: SKUs
+/// usually share a prefix and differ at the end, brands and category names in length.
+#[inline]
+fn same_text(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.last() == b.last() && a == b
 }
 
 /// When a promotion applies. Conditions look at the cart **as earlier promotions left it**
@@ -458,11 +525,19 @@ fn check_max_quantity(path: &str, max: Option<u32>) -> Result<()> {
 }
 
 fn amount_ok(m: &Money) -> bool {
+    if let Some(minor) = minor_at_scale(m) {
+        // The same test on the mantissa, without comparing decimals.
+        let max =
+            i128::from(crate::limits::AMOUNT_ABS_MAX) * pow10(u32::from(m.currency().exponent()));
+        return (0..=max).contains(&minor);
+    }
     !m.is_negative() && m.is_rounded() && m.amount() <= Decimal::from(crate::limits::AMOUNT_ABS_MAX)
 }
 
 fn percent_ok(p: &Decimal) -> bool {
-    *p > Decimal::ZERO && *p <= Decimal::ONE_HUNDRED
+    // 0 < mantissa / 10^scale ≤ 100, compared exactly in integers (scale ≤ 28).
+    let mantissa = p.mantissa();
+    mantissa > 0 && mantissa <= 100 * pow10(p.scale())
 }
 
 impl Promotion {
@@ -735,6 +810,17 @@ pub fn load_promotions(json: &str) -> Result<Vec<Promotion>> {
 /// The members of a stacking group must share one priority: the group then has one place in
 /// the stacking order, whichever of its members exist.
 pub(crate) fn check_groups(promotions: &[Promotion]) -> Result<()> {
+    // When every member of every group shares one priority (no group, or the usual few
+    // members at one priority) nothing can disagree: no map to build on each pricing call.
+    let mut priorities = promotions
+        .iter()
+        .filter(|p| p.stacking_group.is_some())
+        .map(|p| p.priority);
+    match priorities.next() {
+        None => return Ok(()),
+        Some(first) if priorities.all(|q| q == first) => return Ok(()),
+        Some(_) => {}
+    }
     let mut priorities: std::collections::BTreeMap<&str, i32> = std::collections::BTreeMap::new();
     for (i, p) in promotions.iter().enumerate() {
         if let Some(group) = &p.stacking_group {
@@ -750,4 +836,91 @@ pub(crate) fn check_groups(promotions: &[Promotion]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use commerce_core::testkit::t0;
+    use commerce_core::{CartId, Currency, Money};
+
+    use super::*;
+    use crate::{Cart, CartCommand, LineItem, Mutation};
+
+    #[test]
+    fn a_filters_mask_is_the_lines_it_matches() {
+        let mut cart = Cart::new(
+            CartId::new("c").unwrap_or_else(|_| unreachable!()),
+            None,
+            Currency::EUR,
+            None,
+            t0(),
+        );
+        let brands = ["Acme", "Acmf", "Other", "", "acme"];
+        let categories = [
+            "Apparel/Tops",
+            "Apparel",
+            "Home/Kitchen",
+            "Home",
+            "Homeware/Tops",
+        ];
+        for i in 0..40u32 {
+            let mut item = LineItem::new(
+                &format!("SKU-{i:03}"),
+                Money::from_minor(100, Currency::EUR),
+            )
+            .and_then(|item| item.category(categories[i as usize % 5]))
+            .unwrap_or_else(|_| unreachable!());
+            if i % 7 != 3 {
+                item = item.brand(brands[i as usize % 5]);
+            }
+            let _ = cart.execute(
+                CartCommand::AddItem {
+                    item,
+                    quantity: 1,
+                    gift_wrap: false,
+                },
+                &Mutation::at(t0()),
+            );
+        }
+        let lines: Vec<&CartLine> = cart.lines().iter().collect();
+        assert_eq!(lines.len(), 40);
+        let skus = |n: u32| {
+            ItemFilter::Skus(
+                (0..n)
+                    .map(|k| {
+                        Sku::new(format!("SKU-{:03}", k * 3)).unwrap_or_else(|_| unreachable!())
+                    })
+                    .chain([Sku::new("SKU-9").unwrap_or_else(|_| unreachable!())])
+                    .collect(),
+            )
+        };
+        let set = |names: &[&str]| {
+            names
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect::<BTreeSet<_>>()
+        };
+        let path = |p: &str| CategoryPath::parse(p).unwrap_or_default();
+        let filters = [
+            ItemFilter::All,
+            skus(1),
+            skus(7),
+            skus(12),
+            ItemFilter::Brands(set(&["Acme"])),
+            ItemFilter::Brands(set(&["Acme", "Other", "acme"])),
+            ItemFilter::Brands(set(&["a", "b", "c", "d", "e", "f", "g", "Other", "Acmf"])),
+            ItemFilter::Categories(vec![path("Apparel")]),
+            ItemFilter::Categories(vec![path("Home/Kitchen"), path("Apparel/Tops")]),
+            ItemFilter::Categories(vec![path("Home"), path("Nothing")]),
+        ];
+        for filter in &filters {
+            let want = lines
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| filter.matches(l))
+                .fold(0u128, |m, (i, _)| m | (1 << i));
+            assert_eq!(filter.mask_of(&lines), want, "{filter:?}");
+            assert_ne!(want, 0, "{filter:?}");
+        }
+    }
 }

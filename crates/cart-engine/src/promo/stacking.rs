@@ -27,7 +27,13 @@ pub(super) fn run_promotions(
         level,
         cart_index,
         outcomes: vec![None; promotions.len()],
-        adjustments: Vec::with_capacity(2 * work.lines.len()),
+        // Room for a share of each line and shipping from a few promotions, so the usual
+        // cart does not grow it: at most one per line and shipping per promotion.
+        adjustments: Vec::with_capacity(
+            (work.lines.len() + 1)
+                .saturating_mul(promotions.len())
+                .min(4 * (work.lines.len() + 1) + promotions.len()),
+        ),
     };
     let order = run.stacking_order(work.currency);
     if !run.apply_best_exclusive(work, &order) {
@@ -105,16 +111,16 @@ impl<'p> Run<'p> {
     /// stacking group is settled where its first member comes up.
     fn apply_stacking(&mut self, work: &mut Work<'_>, order: &[usize]) {
         let promotions = self.promotions;
-        let mut groups_done: Vec<&str> = Vec::new();
         for &i in order.iter().filter(|i| !promotions[**i].exclusive) {
             match &promotions[i].stacking_group {
                 None => match evaluate(&promotions[i], work, self.ctx, self.level) {
                     Ok(effect) => self.apply(work, i, effect),
                     Err(reason) => self.not_applied(i, reason),
                 },
+                // Settling a group decides every non-exclusive member of it: a member already
+                // decided is one of a group settled earlier.
                 Some(group) => {
-                    if !groups_done.contains(&group.as_str()) {
-                        groups_done.push(group.as_str());
+                    if self.outcomes[i].is_none() {
                         self.apply_best_of_group(work, order, group);
                     }
                 }
@@ -179,13 +185,13 @@ impl<'p> Run<'p> {
         self.outcomes[i] = Some(PromotionOutcome::Applied {
             discount: money(effect.total, currency),
         });
-        for (line, d) in effect.line_discounts() {
+        effect.for_each_line_discount(|line, d| {
             self.adjustments.push(Adjustment {
                 target: AdjustmentTarget::Line(self.cart_index[line]),
                 promotion: i,
                 amount: money(d, currency),
             });
-        }
+        });
         if effect.shipping != 0 {
             self.adjustments.push(Adjustment {
                 target: AdjustmentTarget::Shipping,

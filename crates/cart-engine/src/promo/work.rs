@@ -48,9 +48,12 @@ pub(super) struct Work<'c> {
     pub(super) remaining: Vec<i128>,
     /// Per line, its lots once it has more than one (or a claimed one); empty while the line is
     /// one unclaimed lot worth `remaining`. Σ values = `remaining`, Σ counts = quantity.
-    pub(super) split: Vec<Vec<Lot>>,
+    pub(super) split: Lots,
+    /// Where a line's new lots are put together before they replace its old ones.
+    pub(super) lot_scratch: Vec<Lot>,
     /// Price-mode units per discount-basis unit: 1, or 1 + rate for net discounts on
-    /// tax-inclusive prices.
+    /// tax-inclusive prices. Empty for gross discounts, where every basis is 1 (read it
+    /// through [`Work::basis_of`]).
     pub(super) basis: Vec<Ratio>,
     /// Every basis is 1 (the common case: integer arithmetic throughout).
     pub(super) unit_basis: bool,
@@ -62,9 +65,163 @@ pub(super) struct Work<'c> {
     pub(super) masks: RefCell<Vec<(*const ItemFilter, u128)>>,
     /// Part buffers of effects already applied or discarded, for the next evaluation.
     pub(super) spare_parts: RefCell<Vec<Vec<Part>>>,
+    /// Line-discount buffers of effects already applied or discarded, likewise.
+    pub(super) spare_lines: RefCell<Vec<Vec<(usize, i128)>>>,
+    /// Buffers an order discount is spread with, reused across promotions.
+    pub(super) scratch: RefCell<Scratch>,
     /// The codes the cart carries, for promotions that need one (at most
     /// [`crate::limits::CODES_MAX`]).
     pub(super) codes: &'c [PromoCode],
+}
+
+/// The vectors a pricing call works in, kept by each thread between calls so that pricing
+/// the next cart reuses them instead of allocating about twenty vectors again. A call takes
+/// them ([`Buffers::take`]), and gives them back emptied ([`Buffers::give_back`]) when it
+/// is done; a call that fails or panics, or one made while another is running on the thread
+/// (a tax calculator that prices), simply works with new ones.
+#[derive(Default)]
+pub(super) struct Buffers {
+    pub(super) remaining: Vec<i128>,
+    pub(super) subtotals: Vec<i128>,
+    pub(super) basis: Vec<Ratio>,
+    pub(super) order: Vec<usize>,
+    pub(super) position: Vec<usize>,
+    pub(super) spans: Vec<(usize, usize)>,
+    pub(super) arena: Vec<Lot>,
+    pub(super) lot_scratch: Vec<Lot>,
+    pub(super) masks: Vec<(*const ItemFilter, u128)>,
+    pub(super) spare_parts: Vec<Vec<Part>>,
+    pub(super) spare_lines: Vec<Vec<(usize, i128)>>,
+    pub(super) scratch: Scratch,
+}
+
+thread_local! {
+    static BUFFERS: RefCell<Buffers> = RefCell::new(Buffers::default());
+}
+
+/// Buffers above this many entries are not kept (a huge cart does not pin its memory).
+const KEEP_MAX: usize = 4 * crate::limits::LINES_MAX;
+
+impl Buffers {
+    /// This thread's buffers, empty; new ones if another call holds them.
+    pub(super) fn take() -> Buffers {
+        BUFFERS
+            .try_with(|b| b.try_borrow_mut().map(|mut b| std::mem::take(&mut *b)).ok())
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    /// Empties the buffers and keeps them for the thread's next call.
+    pub(super) fn give_back(mut self) {
+        fn keep<T>(v: &mut Vec<T>) {
+            v.clear();
+            if v.capacity() > KEEP_MAX {
+                *v = Vec::new();
+            }
+        }
+        keep(&mut self.remaining);
+        keep(&mut self.subtotals);
+        keep(&mut self.basis);
+        keep(&mut self.order);
+        keep(&mut self.position);
+        keep(&mut self.spans);
+        keep(&mut self.arena);
+        keep(&mut self.lot_scratch);
+        // The keys are addresses of this call's filters: never carried over.
+        keep(&mut self.masks);
+        self.spare_parts.truncate(4);
+        self.spare_parts.iter_mut().for_each(keep);
+        self.spare_lines.truncate(4);
+        self.spare_lines.iter_mut().for_each(keep);
+        keep(&mut self.scratch.weights);
+        keep(&mut self.scratch.caps);
+        keep(&mut self.scratch.shares);
+        keep(&mut self.scratch.remainders);
+        let _ = BUFFERS.try_with(|b| {
+            if let Ok(mut b) = b.try_borrow_mut() {
+                *b = self;
+            }
+        });
+    }
+}
+
+/// Every line's lots in one buffer, so carving lines does not allocate a vector per line:
+/// line `i`'s lots are `arena[start..start + len]` for its span `(start, len)`.
+pub(super) struct Lots {
+    spans: Vec<(usize, usize)>,
+    arena: Vec<Lot>,
+}
+
+impl Lots {
+    /// `lines` lines, each one unclaimed lot (no lots listed), in the (cleared) vectors
+    /// given.
+    pub(super) fn new(lines: usize, mut spans: Vec<(usize, usize)>, mut arena: Vec<Lot>) -> Lots {
+        spans.clear();
+        spans.resize(lines, (0, 0));
+        arena.clear();
+        Lots { spans, arena }
+    }
+
+    /// Line `i`'s lots; empty while it is one unclaimed lot.
+    #[inline]
+    pub(super) fn of(&self, i: usize) -> &[Lot] {
+        let (start, len) = self.spans[i];
+        &self.arena[start..start + len]
+    }
+
+    /// How many lots line `i` lists (0 while it is one unclaimed lot).
+    #[inline]
+    pub(super) fn count(&self, i: usize) -> usize {
+        self.spans[i].1
+    }
+
+    /// Lot `k` of line `i`, if listed.
+    #[inline]
+    fn get(&self, i: usize, k: usize) -> Option<Lot> {
+        let (start, len) = self.spans[i];
+        if k < len {
+            self.arena.get(start + k).copied()
+        } else {
+            None
+        }
+    }
+
+    #[inline]
+    fn of_mut(&mut self, i: usize) -> &mut [Lot] {
+        let (start, len) = self.spans[i];
+        &mut self.arena[start..start + len]
+    }
+
+    /// Replaces line `i`'s lots: in their place when the new ones fit, else after every other
+    /// line's.
+    fn set(&mut self, i: usize, lots: &[Lot]) {
+        let (start, len) = self.spans[i];
+        if lots.len() <= len {
+            self.arena[start..start + lots.len()].copy_from_slice(lots);
+            self.spans[i] = (start, lots.len());
+        } else {
+            if self.arena.capacity() == 0 {
+                // Room for a few lots per line: one allocation for the usual cart.
+                self.arena.reserve(4 * self.spans.len());
+            }
+            self.spans[i] = (self.arena.len(), lots.len());
+            self.arena.extend_from_slice(lots);
+        }
+    }
+}
+
+/// Buffers reused within one pricing call, so spreading an amount does not allocate.
+#[derive(Default)]
+pub(super) struct Scratch {
+    /// Weights of an allocation.
+    pub(super) weights: Vec<i128>,
+    /// Caps on its parts.
+    pub(super) caps: Vec<i128>,
+    /// Its parts.
+    pub(super) shares: Vec<i128>,
+    /// Its remainders, with their places.
+    pub(super) remainders: Vec<u128>,
 }
 
 /// Some units of one lot that an effect discounts (or only claims).
@@ -133,21 +290,37 @@ impl Effect {
         }
     }
 
-    /// The discount on each line it touches (whole lines first, then lines by their lots,
-    /// each in line order), zeros left out.
-    pub(super) fn line_discounts(&self) -> impl Iterator<Item = (usize, i128)> + '_ {
-        let from_lines = self.lines.iter().copied();
-        let from_parts = self.parts.chunk_by(|a, b| a.line == b.line).map(|group| {
-            (
-                group[0].line,
-                group.iter().map(|p| p.discount).sum::<i128>(),
-            )
-        });
-        from_lines.chain(from_parts).filter(|(_, d)| *d != 0)
+    /// Calls `f` with the discount on each line it touches (whole lines first, then lines by
+    /// their lots, each in line order), zeros left out.
+    pub(super) fn for_each_line_discount(&self, mut f: impl FnMut(usize, i128)) {
+        for &(line, d) in &self.lines {
+            if d != 0 {
+                f(line, d);
+            }
+        }
+        for group in self.parts.chunk_by(|a, b| a.line == b.line) {
+            let d: i128 = group.iter().map(|p| p.discount).sum();
+            if d != 0 {
+                f(group[0].line, d);
+            }
+        }
     }
 }
 
 impl Work<'_> {
+    /// Gives the work's vectors back to `buffers`.
+    pub(super) fn release(self, buffers: &mut Buffers) {
+        buffers.remaining = self.remaining;
+        buffers.basis = self.basis;
+        buffers.spans = self.split.spans;
+        buffers.arena = self.split.arena;
+        buffers.lot_scratch = self.lot_scratch;
+        buffers.masks = self.masks.into_inner();
+        buffers.spare_parts = self.spare_parts.into_inner();
+        buffers.spare_lines = self.spare_lines.into_inner();
+        buffers.scratch = self.scratch.into_inner();
+    }
+
     pub(super) fn round(&self, r: Ratio) -> i128 {
         round_div(r.num, r.den, self.mode)
     }
@@ -160,6 +333,14 @@ impl Work<'_> {
             .unwrap_or_else(|| Vec::with_capacity(self.lines.len()))
     }
 
+    /// An empty buffer for an effect's line discounts, likewise.
+    pub(super) fn lines_buffer(&self) -> Vec<(usize, i128)> {
+        self.spare_lines
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(self.lines.len()))
+    }
+
     /// Takes back an effect's buffers once it is applied or discarded.
     pub(super) fn recycle(&self, effect: Effect) {
         let mut parts = effect.parts;
@@ -167,17 +348,30 @@ impl Work<'_> {
             parts.clear();
             self.spare_parts.borrow_mut().push(parts);
         }
+        let mut lines = effect.lines;
+        if lines.capacity() > 0 {
+            lines.clear();
+            self.spare_lines.borrow_mut().push(lines);
+        }
+    }
+
+    /// Line `i`'s discount basis (see [`Work::basis`]).
+    #[inline]
+    pub(super) fn basis_of(&self, i: usize) -> Ratio {
+        self.basis.get(i).copied().unwrap_or(Ratio::ONE)
     }
 
     /// How many lots line `i` has.
+    #[inline]
     pub(super) fn lot_count(&self, i: usize) -> usize {
-        self.split[i].len().max(1)
+        self.split.count(i).max(1)
     }
 
     /// Lot `k` of line `i`.
+    #[inline]
     pub(super) fn lot(&self, i: usize, k: usize) -> Lot {
-        match self.split[i].get(k) {
-            Some(lot) => *lot,
+        match self.split.get(i, k) {
+            Some(lot) => lot,
             None => Lot {
                 count: self.lines[i].quantity,
                 value: self.remaining[i],
@@ -213,14 +407,19 @@ impl Work<'_> {
         if let Some((_, m)) = self.masks.borrow().iter().find(|(k, _)| *k == key) {
             return *m;
         }
-        let m = self
-            .lines
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| filter.matches(l))
-            .fold(0u128, |m, (i, _)| m | (1 << i));
+        let m = filter.mask_of(&self.lines);
         self.masks.borrow_mut().push((key, m));
         m
+    }
+
+    /// The lines `filter` matches, reusing the mask of `like` when the two filters are equal
+    /// (a buy-X-get-Y whose sides are the same filter).
+    pub(super) fn mask_like(&self, filter: &ItemFilter, like: &ItemFilter) -> u128 {
+        if std::ptr::eq(filter, like) || filter == like {
+            self.mask(like)
+        } else {
+            self.mask(filter)
+        }
     }
 
     /// The indices of the lines `filter` matches, ascending.
@@ -268,7 +467,7 @@ impl Work<'_> {
         } else {
             self.matching(filter)
                 .map(|i| {
-                    let b = self.basis[i];
+                    let b = self.basis_of(i);
                     Ratio {
                         num: self.remaining[i] * b.den,
                         den: b.num,
@@ -302,7 +501,7 @@ impl Work<'_> {
     /// Takes line `i`'s discount `d` from its lots in proportion to their value (largest
     /// remainder, ties to the first lot). `d ≤ Σ values`, so no lot goes below zero.
     fn spread_over_lots(&mut self, i: usize, d: i128) {
-        let lots = &mut self.split[i];
+        let lots = self.split.of_mut(i);
         if lots.is_empty() || d == 0 {
             return;
         }
@@ -338,8 +537,12 @@ impl Work<'_> {
         let mut given = 0;
         for (k, lot) in lots.iter_mut().enumerate().take(LOTS_INLINE) {
             let exact = d * lot.value;
-            let share = exact / total;
-            remainders[k] = (exact % total, k);
+            // 64-bit division whenever the numbers fit (nearly always): the same quotient.
+            let (share, remainder) = match (i64::try_from(exact), i64::try_from(total)) {
+                (Ok(e), Ok(t)) => (i128::from(e / t), i128::from(e % t)),
+                _ => (exact / total, exact % total),
+            };
+            remainders[k] = (remainder, k);
             lot.value -= share;
             given += share;
         }
@@ -354,14 +557,16 @@ impl Work<'_> {
     /// Carves `parts` (all of line `i`, in lot order) out of their lots, discounted and claimed.
     fn carve(&mut self, i: usize, parts: &[Part]) {
         if let [p] = parts
-            && self.split[i].is_empty()
+            && self.split.count(i) == 0
             && !p.claim
             && p.count == self.lines[i].quantity
         {
             // The whole line, still one lot: the caller's `remaining −= d` is the change.
             return;
         }
-        let mut out: Vec<Lot> = Vec::with_capacity(self.lot_count(i) + parts.len());
+        let mut out = std::mem::take(&mut self.lot_scratch);
+        out.clear();
+        out.reserve(self.lot_count(i) + parts.len());
         let mut next = parts.iter().peekable();
         for k in 0..self.lot_count(i) {
             let mut rest = self.lot(i, k);
@@ -386,12 +591,14 @@ impl Work<'_> {
         if out.len() == 1 && !out[0].claimed {
             out.clear();
         }
-        self.split[i] = out;
+        self.split.set(i, &out);
+        self.lot_scratch = out;
     }
 
     /// Every split line's lots hold its units and its value.
     fn lots_agree(&self) -> bool {
-        self.split.iter().enumerate().all(|(i, lots)| {
+        (0..self.lines.len()).all(|i| {
+            let lots = self.split.of(i);
             lots.is_empty()
                 || (lots.iter().map(|l| l.value).sum::<i128>() == self.remaining[i]
                     && lots.iter().map(|l| u64::from(l.count)).sum::<u64>()

@@ -477,3 +477,63 @@ proptest! {
         }
     }
 }
+
+/// A tax calculator that prices another cart each time it is asked for a rate: pricing
+/// inside pricing, on one thread, while the outer call holds the thread's buffers.
+#[derive(Debug)]
+struct PricingTax {
+    inner: Cart,
+    promos: Vec<Promotion>,
+    expected: PricedCart,
+}
+
+impl TaxCalculator for PricingTax {
+    fn item_rate(&self, _: Option<CountryCode>, _: &LineProduct) -> Decimal {
+        let config = PricingConfig::default();
+        assert_eq!(price_it(&self.inner, &self.promos, &config), self.expected);
+        Decimal::new(19, 2)
+    }
+    fn shipping_rate(&self, _: Option<CountryCode>) -> Decimal {
+        Decimal::new(19, 2)
+    }
+}
+
+#[test]
+fn pricing_within_pricing_and_carts_of_other_sizes_price_alike() {
+    let lines = |n: usize| CartSpec {
+        lines: (0..n)
+            .map(|i| LineSpec {
+                sku: i,
+                cents: 199 + 37 * i64::try_from(i).unwrap_or(0),
+                qty: 1 + u32::try_from(i % 4).unwrap_or(0),
+                brand: i % 2 == 0,
+                category: i % 3,
+                gift_wrap: i % 5 == 0,
+            })
+            .collect(),
+        shipping_cents: Some(490),
+        country: Some("DE"),
+        codes: vec!["SAVE"],
+    };
+    let promos = load_promotions(
+        r#"[{"id": "a", "name": "a", "action": {"buy_x_get_y": {"buy": "all", "buy_quantity": 1, "get": "all", "get_quantity": 1, "percent_off": "50", "max_occurrences": 4}}},
+            {"id": "b", "name": "b", "action": {"fixed_off_order": {"amount": {"amount": "5.00", "currency": "EUR"}}}}]"#,
+    )
+    .unwrap();
+    let config = PricingConfig::default();
+    let (big, small) = (build(&lines(12), false), build(&lines(3), false));
+    let expected_big = price_it(&big, &promos, &config);
+    let expected_small = price_it(&small, &promos, &config);
+    // A small cart after a big one, and the big one again, price as they did alone.
+    assert_eq!(price_it(&small, &promos, &config), expected_small);
+    assert_eq!(price_it(&big, &promos, &config), expected_big);
+    let tax = PricingTax {
+        inner: small.clone(),
+        promos: promos.clone(),
+        expected: expected_small,
+    };
+    let ctx = PricingContext::new(t0(), &config, &tax);
+    let outer = price(&big, &promos, &ctx).unwrap();
+    assert_eq!(outer, expected_big);
+    assert_eq!(price_it(&big, &promos, &config), expected_big);
+}
