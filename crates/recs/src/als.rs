@@ -1208,6 +1208,76 @@ mod tests {
         }
     }
 
+    /// The dispatched kernel (AVX2/FMA here) and the scalar fallback solve the same system:
+    /// the Gram matrix as a plain triple loop, and `f` CG steps from zero reaching the exact
+    /// solution of `(YᵀY + λI + Yᵀ(C − I)Y) x = YᵀC·1`, for sizes with and without a vector
+    /// tail.
+    #[test]
+    fn the_simd_kernel_and_the_scalar_fallback_solve_the_same_system() {
+        let mut rng = SplitMix(7);
+        #[allow(clippy::cast_possible_truncation, reason = "test data")]
+        let mut rand = || (rng.next_f64() - 0.5) as f32;
+        for f in [1usize, 3, 13, 24, 64] {
+            let n = 50;
+            let y: Vec<f32> = (0..n * f).map(|_| rand()).collect();
+            let reg = 0.5;
+            let naive: Vec<f32> = (0..f * f)
+                .map(|k| {
+                    let (i, j) = (k / f, k % f);
+                    let s: f32 = y.chunks_exact(f).map(|r| r[i] * r[j]).sum();
+                    s + if i == j { reg } else { 0.0 }
+                })
+                .collect();
+            let cols: Vec<u32> = (0..20).map(|k| k * 2).collect();
+            let vals: Vec<f32> = (0..20u8).map(|k| 1.0 + f32::from(k % 3)).collect();
+            let alpha = 0.7;
+            let m = Csr {
+                ptr: vec![0, cols.len()],
+                cols: cols.clone(),
+                vals: vals.clone(),
+            };
+            let mut solutions = Vec::new();
+            for arch in [Arch::new(), Arch::Scalar] {
+                let mut g = Vec::new();
+                gram(arch, &y, f, reg, &mut g);
+                for (a, b) in g.iter().zip(&naive) {
+                    assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "f {f}: {a} vs {b}");
+                }
+                let pb = Problem {
+                    g: &g,
+                    y: &y,
+                    f,
+                    alpha,
+                    steps: f + 5,
+                };
+                let mut x = vec![0f32; f];
+                arch.dispatch(SolveRows {
+                    pb: &pb,
+                    m: &m,
+                    first: 0,
+                    x: &mut x,
+                });
+                // The residual of the whole system, computed densely.
+                let mut worst = 0f32;
+                for i in 0..f {
+                    let mut lhs: f32 = (0..f).map(|j| naive[i * f + j] * x[j]).sum();
+                    let mut rhs = 0.0;
+                    for (&c, &v) in cols.iter().zip(&vals) {
+                        let yc = &y[ix(c) * f..(ix(c) + 1) * f];
+                        lhs += alpha * v * yc[i] * dot(yc, &x);
+                        rhs += (1.0 + alpha * v) * yc[i];
+                    }
+                    worst = worst.max((lhs - rhs).abs() / (1.0 + rhs.abs()));
+                }
+                assert!(worst < 1e-3, "f {f}: residual {worst}");
+                solutions.push(x);
+            }
+            for (a, b) in solutions[0].iter().zip(&solutions[1]) {
+                assert!((a - b).abs() <= 1e-3 * (1.0 + b.abs()), "f {f}: {a} vs {b}");
+            }
+        }
+    }
+
     #[test]
     fn bad_input_is_refused() {
         assert_eq!(
