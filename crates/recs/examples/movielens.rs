@@ -7,6 +7,14 @@
 //! regularization, α and weighting, best P@10 wins. The test split is then scored once, for
 //! the default, beside the most popular unseen items; then the fit times.
 //!
+//! The fit at 64 factors × 15 iterations is timed beside the Python `implicit` library
+//! (`pip install implicit`), run in a child process (`implicit_als.py` beside this file;
+//! `IMPLICIT_PYTHON` names the interpreter, `python3` by default) on the same training split
+//! with the same model (BM25, confidence 1 + α·w, λ, conjugate gradient with 3 steps, one
+//! thread: `OPENBLAS_NUM_THREADS=1`, `num_threads=1`, on the CPU): a warm-up each, then
+//! `ALS_ROUNDS` (5) alternating rounds, medians of wall and CPU time and their ratios, and
+//! both fits' P@10. Without `implicit` it says so and times ours alone.
+//!
 //! The data is research-use only and never committed: fetch it at run time,
 //! `pip download --no-deps recbole==1.2.1 -d DIR` and
 //! `unzip -p DIR/recbole-1.2.1-py3-none-any.whl recbole/dataset_example/ml-100k/ml-100k.inter`,
@@ -22,6 +30,8 @@
 )]
 
 use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use commerce_core::{Sku, UserId};
 use recs::als::{AlsConfig, AlsModel, Weighting};
@@ -210,29 +220,89 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "test, most popular unseen: P@10 {:.4}  nDCG@10 {:.4}",
         m.precision, m.ndcg
     );
-    // Fit times, the fastest of three (the first pays for page faults and the thread pool):
-    // the 64 factors × 15 iterations, and the default.
+    // Fit times at the 64 factors × 15 iterations, ours and the Python `implicit`
+    // library's on the same split with the same model (see `implicit_als.py`), alternately
+    // (one warm-up each, then `ALS_ROUNDS` rounds, 5 by default), wall and CPU time.
     let timed = AlsConfig {
         factors: 64,
         iterations: 15,
         ..default
     };
-    for (name, config) in [
-        ("64 factors x 15 iterations", timed),
-        ("the default", default),
-    ] {
-        let mut fits = Vec::new();
-        for _ in 0..3 {
-            let start = std::time::Instant::now();
-            let _ = AlsModel::fit(&train, config)?;
-            fits.push(start.elapsed());
+    let rounds: usize = std::env::var("ALS_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5)
+        .max(1);
+    let mut theirs = match Implicit::start(&train, &test, &timed) {
+        Ok(t) => {
+            println!("comparing with {} (one thread, CG)", t.version);
+            Some(t)
         }
-        let fit = fits.iter().min().copied().unwrap_or_default();
-        println!(
-            "fit, {name}, {} thread(s): {fit:.3?}",
-            rayon::current_num_threads()
-        );
+        Err(why) => {
+            println!(
+                "implicit: skipped ({why}); install it with `pip install implicit` or set IMPLICIT_PYTHON"
+            );
+            None
+        }
+    };
+    let ours_fit = || -> Result<(f64, f64, AlsModel), recs::Error> {
+        let (cpu, start) = (cpu_seconds(), std::time::Instant::now());
+        let model = AlsModel::fit(&train, timed)?;
+        Ok((start.elapsed().as_secs_f64(), cpu_seconds() - cpu, model))
+    };
+    let mut model64 = ours_fit()?.2;
+    if let Some(t) = theirs.as_mut() {
+        t.fit()?;
     }
+    let (mut ours, mut others) = (Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        let (wall, cpu, model) = ours_fit()?;
+        model64 = model;
+        ours.push((wall, cpu));
+        let mut line = format!("  round {round}: ours {wall:.3} s (CPU {cpu:.3} s)");
+        if let Some(t) = theirs.as_mut() {
+            let (w, c) = t.fit()?;
+            others.push((w, c));
+            line += &format!(", implicit {w:.3} s (CPU {c:.3} s)");
+        }
+        println!("{line}");
+    }
+    let (wall, cpu) = (
+        median(ours.iter().map(|x| x.0)),
+        median(ours.iter().map(|x| x.1)),
+    );
+    println!(
+        "fit, 64 factors x 15 iterations, {} thread(s), median of {rounds}: ours {wall:.3} s (CPU {cpu:.3} s)",
+        rayon::current_num_threads()
+    );
+    let p_ours = score(&model64, &test).precision;
+    if let Some(t) = theirs.as_mut() {
+        let (w, c) = (
+            median(others.iter().map(|x| x.0)),
+            median(others.iter().map(|x| x.1)),
+        );
+        println!(
+            "  implicit {w:.3} s (CPU {c:.3} s); ours / implicit: wall {:.3}, CPU {:.3}",
+            wall / w,
+            cpu / c
+        );
+        println!(
+            "  P@10 of these fits on the test split: ours {p_ours:.4}, implicit {:.4}",
+            t.score()?
+        );
+    } else {
+        println!("  P@10 of this fit on the test split: {p_ours:.4}");
+    }
+    let mut fits = Vec::new();
+    for _ in 0..rounds {
+        let start = std::time::Instant::now();
+        let _ = AlsModel::fit(&train, default)?;
+        fits.push(start.elapsed().as_secs_f64());
+    }
+    println!(
+        "fit, the default, median of {rounds}: {:.3} s",
+        median(fits.into_iter())
+    );
     Ok(())
 }
 
@@ -246,4 +316,138 @@ fn score(model: &AlsModel, truth: &HashMap<UserId, HashSet<Sku>>) -> recs::eval:
         })
         .collect();
     recs::eval::evaluate(&ranked, truth, 10)
+}
+
+fn median(xs: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = xs.collect();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// CPU time of this process so far (every thread's, from `/proc`), in seconds; 0 elsewhere.
+fn cpu_seconds() -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    let ns: u64 = tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    ns as f64 / 1e9
+}
+
+/// The Python `implicit` library in a child process (`examples/implicit_als.py`), given the
+/// same training split and model; `IMPLICIT_PYTHON` names the interpreter (`python3`).
+struct Implicit {
+    child: Child,
+    to: BufWriter<ChildStdin>,
+    from: BufReader<ChildStdout>,
+    version: String,
+}
+
+impl Implicit {
+    fn start(
+        train: &[(UserId, Sku, f32)],
+        test: &HashMap<UserId, HashSet<Sku>>,
+        config: &AlsConfig,
+    ) -> Result<Implicit, String> {
+        let Weighting::Bm25 { k1, b } = config.weighting else {
+            return Err("the comparison is wired for BM25 weighting only".into());
+        };
+        let python = std::env::var("IMPLICIT_PYTHON").unwrap_or_else(|_| "python3".into());
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/implicit_als.py");
+        let mut child = Command::new(&python)
+            .arg(script)
+            .env("OPENBLAS_NUM_THREADS", "1")
+            .env("OMP_NUM_THREADS", "1")
+            .env("MKL_NUM_THREADS", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("{python}: {e}"))?;
+        let (Some(to), Some(from)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err("no pipes to the child".into());
+        };
+        let mut t = Implicit {
+            child,
+            to: BufWriter::new(to),
+            from: BufReader::new(from),
+            version: String::new(),
+        };
+        let first = t.line()?;
+        let Some(version) = first.strip_prefix("ready ") else {
+            return Err(first.trim().to_string());
+        };
+        t.version = version.trim().to_string();
+        let send = |t: &mut Implicit| -> std::io::Result<()> {
+            writeln!(
+                t.to,
+                "config {} {} {} {} {k1} {b}",
+                config.factors, config.regularization, config.alpha, config.iterations
+            )?;
+            writeln!(t.to, "train {}", train.len())?;
+            for (u, s, _) in train {
+                writeln!(t.to, "{u}\t{s}")?;
+            }
+            writeln!(
+                t.to,
+                "test {}",
+                test.values().map(HashSet::len).sum::<usize>()
+            )?;
+            for (u, items) in test {
+                for s in items {
+                    writeln!(t.to, "{u}\t{s}")?;
+                }
+            }
+            t.to.flush()
+        };
+        send(&mut t).map_err(|e| format!("writing to the child: {e}"))?;
+        Ok(t)
+    }
+
+    fn line(&mut self) -> Result<String, String> {
+        let mut line = String::new();
+        match self.from.read_line(&mut line) {
+            Ok(0) => Err("the child stopped".into()),
+            Ok(_) => Ok(line),
+            Err(e) => Err(format!("reading from the child: {e}")),
+        }
+    }
+
+    fn ask(&mut self, command: &str) -> Result<Vec<f64>, String> {
+        writeln!(self.to, "{command}")
+            .and_then(|()| self.to.flush())
+            .map_err(|e| format!("writing to the child: {e}"))?;
+        let line = self.line()?;
+        let mut words = line.split_whitespace();
+        if words.next() != Some(command) {
+            return Err(format!("unexpected answer to {command}: {line}"));
+        }
+        words
+            .map(|w| w.parse().map_err(|e| format!("{line}: {e}")))
+            .collect()
+    }
+
+    /// One fit: wall and CPU seconds, as the child measured them.
+    fn fit(&mut self) -> Result<(f64, f64), String> {
+        match self.ask("fit")?.as_slice() {
+            [wall, cpu] => Ok((*wall, *cpu)),
+            other => Err(format!("fit answered {other:?}")),
+        }
+    }
+
+    /// P@10 of the last fit on the test split.
+    fn score(&mut self) -> Result<f64, String> {
+        self.ask("score")?
+            .first()
+            .copied()
+            .ok_or_else(|| "score answered nothing".into())
+    }
+}
+
+impl Drop for Implicit {
+    fn drop(&mut self) {
+        let _ = writeln!(self.to, "quit").and_then(|()| self.to.flush());
+        let _ = self.child.wait();
+    }
 }
