@@ -25,7 +25,7 @@ pub mod pg {
     use std::process::Command;
     use std::time::Duration;
 
-    use adapters::postgres::{Postgres, PostgresConfig};
+    use adapters::postgres::{GroupCommit, Postgres, PostgresConfig};
 
     /// The server (`DATABASE_URL`, default the local one).
     pub fn url() -> String {
@@ -44,6 +44,18 @@ pub mod pg {
     /// # Panics
     /// Under `CI=true` without a server.
     pub async fn fresh(name: &str, connections: u32) -> Option<Postgres> {
+        fresh_with(name, connections, GroupCommit::default()).await
+    }
+
+    /// [`fresh`], its short write transactions combined as `group_commit` says.
+    ///
+    /// # Panics
+    /// Under `CI=true` without a server.
+    pub async fn fresh_with(
+        name: &str,
+        connections: u32,
+        group_commit: GroupCommit,
+    ) -> Option<Postgres> {
         let admin = match Postgres::connect(&url()).await {
             Ok(pg) => pg,
             Err(e) => {
@@ -69,6 +81,7 @@ pub mod pg {
                 max_connections: connections,
                 acquire_timeout: Duration::from_secs(30),
                 application_name: format!("bench-{name}"),
+                group_commit,
                 ..PostgresConfig::default()
             },
         )
@@ -76,6 +89,19 @@ pub mod pg {
         .ok()?;
         pg.migrate().await.ok()?;
         Some(pg)
+    }
+
+    /// The group commit a bench run measures: `PG_GROUP_COMMIT=off` turns it off,
+    /// `PG_GROUP_COMMIT=<workers>` sets the workers per database; the default otherwise.
+    pub fn group_commit() -> GroupCommit {
+        match std::env::var("PG_GROUP_COMMIT").as_deref() {
+            Ok("off") => GroupCommit::disabled(),
+            Ok(n) => GroupCommit {
+                workers: n.parse().unwrap_or(1),
+                ..GroupCommit::default()
+            },
+            Err(_) => GroupCommit::default(),
+        }
     }
 
     /// Transactions committed in the current database so far (`pg_stat_database`).
