@@ -221,8 +221,14 @@ async fn main() {
     report("each write its own transaction (group commit off)", &off);
     report(
         &format!(
-            "group commit ({} worker(s), batches of up to {})",
-            group_commit.workers, group_commit.max_batch
+            "group commit ({} worker(s), batches of up to {}, unkeyed writes {})",
+            group_commit.workers,
+            group_commit.max_batch,
+            if group_commit.combine_unkeyed {
+                "combined"
+            } else {
+                "alone"
+            }
         ),
         &on,
     );

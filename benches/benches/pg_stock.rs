@@ -167,8 +167,14 @@ async fn main() {
         alone_sixteen / alone_one
     );
     println!(
-        "  group commit ({} worker(s), batches of up to {}):",
-        group_commit.workers, group_commit.max_batch
+        "  group commit ({} worker(s), batches of up to {}, unkeyed writes {}):",
+        group_commit.workers,
+        group_commit.max_batch,
+        if group_commit.combine_unkeyed {
+            "combined"
+        } else {
+            "alone"
+        }
     );
     println!("  reservations/s, 1 counter row:   {on_one:>9.0}");
     println!("  reservations/s, 16 counter rows: {on_sixteen:>9.0}");

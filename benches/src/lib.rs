@@ -92,15 +92,22 @@ pub mod pg {
     }
 
     /// The group commit a bench run measures: `PG_GROUP_COMMIT=off` turns it off,
-    /// `PG_GROUP_COMMIT=<workers>` sets the workers per database; the default otherwise.
+    /// `PG_GROUP_COMMIT=<workers>` sets the workers per database, `PG_GROUP_COMMIT=all:<workers>`
+    /// combines unkeyed writes too; the default otherwise.
     pub fn group_commit() -> GroupCommit {
-        match std::env::var("PG_GROUP_COMMIT").as_deref() {
-            Ok("off") => GroupCommit::disabled(),
-            Ok(n) => GroupCommit {
-                workers: n.parse().unwrap_or(1),
-                ..GroupCommit::default()
-            },
-            Err(_) => GroupCommit::default(),
+        let setting = std::env::var("PG_GROUP_COMMIT").unwrap_or_default();
+        if setting == "off" {
+            return GroupCommit::disabled();
+        }
+        let (all, workers) = match setting.strip_prefix("all:") {
+            Some(n) => (true, n),
+            None => (false, setting.as_str()),
+        };
+        let default = GroupCommit::default();
+        GroupCommit {
+            workers: workers.parse().unwrap_or(default.workers),
+            combine_unkeyed: all || default.combine_unkeyed,
+            ..default
         }
     }
 

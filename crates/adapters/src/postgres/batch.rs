@@ -88,6 +88,13 @@ pub struct GroupCommit {
     /// How long a worker waits for more units once it has one: zero (the default) takes only
     /// what is queued already; concurrency alone fills the batches.
     pub linger: Duration,
+    /// Whether units without a key ([`Combiner::run`]: writes to rows no other caller waits
+    /// for, such as a saga's journal row or a new order) are combined too. Off by default:
+    /// PostgreSQL already shares one WAL flush among transactions that commit at once, so
+    /// what such a unit gains is less than what funnelling it through a worker costs; keyed
+    /// units ([`Combiner::run_keyed`]) gain the row lock held once per batch, not once per
+    /// caller. When off, they run alone as with `enabled` off.
+    pub combine_unkeyed: bool,
 }
 
 impl Default for GroupCommit {
@@ -97,6 +104,7 @@ impl Default for GroupCommit {
             max_batch: 64,
             workers: 1,
             linger: Duration::ZERO,
+            combine_unkeyed: false,
         }
     }
 }
@@ -244,6 +252,9 @@ impl Combiner {
         T: Send + 'static,
         E: From<PortError> + Send + 'static,
     {
+        if !self.inner.config.combine_unkeyed {
+            return alone(&self.inner.pool, unit).await;
+        }
         let worker = self.inner.next.fetch_add(1, Ordering::Relaxed) % self.inner.queues.len();
         self.submit(worker, unit).await
     }
@@ -271,22 +282,6 @@ impl Combiner {
         let n = u64::try_from(self.inner.queues.len()).unwrap_or(1).max(1);
         let worker = usize::try_from(h.finish() % n).unwrap_or(0);
         self.submit(worker, unit).await
-    }
-
-    /// [`run_keyed`](Combiner::run_keyed) with `Some` key, [`run`](Combiner::run) without.
-    pub(crate) async fn run_maybe_keyed<K, T, E, F>(&self, key: Option<&K>, unit: F) -> Result<T, E>
-    where
-        K: Hash + ?Sized,
-        F: for<'c> FnOnce(&'c mut PgConnection) -> BoxFuture<'c, Result<UnitOutcome<T>, E>>
-            + Send
-            + 'static,
-        T: Send + 'static,
-        E: From<PortError> + Send + 'static,
-    {
-        match key {
-            Some(key) => self.run_keyed(key, unit).await,
-            None => self.run(unit).await,
-        }
     }
 
     async fn submit<T, E, F>(&self, worker: usize, unit: F) -> Result<T, E>
@@ -332,8 +327,16 @@ impl Combiner {
     }
 }
 
+/// `f` as a unit: gives a closure kept in a variable the signature units have.
+pub(crate) fn unit<T, E, F>(f: F) -> F
+where
+    F: for<'c> FnOnce(&'c mut PgConnection) -> BoxFuture<'c, Result<UnitOutcome<T>, E>>,
+{
+    f
+}
+
 /// `unit` in a transaction of its own (group commit off).
-async fn alone<T, E, F>(pool: &PgPool, unit: F) -> Result<T, E>
+pub(crate) async fn alone<T, E, F>(pool: &PgPool, unit: F) -> Result<T, E>
 where
     F: for<'c> FnOnce(&'c mut PgConnection) -> BoxFuture<'c, Result<UnitOutcome<T>, E>>,
     E: From<PortError>,

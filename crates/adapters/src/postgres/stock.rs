@@ -42,8 +42,9 @@
 //! that needed its units) writes the events a sweep would, under event ids derived from the
 //! hold and its expiry, once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -58,6 +59,7 @@ use inventory::{
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, Postgres as Pg, Row, Transaction};
 
+use super::batch::{alone, unit};
 use super::time::lease_end;
 use super::{Postgres, UnitOutcome, commit, error, is_rolled_back, write_events};
 
@@ -66,7 +68,14 @@ use super::{Postgres, UnitOutcome, commit, error, is_rolled_back, write_events};
 #[derive(Debug, Clone)]
 pub struct PgStockStore {
     pg: Postgres,
+    /// Keys found contended lately, each with how many reservations still go straight to
+    /// group commit before one tries alone again.
+    contended: Arc<Mutex<HashMap<(String, String), u32>>>,
 }
+
+/// How many reservations of a key found contended go straight to group commit before one
+/// tries a transaction of its own again.
+const CONTENDED_FOR: u32 = 32;
 
 type Tx = Transaction<'static, Pg>;
 
@@ -628,8 +637,31 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> Error {
     }
 }
 
-/// A new hold, as one unit of group commit: `Rollback(None)` when the id is taken (another
-/// call created it first: this one's takes are rolled back).
+/// What an attempt at a new hold came to.
+enum Reserved {
+    /// Made.
+    Held(Hold),
+    /// The id is taken (another call created it first): this attempt's takes roll back.
+    Taken,
+    /// Every row with enough units is held by another transaction, and the attempt was not
+    /// to wait: it rolls back.
+    Contended,
+}
+
+/// Whether a reservation may wait for a counter row another transaction holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// In a transaction of its own, holding no other row: it may wait (and take the slow
+    /// path).
+    Yes,
+    /// It gives up instead ([`Reserved::Contended`]): a first try alone, or a unit of a
+    /// batch, whose earlier units may hold rows the holder of this one waits for. A batch
+    /// therefore never waits for a lock: it cannot deadlock with the transactions that lock a
+    /// key's `stock` row and then its counter rows.
+    No,
+}
+
+/// One attempt at a new hold, in a transaction of its own or as a unit of group commit.
 async fn try_reserve(
     conn: &mut PgConnection,
     hold: &HoldId,
@@ -637,16 +669,22 @@ async fn try_reserve(
     lines: &[StockLine],
     expires_at: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> Result<UnitOutcome<Option<Hold>>> {
+    wait: Wait,
+) -> Result<UnitOutcome<Reserved>> {
     let start = start_of(hold);
     let tx = conn;
     let mut takes = Vec::with_capacity(demand.len());
     for (key, quantity) in demand {
         // The hot path: one conditional UPDATE of one row with enough free units, first
         // among the rows no one holds, then (contended, as on a one-row key) waiting for
-        // the first row that has them.
+        // the first row that has them — or, when not to wait, giving up.
         let mut shard = None;
-        for take in [TAKE_SKIPPING, TAKE_WAITING] {
+        let takes_tried: &[&str] = if wait == Wait::Yes {
+            &[TAKE_SKIPPING, TAKE_WAITING]
+        } else {
+            &[TAKE_SKIPPING]
+        };
+        for take in takes_tried.iter().copied() {
             shard = sqlx::query_scalar(take)
                 .bind(key.sku.as_str())
                 .bind(key.location.as_str())
@@ -661,6 +699,7 @@ async fn try_reserve(
         }
         let shard = match shard {
             Some(s) => s,
+            None if wait != Wait::Yes => return Ok(UnitOutcome::Rollback(Reserved::Contended)),
             None => {
                 // The slow path: exact counts under the key's locks.
                 let _ = expire_due(tx, key, now).await?;
@@ -693,9 +732,9 @@ async fn try_reserve(
     .rows_affected();
     if inserted == 0 {
         // Another call created it first: ours rolls back.
-        return Ok(UnitOutcome::Rollback(None));
+        return Ok(UnitOutcome::Rollback(Reserved::Taken));
     }
-    Ok(UnitOutcome::Commit(Some(Hold {
+    Ok(UnitOutcome::Commit(Reserved::Held(Hold {
         id: hold.clone(),
         lines: lines.to_vec(),
         status: HoldStatus::Held,
@@ -816,7 +855,41 @@ struct Step {
 
 impl PgStockStore {
     pub(crate) fn new(pg: Postgres) -> Self {
-        PgStockStore { pg }
+        PgStockStore {
+            pg,
+            contended: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// Whether `key` was found contended lately (counting this reservation against it).
+    fn lately_contended(&self, key: Option<&(String, String)>) -> bool {
+        let Some(key) = key else { return false };
+        let mut map = self
+            .contended
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match map.get_mut(key) {
+            Some(left) if *left > 1 => {
+                *left -= 1;
+                true
+            }
+            Some(_) => {
+                // Its turn to try alone again.
+                let _ = map.remove(key);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn found_contended(&self, key: Option<&(String, String)>) {
+        if let Some(key) = key {
+            let mut map = self
+                .contended
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let _ = map.insert(key.clone(), CONTENDED_FOR);
+        }
     }
 
     async fn begin(&self) -> Result<Tx> {
@@ -882,38 +955,29 @@ impl PgStockStore {
         op: HoldOp<'_>,
         now: DateTime<Utc>,
     ) -> Result<(Hold, Vec<DomainEvent>, bool)> {
-        // Operations that give units back or commit them lock the key's counter rows: they
-        // go to the worker of the hold's first key, as its reservations do (one read to learn
-        // it). The others lock only the hold's own row and go to any worker.
-        let key = match op {
+        // Operations that commit units or give them back lock the key's rows (its `stock`
+        // row, then its counter rows, waiting for them): in a transaction of their own, as a
+        // batch's units never wait for a lock. The others lock only the hold's own row.
+        let counted = matches!(
+            op,
             HoldOp::Commit | HoldOp::Release | HoldOp::ReleaseOwned { .. } | HoldOp::Expire
-                if self.pg.combiner().config().workers > 1 =>
-            {
-                self.first_key(id).await?
-            }
-            _ => None,
-        };
-        // Hashed as the reservation's route is (an `Option`).
-        let route = key.is_some().then_some(&key);
+        );
         retried(|| {
             let (id, op) = (id.clone(), OwnedOp::of(op));
-            self.pg.combiner().run_maybe_keyed(route, move |conn| {
+            let unit = unit(move |conn| {
                 async move { try_hold_op(conn, &id, op.as_op(), now).await }.boxed()
-            })
+            });
+            let pool = self.pg.primary();
+            let combiner = self.pg.combiner();
+            async move {
+                if counted {
+                    alone(pool, unit).await
+                } else {
+                    combiner.run(unit).await
+                }
+            }
         })
         .await?
-    }
-
-    /// The first key of hold `id`'s lines (the one its reservation was routed by), if it
-    /// exists.
-    async fn first_key(&self, id: &HoldId) -> Result<Option<(String, String)>> {
-        sqlx::query_as(
-            "SELECT lines->0->'key'->>'sku', lines->0->'key'->>'location' FROM holds WHERE id = $1",
-        )
-        .bind(id.as_str())
-        .fetch_optional(self.pg.primary())
-        .await
-        .map_err(db)
     }
 
     /// A movement changing on-hand units of one key.
@@ -1282,22 +1346,53 @@ impl HoldStore for PgStockStore {
             // A new hold is the common case: try it first, and look for a stored one only
             // when the id turns out to be taken or the units are not there (a repeat of a
             // hold that took the last units is answered with the hold, not refused).
-            let (h, d, l) = (hold.clone(), demand.clone(), summed.clone());
-            // Reservations of one key share a worker: batches never wait for each other's
-            // locks on its counter rows.
+            // First in a transaction of its own that waits for no row: a key with a row no
+            // one holds (a sharded hot SKU, any uncontended key) takes it and commits as
+            // before. Only when every row with enough units is held by another transaction
+            // does it go to the key's group-commit worker, where the reservations of a batch
+            // wait for the row once and share its lock and commit.
+            let combined = self.pg.combiner().config().enabled;
             let route = demand
                 .first()
                 .map(|(k, _)| (k.sku.as_str().to_owned(), k.location.as_str().to_owned()));
-            let attempt = self
-                .pg
-                .combiner()
-                .run_keyed(&route, move |conn| {
-                    async move { try_reserve(conn, &h, &d, &l, expires_at, now).await }.boxed()
+            let mut attempt = Ok(Reserved::Contended);
+            if combined && !self.lately_contended(route.as_ref()) {
+                let (h, d, l) = (hold.clone(), demand.clone(), summed.clone());
+                attempt = alone(self.pg.primary(), move |conn| {
+                    async move { try_reserve(conn, &h, &d, &l, expires_at, now, Wait::No).await }
+                        .boxed()
                 })
                 .await;
+                if matches!(attempt, Ok(Reserved::Contended)) {
+                    self.found_contended(route.as_ref());
+                }
+            }
+            if combined && matches!(attempt, Ok(Reserved::Contended)) {
+                // Reservations of one key share a worker: a batch takes the row once and
+                // its units share its lock and commit.
+                let (h, d, l) = (hold.clone(), demand.clone(), summed.clone());
+                attempt = self
+                    .pg
+                    .combiner()
+                    .run_keyed(&route, move |conn| {
+                        async move { try_reserve(conn, &h, &d, &l, expires_at, now, Wait::No).await }
+                            .boxed()
+                    })
+                    .await;
+            }
+            if matches!(attempt, Ok(Reserved::Contended)) {
+                // Every row held by others (or none with enough units): alone, waiting for
+                // a row, and by the slow path if no row can serve it.
+                let (h, d, l) = (hold.clone(), demand.clone(), summed.clone());
+                attempt = alone(self.pg.primary(), move |conn| {
+                    async move { try_reserve(conn, &h, &d, &l, expires_at, now, Wait::Yes).await }
+                        .boxed()
+                })
+                .await;
+            }
             match attempt {
-                Ok(Some(h)) => Ok(h),
-                Ok(None) => self
+                Ok(Reserved::Held(h)) => Ok(h),
+                Ok(Reserved::Taken | Reserved::Contended) => self
                     .existing(hold, &demand, now)
                     .await?
                     .ok_or_else(|| port(PortError::new(ErrorKind::Unavailable, "hold raced"))),

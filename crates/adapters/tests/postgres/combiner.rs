@@ -46,9 +46,11 @@ async fn on_schema(pg: &Postgres, name: &str, group_commit: GroupCommit) -> Post
     .unwrap()
 }
 
+/// One worker that combines every unit (keyed or not).
 fn one_worker() -> GroupCommit {
     GroupCommit {
         workers: 1,
+        combine_unkeyed: true,
         ..GroupCommit::default()
     }
 }
