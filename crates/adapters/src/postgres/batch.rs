@@ -95,6 +95,12 @@ pub struct GroupCommit {
     /// units ([`Combiner::run_keyed`]) gain the row lock held once per batch, not once per
     /// caller. When off, they run alone as with `enabled` off.
     pub combine_unkeyed: bool,
+    /// The longest a batch's statement waits for a lock (`SET LOCAL lock_timeout`; zero: the
+    /// server's setting). A unit whose wait runs out is rolled back alone and answered
+    /// `Unavailable` (the stores run it again): batches waiting for each other's rows, or
+    /// for a transaction waiting for theirs, cost this long, not `deadlock_timeout`, and
+    /// one slow transaction cannot stall every caller of a batch.
+    pub lock_timeout: Duration,
 }
 
 impl Default for GroupCommit {
@@ -105,6 +111,7 @@ impl Default for GroupCommit {
             workers: 1,
             linger: Duration::ZERO,
             combine_unkeyed: false,
+            lock_timeout: Duration::from_millis(100),
         }
     }
 }
@@ -342,7 +349,7 @@ where
     E: From<PortError>,
 {
     let mut tx = pool.begin().await.map_err(error::db)?;
-    match unit(&mut *tx).await? {
+    match unit(&mut tx).await? {
         UnitOutcome::Commit(t) => {
             tx.commit().await.map_err(error::commit)?;
             Ok(t)
@@ -401,7 +408,7 @@ async fn worker(
             },
         };
         let mut c = c;
-        let outcome = AssertUnwindSafe(run_batch(&mut c, &mut batch))
+        let outcome = AssertUnwindSafe(run_batch(&mut c, &mut batch, config.lock_timeout))
             .catch_unwind()
             .await;
         match outcome {
@@ -434,8 +441,18 @@ async fn worker(
 async fn run_batch(
     conn: &mut PoolConnection<Pg>,
     batch: &mut [Box<dyn Job>],
+    lock_timeout: Duration,
 ) -> Result<(), PortError> {
-    let mut tx = Connection::begin_with(&mut **conn, "BEGIN; SAVEPOINT unit")
+    let begin = if lock_timeout.is_zero() {
+        "BEGIN; SAVEPOINT unit".to_owned()
+    } else {
+        // A number of milliseconds from the configuration, not input.
+        format!(
+            "BEGIN; SET LOCAL lock_timeout = {}; SAVEPOINT unit",
+            lock_timeout.as_millis().max(1)
+        )
+    };
+    let mut tx = Connection::begin_with(&mut **conn, sqlx::AssertSqlSafe(begin))
         .await
         .map_err(error::db)?;
     // Whether the savepoint holds writes to keep (released before the next unit's).
@@ -447,7 +464,7 @@ async fn run_batch(
                 .await
                 .map_err(error::db)?;
         }
-        match job.run(&mut *tx).await {
+        match job.run(&mut tx).await {
             Ran::Keep => kept = true,
             Ran::Discard => {
                 // The savepoint stays, empty, for the next unit.

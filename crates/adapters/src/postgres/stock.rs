@@ -654,11 +654,12 @@ enum Wait {
     /// In a transaction of its own, holding no other row: it may wait (and take the slow
     /// path).
     Yes,
-    /// It gives up instead ([`Reserved::Contended`]): a first try alone, or a unit of a
-    /// batch, whose earlier units may hold rows the holder of this one waits for. A batch
-    /// therefore never waits for a lock: it cannot deadlock with the transactions that lock a
-    /// key's `stock` row and then its counter rows.
+    /// It gives up instead ([`Reserved::Contended`]): a first try alone.
     No,
+    /// A unit of a batch: it may wait for a counter row (the batch's `lock_timeout` bounds
+    /// the wait, as the batch's earlier units may hold rows the row's holder waits for), but
+    /// never takes the slow path, which locks the key's `stock` row after its counter rows.
+    InBatch,
 }
 
 /// One attempt at a new hold, in a transaction of its own or as a unit of group commit.
@@ -679,10 +680,10 @@ async fn try_reserve(
         // among the rows no one holds, then (contended, as on a one-row key) waiting for
         // the first row that has them — or, when not to wait, giving up.
         let mut shard = None;
-        let takes_tried: &[&str] = if wait == Wait::Yes {
-            &[TAKE_SKIPPING, TAKE_WAITING]
-        } else {
+        let takes_tried: &[&str] = if wait == Wait::No {
             &[TAKE_SKIPPING]
+        } else {
+            &[TAKE_SKIPPING, TAKE_WAITING]
         };
         for take in takes_tried.iter().copied() {
             shard = sqlx::query_scalar(take)
@@ -1375,8 +1376,10 @@ impl HoldStore for PgStockStore {
                     .pg
                     .combiner()
                     .run_keyed(&route, move |conn| {
-                        async move { try_reserve(conn, &h, &d, &l, expires_at, now, Wait::No).await }
-                            .boxed()
+                        async move {
+                            try_reserve(conn, &h, &d, &l, expires_at, now, Wait::InBatch).await
+                        }
+                        .boxed()
                     })
                     .await;
             }
