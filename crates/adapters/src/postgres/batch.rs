@@ -1,60 +1,4 @@
-//! Group commit: short write transactions of concurrent callers share one transaction, and so
-//! one WAL flush.
-//!
-//! A durable commit costs a WAL flush, and a flush costs the same for one transaction as for
-//! fifty. A [`Combiner`] takes *units* of work (an async closure over a
-//! [`PgConnection`](sqlx::PgConnection)) from any number of callers; each of its workers takes
-//! whatever is queued (up to [`GroupCommit::max_batch`] units, waiting no longer than
-//! [`GroupCommit::linger`] for more), runs them one after another in **one** transaction, each
-//! inside its own `SAVEPOINT`, commits once, and only then answers every caller.
-//!
-//! - A unit that fails (or asks to be rolled back, [`UnitOutcome::Rollback`]) is rolled back to
-//!   its savepoint: its writes are gone, its neighbours' stay, and its caller gets its own
-//!   answer, after the batch committed.
-//! - When the batch itself fails (the connection is lost, the server ends it, the savepoint or
-//!   the `COMMIT` is refused), nothing of it is committed, or the commit's outcome is unknown:
-//!   every unit of the batch is answered with the same typed error — `Unavailable` when the
-//!   batch was rolled back before its `COMMIT` (the caller may run the unit again), or
-//!   `Indeterminate` when the connection broke during the `COMMIT` (exactly as a lone
-//!   transaction's commit would be). No unit is ever answered with success before the commit.
-//! - A unit that panics fails its batch: the transaction is rolled back and every unit of the
-//!   batch hears `Internal`.
-//!
-//! Row locks a unit takes are held until the batch commits, so units of one batch that write
-//! the same row (a hot SKU's counter row, a promotion's tally) take its lock once per batch
-//! instead of once per caller. Units must not `COMMIT` or `ROLLBACK` themselves; a caller that
-//! needs a transaction of its own uses the pool ([`Postgres::primary`](super::Postgres::primary))
-//! as before.
-//!
-//! With [`GroupCommit::enabled`] off, [`Combiner::run`] runs each unit in its own transaction
-//! (the same answers, one commit per unit).
-//!
-//! ```no_run
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use adapters::postgres::{Postgres, UnitOutcome};
-//! use commerce_core::PortError;
-//! use futures::FutureExt;
-//!
-//! let pg = Postgres::connect("postgres://postgres@127.0.0.1:5432/test").await?;
-//! // Committed together with whatever other callers submitted meanwhile; answered after the
-//! // commit.
-//! let rows: u64 = pg
-//!     .combiner()
-//!     .run(|conn| {
-//!         async move {
-//!             let done = sqlx::query("UPDATE stock SET on_hand = on_hand + 1 WHERE sku = $1")
-//!                 .bind("SKU-1")
-//!                 .execute(&mut *conn)
-//!                 .await
-//!                 .map_err(|e| PortError::caused_by(commerce_core::ErrorKind::Internal, e))?;
-//!             Ok::<_, PortError>(UnitOutcome::Commit(done.rows_affected()))
-//!         }
-//!         .boxed()
-//!     })
-//!     .await?;
-//! # let _ = rows;
-//! # Ok(()) }
-//! ```
+//! Group commit: the [`Combiner`].
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::panic::AssertUnwindSafe;
@@ -78,12 +22,11 @@ pub struct GroupCommit {
     pub enabled: bool,
     /// The most units one transaction carries.
     pub max_batch: usize,
-    /// Workers per database, each running one batch at a time on one connection (held only
-    /// while there is work queued). One (the default) never lets two batches wait for each
-    /// other's row locks; more overlap one batch's commit with the next one's statements, but
-    /// units of concurrent batches may then deadlock on rows they share (the server detects
-    /// it after `deadlock_timeout`, and the losing unit is answered `Unavailable` and retried
-    /// by the stores).
+    /// Workers per database, each with its own queue, running one batch at a time on one
+    /// connection (held only while there is work queued). Keyed units go to the worker of
+    /// their key; unkeyed ones take turns. More workers run batches in parallel; units of two
+    /// workers' batches that lock a row both touch wait for each other at most
+    /// [`lock_timeout`](GroupCommit::lock_timeout).
     pub workers: usize,
     /// How long a worker waits for more units once it has one: zero (the default) takes only
     /// what is queued already; concurrency alone fills the batches.
@@ -192,7 +135,68 @@ impl<T: Send + 'static, E: From<PortError> + Send + 'static> Job for Typed<T, E>
     }
 }
 
-/// Combines the short write transactions of one database (see the [module](self)).
+/// Group commit for one database: short write transactions of concurrent callers share one
+/// transaction, and so one WAL flush.
+///
+/// A durable commit costs a WAL flush, and a flush costs the same for one transaction as for
+/// fifty. A [`Combiner`] takes *units* of work (an async closure over a
+/// [`PgConnection`](sqlx::PgConnection)) from any number of callers; each of its workers takes
+/// whatever is queued (up to [`GroupCommit::max_batch`] units, waiting no longer than
+/// [`GroupCommit::linger`] for more), runs them one after another in **one** transaction, each
+/// inside its own `SAVEPOINT`, commits once, and only then answers every caller.
+///
+/// - A unit that fails (or asks to be rolled back, [`UnitOutcome::Rollback`]) is rolled back to
+///   its savepoint: its writes are gone, its neighbours' stay, and its caller gets its own
+///   answer, after the batch committed.
+/// - When the batch itself fails (the connection is lost, the server ends it, the savepoint or
+///   the `COMMIT` is refused), nothing of it is committed, or the commit's outcome is unknown:
+///   every unit of the batch is answered with the same typed error — `Unavailable` when the
+///   batch was rolled back before its `COMMIT` (the caller may run the unit again), or
+///   `Indeterminate` when the connection broke during the `COMMIT` (exactly as a lone
+///   transaction's commit would be). No unit is ever answered with success before the commit.
+/// - A unit that panics fails its batch: the transaction is rolled back and every unit of the
+///   batch hears `Internal`.
+///
+/// Row locks a unit takes are held until the batch commits, so units of one batch that write
+/// the same row (a hot SKU's counter row, a promotion's tally) take its lock once per batch
+/// instead of once per caller. Units must not `COMMIT` or `ROLLBACK` themselves; a caller that
+/// needs a transaction of its own uses the pool ([`Postgres::primary`](super::Postgres::primary))
+/// as before.
+///
+/// Which units are combined: those submitted with [`Combiner::run_keyed`] (units that lock a
+/// row other callers wait for — a one-row SKU's counter row, a promotion's tally — routed by
+/// that row's key to one worker, so batches of one key never wait for each other), and those
+/// submitted with [`Combiner::run`] only when [`GroupCommit::combine_unkeyed`] is on. With
+/// [`GroupCommit::enabled`] off, or for an unkeyed unit by default, the unit runs in a
+/// transaction of its own (the same answers, one commit per unit). The figures behind these
+/// defaults are in `BENCHMARKS.md` ("adapters/postgres").
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use adapters::postgres::{Postgres, UnitOutcome};
+/// use commerce_core::PortError;
+/// use futures::FutureExt;
+///
+/// let pg = Postgres::connect("postgres://postgres@127.0.0.1:5432/test").await?;
+/// // Committed together with whatever other callers submitted meanwhile; answered after the
+/// // commit.
+/// let rows: u64 = pg
+///     .combiner()
+///     .run_keyed("SKU-1", |conn| {
+///         async move {
+///             let done = sqlx::query("UPDATE stock SET on_hand = on_hand + 1 WHERE sku = $1")
+///                 .bind("SKU-1")
+///                 .execute(&mut *conn)
+///                 .await
+///                 .map_err(|e| PortError::caused_by(commerce_core::ErrorKind::Internal, e))?;
+///             Ok::<_, PortError>(UnitOutcome::Commit(done.rows_affected()))
+///         }
+///         .boxed()
+///     })
+///     .await?;
+/// # let _ = rows;
+/// # Ok(()) }
+/// ```
 ///
 /// Cheap to clone: clones share the queue and the workers. The workers start on the first
 /// [`run`](Combiner::run), on the Tokio runtime it is called from, and stop when the last

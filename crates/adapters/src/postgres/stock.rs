@@ -18,6 +18,14 @@
 //! with enough units is held, the same statement runs again waiting for the first of them (a
 //! one-row key under contention queues on its row, as a plain `UPDATE` would).
 //!
+//! With group commit ([`Combiner`](super::Combiner), on by default) the first try waits for no
+//! row: when every row with enough units is held, the reservation goes to its key's worker
+//! instead, whose batch takes the row once and shares its lock and commit among the batch's
+//! reservations (a one-row hot SKU no longer commits once per buyer); a key found contended
+//! goes there directly for its next reservations. A batched reservation may wait for its row
+//! (bounded by the batch's `lock_timeout`) but never takes the slow path: it is run alone
+//! again, waiting, as above.
+//!
 //! When no single row can serve the reservation (its share is spent or the units are in holds
 //! that expired unswept), the slow path finalizes the key's expired
 //! holds, locks the key's `stock` row and all its counter rows, decides with
