@@ -250,7 +250,8 @@ impl Combiner {
     }
 
     /// Runs `unit` in the next batch of any worker (taking turns) and answers once that
-    /// batch committed (or failed). For a unit that waits for a row other units write too,
+    /// batch committed (or failed) — or, unless [`GroupCommit::combine_unkeyed`] is on, in a
+    /// transaction of its own. For a unit that waits for a row other units write too,
     /// [`run_keyed`](Combiner::run_keyed).
     ///
     /// # Errors
