@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use adapters::TokioSleeper;
-use adapters::postgres::Postgres;
+use adapters::postgres::{GroupCommit, Postgres};
 use benches::pg;
 use cart_engine::{PromotionId, UsageLimits};
 use commerce_core::memory::InMemoryNotifier;
@@ -91,17 +91,17 @@ fn percentile(sorted: &[Duration], per_mille: usize) -> Duration {
     sorted.get(i).copied().unwrap_or_default()
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
-    let run = if pg::measured() {
-        Duration::from_secs(10)
-    } else {
-        println!("smoke run (use `cargo bench` for figures)");
-        Duration::from_millis(300)
-    };
-    let Some(db) = pg::fresh("bench_pg_checkout", 24).await else {
-        return;
-    };
+/// One measured run: checkouts/s, p50, p99, transactions and WAL flushes per checkout.
+struct Figures {
+    rate: f64,
+    p50: Duration,
+    p99: Duration,
+    commits: f64,
+    syncs: f64,
+    n: usize,
+}
+
+async fn measure(db: &Postgres, run: Duration) -> Figures {
     let stock = db.stock();
     let mut skus = Vec::with_capacity(SKUS);
     for i in 0..SKUS {
@@ -126,13 +126,13 @@ async fn main() {
     }
     let clock = Arc::new(ManualClock::new(t0()));
     let checkout = Arc::new(
-        Checkout::builder(ports(&db), clock, Arc::new(TokioSleeper))
+        Checkout::builder(ports(db), clock, Arc::new(TokioSleeper))
             .journal(Arc::new(db.saga_journal()))
             .build(),
     );
     let skus = Arc::new(skus);
-    let commits_before = pg::commits(&db).await;
-    let syncs_before = pg::wal_syncs(&db).await;
+    let commits_before = pg::commits(db).await;
+    let syncs_before = pg::wal_syncs(db).await;
     let start = Instant::now();
     let tasks: Vec<_> = (0..CLIENTS)
         .map(|c| {
@@ -160,11 +160,56 @@ async fn main() {
         latencies.extend(t.await.expect("client"));
     }
     let elapsed = start.elapsed();
-    let syncs = pg::wal_syncs(&db).await - syncs_before;
-    let commits = pg::commits(&db).await - commits_before;
+    let syncs = pg::wal_syncs(db).await - syncs_before;
+    let commits = pg::commits(db).await - commits_before;
     latencies.sort();
     let n = latencies.len();
-    let rate = n as f64 / elapsed.as_secs_f64();
+    Figures {
+        rate: n as f64 / elapsed.as_secs_f64(),
+        p50: percentile(&latencies, 500),
+        p99: percentile(&latencies, 990),
+        commits: commits as f64 / n.max(1) as f64,
+        syncs: syncs as f64 / n.max(1) as f64,
+        n,
+    }
+}
+
+fn report(what: &str, f: &Figures) {
+    println!("  {what}, {} checkouts:", f.n);
+    println!("    checkouts/s:              {:>9.0}", f.rate);
+    println!(
+        "    p50 / p99:                {:>9.2} / {:.2} ms",
+        f.p50.as_secs_f64() * 1e3,
+        f.p99.as_secs_f64() * 1e3
+    );
+    println!(
+        "    transactions per checkout (reads included): {:.1}; WAL flushes per checkout: {:.1}",
+        f.commits, f.syncs
+    );
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let run = if pg::measured() {
+        Duration::from_secs(10)
+    } else {
+        println!("smoke run (use `cargo bench` for figures)");
+        Duration::from_millis(300)
+    };
+    // Every store's write in its own transaction (group commit off), then combined (the
+    // configuration `PG_GROUP_COMMIT` names, the default otherwise).
+    let Some(alone) = pg::fresh_with("bench_pg_checkout_alone", 24, GroupCommit::disabled()).await
+    else {
+        return;
+    };
+    let off = measure(&alone, run).await;
+    alone.close().await;
+    let group_commit = pg::group_commit();
+    let Some(db) = pg::fresh_with("bench_pg_checkout", 24, group_commit.clone()).await else {
+        return;
+    };
+    let on = measure(&db, run).await;
+    db.close().await;
     let secs = u32::try_from(run.as_secs().max(1)).unwrap_or(1);
     // The smoke run skips pgbench (its setup alone takes seconds).
     let tps = if pg::measured() {
@@ -172,24 +217,30 @@ async fn main() {
     } else {
         None
     };
-    println!("durable checkouts on PostgreSQL, {CLIENTS} clients, {n} checkouts:");
-    println!("  checkouts/s:              {rate:>9.0}");
-    println!(
-        "  p50 / p99:                {:>9.2} / {:.2} ms",
-        percentile(&latencies, 500).as_secs_f64() * 1e3,
-        percentile(&latencies, 990).as_secs_f64() * 1e3
-    );
-    println!(
-        "  transactions per checkout (reads included): {:.1}; WAL flushes per checkout: {:.1}",
-        commits as f64 / n.max(1) as f64,
-        syncs as f64 / n.max(1) as f64
+    println!("durable checkouts on PostgreSQL, {CLIENTS} clients:");
+    report("each write its own transaction (group commit off)", &off);
+    report(
+        &format!(
+            "group commit ({} worker(s), batches of up to {}, unkeyed writes {})",
+            group_commit.workers,
+            group_commit.max_batch,
+            if group_commit.combine_unkeyed {
+                "combined"
+            } else {
+                "alone"
+            }
+        ),
+        &on,
     );
     match tps {
         Some(tps) => {
             println!("  pgbench -N, 16 clients:   {tps:>9.0} tps");
-            println!("  checkouts ÷ pgbench tps:  {:>9.3}", rate / tps);
+            println!(
+                "  checkouts ÷ pgbench tps:  {:>9.3} off, {:.3} group commit",
+                off.rate / tps,
+                on.rate / tps
+            );
         }
         None => println!("  pgbench -N: not available here"),
     }
-    db.close().await;
 }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use adapters::postgres::PgStockStore;
+use adapters::postgres::{GroupCommit, PgStockStore};
 use benches::pg;
 use chrono::TimeDelta;
 use commerce_core::testkit::t0;
@@ -98,7 +98,21 @@ async fn main() {
         println!("smoke run (use `cargo bench` for figures)");
         Duration::from_millis(200)
     };
-    let Some(db) = pg::fresh("bench_pg_stock", 20).await else {
+    // The same reservations with every one in its own transaction (group commit off), then
+    // combined (the configuration `PG_GROUP_COMMIT` names, the default otherwise).
+    let Some(alone) = pg::fresh_with("bench_pg_stock_alone", 20, GroupCommit::disabled()).await
+    else {
+        return;
+    };
+    let store = Arc::new(alone.stock());
+    let one = stocked(&store, "HOT-1", 1).await;
+    let sixteen = stocked(&store, "HOT-16", 16).await;
+    let alone_one = reserve_for(&store, &one, CLIENTS, run, "one").await;
+    let alone_sixteen = reserve_for(&store, &sixteen, CLIENTS, run, "sixteen").await;
+    alone.close().await;
+
+    let group_commit = pg::group_commit();
+    let Some(db) = pg::fresh_with("bench_pg_stock", 20, group_commit.clone()).await else {
         return;
     };
     let store = Arc::new(db.stock());
@@ -145,6 +159,23 @@ async fn main() {
         "hot SKU on PostgreSQL, {CLIENTS} clients, {} s each:",
         run.as_secs_f64()
     );
+    println!("  each reservation its own transaction (group commit off):");
+    println!("    reservations/s, 1 counter row:   {alone_one:>9.0}");
+    println!("    reservations/s, 16 counter rows: {alone_sixteen:>9.0}");
+    println!(
+        "    16 rows ÷ 1 row:                 {:>9.2}×",
+        alone_sixteen / alone_one
+    );
+    println!(
+        "  group commit ({} worker(s), batches of up to {}, unkeyed writes {}):",
+        group_commit.workers,
+        group_commit.max_batch,
+        if group_commit.combine_unkeyed {
+            "combined"
+        } else {
+            "alone"
+        }
+    );
     println!("  reservations/s, 1 counter row:   {on_one:>9.0}");
     println!("  reservations/s, 16 counter rows: {on_sixteen:>9.0}");
     println!(
@@ -157,6 +188,10 @@ async fn main() {
     match tps {
         Some(tps) => {
             println!("  pgbench -N, 16 clients:          {tps:>9.0} tps");
+            println!(
+                "  16-row reservations ÷ pgbench, group commit off: {:>5.2}",
+                alone_sixteen / tps
+            );
             println!(
                 "  16-row reservations ÷ pgbench:   {:>9.2}",
                 on_sixteen / tps

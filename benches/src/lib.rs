@@ -25,7 +25,7 @@ pub mod pg {
     use std::process::Command;
     use std::time::Duration;
 
-    use adapters::postgres::{Postgres, PostgresConfig};
+    use adapters::postgres::{GroupCommit, Postgres, PostgresConfig};
 
     /// The server (`DATABASE_URL`, default the local one).
     pub fn url() -> String {
@@ -44,6 +44,18 @@ pub mod pg {
     /// # Panics
     /// Under `CI=true` without a server.
     pub async fn fresh(name: &str, connections: u32) -> Option<Postgres> {
+        fresh_with(name, connections, GroupCommit::default()).await
+    }
+
+    /// [`fresh`], its short write transactions combined as `group_commit` says.
+    ///
+    /// # Panics
+    /// Under `CI=true` without a server.
+    pub async fn fresh_with(
+        name: &str,
+        connections: u32,
+        group_commit: GroupCommit,
+    ) -> Option<Postgres> {
         let admin = match Postgres::connect(&url()).await {
             Ok(pg) => pg,
             Err(e) => {
@@ -69,6 +81,7 @@ pub mod pg {
                 max_connections: connections,
                 acquire_timeout: Duration::from_secs(30),
                 application_name: format!("bench-{name}"),
+                group_commit,
                 ..PostgresConfig::default()
             },
         )
@@ -76,6 +89,26 @@ pub mod pg {
         .ok()?;
         pg.migrate().await.ok()?;
         Some(pg)
+    }
+
+    /// The group commit a bench run measures: `PG_GROUP_COMMIT=off` turns it off,
+    /// `PG_GROUP_COMMIT=<workers>` sets the workers per database, `PG_GROUP_COMMIT=all:<workers>`
+    /// combines unkeyed writes too; the default otherwise.
+    pub fn group_commit() -> GroupCommit {
+        let setting = std::env::var("PG_GROUP_COMMIT").unwrap_or_default();
+        if setting == "off" {
+            return GroupCommit::disabled();
+        }
+        let (all, workers) = match setting.strip_prefix("all:") {
+            Some(n) => (true, n),
+            None => (false, setting.as_str()),
+        };
+        let default = GroupCommit::default();
+        GroupCommit {
+            workers: workers.parse().unwrap_or(default.workers),
+            combine_unkeyed: all || default.combine_unkeyed,
+            ..default
+        }
     }
 
     /// Transactions committed in the current database so far (`pg_stat_database`).

@@ -20,7 +20,10 @@ use commerce_core::{CasOutcome, ErrorKind, PortError, PortResult};
 use saga::{SagaJournal, SagaRecord, SagaStatus};
 
 use super::time::lease_end;
-use super::{Postgres, commit, error, page, with_retries};
+use futures::FutureExt;
+use sqlx::PgConnection;
+
+use super::{Postgres, UnitOutcome, error, page, with_retries};
 
 /// The [`SagaJournal`] on PostgreSQL.
 #[derive(Debug, Clone)]
@@ -68,132 +71,142 @@ impl PgJournal {
     pub(crate) fn new(pg: Postgres) -> Self {
         PgJournal { pg }
     }
+}
 
-    async fn try_create(&self, record: &SagaRecord) -> PortResult<SagaRecord> {
-        let row = Row::of(record)?;
-        let mut tx = self.pg.primary().begin().await.map_err(error::db)?;
-        let inserted = sqlx::query(
-            "INSERT INTO sagas \
+/// One attempt at `create`, as a unit of group commit.
+async fn try_create(
+    tx: &mut PgConnection,
+    record: &SagaRecord,
+) -> PortResult<UnitOutcome<SagaRecord>> {
+    let row = Row::of(record)?;
+    let inserted = sqlx::query(
+        "INSERT INTO sagas \
                  (id, kind, status, version, lease_owner, lease_until, created_at, body) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
-        )
+    )
+    .bind(&record.id)
+    .bind(&record.kind)
+    .bind(row.status)
+    .bind(row.version)
+    .bind(row.lease_owner)
+    .bind(row.lease_until)
+    .bind(record.created_at)
+    .bind(row.body)
+    .execute(&mut *tx)
+    .await
+    .map_err(error::db)?;
+    if inserted.rows_affected() == 1 {
+        return Ok(UnitOutcome::Commit(record.clone()));
+    }
+    // Another create won (and committed: ON CONFLICT waited for it); return its record.
+    let body: serde_json::Value = sqlx::query_scalar("SELECT body FROM sagas WHERE id = $1")
         .bind(&record.id)
-        .bind(&record.kind)
-        .bind(row.status)
-        .bind(row.version)
-        .bind(row.lease_owner)
-        .bind(row.lease_until)
-        .bind(record.created_at)
-        .bind(row.body)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await
         .map_err(error::db)?;
-        if inserted.rows_affected() == 1 {
-            commit(tx).await?;
-            return Ok(record.clone());
-        }
-        // Another create won (and committed: ON CONFLICT waited for it); return its record.
-        let body: serde_json::Value = sqlx::query_scalar("SELECT body FROM sagas WHERE id = $1")
+    load(body).map(UnitOutcome::Commit)
+}
+
+/// One attempt at `update`, as a unit of group commit.
+async fn try_update(
+    tx: &mut PgConnection,
+    record: &SagaRecord,
+) -> PortResult<UnitOutcome<CasOutcome>> {
+    let mut next = record.clone();
+    next.version = record
+        .version
+        .checked_add(1)
+        .ok_or_else(|| error::too_large("saga version"))?;
+    let row = Row::of(&next)?;
+    let stored: Option<i64> =
+        sqlx::query_scalar("SELECT version FROM sagas WHERE id = $1 FOR UPDATE")
             .bind(&record.id)
-            .fetch_one(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(error::db)?;
-        commit(tx).await?;
-        load(body)
+    let Some(stored) = stored else {
+        return Err(PortError::new(
+            ErrorKind::NotFound,
+            format!("saga {}", record.id),
+        ));
+    };
+    let current = u64::try_from(stored).map_err(|_| error::corrupt("version", stored))?;
+    if current != record.version {
+        return Ok(UnitOutcome::Rollback(CasOutcome::VersionMismatch {
+            current,
+        }));
     }
-
-    async fn try_update(&self, record: &SagaRecord) -> PortResult<CasOutcome> {
-        let mut next = record.clone();
-        next.version = record
-            .version
-            .checked_add(1)
-            .ok_or_else(|| error::too_large("saga version"))?;
-        let row = Row::of(&next)?;
-        let mut tx = self.pg.primary().begin().await.map_err(error::db)?;
-        let stored: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM sagas WHERE id = $1 FOR UPDATE")
-                .bind(&record.id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(error::db)?;
-        let Some(stored) = stored else {
-            return Err(PortError::new(
-                ErrorKind::NotFound,
-                format!("saga {}", record.id),
-            ));
-        };
-        let current = u64::try_from(stored).map_err(|_| error::corrupt("version", stored))?;
-        if current != record.version {
-            return Ok(CasOutcome::VersionMismatch { current });
-        }
-        sqlx::query(
-            "UPDATE sagas SET kind = $2, status = $3, version = $4, lease_owner = $5, \
+    sqlx::query(
+        "UPDATE sagas SET kind = $2, status = $3, version = $4, lease_owner = $5, \
                  lease_until = $6, created_at = $7, body = $8 \
              WHERE id = $1",
-        )
-        .bind(&record.id)
-        .bind(&record.kind)
-        .bind(row.status)
-        .bind(row.version)
-        .bind(row.lease_owner)
-        .bind(row.lease_until)
-        .bind(record.created_at)
-        .bind(row.body)
-        .execute(&mut *tx)
-        .await
-        .map_err(error::db)?;
-        commit(tx).await?;
-        Ok(CasOutcome::Committed)
-    }
+    )
+    .bind(&record.id)
+    .bind(&record.kind)
+    .bind(row.status)
+    .bind(row.version)
+    .bind(row.lease_owner)
+    .bind(row.lease_until)
+    .bind(record.created_at)
+    .bind(row.body)
+    .execute(&mut *tx)
+    .await
+    .map_err(error::db)?;
+    Ok(UnitOutcome::Commit(CasOutcome::Committed))
+}
 
-    async fn try_acquire(
-        &self,
-        id: &str,
-        owner: &str,
-        now: DateTime<Utc>,
-        until: DateTime<Utc>,
-    ) -> PortResult<Option<SagaRecord>> {
-        // The body's lease as the record serializes it (to the nanosecond).
-        let lease = serde_json::to_value(Some((owner, until)))
-            .map_err(|e| PortError::caused_by(ErrorKind::Internal, e))?;
-        let mut tx = self.pg.primary().begin().await.map_err(error::db)?;
-        let taken: Option<serde_json::Value> = sqlx::query_scalar(
-            "UPDATE sagas SET lease_owner = $2, lease_until = $4, version = version + 1, \
+/// One attempt at `acquire`, as a unit of group commit.
+async fn try_acquire(
+    tx: &mut PgConnection,
+    id: &str,
+    owner: &str,
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> PortResult<UnitOutcome<Option<SagaRecord>>> {
+    // The body's lease as the record serializes it (to the nanosecond).
+    let lease = serde_json::to_value(Some((owner, until)))
+        .map_err(|e| PortError::caused_by(ErrorKind::Internal, e))?;
+    let taken: Option<serde_json::Value> = sqlx::query_scalar(
+        "UPDATE sagas SET lease_owner = $2, lease_until = $4, version = version + 1, \
                  body = jsonb_set(jsonb_set(body, '{lease}', $5), \
                                   '{version}', to_jsonb(version + 1)) \
              WHERE id = $1 \
                AND (lease_owner IS NULL OR lease_owner = $2 OR lease_until <= $3) \
              RETURNING body",
-        )
+    )
+    .bind(id)
+    .bind(owner)
+    .bind(now)
+    .bind(lease_end(until))
+    .bind(lease)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(error::db)?;
+    if let Some(body) = taken {
+        return load(body).map(|r| UnitOutcome::Commit(Some(r)));
+    }
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM sagas WHERE id = $1)")
         .bind(id)
-        .bind(owner)
-        .bind(now)
-        .bind(lease_end(until))
-        .bind(lease)
-        .fetch_optional(&mut *tx)
+        .fetch_one(&mut *tx)
         .await
         .map_err(error::db)?;
-        if let Some(body) = taken {
-            commit(tx).await?;
-            return load(body).map(Some);
-        }
-        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM sagas WHERE id = $1)")
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(error::db)?;
-        if exists {
-            Ok(None)
-        } else {
-            Err(PortError::new(ErrorKind::NotFound, format!("saga {id}")))
-        }
+    if exists {
+        Ok(UnitOutcome::Rollback(None))
+    } else {
+        Err(PortError::new(ErrorKind::NotFound, format!("saga {id}")))
     }
 }
 
 #[async_trait::async_trait]
 impl SagaJournal for PgJournal {
     async fn create(&self, record: SagaRecord) -> PortResult<SagaRecord> {
-        with_retries(|| self.try_create(&record)).await
+        with_retries(|| {
+            let record = record.clone();
+            self.pg
+                .combiner()
+                .run(move |conn| async move { try_create(conn, &record).await }.boxed())
+        })
+        .await
     }
 
     async fn load(&self, id: &str) -> PortResult<Option<SagaRecord>> {
@@ -207,7 +220,13 @@ impl SagaJournal for PgJournal {
     }
 
     async fn update(&self, record: &SagaRecord) -> PortResult<CasOutcome> {
-        with_retries(|| self.try_update(record)).await
+        with_retries(|| {
+            let record = record.clone();
+            self.pg
+                .combiner()
+                .run(move |conn| async move { try_update(conn, &record).await }.boxed())
+        })
+        .await
     }
 
     async fn acquire(
@@ -217,7 +236,13 @@ impl SagaJournal for PgJournal {
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> PortResult<Option<SagaRecord>> {
-        with_retries(|| self.try_acquire(id, owner, now, until)).await
+        with_retries(|| {
+            let (id, owner) = (id.to_owned(), owner.to_owned());
+            self.pg.combiner().run(move |conn| {
+                async move { try_acquire(conn, &id, &owner, now, until).await }.boxed()
+            })
+        })
+        .await
     }
 
     async fn unfinished(&self, kind: &str, limit: usize) -> PortResult<Vec<SagaRecord>> {

@@ -21,6 +21,7 @@
 //! # Ok(()) }
 //! ```
 
+mod batch;
 mod carts;
 mod catalog;
 mod error;
@@ -38,8 +39,9 @@ use std::time::Duration;
 
 use commerce_core::{ErrorKind, EventEnvelope, PortError, PortResult};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Postgres as Pg, Transaction};
+use sqlx::{PgConnection, PgPool, Postgres as Pg, Transaction};
 
+pub use batch::{Combiner, GroupCommit, UnitOutcome};
 pub use carts::PgCartStore;
 pub use catalog::PgCatalog;
 pub use idempotency::PgIdempotencyStore;
@@ -71,6 +73,9 @@ pub struct PostgresConfig {
     pub poll: Duration,
     /// The name the connections show in `pg_stat_activity`.
     pub application_name: String,
+    /// How short write transactions share commits (group commit, on by default); see
+    /// [`Combiner`].
+    pub group_commit: GroupCommit,
 }
 
 impl Default for PostgresConfig {
@@ -81,6 +86,7 @@ impl Default for PostgresConfig {
             schema: None,
             poll: Duration::from_millis(20),
             application_name: "commerce-sdk".to_owned(),
+            group_commit: GroupCommit::default(),
         }
     }
 }
@@ -95,6 +101,8 @@ pub struct Postgres {
 struct Inner {
     /// Shard 0 is the primary.
     pools: Vec<PgPool>,
+    /// One per pool, same order.
+    combiners: Vec<Combiner>,
     poll: Duration,
 }
 
@@ -148,9 +156,14 @@ impl Postgres {
                 .map_err(error::db)?;
             pools.push(pool);
         }
+        let combiners = pools
+            .iter()
+            .map(|p| Combiner::new(p.clone(), config.group_commit.clone()))
+            .collect();
         Ok(Postgres {
             inner: Arc::new(Inner {
                 pools,
+                combiners,
                 poll: config.poll,
             }),
         })
@@ -190,6 +203,17 @@ impl Postgres {
     /// The primary database's pool.
     pub fn primary(&self) -> &PgPool {
         &self.inner.pools[0]
+    }
+
+    /// The primary database's [`Combiner`]: short write transactions submitted to it share
+    /// commits with other callers'.
+    pub fn combiner(&self) -> &Combiner {
+        &self.inner.combiners[0]
+    }
+
+    /// The [`Combiner`] of shard `shard`.
+    pub(crate) fn combiner_of(&self, shard: usize) -> &Combiner {
+        &self.inner.combiners[shard]
     }
 
     /// The pool of shard `shard`.
@@ -270,7 +294,7 @@ pub(crate) fn quote_ident(name: &str) -> String {
 /// Writes `events` to the outbox of the transaction's database: they reach the log only if
 /// the transaction commits.
 pub(crate) async fn write_events(
-    tx: &mut Transaction<'_, Pg>,
+    tx: &mut PgConnection,
     events: &[EventEnvelope],
 ) -> PortResult<()> {
     if events.is_empty() {
@@ -290,7 +314,7 @@ pub(crate) async fn write_events(
     )
     .bind(&ids)
     .bind(&bodies)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await
     .map_err(error::db)?;
     Ok(())

@@ -13,9 +13,11 @@ use commerce_core::{
     CasOutcome, ErrorKind, EventEnvelope, Order, OrderId, OrderStatus, OrderStore, PortError,
     PortResult,
 };
+use futures::FutureExt;
 use futures::future::try_join_all;
+use sqlx::PgConnection;
 
-use super::{Postgres, commit, error, page, with_retries, write_events};
+use super::{Postgres, UnitOutcome, error, page, with_retries, write_events};
 
 /// The [`OrderStore`] on PostgreSQL.
 #[derive(Debug, Clone)]
@@ -36,9 +38,12 @@ impl PgOrderStore {
         i64::try_from(order.version()).map_err(|_| error::too_large("order version"))
     }
 
-    async fn try_insert(&self, order: &Order, events: &[EventEnvelope]) -> PortResult<()> {
-        let pool = self.pg.pool(self.pg.shard_of(order.user_id().as_str()));
-        let mut tx = pool.begin().await.map_err(error::db)?;
+    /// One attempt at `insert`, as a unit of group commit.
+    async fn try_insert(
+        tx: &mut PgConnection,
+        order: &Order,
+        events: &[EventEnvelope],
+    ) -> PortResult<UnitOutcome<()>> {
         let inserted = sqlx::query(
             "INSERT INTO orders (id, user_id, status, version, body) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (id) DO NOTHING",
@@ -57,18 +62,17 @@ impl PgOrderStore {
                 format!("order {} exists", order.id()),
             ));
         }
-        write_events(&mut tx, events).await?;
-        commit(tx).await
+        write_events(tx, events).await?;
+        Ok(UnitOutcome::Commit(()))
     }
 
+    /// One attempt at `update`, as a unit of group commit.
     async fn try_update(
-        &self,
+        tx: &mut PgConnection,
         order: &Order,
         expected_version: u64,
         events: &[EventEnvelope],
-    ) -> PortResult<CasOutcome> {
-        let pool = self.pg.pool(self.pg.shard_of(order.user_id().as_str()));
-        let mut tx = pool.begin().await.map_err(error::db)?;
+    ) -> PortResult<UnitOutcome<CasOutcome>> {
         let stored: Option<(i64, serde_json::Value)> =
             sqlx::query_as("SELECT version, body FROM orders WHERE id = $1 FOR UPDATE")
                 .bind(order.id().as_str())
@@ -83,7 +87,9 @@ impl PgOrderStore {
         };
         let current = u64::try_from(version).map_err(|_| error::corrupt("version", version))?;
         if current != expected_version {
-            return Ok(CasOutcome::VersionMismatch { current });
+            return Ok(UnitOutcome::Rollback(CasOutcome::VersionMismatch {
+                current,
+            }));
         }
         let stored: Order = serde_json::from_value(body).map_err(|e| error::corrupt("order", e))?;
         if !order.extends(&stored) {
@@ -100,16 +106,24 @@ impl PgOrderStore {
             .execute(&mut *tx)
             .await
             .map_err(error::db)?;
-        write_events(&mut tx, events).await?;
-        commit(tx).await?;
-        Ok(CasOutcome::Committed)
+        write_events(tx, events).await?;
+        Ok(UnitOutcome::Commit(CasOutcome::Committed))
     }
 }
 
 #[async_trait::async_trait]
 impl OrderStore for PgOrderStore {
     async fn insert(&self, order: Order, events: &[EventEnvelope]) -> PortResult<()> {
-        with_retries(|| self.try_insert(&order, events)).await
+        let combiner = self
+            .pg
+            .combiner_of(self.pg.shard_of(order.user_id().as_str()));
+        with_retries(|| {
+            let (order, events) = (order.clone(), events.to_vec());
+            combiner.run(move |conn| {
+                async move { Self::try_insert(conn, &order, &events).await }.boxed()
+            })
+        })
+        .await
     }
 
     async fn get(&self, id: &OrderId) -> PortResult<Option<Order>> {
@@ -142,7 +156,17 @@ impl OrderStore for PgOrderStore {
         expected_version: u64,
         events: &[EventEnvelope],
     ) -> PortResult<CasOutcome> {
-        with_retries(|| self.try_update(&order, expected_version, events)).await
+        let combiner = self
+            .pg
+            .combiner_of(self.pg.shard_of(order.user_id().as_str()));
+        with_retries(|| {
+            let (order, events) = (order.clone(), events.to_vec());
+            combiner.run(move |conn| {
+                async move { Self::try_update(conn, &order, expected_version, &events).await }
+                    .boxed()
+            })
+        })
+        .await
     }
 
     async fn list_by_status(

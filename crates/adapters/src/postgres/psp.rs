@@ -14,9 +14,10 @@ use commerce_core::{
     AuthorizeRequest, ErrorKind, IdempotencyKey, Money, Payment, PaymentGateway, PaymentRef,
     PortError, PortResult, request_fingerprint,
 };
-use sqlx::{Postgres as Pg, Transaction};
+use futures::FutureExt;
+use sqlx::PgConnection;
 
-use super::{Postgres, commit, error, page, with_retries};
+use super::{Postgres, UnitOutcome, error, page, with_retries};
 
 /// The sandbox gateway.
 #[derive(Debug, Clone)]
@@ -38,7 +39,7 @@ impl PgPaymentSandbox {
     }
 
     async fn claim(
-        tx: &mut Transaction<'_, Pg>,
+        tx: &mut PgConnection,
         key: &IdempotencyKey,
         fingerprint: &str,
     ) -> PortResult<Claimed> {
@@ -47,7 +48,7 @@ impl PgPaymentSandbox {
         )
         .bind(key.as_str())
         .bind(fingerprint)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await
         .map_err(error::db)?;
         if inserted.rows_affected() == 1 {
@@ -58,7 +59,7 @@ impl PgPaymentSandbox {
                 "SELECT fingerprint, payment_ref, declined FROM psp_calls WHERE key = $1 FOR UPDATE",
             )
             .bind(key.as_str())
-            .fetch_one(&mut **tx)
+            .fetch_one(&mut *tx)
             .await
             .map_err(error::db)?;
         if stored != fingerprint {
@@ -82,11 +83,11 @@ impl PgPaymentSandbox {
         Ok(Claimed::Replay(Ok(Self::load(tx, &payment_ref).await?)))
     }
 
-    async fn load(tx: &mut Transaction<'_, Pg>, payment_ref: &str) -> PortResult<Payment> {
+    async fn load(tx: &mut PgConnection, payment_ref: &str) -> PortResult<Payment> {
         let body: Option<serde_json::Value> =
             sqlx::query_scalar("SELECT body FROM psp_payments WHERE payment_ref = $1 FOR UPDATE")
                 .bind(payment_ref)
-                .fetch_optional(&mut **tx)
+                .fetch_optional(&mut *tx)
                 .await
                 .map_err(error::db)?;
         let body = body
@@ -94,7 +95,7 @@ impl PgPaymentSandbox {
         serde_json::from_value(body).map_err(|e| error::corrupt("payment", e))
     }
 
-    async fn save(tx: &mut Transaction<'_, Pg>, payment: &Payment) -> PortResult<()> {
+    async fn save(tx: &mut PgConnection, payment: &Payment) -> PortResult<()> {
         let body = serde_json::to_value(payment)
             .map_err(|e| PortError::caused_by(ErrorKind::Internal, e))?;
         sqlx::query(
@@ -103,14 +104,14 @@ impl PgPaymentSandbox {
         )
         .bind(payment.payment_ref.as_str())
         .bind(body)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await
         .map_err(error::db)?;
         Ok(())
     }
 
     async fn remember(
-        tx: &mut Transaction<'_, Pg>,
+        tx: &mut PgConnection,
         key: &IdempotencyKey,
         outcome: &PortResult<Payment>,
     ) -> PortResult<()> {
@@ -122,7 +123,7 @@ impl PgPaymentSandbox {
             .bind(key.as_str())
             .bind(payment_ref)
             .bind(declined)
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await
             .map_err(error::db)?;
         Ok(())
@@ -130,32 +131,37 @@ impl PgPaymentSandbox {
 
     /// Runs one keyed call: `op` changes the books inside the transaction; an approved or
     /// declined outcome is remembered with the key, any other error rolls everything back.
-    async fn once(
-        &self,
-        key: &IdempotencyKey,
-        fingerprint: &str,
-        op: Op<'_>,
-    ) -> PortResult<Payment> {
-        with_retries(|| async {
-            let mut tx = self.pg.primary().begin().await.map_err(error::db)?;
-            if let Claimed::Replay(answer) = Self::claim(&mut tx, key, fingerprint).await? {
-                commit(tx).await?;
-                return Ok(answer);
-            }
-            let outcome = Self::run(&mut tx, &op).await;
-            match &outcome {
-                Err(e) if e.kind != ErrorKind::Refused => return Err(e.clone()),
-                _ => {}
-            }
-            Self::remember(&mut tx, key, &outcome).await?;
-            commit(tx).await?;
-            Ok(outcome)
+    async fn once(&self, key: &IdempotencyKey, fingerprint: &str, op: Op) -> PortResult<Payment> {
+        with_retries(|| {
+            let (key, fingerprint, op) = (key.clone(), fingerprint.to_owned(), op.clone());
+            self.pg.combiner().run(move |conn| {
+                async move { Self::try_once(conn, &key, &fingerprint, &op).await }.boxed()
+            })
         })
         .await?
     }
 
+    /// One attempt at a keyed call, as a unit of group commit.
+    async fn try_once(
+        tx: &mut PgConnection,
+        key: &IdempotencyKey,
+        fingerprint: &str,
+        op: &Op,
+    ) -> PortResult<UnitOutcome<PortResult<Payment>>> {
+        if let Claimed::Replay(answer) = Self::claim(tx, key, fingerprint).await? {
+            return Ok(UnitOutcome::Commit(answer));
+        }
+        let outcome = Self::run(tx, op).await;
+        match &outcome {
+            Err(e) if e.kind != ErrorKind::Refused => return Err(e.clone()),
+            _ => {}
+        }
+        Self::remember(tx, key, &outcome).await?;
+        Ok(UnitOutcome::Commit(outcome))
+    }
+
     /// What the provider does for `op`, on its books.
-    async fn run(tx: &mut Transaction<'_, Pg>, op: &Op<'_>) -> PortResult<Payment> {
+    async fn run(tx: &mut PgConnection, op: &Op) -> PortResult<Payment> {
         let (payment_ref, change) = match op {
             Op::Authorize(request) => {
                 request.validate()?;
@@ -163,7 +169,7 @@ impl PgPaymentSandbox {
                     return Err(PortError::new(ErrorKind::Refused, "card declined"));
                 }
                 let n: i64 = sqlx::query_scalar("SELECT nextval('psp_payment_refs')")
-                    .fetch_one(&mut **tx)
+                    .fetch_one(&mut *tx)
                     .await
                     .map_err(error::db)?;
                 let payment =
@@ -171,7 +177,7 @@ impl PgPaymentSandbox {
                 Self::save(tx, &payment).await?;
                 return Ok(payment);
             }
-            Op::Capture(r, _) | Op::Refund(r, _) | Op::Void(r) => (*r, op),
+            Op::Capture(r, _) | Op::Refund(r, _) | Op::Void(r) => (r, op),
         };
         let mut p = Self::load(tx, payment_ref.as_str()).await?;
         match change {
@@ -185,11 +191,12 @@ impl PgPaymentSandbox {
 }
 
 /// One keyed call to the provider.
-enum Op<'a> {
-    Authorize(&'a AuthorizeRequest),
-    Capture(&'a PaymentRef, Money),
-    Refund(&'a PaymentRef, Money),
-    Void(&'a PaymentRef),
+#[derive(Clone)]
+enum Op {
+    Authorize(AuthorizeRequest),
+    Capture(PaymentRef, Money),
+    Refund(PaymentRef, Money),
+    Void(PaymentRef),
 }
 
 #[async_trait::async_trait]
@@ -206,7 +213,7 @@ impl PaymentGateway for PgPaymentSandbox {
         self.once(
             &request.idempotency_key,
             &fingerprint,
-            Op::Authorize(request),
+            Op::Authorize(request.clone()),
         )
         .await
     }
@@ -218,7 +225,7 @@ impl PaymentGateway for PgPaymentSandbox {
         amount: Money,
     ) -> PortResult<Payment> {
         let fingerprint = request_fingerprint("capture", payment_ref.as_str(), Some(&amount));
-        self.once(key, &fingerprint, Op::Capture(payment_ref, amount))
+        self.once(key, &fingerprint, Op::Capture(payment_ref.clone(), amount))
             .await
     }
 
@@ -229,13 +236,14 @@ impl PaymentGateway for PgPaymentSandbox {
         amount: Money,
     ) -> PortResult<Payment> {
         let fingerprint = request_fingerprint("refund", payment_ref.as_str(), Some(&amount));
-        self.once(key, &fingerprint, Op::Refund(payment_ref, amount))
+        self.once(key, &fingerprint, Op::Refund(payment_ref.clone(), amount))
             .await
     }
 
     async fn void(&self, key: &IdempotencyKey, payment_ref: &PaymentRef) -> PortResult<Payment> {
         let fingerprint = request_fingerprint("void", payment_ref.as_str(), None);
-        self.once(key, &fingerprint, Op::Void(payment_ref)).await
+        self.once(key, &fingerprint, Op::Void(payment_ref.clone()))
+            .await
     }
 
     async fn lookup(&self, key: &IdempotencyKey) -> PortResult<Option<Payment>> {

@@ -18,6 +18,14 @@
 //! with enough units is held, the same statement runs again waiting for the first of them (a
 //! one-row key under contention queues on its row, as a plain `UPDATE` would).
 //!
+//! With group commit ([`Combiner`](super::Combiner), on by default) the first try waits for no
+//! row: when every row with enough units is held, the reservation goes to its key's worker
+//! instead, whose batch takes the row once and shares its lock and commit among the batch's
+//! reservations (a one-row hot SKU no longer commits once per buyer); a key found contended
+//! goes there directly for its next reservations. A batched reservation may wait for its row
+//! (bounded by the batch's `lock_timeout`) but never takes the slow path: it is run alone
+//! again, waiting, as above.
+//!
 //! When no single row can serve the reservation (its share is spent or the units are in holds
 //! that expired unswept), the slow path finalizes the key's expired
 //! holds, locks the key's `stock` row and all its counter rows, decides with
@@ -42,12 +50,14 @@
 //! that needed its units) writes the events a sweep would, under event ids derived from the
 //! hold and its expiry, once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use commerce_core::{DomainEvent, ErrorKind, EventEnvelope, EventId, IdempotencyKey, PortError};
+use futures::FutureExt;
 use inventory::rules::{self, HoldAction, HoldOp, StockRow};
 use inventory::{
     Changes, DirectCommit, Error, Hold, HoldId, HoldStatus, HoldStore, Movement, Result, Shortfall,
@@ -55,17 +65,25 @@ use inventory::{
     StockMovements, Sweep, demand,
 };
 use serde::{Deserialize, Serialize};
-use sqlx::{Postgres as Pg, Row, Transaction};
+use sqlx::{PgConnection, Postgres as Pg, Row, Transaction};
 
+use super::batch::{alone, unit};
 use super::time::lease_end;
-use super::{Postgres, commit, error, is_rolled_back, write_events};
+use super::{Postgres, UnitOutcome, commit, error, is_rolled_back, write_events};
 
 /// The [`inventory::StockStore`] on PostgreSQL. See the module documentation for the rows and
 /// the locking.
 #[derive(Debug, Clone)]
 pub struct PgStockStore {
     pg: Postgres,
+    /// Keys found contended lately, each with how many reservations still go straight to
+    /// group commit before one tries alone again.
+    contended: Arc<Mutex<HashMap<(String, String), u32>>>,
 }
+
+/// How many reservations of a key found contended go straight to group commit before one
+/// tries a transaction of its own again.
+const CONTENDED_FOR: u32 = 32;
 
 type Tx = Transaction<'static, Pg>;
 
@@ -252,28 +270,28 @@ impl HoldRow {
 
 const HOLD_COLUMNS: &str = "id, status, expires_at, owner, lines, takes";
 
-async fn load_hold(tx: &mut Tx, id: &HoldId, lock: bool) -> Result<Option<HoldRow>> {
+async fn load_hold(tx: &mut PgConnection, id: &HoldId, lock: bool) -> Result<Option<HoldRow>> {
     let sql = format!(
         "SELECT {HOLD_COLUMNS} FROM holds WHERE id = $1{}",
         if lock { " FOR UPDATE" } else { "" }
     );
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(id.as_str())
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(db)?;
     row.as_ref().map(HoldRow::from_row).transpose()
 }
 
 /// Locks `key`'s `stock` row, then its counter rows.
-async fn lock_key(tx: &mut Tx, key: &StockKey) -> Result<Locked> {
+async fn lock_key(tx: &mut PgConnection, key: &StockKey) -> Result<Locked> {
     let meta = sqlx::query(
         "SELECT on_hand, safety_stock, backorder_limit, mode, shards, shards_max FROM stock \
          WHERE sku = $1 AND location = $2 FOR UPDATE",
     )
     .bind(key.sku.as_str())
     .bind(key.location.as_str())
-    .fetch_optional(&mut **tx)
+    .fetch_optional(&mut *tx)
     .await
     .map_err(db)?
     .ok_or_else(|| Error::UnknownStock(key.clone()))?;
@@ -295,7 +313,7 @@ async fn lock_key(tx: &mut Tx, key: &StockKey) -> Result<Locked> {
     )
     .bind(key.sku.as_str())
     .bind(key.location.as_str())
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *tx)
     .await
     .map_err(db)?;
     let counters = rows
@@ -327,7 +345,7 @@ async fn lock_key(tx: &mut Tx, key: &StockKey) -> Result<Locked> {
 }
 
 /// Writes back what [`lock_key`] locked (rebalanced first).
-async fn save_key(tx: &mut Tx, key: &StockKey, locked: &mut Locked) -> Result<()> {
+async fn save_key(tx: &mut PgConnection, key: &StockKey, locked: &mut Locked) -> Result<()> {
     locked.rebalance();
     let active = locked.config.shards;
     sqlx::query(
@@ -341,7 +359,7 @@ async fn save_key(tx: &mut Tx, key: &StockKey, locked: &mut Locked) -> Result<()
     .bind(locked.config.backorder_limit)
     .bind(mode_name(locked.config.mode))
     .bind(int(active))
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await
     .map_err(db)?;
     let shards: Vec<i32> = locked.counters.iter().map(|c| c.shard).collect();
@@ -363,7 +381,7 @@ async fn save_key(tx: &mut Tx, key: &StockKey, locked: &mut Locked) -> Result<()
     .bind(&free)
     .bind(&held)
     .bind(&committed)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await
     .map_err(db)?;
     Ok(())
@@ -400,7 +418,7 @@ const DUE_UNITS: &str = "SELECT COALESCE(SUM((t->>'quantity')::bigint), 0)::bigi
 
 /// Finalizes `hold` as `to` (committed, released or expired) and writes its events.
 async fn finish(
-    tx: &mut Tx,
+    tx: &mut PgConnection,
     row: &HoldRow,
     to: HoldStatus,
     at: DateTime<Utc>,
@@ -419,12 +437,12 @@ async fn finish(
             .bind(&t.location)
             .bind(t.shard)
             .bind(t.quantity)
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await
             .map_err(db)?;
         }
         for key in row.keys() {
-            let level = read_level(&mut **tx, &key, now).await?;
+            let level = read_level(&mut *tx, &key, now).await?;
             events.extend(rules::events(
                 &key,
                 level.available,
@@ -466,7 +484,7 @@ async fn finish(
         .bind(row.hold.id.as_str())
         .bind(to.as_str())
         .bind(at)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await
         .map_err(db)?;
     write_events(
@@ -480,14 +498,18 @@ async fn finish(
 
 /// Finalizes every hold of `key` that expired by `now` (waiting for any another transaction
 /// is finalizing), so the counts the caller then locks are exact.
-async fn expire_due(tx: &mut Tx, key: &StockKey, now: DateTime<Utc>) -> Result<Vec<DomainEvent>> {
+async fn expire_due(
+    tx: &mut PgConnection,
+    key: &StockKey,
+    now: DateTime<Utc>,
+) -> Result<Vec<DomainEvent>> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {HOLD_COLUMNS} FROM holds \
          WHERE status = 'held' AND expires_at <= $1 AND takes @> $2 ORDER BY id FOR UPDATE"
     )))
     .bind(now)
     .bind(touches(key))
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *tx)
     .await
     .map_err(db)?;
     let mut events = Vec::new();
@@ -540,14 +562,18 @@ where
 
 /// Claims movement key `key` for `fingerprint`: false if it was applied before (nothing to
 /// do), an error if it was applied to another movement.
-async fn claim_movement(tx: &mut Tx, key: &IdempotencyKey, fingerprint: &str) -> Result<bool> {
+async fn claim_movement(
+    tx: &mut PgConnection,
+    key: &IdempotencyKey,
+    fingerprint: &str,
+) -> Result<bool> {
     let inserted = sqlx::query(
         "INSERT INTO stock_movement_keys (key, fingerprint) VALUES ($1, $2) \
          ON CONFLICT (key) DO NOTHING",
     )
     .bind(key.as_str())
     .bind(fingerprint)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await
     .map_err(db)?
     .rows_affected();
@@ -557,7 +583,7 @@ async fn claim_movement(tx: &mut Tx, key: &IdempotencyKey, fingerprint: &str) ->
     let stored: String =
         sqlx::query_scalar("SELECT fingerprint FROM stock_movement_keys WHERE key = $1")
             .bind(key.as_str())
-            .fetch_one(&mut **tx)
+            .fetch_one(&mut *tx)
             .await
             .map_err(db)?;
     if stored == fingerprint {
@@ -570,7 +596,7 @@ async fn claim_movement(tx: &mut Tx, key: &IdempotencyKey, fingerprint: &str) ->
     }
 }
 
-async fn log_movements(tx: &mut Tx, entries: &[Movement]) -> Result<()> {
+async fn log_movements(tx: &mut PgConnection, entries: &[Movement]) -> Result<()> {
     for m in entries {
         sqlx::query(
             "INSERT INTO stock_movements \
@@ -584,7 +610,7 @@ async fn log_movements(tx: &mut Tx, entries: &[Movement]) -> Result<()> {
         .bind(m.committed_delta)
         .bind(&m.reason)
         .bind(m.at)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await
         .map_err(db)?;
     }
@@ -619,6 +645,216 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> Error {
     }
 }
 
+/// What an attempt at a new hold came to.
+enum Reserved {
+    /// Made.
+    Held(Hold),
+    /// The id is taken (another call created it first): this attempt's takes roll back.
+    Taken,
+    /// Every row with enough units is held by another transaction, and the attempt was not
+    /// to wait: it rolls back.
+    Contended,
+}
+
+/// Whether a reservation may wait for a counter row another transaction holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// In a transaction of its own, holding no other row: it may wait (and take the slow
+    /// path).
+    Yes,
+    /// It gives up instead ([`Reserved::Contended`]): a first try alone.
+    No,
+    /// A unit of a batch: it may wait for a counter row (the batch's `lock_timeout` bounds
+    /// the wait, as the batch's earlier units may hold rows the row's holder waits for), but
+    /// never takes the slow path, which locks the key's `stock` row after its counter rows.
+    InBatch,
+}
+
+/// One attempt at a new hold, in a transaction of its own or as a unit of group commit.
+async fn try_reserve(
+    conn: &mut PgConnection,
+    hold: &HoldId,
+    demand: &[(StockKey, i64)],
+    lines: &[StockLine],
+    expires_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+    wait: Wait,
+) -> Result<UnitOutcome<Reserved>> {
+    let start = start_of(hold);
+    let tx = conn;
+    let mut takes = Vec::with_capacity(demand.len());
+    for (key, quantity) in demand {
+        // The hot path: one conditional UPDATE of one row with enough free units, first
+        // among the rows no one holds, then (contended, as on a one-row key) waiting for
+        // the first row that has them — or, when not to wait, giving up.
+        let mut shard = None;
+        let takes_tried: &[&str] = if wait == Wait::No {
+            &[TAKE_SKIPPING]
+        } else {
+            &[TAKE_SKIPPING, TAKE_WAITING]
+        };
+        for take in takes_tried.iter().copied() {
+            shard = sqlx::query_scalar(take)
+                .bind(key.sku.as_str())
+                .bind(key.location.as_str())
+                .bind(*quantity)
+                .bind(int(start % 64))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+            if shard.is_some() {
+                break;
+            }
+        }
+        let shard = match shard {
+            Some(s) => s,
+            None if wait != Wait::Yes => return Ok(UnitOutcome::Rollback(Reserved::Contended)),
+            None => {
+                // The slow path: exact counts under the key's locks.
+                let _ = expire_due(tx, key, now).await?;
+                let mut locked = lock_key(tx, key).await?;
+                let _ = rules::reserve(key, &locked.row(), *quantity)?;
+                let shard = locked.take(*quantity, start);
+                save_key(tx, key, &mut locked).await?;
+                shard
+            }
+        };
+        takes.push(Take {
+            sku: key.sku.as_str().to_owned(),
+            location: key.location.as_str().to_owned(),
+            shard,
+            quantity: *quantity,
+        });
+    }
+    let inserted = sqlx::query(
+        "INSERT INTO holds (id, status, expires_at, owner, lines, takes, created_at) \
+         VALUES ($1, 'held', $2, NULL, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(hold.as_str())
+    .bind(lease_end(expires_at))
+    .bind(json(&lines)?)
+    .bind(json(&takes)?)
+    .bind(now)
+    .execute(&mut *tx)
+    .await
+    .map_err(db)?
+    .rows_affected();
+    if inserted == 0 {
+        // Another call created it first: ours rolls back.
+        return Ok(UnitOutcome::Rollback(Reserved::Taken));
+    }
+    Ok(UnitOutcome::Commit(Reserved::Held(Hold {
+        id: hold.clone(),
+        lines: lines.to_vec(),
+        status: HoldStatus::Held,
+        expires_at: lease_end(expires_at),
+        owner: None,
+    })))
+}
+
+/// One attempt at a hold operation, as a unit of group commit: the answer is committed with
+/// the batch, a refusal after finalizing an expired hold included.
+async fn try_hold_op(
+    tx: &mut PgConnection,
+    id: &HoldId,
+    op: HoldOp<'_>,
+    now: DateTime<Utc>,
+) -> Result<UnitOutcome<Result<(Hold, Vec<DomainEvent>, bool)>>> {
+    let row = load_hold(tx, id, true)
+        .await?
+        .ok_or_else(|| Error::UnknownHold(id.clone()))?;
+    match rules::decide(row.hold.state(), op, now)? {
+        HoldAction::Unchanged => Ok(UnitOutcome::Rollback(Ok((row.hold, Vec::new(), false)))),
+        HoldAction::ExpireThenRefuse => {
+            let at = row.hold.expires_at;
+            let _ = finish(tx, &row, HoldStatus::Expired, at, now).await?;
+            // The expiry is kept; the caller hears why its operation was refused.
+            Ok(UnitOutcome::Commit(Err(Error::HoldExpired(id.clone()))))
+        }
+        HoldAction::Apply => {
+            let mut hold = row.hold.clone();
+            let mut events = Vec::new();
+            match op {
+                HoldOp::Extend { expires_at } => {
+                    hold.expires_at = lease_end(expires_at);
+                    sqlx::query("UPDATE holds SET expires_at = $2 WHERE id = $1")
+                        .bind(id.as_str())
+                        .bind(hold.expires_at)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db)?;
+                }
+                HoldOp::Pin | HoldOp::Adopt { .. } => {
+                    if let HoldOp::Adopt { owner } = op {
+                        hold.owner = Some(owner.to_owned());
+                    }
+                    sqlx::query("UPDATE holds SET status = 'pinned', owner = $2 WHERE id = $1")
+                        .bind(id.as_str())
+                        .bind(hold.owner.as_deref())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db)?;
+                }
+                HoldOp::Commit | HoldOp::Release | HoldOp::ReleaseOwned { .. } => {
+                    let to = rules::status_after(op);
+                    events = finish(tx, &row, to, now, now).await?;
+                }
+                HoldOp::Expire => {
+                    let at = row.hold.expires_at;
+                    events = finish(tx, &row, HoldStatus::Expired, at, now).await?;
+                }
+                HoldOp::Reserve { .. } => {}
+            }
+            hold.status = rules::status_after(op);
+            Ok(UnitOutcome::Commit(Ok((hold, events, true))))
+        }
+    }
+}
+
+/// A [`HoldOp`] that owns its text, to travel to a group-commit worker.
+enum OwnedOp {
+    Reserve(bool),
+    Extend(DateTime<Utc>),
+    Pin,
+    Adopt(String),
+    Commit,
+    Release,
+    ReleaseOwned(String),
+    Expire,
+}
+
+impl OwnedOp {
+    fn of(op: HoldOp<'_>) -> OwnedOp {
+        match op {
+            HoldOp::Reserve { same_lines } => OwnedOp::Reserve(same_lines),
+            HoldOp::Extend { expires_at } => OwnedOp::Extend(expires_at),
+            HoldOp::Pin => OwnedOp::Pin,
+            HoldOp::Adopt { owner } => OwnedOp::Adopt(owner.to_owned()),
+            HoldOp::Commit => OwnedOp::Commit,
+            HoldOp::Release => OwnedOp::Release,
+            HoldOp::ReleaseOwned { owner } => OwnedOp::ReleaseOwned(owner.to_owned()),
+            HoldOp::Expire => OwnedOp::Expire,
+        }
+    }
+
+    fn as_op(&self) -> HoldOp<'_> {
+        match self {
+            OwnedOp::Reserve(same_lines) => HoldOp::Reserve {
+                same_lines: *same_lines,
+            },
+            OwnedOp::Extend(expires_at) => HoldOp::Extend {
+                expires_at: *expires_at,
+            },
+            OwnedOp::Pin => HoldOp::Pin,
+            OwnedOp::Adopt(owner) => HoldOp::Adopt { owner },
+            OwnedOp::Commit => HoldOp::Commit,
+            OwnedOp::Release => HoldOp::Release,
+            OwnedOp::ReleaseOwned(owner) => HoldOp::ReleaseOwned { owner },
+            OwnedOp::Expire => HoldOp::Expire,
+        }
+    }
+}
+
 /// One key's step of a movement: its locked rows and the availability before.
 struct Step {
     key: StockKey,
@@ -628,7 +864,41 @@ struct Step {
 
 impl PgStockStore {
     pub(crate) fn new(pg: Postgres) -> Self {
-        PgStockStore { pg }
+        PgStockStore {
+            pg,
+            contended: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// Whether `key` was found contended lately (counting this reservation against it).
+    fn lately_contended(&self, key: Option<&(String, String)>) -> bool {
+        let Some(key) = key else { return false };
+        let mut map = self
+            .contended
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match map.get_mut(key) {
+            Some(left) if *left > 1 => {
+                *left -= 1;
+                true
+            }
+            Some(_) => {
+                // Its turn to try alone again.
+                let _ = map.remove(key);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn found_contended(&self, key: Option<&(String, String)>) {
+        if let Some(key) = key {
+            let mut map = self
+                .contended
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let _ = map.insert(key.clone(), CONTENDED_FOR);
+        }
     }
 
     async fn begin(&self) -> Result<Tx> {
@@ -637,7 +907,7 @@ impl PgStockStore {
 
     /// Locks every key of `demand` (after finalizing its expired holds), in key order.
     async fn lock_all(
-        tx: &mut Tx,
+        tx: &mut PgConnection,
         demand: &[(StockKey, i64)],
         now: DateTime<Utc>,
     ) -> Result<(Vec<Step>, Vec<DomainEvent>)> {
@@ -656,81 +926,6 @@ impl PgStockStore {
             });
         }
         Ok((steps, expired))
-    }
-
-    async fn try_reserve(
-        &self,
-        hold: &HoldId,
-        demand: &[(StockKey, i64)],
-        lines: &[StockLine],
-        expires_at: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> Result<Option<Hold>> {
-        let start = start_of(hold);
-        let mut tx = self.begin().await?;
-        let mut takes = Vec::with_capacity(demand.len());
-        for (key, quantity) in demand {
-            // The hot path: one conditional UPDATE of one row with enough free units, first
-            // among the rows no one holds, then (contended, as on a one-row key) waiting for
-            // the first row that has them.
-            let mut shard = None;
-            for take in [TAKE_SKIPPING, TAKE_WAITING] {
-                shard = sqlx::query_scalar(take)
-                    .bind(key.sku.as_str())
-                    .bind(key.location.as_str())
-                    .bind(*quantity)
-                    .bind(int(start % 64))
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db)?;
-                if shard.is_some() {
-                    break;
-                }
-            }
-            let shard = match shard {
-                Some(s) => s,
-                None => {
-                    // The slow path: exact counts under the key's locks.
-                    let _ = expire_due(&mut tx, key, now).await?;
-                    let mut locked = lock_key(&mut tx, key).await?;
-                    let _ = rules::reserve(key, &locked.row(), *quantity)?;
-                    let shard = locked.take(*quantity, start);
-                    save_key(&mut tx, key, &mut locked).await?;
-                    shard
-                }
-            };
-            takes.push(Take {
-                sku: key.sku.as_str().to_owned(),
-                location: key.location.as_str().to_owned(),
-                shard,
-                quantity: *quantity,
-            });
-        }
-        let inserted = sqlx::query(
-            "INSERT INTO holds (id, status, expires_at, owner, lines, takes, created_at) \
-             VALUES ($1, 'held', $2, NULL, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(hold.as_str())
-        .bind(lease_end(expires_at))
-        .bind(json(&lines)?)
-        .bind(json(&takes)?)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?
-        .rows_affected();
-        if inserted == 0 {
-            // Another call created it first: ours rolls back.
-            return Ok(None);
-        }
-        commit(tx).await.map_err(port)?;
-        Ok(Some(Hold {
-            id: hold.clone(),
-            lines: lines.to_vec(),
-            status: HoldStatus::Held,
-            expires_at: lease_end(expires_at),
-            owner: None,
-        }))
     }
 
     /// The answer to reserving `hold` again: the stored hold, or why not.
@@ -761,69 +956,37 @@ impl PgStockStore {
         Ok(Some(row.hold))
     }
 
-    /// Carries out `op` on `id` by the rules. Returns the hold after it and the events.
+    /// Carries out `op` on `id` by the rules, as a unit of group commit. Returns the hold
+    /// after it and the events.
     async fn hold_op(
         &self,
         id: &HoldId,
         op: HoldOp<'_>,
         now: DateTime<Utc>,
     ) -> Result<(Hold, Vec<DomainEvent>, bool)> {
-        retried(|| async {
-            let mut tx = self.begin().await?;
-            let row = load_hold(&mut tx, id, true)
-                .await?
-                .ok_or_else(|| Error::UnknownHold(id.clone()))?;
-            match rules::decide(row.hold.state(), op, now)? {
-                HoldAction::Unchanged => Ok((row.hold, Vec::new(), false)),
-                HoldAction::ExpireThenRefuse => {
-                    let at = row.hold.expires_at;
-                    let _ = finish(&mut tx, &row, HoldStatus::Expired, at, now).await?;
-                    commit(tx).await.map_err(port)?;
-                    Err(Error::HoldExpired(id.clone()))
-                }
-                HoldAction::Apply => {
-                    let mut hold = row.hold.clone();
-                    let mut events = Vec::new();
-                    match op {
-                        HoldOp::Extend { expires_at } => {
-                            hold.expires_at = lease_end(expires_at);
-                            sqlx::query("UPDATE holds SET expires_at = $2 WHERE id = $1")
-                                .bind(id.as_str())
-                                .bind(hold.expires_at)
-                                .execute(&mut *tx)
-                                .await
-                                .map_err(db)?;
-                        }
-                        HoldOp::Pin | HoldOp::Adopt { .. } => {
-                            if let HoldOp::Adopt { owner } = op {
-                                hold.owner = Some(owner.to_owned());
-                            }
-                            sqlx::query(
-                                "UPDATE holds SET status = 'pinned', owner = $2 WHERE id = $1",
-                            )
-                            .bind(id.as_str())
-                            .bind(hold.owner.as_deref())
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(db)?;
-                        }
-                        HoldOp::Commit | HoldOp::Release | HoldOp::ReleaseOwned { .. } => {
-                            let to = rules::status_after(op);
-                            events = finish(&mut tx, &row, to, now, now).await?;
-                        }
-                        HoldOp::Expire => {
-                            let at = row.hold.expires_at;
-                            events = finish(&mut tx, &row, HoldStatus::Expired, at, now).await?;
-                        }
-                        HoldOp::Reserve { .. } => {}
-                    }
-                    hold.status = rules::status_after(op);
-                    commit(tx).await.map_err(port)?;
-                    Ok((hold, events, true))
+        // Operations that commit units or give them back lock the key's rows (its `stock`
+        // row, then its counter rows, waiting for them): in a transaction of their own, as a
+        // batch's units never wait for a lock. The others lock only the hold's own row.
+        let counted = matches!(
+            op,
+            HoldOp::Commit | HoldOp::Release | HoldOp::ReleaseOwned { .. } | HoldOp::Expire
+        );
+        retried(|| {
+            let (id, op) = (id.clone(), OwnedOp::of(op));
+            let unit = unit(move |conn| {
+                async move { try_hold_op(conn, &id, op.as_op(), now).await }.boxed()
+            });
+            let pool = self.pg.primary();
+            let combiner = self.pg.combiner();
+            async move {
+                if counted {
+                    alone(pool, unit).await
+                } else {
+                    combiner.run(unit).await
                 }
             }
         })
-        .await
+        .await?
     }
 
     /// A movement changing on-hand units of one key.
@@ -1192,12 +1355,55 @@ impl HoldStore for PgStockStore {
             // A new hold is the common case: try it first, and look for a stored one only
             // when the id turns out to be taken or the units are not there (a repeat of a
             // hold that took the last units is answered with the hold, not refused).
-            match self
-                .try_reserve(hold, &demand, &summed, expires_at, now)
-                .await
-            {
-                Ok(Some(h)) => Ok(h),
-                Ok(None) => self
+            // First in a transaction of its own that waits for no row: a key with a row no
+            // one holds (a sharded hot SKU, any uncontended key) takes it and commits as
+            // before. Only when every row with enough units is held by another transaction
+            // does it go to the key's group-commit worker, where the reservations of a batch
+            // wait for the row once and share its lock and commit.
+            let combined = self.pg.combiner().config().enabled;
+            let route = demand
+                .first()
+                .map(|(k, _)| (k.sku.as_str().to_owned(), k.location.as_str().to_owned()));
+            let mut attempt = Ok(Reserved::Contended);
+            if combined && !self.lately_contended(route.as_ref()) {
+                let (h, d, l) = (hold.clone(), demand.clone(), summed.clone());
+                attempt = alone(self.pg.primary(), move |conn| {
+                    async move { try_reserve(conn, &h, &d, &l, expires_at, now, Wait::No).await }
+                        .boxed()
+                })
+                .await;
+                if matches!(attempt, Ok(Reserved::Contended)) {
+                    self.found_contended(route.as_ref());
+                }
+            }
+            if combined && matches!(attempt, Ok(Reserved::Contended)) {
+                // Reservations of one key share a worker: a batch takes the row once and
+                // its units share its lock and commit.
+                let (h, d, l) = (hold.clone(), demand.clone(), summed.clone());
+                attempt = self
+                    .pg
+                    .combiner()
+                    .run_keyed(&route, move |conn| {
+                        async move {
+                            try_reserve(conn, &h, &d, &l, expires_at, now, Wait::InBatch).await
+                        }
+                        .boxed()
+                    })
+                    .await;
+            }
+            if matches!(attempt, Ok(Reserved::Contended)) {
+                // Every row held by others (or none with enough units): alone, waiting for
+                // a row, and by the slow path if no row can serve it.
+                let (h, d, l) = (hold.clone(), demand.clone(), summed.clone());
+                attempt = alone(self.pg.primary(), move |conn| {
+                    async move { try_reserve(conn, &h, &d, &l, expires_at, now, Wait::Yes).await }
+                        .boxed()
+                })
+                .await;
+            }
+            match attempt {
+                Ok(Reserved::Held(h)) => Ok(h),
+                Ok(Reserved::Taken | Reserved::Contended) => self
                     .existing(hold, &demand, now)
                     .await?
                     .ok_or_else(|| port(PortError::new(ErrorKind::Unavailable, "hold raced"))),

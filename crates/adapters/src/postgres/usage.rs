@@ -23,10 +23,11 @@ use cart_engine::{
     ClaimOutcome, ClaimRequest, LimitReached, PromotionId, PromotionUsageStore, Usage,
 };
 use commerce_core::{Currency, ErrorKind, IdempotencyKey, Money, PortError, PortResult};
+use futures::FutureExt;
+use sqlx::PgConnection;
 use sqlx::types::Decimal;
-use sqlx::{Postgres as Pg, Transaction};
 
-use super::{Postgres, commit, error, with_retries};
+use super::{Postgres, UnitOutcome, error, with_retries};
 
 /// The [`PromotionUsageStore`] on PostgreSQL.
 #[derive(Debug, Clone)]
@@ -106,180 +107,185 @@ impl PgUsageStore {
     pub(crate) fn new(pg: Postgres) -> Self {
         PgUsageStore { pg }
     }
+}
 
-    async fn try_reserve(&self, request: &ClaimRequest) -> PortResult<ClaimOutcome> {
-        let mut tx = self.pg.primary().begin().await.map_err(error::db)?;
-        let tally = lock_tally(&mut tx, &request.promotion_id).await?;
-        if let Some((state, stored)) = lock_claim(&mut tx, &request.claim_id).await? {
-            if state == "released" {
-                // Given back earlier: a retried checkout claims afresh, against the limits.
-                sqlx::query("DELETE FROM promotion_claims WHERE claim_id = $1")
-                    .bind(request.claim_id.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(error::db)?;
-            } else if stored != *request {
-                return Err(other_request(&request.claim_id));
-            } else {
-                // Already counted: nothing to write.
-                return Ok(ClaimOutcome::Reserved);
-            }
+/// One attempt at `reserve`, as a unit of group commit.
+async fn try_reserve(
+    tx: &mut PgConnection,
+    request: &ClaimRequest,
+) -> PortResult<UnitOutcome<ClaimOutcome>> {
+    let tally = lock_tally(tx, &request.promotion_id).await?;
+    if let Some((state, stored)) = lock_claim(tx, &request.claim_id).await? {
+        if state == "released" {
+            // Given back earlier: a retried checkout claims afresh, against the limits.
+            sqlx::query("DELETE FROM promotion_claims WHERE claim_id = $1")
+                .bind(request.claim_id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(error::db)?;
+        } else if stored != *request {
+            return Err(other_request(&request.claim_id));
+        } else {
+            // Already counted: nothing to write.
+            return Ok(UnitOutcome::Rollback(ClaimOutcome::Reserved));
         }
-        if request.discount.is_negative() {
-            return Err(PortError::new(ErrorKind::Invalid, "negative discount"));
-        }
-        let customer_uses = match &request.customer {
-            Some(c) => {
-                let n: Option<i64> = sqlx::query_scalar(
-                    "SELECT uses FROM promotion_customer_usage \
+    }
+    if request.discount.is_negative() {
+        return Err(PortError::new(ErrorKind::Invalid, "negative discount"));
+    }
+    let customer_uses = match &request.customer {
+        Some(c) => {
+            let n: Option<i64> = sqlx::query_scalar(
+                "SELECT uses FROM promotion_customer_usage \
                      WHERE promotion_id = $1 AND customer = $2",
-                )
-                .bind(request.promotion_id.as_str())
-                .bind(c.as_str())
+            )
+            .bind(request.promotion_id.as_str())
+            .bind(c.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(error::db)?;
+            count(n.unwrap_or(0))?
+        }
+        None => 0,
+    };
+    if let Some(limit) = tally.refuses(request, customer_uses)? {
+        // A refusal stores nothing: the same claim may succeed once another is released.
+        return Ok(UnitOutcome::Rollback(ClaimOutcome::LimitReached(limit)));
+    }
+    let next = tally.add(request)?;
+    write_tally(tx, &request.promotion_id, &next).await?;
+    if let Some(c) = &request.customer {
+        sqlx::query(
+            "INSERT INTO promotion_customer_usage (promotion_id, customer, uses) \
+                 VALUES ($1, $2, 1) ON CONFLICT (promotion_id, customer) \
+                 DO UPDATE SET uses = promotion_customer_usage.uses + 1",
+        )
+        .bind(request.promotion_id.as_str())
+        .bind(c.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(error::db)?;
+    }
+    let body =
+        serde_json::to_value(request).map_err(|e| PortError::caused_by(ErrorKind::Internal, e))?;
+    let inserted = sqlx::query(
+        "INSERT INTO promotion_claims (claim_id, promotion_id, state, request) \
+             VALUES ($1, $2, 'reserved', $3)",
+    )
+    .bind(request.claim_id.as_str())
+    .bind(request.promotion_id.as_str())
+    .bind(body)
+    .execute(&mut *tx)
+    .await;
+    match inserted {
+        Ok(_) => {}
+        // The same id claimed at once for another promotion (whose tally we do not hold).
+        Err(e) => {
+            let e = error::db(e);
+            return Err(if e.kind == ErrorKind::Conflict {
+                other_request(&request.claim_id)
+            } else {
+                e
+            });
+        }
+    }
+    Ok(UnitOutcome::Commit(ClaimOutcome::Reserved))
+}
+
+/// One attempt at `commit`, as a unit of group commit.
+async fn try_commit(
+    tx: &mut PgConnection,
+    claim_id: &IdempotencyKey,
+) -> PortResult<UnitOutcome<()>> {
+    let state: Option<String> = sqlx::query_scalar(
+        "UPDATE promotion_claims SET state = 'committed' \
+             WHERE claim_id = $1 AND state IN ('reserved', 'committed') RETURNING state",
+    )
+    .bind(claim_id.as_str())
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(error::db)?;
+    if state.is_none() {
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT state FROM promotion_claims WHERE claim_id = $1")
+                .bind(claim_id.as_str())
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(error::db)?;
-                count(n.unwrap_or(0))?
-            }
-            None => 0,
-        };
-        if let Some(limit) = tally.refuses(request, customer_uses)? {
-            // A refusal stores nothing: the same claim may succeed once another is released.
-            return Ok(ClaimOutcome::LimitReached(limit));
-        }
-        let next = tally.add(request)?;
-        write_tally(&mut tx, &request.promotion_id, &next).await?;
+        return Err(match stored {
+            None => PortError::new(ErrorKind::NotFound, format!("claim {claim_id}")),
+            Some(_) => PortError::new(
+                ErrorKind::Conflict,
+                format!("claim {claim_id} was released"),
+            ),
+        });
+    }
+    Ok(UnitOutcome::Commit(()))
+}
+
+/// One attempt at releasing: `Ok(false)` when the claim moved to another promotion
+/// between looking it up and locking it.
+async fn try_release(
+    tx: &mut PgConnection,
+    claim_id: &IdempotencyKey,
+) -> PortResult<UnitOutcome<bool>> {
+    let promotion: Option<String> =
+        sqlx::query_scalar("SELECT promotion_id FROM promotion_claims WHERE claim_id = $1")
+            .bind(claim_id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(error::db)?;
+    let Some(promotion) = promotion else {
+        return Err(PortError::new(
+            ErrorKind::NotFound,
+            format!("claim {claim_id}"),
+        ));
+    };
+    let promotion = PromotionId::new(&promotion).map_err(|e| error::corrupt("promotion id", e))?;
+    let tally = lock_tally(tx, &promotion).await?;
+    let Some((state, request)) = lock_claim(tx, claim_id).await? else {
+        return Ok(UnitOutcome::Rollback(false));
+    };
+    if request.promotion_id != promotion {
+        return Ok(UnitOutcome::Rollback(false));
+    }
+    if state != "released" {
+        sqlx::query("UPDATE promotion_claims SET state = 'released' WHERE claim_id = $1")
+            .bind(claim_id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(error::db)?;
+        write_tally(tx, &promotion, &tally.remove(&request)).await?;
         if let Some(c) = &request.customer {
             sqlx::query(
-                "INSERT INTO promotion_customer_usage (promotion_id, customer, uses) \
-                 VALUES ($1, $2, 1) ON CONFLICT (promotion_id, customer) \
-                 DO UPDATE SET uses = promotion_customer_usage.uses + 1",
+                "UPDATE promotion_customer_usage SET uses = greatest(uses - 1, 0) \
+                     WHERE promotion_id = $1 AND customer = $2",
             )
-            .bind(request.promotion_id.as_str())
+            .bind(promotion.as_str())
             .bind(c.as_str())
             .execute(&mut *tx)
             .await
             .map_err(error::db)?;
         }
-        let body = serde_json::to_value(request)
-            .map_err(|e| PortError::caused_by(ErrorKind::Internal, e))?;
-        let inserted = sqlx::query(
-            "INSERT INTO promotion_claims (claim_id, promotion_id, state, request) \
-             VALUES ($1, $2, 'reserved', $3)",
-        )
-        .bind(request.claim_id.as_str())
-        .bind(request.promotion_id.as_str())
-        .bind(body)
-        .execute(&mut *tx)
-        .await;
-        match inserted {
-            Ok(_) => {}
-            // The same id claimed at once for another promotion (whose tally we do not hold).
-            Err(e) => {
-                let e = error::db(e);
-                return Err(if e.kind == ErrorKind::Conflict {
-                    other_request(&request.claim_id)
-                } else {
-                    e
-                });
-            }
-        }
-        commit(tx).await?;
-        Ok(ClaimOutcome::Reserved)
     }
-
-    async fn try_commit(&self, claim_id: &IdempotencyKey) -> PortResult<()> {
-        let mut tx = self.pg.primary().begin().await.map_err(error::db)?;
-        let state: Option<String> = sqlx::query_scalar(
-            "UPDATE promotion_claims SET state = 'committed' \
-             WHERE claim_id = $1 AND state IN ('reserved', 'committed') RETURNING state",
-        )
-        .bind(claim_id.as_str())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(error::db)?;
-        if state.is_none() {
-            let stored: Option<String> =
-                sqlx::query_scalar("SELECT state FROM promotion_claims WHERE claim_id = $1")
-                    .bind(claim_id.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(error::db)?;
-            return Err(match stored {
-                None => PortError::new(ErrorKind::NotFound, format!("claim {claim_id}")),
-                Some(_) => PortError::new(
-                    ErrorKind::Conflict,
-                    format!("claim {claim_id} was released"),
-                ),
-            });
-        }
-        commit(tx).await
-    }
-
-    /// One attempt at releasing: `Ok(false)` when the claim moved to another promotion
-    /// between looking it up and locking it.
-    async fn try_release(&self, claim_id: &IdempotencyKey) -> PortResult<bool> {
-        let mut tx = self.pg.primary().begin().await.map_err(error::db)?;
-        let promotion: Option<String> =
-            sqlx::query_scalar("SELECT promotion_id FROM promotion_claims WHERE claim_id = $1")
-                .bind(claim_id.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(error::db)?;
-        let Some(promotion) = promotion else {
-            return Err(PortError::new(
-                ErrorKind::NotFound,
-                format!("claim {claim_id}"),
-            ));
-        };
-        let promotion =
-            PromotionId::new(&promotion).map_err(|e| error::corrupt("promotion id", e))?;
-        let tally = lock_tally(&mut tx, &promotion).await?;
-        let Some((state, request)) = lock_claim(&mut tx, claim_id).await? else {
-            return Ok(false);
-        };
-        if request.promotion_id != promotion {
-            return Ok(false);
-        }
-        if state != "released" {
-            sqlx::query("UPDATE promotion_claims SET state = 'released' WHERE claim_id = $1")
-                .bind(claim_id.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(error::db)?;
-            write_tally(&mut tx, &promotion, &tally.remove(&request)).await?;
-            if let Some(c) = &request.customer {
-                sqlx::query(
-                    "UPDATE promotion_customer_usage SET uses = greatest(uses - 1, 0) \
-                     WHERE promotion_id = $1 AND customer = $2",
-                )
-                .bind(promotion.as_str())
-                .bind(c.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(error::db)?;
-            }
-        }
-        commit(tx).await?;
-        Ok(true)
-    }
+    Ok(UnitOutcome::Commit(true))
 }
 
 /// Locks `promotion`'s tally row (creating it at zero) and reads it.
-async fn lock_tally(tx: &mut Transaction<'_, Pg>, promotion: &PromotionId) -> PortResult<Tally> {
+async fn lock_tally(tx: &mut PgConnection, promotion: &PromotionId) -> PortResult<Tally> {
     sqlx::query(
         "INSERT INTO promotion_usage (promotion_id) VALUES ($1) \
          ON CONFLICT (promotion_id) DO NOTHING",
     )
     .bind(promotion.as_str())
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await
     .map_err(error::db)?;
     let (uses, spent, currency): (i64, Option<Decimal>, Option<String>) = sqlx::query_as(
         "SELECT uses, spent, currency FROM promotion_usage WHERE promotion_id = $1 FOR UPDATE",
     )
     .bind(promotion.as_str())
-    .fetch_one(&mut **tx)
+    .fetch_one(&mut *tx)
     .await
     .map_err(error::db)?;
     Ok(Tally {
@@ -290,14 +296,14 @@ async fn lock_tally(tx: &mut Transaction<'_, Pg>, promotion: &PromotionId) -> Po
 
 /// Locks the claim's row, if there is one, and reads its state and request.
 async fn lock_claim(
-    tx: &mut Transaction<'_, Pg>,
+    tx: &mut PgConnection,
     claim_id: &IdempotencyKey,
 ) -> PortResult<Option<(String, ClaimRequest)>> {
     let row: Option<(String, serde_json::Value)> = sqlx::query_as(
         "SELECT state, request FROM promotion_claims WHERE claim_id = $1 FOR UPDATE",
     )
     .bind(claim_id.as_str())
-    .fetch_optional(&mut **tx)
+    .fetch_optional(&mut *tx)
     .await
     .map_err(error::db)?;
     row.map(|(state, request)| {
@@ -310,7 +316,7 @@ async fn lock_claim(
 
 /// Writes a tally computed under its lock.
 async fn write_tally(
-    tx: &mut Transaction<'_, Pg>,
+    tx: &mut PgConnection,
     promotion: &PromotionId,
     tally: &Tally,
 ) -> PortResult<()> {
@@ -321,7 +327,7 @@ async fn write_tally(
     .bind(i64::from(tally.uses))
     .bind(tally.spent.map(|m| m.amount()))
     .bind(tally.spent.map(|m| m.currency().code().to_owned()))
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await
     .map_err(error::db)?;
     Ok(())
@@ -354,16 +360,38 @@ fn money(amount: Option<Decimal>, currency: Option<String>) -> PortResult<Option
 #[async_trait::async_trait]
 impl PromotionUsageStore for PgUsageStore {
     async fn reserve(&self, request: &ClaimRequest) -> PortResult<ClaimOutcome> {
-        with_retries(|| self.try_reserve(request)).await
+        // Reservations of one promotion share a worker: batches never wait for each other's
+        // lock on its tally row.
+        let route = request.promotion_id.as_str();
+        with_retries(|| {
+            let request = request.clone();
+            self.pg.combiner().run_keyed(route, move |conn| {
+                async move { try_reserve(conn, &request).await }.boxed()
+            })
+        })
+        .await
     }
 
     async fn commit(&self, claim_id: &IdempotencyKey) -> PortResult<()> {
-        with_retries(|| self.try_commit(claim_id)).await
+        with_retries(|| {
+            let claim_id = claim_id.clone();
+            self.pg
+                .combiner()
+                .run(move |conn| async move { try_commit(conn, &claim_id).await }.boxed())
+        })
+        .await
     }
 
     async fn release(&self, claim_id: &IdempotencyKey) -> PortResult<()> {
         for _ in 0..RELEASE_ATTEMPTS {
-            if with_retries(|| self.try_release(claim_id)).await? {
+            let released = with_retries(|| {
+                let claim_id = claim_id.clone();
+                self.pg
+                    .combiner()
+                    .run(move |conn| async move { try_release(conn, &claim_id).await }.boxed())
+            })
+            .await?;
+            if released {
                 return Ok(());
             }
         }

@@ -6,6 +6,7 @@
 //! under `CI=true` a missing server fails them.
 #![cfg(feature = "postgres")]
 
+mod combiner;
 mod conformance;
 mod crash;
 mod faults;
