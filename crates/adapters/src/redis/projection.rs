@@ -10,16 +10,9 @@ use redis::Script;
 
 use super::{Redis, error};
 
-/// The projection of a SKU, unless it is below its product's floor for that SKU. Versions are
-/// 20-digit zero-padded strings: Lua numbers do not hold every `u64`, strings compare exactly.
-const GET: &str = r"#!lua flags=no-writes
-local r = redis.call('HMGET', KEYS[1], 'v', 'p', 'j')
-if not r[3] then return false end
-local f = redis.call('HGET', KEYS[1], 'f:' .. r[2])
-if f and f > r[1] then return false end
-return r[3]
-";
-
+/// Versions are 20-digit zero-padded strings: Lua numbers do not hold every `u64`, strings
+/// compare exactly.
+///
 /// Stores a projection (ARGV: version, product, JSON, TTL ms) unless the SKU's floor for the
 /// product is above it or the SKU holds a newer version of the same product.
 const FILL: &str = r"#!lua
@@ -99,7 +92,6 @@ pub struct RedisProjectionCache {
 
 #[derive(Debug)]
 struct Scripts {
-    get: Script,
     fill: Script,
     invalidate: Script,
     raise: Script,
@@ -112,7 +104,6 @@ impl RedisProjectionCache {
             redis,
             ttl_ms: 3_600_000,
             scripts: Arc::new(Scripts {
-                get: Script::new(GET),
                 fill: Script::new(FILL),
                 invalidate: Script::new(INVALIDATE),
                 raise: Script::new(RAISE),
@@ -142,15 +133,16 @@ impl RedisProjectionCache {
 #[async_trait]
 impl ProjectionCache for RedisProjectionCache {
     async fn get(&self, sku: &Sku) -> PortResult<Option<ProductProjection>> {
+        // One plain read: a held projection is never below its floor (an invalidation drops
+        // it in the script that raises the floor, and a fill below the floor is refused).
         let mut conn = self.redis.conn();
-        let json: Option<String> = self
-            .scripts
-            .get
-            .key(self.sku_key(sku))
-            .invoke_async(&mut conn)
+        let json: Option<Vec<u8>> = redis::cmd("HGET")
+            .arg(self.sku_key(sku))
+            .arg("j")
+            .query_async(&mut conn)
             .await
             .map_err(error)?;
-        Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
+        Ok(json.and_then(|j| serde_json::from_slice(&j).ok()))
     }
 
     async fn fill(&self, projection: &ProductProjection) -> PortResult<bool> {
