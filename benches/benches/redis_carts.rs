@@ -5,7 +5,8 @@
 //!   the carts it serves); beside `EVAL "return 1"` one at a time per client and pipelined;
 //! - product reads through the projection cache, starting cold: p50/p99 and the hit ratio
 //!   under a Zipf workload over 10,000 products while prices change (one every 5 ms) and an
-//!   invalidator applies the events; beside `redis-benchmark GET` latency.
+//!   invalidator applies the events; beside `redis-benchmark GET` latency; then the latency at
+//!   a light load (4 clients, warm).
 //!
 //! CPU per update is this process's CPU time (`/proc/self/stat`) and the server's command
 //! time (`INFO commandstats`, which counts wall time inside commands: inflated on a busy
@@ -201,6 +202,39 @@ fn server_command_usec() -> u64 {
         .sum()
 }
 
+/// `clients` readers drawing SKUs by `zipf` for `run`; each read's latency in microseconds.
+async fn read_phase(
+    cached: &Arc<CachedCatalog>,
+    zipf: &Arc<Zipf>,
+    skus: &Arc<Vec<Sku>>,
+    clients: u64,
+    run: Duration,
+) -> Vec<u64> {
+    let start = Instant::now();
+    let readers: Vec<_> = (0..clients)
+        .map(|c| {
+            let (cached, zipf, skus) = (cached.clone(), zipf.clone(), skus.clone());
+            tokio::spawn(async move {
+                let mut seed = 0x9e37_79b9_7f4a_7c15_u64 ^ (c + 1);
+                let mut lat = Vec::new();
+                while start.elapsed() < run {
+                    let sku = &skus[zipf.sample(uniform(&mut seed))];
+                    let t = Instant::now();
+                    let p = cached.get_by_sku(sku).await.expect("read");
+                    lat.push(t.elapsed().as_micros() as u64);
+                    assert!(p.is_some());
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for r in readers {
+        latencies.extend(r.await.expect("reader"));
+    }
+    latencies
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let measured = std::env::args().any(|a| a == "--bench");
@@ -378,33 +412,16 @@ async fn main() {
     let skus: Arc<Vec<Sku>> = Arc::new(skus);
     let before = cached.stats();
     let start = Instant::now();
-    let readers: Vec<_> = (0..CLIENTS)
-        .map(|c| {
-            let (cached, zipf, skus) = (cached.clone(), zipf.clone(), skus.clone());
-            tokio::spawn(async move {
-                let mut seed = 0x9e37_79b9_7f4a_7c15_u64 ^ (c + 1);
-                let mut lat = Vec::new();
-                while start.elapsed() < run {
-                    let sku = &skus[zipf.sample(uniform(&mut seed))];
-                    let t = Instant::now();
-                    let p = cached.get_by_sku(sku).await.expect("read");
-                    lat.push(t.elapsed().as_micros() as u64);
-                    assert!(p.is_some());
-                }
-                lat
-            })
-        })
-        .collect();
-    let mut latencies = Vec::new();
-    for r in readers {
-        latencies.extend(r.await.expect("reader"));
-    }
+    let mut latencies = read_phase(&cached, &zipf, &skus, CLIENTS, run).await;
     let elapsed = start.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     let changes = changer.await.expect("changer");
     invalidator.await.expect("invalidator");
     let after = cached.stats();
     latencies.sort_unstable();
+    // Latency at a light load: 4 clients on the warm cache, nothing else running.
+    let mut light = read_phase(&cached, &zipf, &skus, 4, run).await;
+    light.sort_unstable();
     let (hits, misses) = (after.hits - before.hits, after.misses - before.misses);
     let hit_ratio = hits as f64 / (hits + misses).max(1) as f64;
 
@@ -434,6 +451,11 @@ async fn main() {
         percentile(&latencies, 0.99),
         hit_ratio,
         after.withdrawn - before.withdrawn,
+    );
+    println!(
+        "  projection reads, 4 clients, warm: p50 {:.3} ms, p99 {:.3} ms",
+        percentile(&light, 0.50),
+        percentile(&light, 0.99),
     );
     if let (Some(eval), Some(piped), Some(get)) = (eval, eval_piped, get) {
         println!(
