@@ -27,7 +27,7 @@
 
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use adapters::redis::Redis;
@@ -42,24 +42,7 @@ use commerce_core::{
 };
 use rust_decimal::Decimal;
 
-const CLIENTS: u64 = 32;
-
-/// One `redis-benchmark` CSV row for `args`: requests/s, p50 and p99 in ms.
-fn redis_benchmark(args: &[&str]) -> Option<(f64, f64, f64)> {
-    let out = Command::new("redis-benchmark")
-        .args(["-c", "32", "-n", "100000", "--csv"])
-        .args(args)
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().nth(1)?;
-    let cols: Vec<f64> = line
-        .split(',')
-        .skip(1)
-        .filter_map(|c| c.trim_matches('"').parse().ok())
-        .collect();
-    Some((*cols.first()?, *cols.get(3)?, *cols.get(5)?))
-}
+use benches::redis_load::{CLIENTS, per_second, redis_benchmark};
 
 const PROMOTIONS: &str = r#"[
   {"id": "p1", "name": "10 % tops", "priority": 50, "action": {"percent_off": {"percent": "10", "items": {"categories": [["Apparel"]]}}}},
@@ -99,33 +82,6 @@ impl Pricing {
         let priced = price(cart, &self.promotions, &ctx).expect("priced");
         std::hint::black_box(priced);
     }
-}
-
-async fn per_second<F, Fut>(run: Duration, work: F) -> f64
-where
-    F: Fn(u64, u64) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    let work = Arc::new(work);
-    let done = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..CLIENTS)
-        .map(|c| {
-            let (work, done) = (work.clone(), done.clone());
-            tokio::spawn(async move {
-                let mut i = 0;
-                while start.elapsed() < run {
-                    work(c, i).await;
-                    i += 1;
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.expect("client");
-    }
-    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
 }
 
 /// A Zipf sampler over `n` ranks with exponent `s`, by inverse CDF.
@@ -460,18 +416,18 @@ async fn main() {
     if let (Some(eval), Some(piped), Some(get)) = (eval, eval_piped, get) {
         println!(
             "  redis-benchmark EVAL 'return 1': {:.0}/s; pipelined 16 deep: {:.0}/s",
-            eval.0, piped.0
+            eval.rps, piped.rps
         );
         println!(
             "  redis-benchmark GET: {:.0}/s, p50 {:.3} ms, p99 {:.3} ms",
-            get.0, get.1, get.2
+            get.rps, get.p50_ms, get.p99_ms
         );
         println!(
             "  cart updates ÷ EVAL: {:.2} (read + write), {:.2} (held); ÷ pipelined EVAL: {:.2}, {:.2}",
-            read_modify_write / eval.0,
-            write_only / eval.0,
-            read_modify_write / piped.0,
-            write_only / piped.0
+            read_modify_write / eval.rps,
+            write_only / eval.rps,
+            read_modify_write / piped.rps,
+            write_only / piped.rps
         );
     }
 }

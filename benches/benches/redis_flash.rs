@@ -15,9 +15,7 @@
     reason = "rates for display only"
 )]
 
-use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use adapters::redis::Redis;
@@ -26,46 +24,7 @@ use commerce_core::testkit::t0;
 use commerce_core::{RateLimit, RateLimiter, UserId};
 use saga::{Admission, AdmissionQueue, SaleConfig};
 
-const CLIENTS: u64 = 32;
-
-/// `redis-benchmark` requests per second for `args`, from its CSV output.
-fn redis_benchmark(args: &[&str]) -> Option<f64> {
-    let out = Command::new("redis-benchmark")
-        .args(["-c", "32", "-n", "100000", "--csv"])
-        .args(args)
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().nth(1)?;
-    line.split(',').nth(1)?.trim_matches('"').parse().ok()
-}
-
-async fn per_second<F, Fut>(run: Duration, work: F) -> f64
-where
-    F: Fn(u64, u64) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    let work = Arc::new(work);
-    let done = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..CLIENTS)
-        .map(|c| {
-            let (work, done) = (work.clone(), done.clone());
-            tokio::spawn(async move {
-                let mut i = 0;
-                while start.elapsed() < run {
-                    work(c, i).await;
-                    i += 1;
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.expect("client");
-    }
-    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
-}
+use benches::redis_load::{CLIENTS, per_second, redis_benchmark};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -173,8 +132,8 @@ async fn main() {
     // deep (as one multiplexed connection sends them).
     let (eval, eval_pipelined) = if measured {
         (
-            redis_benchmark(&["eval", "return 1", "0"]),
-            redis_benchmark(&["-P", "16", "eval", "return 1", "0"]),
+            redis_benchmark(&["eval", "return 1", "0"]).map(|l| l.rps),
+            redis_benchmark(&["-P", "16", "eval", "return 1", "0"]).map(|l| l.rps),
         )
     } else {
         (None, None)

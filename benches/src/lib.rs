@@ -174,3 +174,88 @@ pub mod pg {
             .and_then(|t| t.parse().ok())
     }
 }
+
+/// The Redis benchmarks' load loop and their measure of the server's limit.
+#[cfg(feature = "redis")]
+#[allow(
+    clippy::disallowed_methods,
+    clippy::float_arithmetic,
+    reason = "a benchmark measures wall time and reports rates"
+)]
+pub mod redis_load {
+    use std::future::Future;
+    use std::process::Command;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{Duration, Instant};
+
+    /// Concurrent clients in every Redis figure.
+    pub const CLIENTS: u64 = 32;
+
+    /// One `redis-benchmark -c 32 -n 100000` run of `args`.
+    #[derive(Debug, Clone, Copy)]
+    pub struct ServerLimit {
+        /// Requests per second.
+        pub rps: f64,
+        /// Median latency, ms.
+        pub p50_ms: f64,
+        /// 99th percentile latency, ms.
+        pub p99_ms: f64,
+    }
+
+    /// `redis-benchmark` with [`CLIENTS`] clients for `args`, from its CSV output; `None`
+    /// without the tool.
+    pub fn redis_benchmark(args: &[&str]) -> Option<ServerLimit> {
+        let out = Command::new("redis-benchmark")
+            .args(["-c", "32", "-n", "100000", "--csv"])
+            .args(args)
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text.lines().nth(1)?;
+        let cols: Vec<f64> = line
+            .split(',')
+            .skip(1)
+            .filter_map(|c| c.trim_matches('"').parse().ok())
+            .collect();
+        Some(ServerLimit {
+            rps: *cols.first()?,
+            p50_ms: *cols.get(3)?,
+            p99_ms: *cols.get(5)?,
+        })
+    }
+
+    /// Runs `work(client, i)` on [`CLIENTS`] tasks for `run`; calls completed per second.
+    ///
+    /// # Panics
+    /// If a client task panics.
+    pub async fn per_second<F, Fut>(run: Duration, work: F) -> f64
+    where
+        F: Fn(u64, u64) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send,
+    {
+        let work = Arc::new(work);
+        let done = Arc::new(AtomicU64::new(0));
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..CLIENTS)
+            .map(|c| {
+                let (work, done) = (work.clone(), done.clone());
+                tokio::spawn(async move {
+                    let mut i = 0;
+                    while start.elapsed() < run {
+                        work(c, i).await;
+                        i += 1;
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            #[allow(clippy::expect_used, reason = "a bench client's panic is the bench's")]
+            t.await.expect("client");
+        }
+        #[allow(clippy::cast_precision_loss, reason = "a rate for display")]
+        let done = done.load(Ordering::Relaxed) as f64;
+        done / start.elapsed().as_secs_f64()
+    }
+}
