@@ -98,6 +98,13 @@ local at = tonumber(string.match(cur, '|(%d+)$') or '0')
 return {0, cur, tostring(now - at)}
 ";
 
+/// Drops a cart's expiry entry (KEYS: cart, expiry index; ARGV: id) when the cart itself is
+/// gone (Redis dropped it after its grace), so sweeps do not read it again.
+const PRUNE: &str = r"#!lua
+if redis.call('EXISTS', KEYS[1]) == 0 then return redis.call('ZREM', KEYS[2], ARGV[1]) end
+return 0
+";
+
 /// Deletes an owner's claim (KEYS: claim) if it names cart ARGV[1].
 const UNCLAIM: &str = r"#!lua
 local cur = redis.call('GET', KEYS[1])
@@ -180,7 +187,9 @@ fn write_error(e: RedisError) -> PortError {
 /// past its last write. The abandoned-cart sweep ([`cart_engine::sweep_abandoned`]) lists
 /// expired carts from the buckets' expiry indexes, which Redis never expires, so it finds each
 /// cart during that grace week, long before Redis would drop it; the mark is a compare-and-set
-/// that commits `CartAbandoned` with it, once.
+/// that commits `CartAbandoned` with it, once. (A cart Redis did drop, with no sweep running for
+/// a week, leaves an expiry entry that the next sweep prunes, and an owner claim that the
+/// owner's next cart finds stale.)
 ///
 /// **Events.** A write's events land in its bucket's outbox in the same script. The store
 /// relays them to the durable event log (the [`EventPublisher`] it was given, which skips an
@@ -205,6 +214,7 @@ struct Scripts {
     update: Script,
     claim: Script,
     unclaim: Script,
+    prune: Script,
     release: Script,
     ack: Script,
 }
@@ -222,6 +232,7 @@ impl RedisCartStore {
                 update: Script::new(UPDATE),
                 claim: Script::new(CLAIM),
                 unclaim: Script::new(UNCLAIM),
+                prune: Script::new(PRUNE),
                 release: Script::new(RELEASE),
                 ack: Script::new(ACK),
             }),
@@ -663,11 +674,21 @@ impl CartStore for RedisCartStore {
                 break;
             }
             let id = CartId::new(id).map_err(PortError::from)?;
-            if let Some(c) = self.get(&id).await?
-                && *c.status() == CartStatus::Active
-                && c.is_expired(now)
-            {
-                out.push(c);
+            match self.get(&id).await? {
+                Some(c) if *c.status() == CartStatus::Active && c.is_expired(now) => out.push(c),
+                Some(_) => {}
+                None => {
+                    let mut conn = self.redis.conn();
+                    let _: i64 = self
+                        .scripts
+                        .prune
+                        .key(self.cart_key(&id))
+                        .key(self.expiry_key(cart_bucket(&id)))
+                        .arg(id.as_str())
+                        .invoke_async(&mut conn)
+                        .await
+                        .map_err(error)?;
+                }
             }
         }
         out.sort_by(|a, b| {

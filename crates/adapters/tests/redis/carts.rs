@@ -598,3 +598,36 @@ async fn devices_on_separate_connections_get_one_cart_per_shopper() {
         assert_eq!(active.id().as_str(), won[0]);
     }
 }
+
+/// A cart Redis dropped after its grace (its key gone, its expiry entry left) is not listed,
+/// and its entry is pruned by the sweep that finds it.
+#[tokio::test]
+async fn a_cart_dropped_by_redis_leaves_no_entry_behind() {
+    let Some(r) = single().await else { return };
+    let mut raw = raw_single().await;
+    let store = r.cart_store(Arc::new(InMemoryEventLog::new()));
+    let c = cart("dropped-1", None);
+    store.insert(c.clone(), &[]).await.unwrap();
+    let ns = r.namespace();
+    let b = adapters::redis::cart_bucket(c.id());
+    let () = redis::cmd("DEL")
+        .arg(format!("{ns}:cart:{{{ns}.b{b:02}}}:c:dropped-1"))
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let index = format!("{ns}:cart:{{{ns}.b{b:02}}}:exp");
+    let before: i64 = redis::cmd("ZCARD")
+        .arg(&index)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(before, 1);
+    let now = t0() + TimeDelta::days(31);
+    assert!(store.list_expired(now, 100).await.unwrap().is_empty());
+    let after: i64 = redis::cmd("ZCARD")
+        .arg(&index)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(after, 0, "the entry is pruned");
+}
