@@ -2,8 +2,8 @@
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use commerce_core::{ErrorKind, PortError};
@@ -198,22 +198,23 @@ impl<T: Send + 'static, E: From<PortError> + Send + 'static> Job for Typed<T, E>
 /// # Ok(()) }
 /// ```
 ///
-/// Cheap to clone: clones share the queue and the workers. The workers start on the first
-/// [`run`](Combiner::run), on the Tokio runtime it is called from, and stop when the last
-/// clone is dropped.
+/// Cheap to clone: clones share the queue and the workers. A worker starts on the first unit
+/// sent to it, on the Tokio runtime of that call, and stops when the last clone is dropped; if
+/// that runtime ends first (a handle shared between runtimes, as tests do), the next unit
+/// starts a new worker on its own runtime.
 #[derive(Clone)]
 pub struct Combiner {
     inner: Arc<Shared>,
 }
 
+/// A worker's queue of units.
+type Queue = mpsc::UnboundedSender<Box<dyn Job>>;
+
 struct Shared {
     pool: PgPool,
     config: GroupCommit,
-    /// One queue per worker.
-    queues: Vec<mpsc::UnboundedSender<Box<dyn Job>>>,
-    /// The workers' ends, until they start.
-    receivers: std::sync::Mutex<Vec<mpsc::UnboundedReceiver<Box<dyn Job>>>>,
-    started: OnceLock<()>,
+    /// One queue per worker: `None` until the worker starts, closed once its runtime ended.
+    queues: Vec<std::sync::Mutex<Option<Queue>>>,
     /// Where the next unit without a key goes.
     next: AtomicUsize,
 }
@@ -229,16 +230,14 @@ impl std::fmt::Debug for Combiner {
 impl Combiner {
     /// A combiner of `pool`'s write transactions, as `config` says.
     pub fn new(pool: PgPool, config: GroupCommit) -> Combiner {
-        let (queues, receivers) = (0..config.workers.max(1))
-            .map(|_| mpsc::unbounded_channel())
-            .unzip();
+        let queues = (0..config.workers.max(1))
+            .map(|_| std::sync::Mutex::new(None))
+            .collect();
         Combiner {
             inner: Arc::new(Shared {
                 pool,
                 config,
                 queues,
-                receivers: std::sync::Mutex::new(receivers),
-                started: OnceLock::new(),
                 next: AtomicUsize::new(0),
             }),
         }
@@ -307,14 +306,17 @@ impl Combiner {
         if !self.inner.config.enabled {
             return alone(&self.inner.pool, unit).await;
         }
-        self.start();
         let (reply, answer) = oneshot::channel();
         let job: Box<dyn Job> = Box::new(Typed {
             unit: Some(Box::new(unit)),
             result: None,
             reply,
         });
-        if self.inner.queues[worker].send(job).is_err() {
+        // A worker whose runtime ended drops its queue: the send hands the job back, and a
+        // new worker starts on this runtime.
+        if let Err(mpsc::error::SendError(job)) = self.queue(worker).send(job)
+            && self.queue(worker).send(job).is_err()
+        {
             return Err(PortError::new(ErrorKind::Unavailable, "group commit stopped").into());
         }
         answer.await.unwrap_or_else(|_| {
@@ -324,18 +326,21 @@ impl Combiner {
         })
     }
 
-    fn start(&self) {
-        self.inner.started.get_or_init(|| {
-            let receivers = match self.inner.receivers.lock() {
-                Ok(mut r) => std::mem::take(&mut *r),
-                Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
-            };
-            for receiver in receivers {
-                let pool = self.inner.pool.clone();
-                let config = self.inner.config.clone();
-                drop(tokio::spawn(worker(receiver, pool, config)));
-            }
-        });
+    /// Worker `n`'s queue, starting the worker on the current runtime when it has none or
+    /// its runtime has ended.
+    fn queue(&self, n: usize) -> Queue {
+        let mut slot = match self.inner.queues[n].lock() {
+            Ok(slot) => slot,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(queue) = slot.as_ref().filter(|q| !q.is_closed()) {
+            return queue.clone();
+        }
+        let (queue, receiver) = mpsc::unbounded_channel();
+        let (pool, config) = (self.inner.pool.clone(), self.inner.config.clone());
+        drop(tokio::spawn(worker(receiver, pool, config)));
+        *slot = Some(queue.clone());
+        queue
     }
 }
 

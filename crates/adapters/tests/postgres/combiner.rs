@@ -352,3 +352,38 @@ async fn batched_buyers_of_the_last_unit_on_sixteen_rows_get_one_hold() {
     last_unit(16, 4, 8).await;
     last_unit(16, 1, 64).await;
 }
+
+/// A combiner first used on a runtime that has since ended (a handle shared between runtimes,
+/// as a test suite or a CLI does) starts its worker again on the runtime of the next call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_runtime_ended_starts_again_on_the_next() {
+    let Some(pg) = fresh().await else { return };
+    sqlx::query("CREATE TABLE items (id text PRIMARY KEY)")
+        .execute(pg.primary())
+        .await
+        .unwrap();
+    let combiner = Combiner::new(pg.primary().clone(), one_worker());
+    let first = combiner.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let got: Result<i64, PortError> = first
+                .run(|c| insert(c, &["on-the-first-runtime"]).boxed())
+                .await;
+            got.unwrap();
+        });
+    })
+    .join()
+    .unwrap();
+    let got: Result<i64, PortError> = combiner
+        .run(|c| insert(c, &["on-the-second-runtime"]).boxed())
+        .await;
+    got.unwrap();
+    assert_eq!(
+        items(&pg).await,
+        ["on-the-first-runtime", "on-the-second-runtime"]
+    );
+}
