@@ -1,12 +1,18 @@
 //! Read-through product reads by SKU: a [`ProjectionCache`] in front of the [`CatalogStore`],
 //! kept current by the catalog's events.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use futures::future::{BoxFuture, FutureExt, Shared};
 
 use crate::ports::{CatalogStore, EventLog, PortResult, ProjectionCache};
-use crate::{DomainEvent, ProductId, ProductProjection, Sku};
+use crate::{DomainEvent, Product, ProductId, ProductProjection, Sku};
+
+/// A catalog read that concurrent misses of one SKU share.
+type Flight = Shared<BoxFuture<'static, PortResult<Option<Product>>>>;
 
 /// Product reads by SKU through a cache, with the catalog as the source of truth.
 ///
@@ -22,6 +28,9 @@ use crate::{DomainEvent, ProductId, ProductProjection, Sku};
 ///   floor before it looks for the SKUs, so one of the two always sees the other).
 ///   `ProductUpserted` then fills the new projection, so a hot product is not re-read by
 ///   every server at once after a change.
+/// - **No stampede**: concurrent misses of one SKU in a process share one catalog read (and one
+///   fill), so a cold or restarted cache in front of a flash-sale product sends the database
+///   one read per server, not one per shopper.
 /// - The applied offset is stored in the cache itself, with the entries it describes: a cache
 ///   that comes back empty (a restarted Redis) starts from the end of the log, since it holds
 ///   nothing an earlier event could make stale.
@@ -56,6 +65,7 @@ use crate::{DomainEvent, ProductId, ProductProjection, Sku};
 pub struct CachedCatalog {
     catalog: Arc<dyn CatalogStore>,
     cache: Arc<dyn ProjectionCache>,
+    in_flight: Mutex<HashMap<Sku, Flight>>,
     counters: Counters,
 }
 
@@ -66,6 +76,7 @@ struct Counters {
     fallbacks: AtomicU64,
     withdrawn: AtomicU64,
     applied: AtomicU64,
+    shared: AtomicU64,
 }
 
 /// What a [`CachedCatalog`] has done since it was made.
@@ -81,6 +92,8 @@ pub struct CacheStats {
     pub withdrawn: u64,
     /// Catalog events applied.
     pub applied: u64,
+    /// Misses answered by another miss's catalog read of the same SKU, already in flight.
+    pub shared: u64,
 }
 
 impl CacheStats {
@@ -114,6 +127,7 @@ impl CachedCatalog {
         CachedCatalog {
             catalog,
             cache,
+            in_flight: Mutex::default(),
             counters: Counters::default(),
         }
     }
@@ -137,14 +151,45 @@ impl CachedCatalog {
                 false
             }
         };
-        let Some(product) = self.catalog.get_by_sku(sku).await? else {
+        let (read, first) = self.read_catalog(sku);
+        let product = read.clone().await;
+        // Whoever sees the read finished forgets it (the first caller may have gone away).
+        {
+            let mut in_flight = self
+                .in_flight
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if in_flight.get(sku).is_some_and(|f| f.ptr_eq(&read)) {
+                in_flight.remove(sku);
+            }
+        }
+        let Some(product) = product? else {
             return Ok(None);
         };
         let projection = ProductProjection::from_product(&product);
-        if cache_up && self.fill(&projection).await.is_err() {
+        if !first {
+            bump(&self.counters.shared);
+        } else if cache_up && self.fill(&projection).await.is_err() {
             bump(&self.counters.fallbacks);
         }
         Ok(Some(projection))
+    }
+
+    /// The catalog read of `sku` in flight, or a new one; `true` when this call started it.
+    fn read_catalog(&self, sku: &Sku) -> (Flight, bool) {
+        let mut in_flight = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(read) = in_flight.get(sku) {
+            return (read.clone(), false);
+        }
+        let (catalog, key) = (self.catalog.clone(), sku.clone());
+        let read = async move { catalog.get_by_sku(&key).await }
+            .boxed()
+            .shared();
+        in_flight.insert(sku.clone(), read.clone());
+        (read, true)
     }
 
     /// Fills, then withdraws the fill if an event for a newer version was applied meanwhile.
@@ -239,6 +284,7 @@ impl CachedCatalog {
             fallbacks: c.fallbacks.load(Ordering::Relaxed),
             withdrawn: c.withdrawn.load(Ordering::Relaxed),
             applied: c.applied.load(Ordering::Relaxed),
+            shared: c.shared.load(Ordering::Relaxed),
         }
     }
 }

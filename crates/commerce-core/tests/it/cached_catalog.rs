@@ -121,6 +121,81 @@ fn a_stale_fill_of_a_moved_sku_is_withdrawn() {
     });
 }
 
+/// A catalog that counts its reads by SKU and takes a few polls to answer each.
+#[derive(Debug)]
+struct Slow {
+    inner: Arc<InMemoryCatalog>,
+    reads: std::sync::atomic::AtomicUsize,
+}
+
+/// Pending `n` times (waking itself), then ready: a read that takes a while.
+struct Polls(usize);
+
+impl std::future::Future for Polls {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 == 0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 -= 1;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
+}
+
+#[async_trait]
+impl CatalogStore for Slow {
+    async fn get(&self, id: &ProductId) -> PortResult<Option<Product>> {
+        self.inner.get(id).await
+    }
+    async fn get_by_sku(&self, sku: &Sku) -> PortResult<Option<Product>> {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Polls(1_000).await;
+        self.inner.get_by_sku(sku).await
+    }
+    async fn put(&self, p: Product, e: &[EventEnvelope]) -> PortResult<CasOutcome> {
+        self.inner.put(p, e).await
+    }
+    async fn list(&self, after: Option<&ProductId>, limit: usize) -> PortResult<Vec<Product>> {
+        self.inner.list(after, limit).await
+    }
+}
+
+#[test]
+fn concurrent_misses_of_one_sku_share_one_catalog_read() {
+    block_on(async {
+        let inner = Arc::new(InMemoryCatalog::new());
+        let p = sample_product("cc-5", "CC-5");
+        put(&inner, &p, None).await;
+        let slow = Arc::new(Slow {
+            inner,
+            reads: std::sync::atomic::AtomicUsize::new(0),
+        });
+        let reader = CachedCatalog::new(slow.clone(), Arc::new(InMemoryProjectionCache::new()));
+        let reads = (0..50).map(|_| reader.get_by_sku(&p.sku));
+        for got in futures::future::join_all(reads).await {
+            assert_eq!(got.unwrap(), Some(ProductProjection::from_product(&p)));
+        }
+        assert_eq!(slow.reads.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let stats = reader.stats();
+        assert_eq!((stats.misses, stats.shared), (50, 49));
+        // Once answered, the read is forgotten: the next miss reads again.
+        let other = sample_product("cc-6", "CC-6");
+        put(&slow.inner, &other, None).await;
+        assert!(reader.get_by_sku(&other.sku).await.unwrap().is_some());
+        assert_eq!(slow.reads.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert_eq!(reader.stats().hits, 0);
+        assert_eq!(
+            reader.get_by_sku(&p.sku).await.unwrap().map(|p| p.version),
+            Some(1)
+        );
+        assert_eq!(reader.stats().hits, 1, "the first read filled the cache");
+    });
+}
+
 #[test]
 fn a_stale_fill_after_a_price_change_is_refused() {
     block_on(async {
