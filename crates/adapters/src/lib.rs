@@ -7,8 +7,8 @@
 //! |------------|----------------------------------------|-----------------|
 //! | (none)     | [`SystemClock`]                        | ready           |
 //! | `postgres` | stores on PostgreSQL through sqlx ([`postgres`]), [`TokioSleeper`] | ready |
-//! | `redis`    | stores and caches on Redis             | adapters issue  |
-//! | `kafka`    | the event bus on a Kafka-protocol log  | adapters issue  |
+//! | `redis`    | stores and caches on Redis ([`redis`]) | ready |
+//! | `kafka`    | the event bus on a Kafka-protocol broker ([`kafka`]) | ready |
 //! | `http`     | the HTTP surface of the reference server (axum) | adapters issue |
 //!
 //! Every adapter must pass the same conformance suite as the in-memory implementation of its
@@ -21,6 +21,8 @@
 //! assert!(clock.now() >= a);
 //! ```
 
+#[cfg(feature = "kafka")]
+pub mod kafka;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "redis")]

@@ -49,6 +49,19 @@ pub struct BatchReport {
     pub next_offset: u64,
 }
 
+/// What one batch over the partitions of a partitioned log did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PartitionsReport {
+    /// Changes read, over every partition.
+    pub read: usize,
+    /// Changes that changed the index.
+    pub applied: usize,
+    /// Changes skipped (as in [`BatchReport::skipped`]).
+    pub skipped: usize,
+    /// The offsets committed, for the partitions this batch read.
+    pub next_offsets: std::collections::BTreeMap<u32, u64>,
+}
+
 /// Applies catalog changes from a source to one index. One indexer per index: it takes the
 /// index's writer for each batch.
 #[derive(Debug)]
@@ -128,29 +141,43 @@ impl<'a> Indexer<'a> {
     /// [`Indexer::run_once`] is the usual entry; this is public so a caller can stage, inspect
     /// and then commit or drop (roll back).
     ///
+    /// Offsets must continue from the index's: ascending, none below the committed one. A log
+    /// may skip offsets (a broker partition leaves out a record it parked), so a gap is taken
+    /// as it is and the next offset is one past the last event.
+    ///
     /// # Errors
-    /// [`Error::Invalid`] when the batch does not continue from the index's offset.
+    /// [`Error::Invalid`] when the batch goes back before the index's offset or is out of
+    /// order.
     pub fn apply(
         &self,
         writer: &mut IndexWriterGuard<'_>,
         batch: &[LoggedEvent],
     ) -> Result<BatchReport> {
-        let mut expected = self.index.next_offset();
-        // What this batch staged per product (the index's reader sees the last commit only).
         let mut pending: HashMap<ProductId, Indexed> = HashMap::new();
+        self.apply_from(writer, &mut pending, batch, self.index.next_offset())
+    }
+
+    /// Stages `batch`, which must continue from `expected`.
+    fn apply_from(
+        &self,
+        writer: &mut IndexWriterGuard<'_>,
+        pending: &mut HashMap<ProductId, Indexed>,
+        batch: &[LoggedEvent],
+        mut expected: u64,
+    ) -> Result<BatchReport> {
         let mut report = BatchReport {
             read: batch.len(),
             ..BatchReport::default()
         };
         for change in batch {
-            if change.offset != expected {
+            if change.offset < expected {
                 return Err(Error::invalid(
                     "batch",
-                    format!("offset {} where {expected} was due", change.offset),
+                    format!("offset {} where {expected} or later was due", change.offset),
                 ));
             }
-            expected += 1;
-            let applied = self.apply_one(writer, &mut pending, &change.envelope.event)?;
+            expected = change.offset + 1;
+            let applied = self.apply_one(writer, pending, &change.envelope.event)?;
             if applied {
                 report.applied += 1;
             } else {
@@ -159,6 +186,81 @@ impl<'a> Indexer<'a> {
         }
         report.next_offset = expected;
         Ok(report)
+    }
+
+    /// Reads one batch from every partition of a partitioned log (`logs[i]` is partition `i`,
+    /// a broker topic's partitions behind the [`EventLog`] port), each from the offset the
+    /// index committed for it, applies them and commits them in one index commit that records
+    /// every partition's new offset. Partitions are read concurrently; a product's changes are
+    /// versioned, so the order between partitions does not matter.
+    ///
+    /// # Errors
+    /// As [`Indexer::run_once`]; nothing is committed then.
+    pub async fn run_once_partitions(&self, logs: &[&dyn EventLog]) -> Result<PartitionsReport> {
+        let committed = self.index.partition_offsets();
+        let per = (self.max_batch / logs.len().max(1)).max(1);
+        let froms: Vec<u64> = (0..logs.len())
+            .map(|p| {
+                let p = u32::try_from(p).unwrap_or(u32::MAX);
+                committed.get(&p).copied().unwrap_or(0)
+            })
+            .collect();
+        let reads = logs
+            .iter()
+            .zip(&froms)
+            .map(|(log, from)| log.read(*from, per));
+        let batches = futures::future::join_all(reads).await;
+        let mut report = PartitionsReport::default();
+        let mut writer: Option<IndexWriterGuard<'_>> = None;
+        let mut pending: HashMap<ProductId, Indexed> = HashMap::new();
+        for (p, (batch, from)) in batches.into_iter().zip(&froms).enumerate() {
+            let batch = batch.map_err(Error::Source)?;
+            let p = u32::try_from(p).unwrap_or(u32::MAX);
+            if batch.is_empty() {
+                continue;
+            }
+            let w = writer.get_or_insert_with(|| self.index.writer());
+            let one = self.apply_from(w, &mut pending, &batch, *from)?;
+            report.read += one.read;
+            report.applied += one.applied;
+            report.skipped += one.skipped;
+            report.next_offsets.insert(p, one.next_offset);
+        }
+        if let Some(writer) = writer {
+            writer.commit_partitions(&report.next_offsets)?;
+        }
+        Ok(report)
+    }
+
+    /// Runs [`Indexer::run_once_partitions`] until `stop` completes, waiting on every
+    /// partition at once whenever the index has caught up.
+    ///
+    /// # Errors
+    /// The first failing batch's error.
+    pub async fn run_partitions(
+        &self,
+        logs: &[&dyn EventLog],
+        stop: impl Future<Output = ()>,
+    ) -> Result<()> {
+        let mut stop = pin!(stop.fuse());
+        loop {
+            let report = match select(stop.as_mut(), pin!(self.run_once_partitions(logs))).await {
+                Either::Left(((), _)) => return Ok(()),
+                Either::Right((report, _)) => report?,
+            };
+            if report.read == 0 {
+                let committed = self.index.partition_offsets();
+                let waits = logs.iter().enumerate().map(|(p, log)| {
+                    let p = u32::try_from(p).unwrap_or(u32::MAX);
+                    log.wait(committed.get(&p).copied().unwrap_or(0))
+                });
+                let any = futures::future::select_all(waits);
+                match select(stop.as_mut(), any).await {
+                    Either::Left(((), _)) => return Ok(()),
+                    Either::Right(((waited, _, _), _)) => waited.map_err(Error::Source)?,
+                }
+            }
+        }
     }
 
     /// What the batch staged for `id`, else what the index committed.

@@ -24,7 +24,7 @@
 mod batch;
 mod carts;
 mod catalog;
-mod error;
+pub(crate) mod error;
 mod idempotency;
 mod journal;
 mod log;

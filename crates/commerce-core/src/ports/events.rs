@@ -40,9 +40,12 @@ pub struct LoggedEvent {
 /// The log every consumer reads: every committed event once, at a stable offset.
 ///
 /// Contract (checked by `testkit::event_log_conformance!`):
-/// - Offsets start at 0 and increase by one per event; `read(from, max)` returns the events at
-///   offsets `from..` (at most `max`), the same ones every time, so a consumer that stores its
-///   offset with its own commit resumes exactly where it stopped.
+/// - Offsets start at 0 and increase; `read(from, max)` returns the events at offsets `from..`
+///   (at most `max`), the same ones every time, so a consumer that stores its offset with its
+///   own commit resumes exactly where it stopped. The logs the SDK writes (memory, Postgres)
+///   number events consecutively; a broker partition may skip offsets (a record it could not
+///   read as an event is parked, not returned), so a consumer's next offset is one past the
+///   last event it got, not its first offset plus the count.
 /// - Reading at or past the end returns nothing; reading below the log's first retained offset
 ///   (a log may drop what every consumer has passed) is `NotFound`.
 /// - `wait(from)` returns once an event at `from` or later exists, at once if one does. It

@@ -79,10 +79,14 @@ impl Indexed {
     }
 }
 
-/// The commit payload: where the change log stands for this index.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Payload {
-    next_offset: u64,
+/// The commit payload: where the change log stands for this index. `partitions` is used by
+/// an index fed from a partitioned log (a broker topic), one offset per partition; older
+/// payloads have no such field.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Payload {
+    pub(crate) next_offset: u64,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) partitions: BTreeMap<u32, u64>,
 }
 
 /// One tenant's product index.
@@ -131,7 +135,7 @@ pub struct SearchIndex {
     query_analyzer: TextAnalyzer,
     query_plain: TextAnalyzer,
     synonyms: AnalyzedSynonyms,
-    next_offset: Mutex<u64>,
+    position: Mutex<Payload>,
     vocab: Mutex<Option<Arc<Vocab>>>,
 }
 
@@ -195,12 +199,10 @@ impl SearchIndex {
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()?;
-        let next_offset = match index.load_metas()?.payload {
-            None => 0,
+        let position = match index.load_metas()?.payload {
+            None => Payload::default(),
             Some(text) => {
-                serde_json::from_str::<Payload>(&text)
-                    .map_err(|_| Error::Payload(text.clone()))?
-                    .next_offset
+                serde_json::from_str::<Payload>(&text).map_err(|_| Error::Payload(text.clone()))?
             }
         };
         let query_analyzer = schema::query_analyzer(config.stemming, config.stop_words);
@@ -228,7 +230,7 @@ impl SearchIndex {
             query_analyzer,
             query_plain,
             synonyms,
-            next_offset: Mutex::new(next_offset),
+            position: Mutex::new(position),
             vocab: Mutex::new(None),
         })
     }
@@ -269,7 +271,18 @@ impl SearchIndex {
 
     /// The change-log offset the index has committed up to: the next change to apply.
     pub fn next_offset(&self) -> u64 {
-        *lock(&self.next_offset)
+        lock(&self.position).next_offset
+    }
+
+    /// For an index fed from a partitioned log ([`crate::Indexer::run_once_partitions`]): the
+    /// committed offset of each partition, the next change to read there (a partition not
+    /// listed starts at 0).
+    pub fn partition_offsets(&self) -> BTreeMap<u32, u64> {
+        lock(&self.position).partitions.clone()
+    }
+
+    pub(crate) fn position(&self) -> Payload {
+        lock(&self.position).clone()
     }
 
     /// The words `text` becomes after analysis (lowercased, accents folded, stemmed if on).

@@ -1,7 +1,7 @@
 //! The index's single writer: stages upserts, retirements and deletes, then commits them whole
 //! with the change-log offset they reach, or rolls them back.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::MutexGuard;
 
 use commerce_core::{ProductId, ProductProjection, ProductStatus};
@@ -140,17 +140,35 @@ impl IndexWriterGuard<'_> {
     ///
     /// # Errors
     /// [`Error::Index`] when the commit fails; nothing of the batch is then visible.
-    pub fn commit(mut self, next_offset: Option<u64>) -> Result<()> {
-        let offset = next_offset.unwrap_or_else(|| self.index.next_offset());
-        let payload = serde_json::to_string(&Payload {
-            next_offset: offset,
-        })
-        .map_err(|e| Error::Payload(e.to_string()))?;
+    pub fn commit(self, next_offset: Option<u64>) -> Result<()> {
+        let mut position = self.index.position();
+        if let Some(offset) = next_offset {
+            position.next_offset = offset;
+        }
+        self.commit_position(position)
+    }
+
+    /// Commits what was staged with the offsets of a partitioned log: each listed partition's
+    /// next offset is recorded (others keep theirs), atomically with the documents.
+    ///
+    /// # Errors
+    /// [`Error::Index`] when the commit fails; nothing of the batch is then visible.
+    pub fn commit_partitions(self, offsets: &BTreeMap<u32, u64>) -> Result<()> {
+        let mut position = self.index.position();
+        position
+            .partitions
+            .extend(offsets.iter().map(|(p, o)| (*p, *o)));
+        self.commit_position(position)
+    }
+
+    fn commit_position(mut self, position: Payload) -> Result<()> {
+        let payload =
+            serde_json::to_string(&position).map_err(|e| Error::Payload(e.to_string()))?;
         let mut prepared = self.w()?.prepare_commit()?;
         prepared.set_payload(&payload);
         prepared.commit()?;
         self.committed = true;
-        *lock(&self.index.next_offset) = offset;
+        *lock(&self.index.position) = position;
         self.index.reader.reload()?;
         // Build the new generation's facet vocabularies now, not on the next query.
         self.index.vocab(&self.index.reader.searcher())?;

@@ -1,0 +1,168 @@
+//! The idempotent producer.
+
+use commerce_core::{EventEnvelope, PortResult};
+use futures::future::join_all;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+
+use super::{Family, KafkaConfig, Topics, headers, kafka_error};
+
+/// Where a published event landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The offset within the partition.
+    pub offset: i64,
+}
+
+/// Publishes events to their family's topic, keyed by aggregate id.
+///
+/// The producer is idempotent (`enable.idempotence=true`, `acks=all`): a retry inside the
+/// client never writes a record twice or out of order, so one aggregate's events stay in the
+/// order given on their partition. A publish that fails as a whole may still have written some
+/// records; the caller publishes again (the outbox relay does), and readers dedupe.
+#[derive(Clone)]
+pub struct KafkaPublisher {
+    producer: FutureProducer,
+    topics: Topics,
+    timeout: std::time::Duration,
+}
+
+impl std::fmt::Debug for KafkaPublisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaPublisher")
+            .field("topics", &self.topics)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaPublisher {
+    /// A producer for the config's brokers. Connecting is lazy: the first publish fails as
+    /// `Unavailable` if the broker is down.
+    ///
+    /// # Errors
+    /// `Invalid` when librdkafka refuses the configuration.
+    pub fn new(config: &KafkaConfig) -> PortResult<KafkaPublisher> {
+        let timeout_ms = config.publish_timeout.as_millis().to_string();
+        let mut settings = vec![
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("linger.ms", "2"),
+            ("message.timeout.ms", timeout_ms.as_str()),
+            ("partitioner", "murmur2_random"),
+        ];
+        if config.single_record_batches {
+            settings.push(("batch.num.messages", "1"));
+        }
+        let producer: FutureProducer = config.client(&settings).create().map_err(kafka_error)?;
+        Ok(KafkaPublisher {
+            producer,
+            topics: config.topics.clone(),
+            timeout: config.publish_timeout,
+        })
+    }
+
+    /// The topics it publishes to.
+    pub fn topics(&self) -> &Topics {
+        &self.topics
+    }
+
+    /// Publishes `events`, each to its family's topic, and waits until the broker has every
+    /// one. Records go out concurrently; per partition the producer keeps their order.
+    ///
+    /// # Errors
+    /// `Unavailable` when a record was not acknowledged in time (some may have been written).
+    pub async fn publish(&self, events: &[EventEnvelope]) -> PortResult<Vec<Delivered>> {
+        let encoded: Vec<(String, Vec<u8>)> = events
+            .iter()
+            .map(|e| {
+                let topic = self.topics.topic(Family::of(&e.event));
+                let body = serde_json::to_vec(e).map_err(|e| {
+                    commerce_core::PortError::caused_by(commerce_core::ErrorKind::Internal, e)
+                })?;
+                Ok((topic, body))
+            })
+            .collect::<PortResult<_>>()?;
+        let sends = events.iter().zip(&encoded).map(|(e, (topic, body))| {
+            self.send(topic, &e.partition_key, body, envelope_headers(e))
+        });
+        join_all(sends).await.into_iter().collect()
+    }
+
+    /// Publishes one raw record (the dead-letter path, tests of hostile input).
+    ///
+    /// # Errors
+    /// `Unavailable` when it was not acknowledged in time.
+    pub async fn send_raw(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: &[u8],
+        headers: &[(&str, &str)],
+    ) -> PortResult<Delivered> {
+        let mut h = OwnedHeaders::new();
+        for (k, v) in headers {
+            h = h.insert(Header {
+                key: k,
+                value: Some(v.as_bytes()),
+            });
+        }
+        self.send(topic, key, payload, h).await
+    }
+
+    async fn send(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: &[u8],
+        headers: OwnedHeaders,
+    ) -> PortResult<Delivered> {
+        let record = FutureRecord::to(topic)
+            .key(key)
+            .payload(payload)
+            .headers(headers);
+        match self
+            .producer
+            .send(record, Timeout::After(self.timeout))
+            .await
+        {
+            Ok(delivery) => Ok(Delivered {
+                topic: topic.to_owned(),
+                partition: delivery.partition,
+                offset: delivery.offset,
+            }),
+            Err((e, _)) => Err(kafka_error(e)),
+        }
+    }
+
+    /// Waits until every record handed to the producer is acknowledged (before a shutdown).
+    ///
+    /// # Errors
+    /// `Unavailable` when that takes longer than the publish timeout.
+    pub fn flush(&self) -> PortResult<()> {
+        self.producer
+            .flush(Timeout::After(self.timeout))
+            .map_err(kafka_error)
+    }
+}
+
+fn envelope_headers(e: &EventEnvelope) -> OwnedHeaders {
+    let version = e.schema_version.to_string();
+    OwnedHeaders::new()
+        .insert(Header {
+            key: headers::EVENT_ID,
+            value: Some(e.event_id.as_str().as_bytes()),
+        })
+        .insert(Header {
+            key: headers::EVENT_TYPE,
+            value: Some(e.event_type.as_bytes()),
+        })
+        .insert(Header {
+            key: headers::SCHEMA_VERSION,
+            value: Some(version.as_bytes()),
+        })
+}
