@@ -65,6 +65,9 @@ struct ReadState {
     parked_through: i64,
     /// Whether the consumer has the partition assigned (then a move is a seek).
     assigned: bool,
+    /// Whether the broker said the partition ends at `position` and nothing came since: a
+    /// read there answers at once instead of waiting `read_wait`.
+    at_end: bool,
 }
 
 /// What one receive got.
@@ -78,7 +81,7 @@ enum Received {
 
 /// A record as the log reads it.
 enum Fetched {
-    Event(LoggedEvent),
+    Event(Box<LoggedEvent>),
     /// Not an event; parked and skipped.
     Skipped(i64),
 }
@@ -106,6 +109,7 @@ impl KafkaPartitionLog {
                 ("enable.auto.offset.store", "false"),
                 ("auto.offset.reset", "error"),
                 ("fetch.wait.max.ms", "20"),
+                ("fetch.error.backoff.ms", "10"),
                 ("enable.partition.eof", "true"),
             ])
             .create()
@@ -162,6 +166,7 @@ impl KafkaPartitionLog {
             return Ok(());
         }
         state.ahead.clear();
+        state.at_end = false;
         if state.assigned {
             let moved = self.consumer.seek(
                 &self.topic,
@@ -188,7 +193,10 @@ impl KafkaPartitionLog {
         let received = tokio::time::timeout(within, self.consumer.recv()).await;
         let message = match received {
             Err(_) => return Ok(Received::Nothing),
-            Ok(Err(KafkaError::PartitionEOF(_))) => return Ok(Received::End),
+            Ok(Err(KafkaError::PartitionEOF(_))) => {
+                state.at_end = true;
+                return Ok(Received::End);
+            }
             Ok(Err(KafkaError::MessageConsumption(
                 RDKafkaErrorCode::OffsetOutOfRange | RDKafkaErrorCode::AutoOffsetReset,
             ))) => {
@@ -206,10 +214,10 @@ impl KafkaPartitionLog {
             return Ok(Received::Record);
         }
         let fetched = match decode(&message) {
-            Ok(envelope) => Fetched::Event(LoggedEvent {
+            Ok(envelope) => Fetched::Event(Box::new(LoggedEvent {
                 offset: u64::try_from(offset).unwrap_or(0),
                 envelope,
-            }),
+            })),
             Err(reason) => {
                 if offset > state.parked_through {
                     self.park(&message, &reason).await?;
@@ -220,6 +228,7 @@ impl KafkaPartitionLog {
         };
         state.ahead.push_back(fetched);
         state.position = Some(offset + 1);
+        state.at_end = false;
         Ok(Received::Record)
     }
 
@@ -282,11 +291,15 @@ impl EventLog for KafkaPartitionLog {
         let mut state = self.state.lock().await;
         self.seek(&mut state, from)?;
         let mut out = Vec::new();
-        let mut wait = self.read_wait;
+        let mut wait = if state.at_end && state.ahead.is_empty() {
+            DRAIN_WAIT
+        } else {
+            self.read_wait
+        };
         loop {
             while let Some(fetched) = state.ahead.pop_front() {
                 if let Fetched::Event(e) = fetched {
-                    out.push(e);
+                    out.push(*e);
                     if out.len() == max {
                         return Ok(out);
                     }

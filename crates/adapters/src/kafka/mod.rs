@@ -110,7 +110,7 @@ impl Family {
     /// use adapters::kafka::Family;
     /// use commerce_core::{DomainEvent, Sku, LocationId};
     /// let e = DomainEvent::InventoryChanged {
-    ///     sku: Sku::new("MUG-1")?, location: LocationId::new("wh")?, available: 3,
+    ///     sku: Sku::new("MUG-1")?, location: LocationId::new("wh")?, on_hand: 3, available: 3,
     /// };
     /// assert_eq!(Family::of(&e), Family::Inventory);
     /// # Ok::<(), commerce_core::Error>(())
