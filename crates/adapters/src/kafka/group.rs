@@ -143,6 +143,8 @@ impl<S: GroupSink> GroupConsumer<S> {
         let stop = Arc::new(AtomicBool::new(false));
         let member = Member {
             consumer,
+            floor: BTreeMap::new(),
+            config: config.clone(),
             sink,
             max_batch: max_batch.max(1),
             parker,
@@ -197,6 +199,11 @@ struct Polled {
 
 struct Member<S> {
     consumer: BaseConsumer<GroupContext>,
+    /// Per assigned partition, the offset this member starts at (its committed offset when it
+    /// got the partition): records below it are left out.
+    floor: BTreeMap<(String, i32), i64>,
+    /// Whether the broker fetches whole batches ([`KafkaConfig::whole_batch_fetch`]).
+    config: KafkaConfig,
     sink: S,
     max_batch: usize,
     parker: KafkaPublisher,
@@ -228,6 +235,16 @@ impl<S: GroupSink> Member<S> {
                         message.partition(),
                         message.offset(),
                     );
+                    if !admit(
+                        &self.consumer,
+                        &mut self.floor,
+                        &self.config,
+                        &topic,
+                        partition,
+                        offset,
+                    ) {
+                        continue;
+                    }
                     let event = match decode(&message) {
                         Ok(envelope) => Some(LoggedEvent {
                             offset: u64::try_from(offset).unwrap_or(0),
@@ -279,7 +296,7 @@ impl<S: GroupSink> Member<S> {
     }
 
     /// Leaves out records of partitions revoked since the batch began.
-    fn drop_revoked(&self, batch: &mut Vec<Polled>) {
+    fn drop_revoked(&mut self, batch: &mut Vec<Polled>) {
         let mut revoked = self
             .consumer
             .context()
@@ -291,6 +308,8 @@ impl<S: GroupSink> Member<S> {
         }
         let before = batch.len();
         batch.retain(|p| !revoked.contains(&(p.topic.clone(), p.partition)));
+        // A partition given back later starts again from the group's committed offset.
+        self.floor.retain(|k, _| !revoked.contains(k));
         let dropped = u64::try_from(before - batch.len()).unwrap_or(0);
         self.stats
             .dropped_on_revoke
@@ -381,5 +400,55 @@ impl<S: GroupSink> Member<S> {
             Duration::from_secs(5),
         );
         std::thread::sleep(RETRY);
+    }
+}
+
+/// Whether a polled record is one to take. The first record of a partition this member
+/// was given sets where it starts: the group's committed offset (or the partition's first
+/// offset). On a broker that fetches whole batches the member seeks [`super::SEEK_SLACK`]
+/// records back from there when the record is past it (the broker skipped the rest of the
+/// batch the committed offset is in), and records before it are left out.
+fn admit(
+    consumer: &BaseConsumer<GroupContext>,
+    floors: &mut BTreeMap<(String, i32), i64>,
+    config: &KafkaConfig,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> bool {
+    let key = (topic.to_owned(), partition);
+    let floor = match floors.get(&key) {
+        Some(floor) => *floor,
+        None => {
+            let start = start_of(consumer, topic, partition).unwrap_or(offset);
+            floors.insert(key, start);
+            if offset > start && config.whole_batch_fetch {
+                let _ = consumer.seek(
+                    topic,
+                    partition,
+                    Offset::Offset(config.fetch_start(start)),
+                    Duration::from_secs(5),
+                );
+                return false;
+            }
+            start
+        }
+    };
+    offset >= floor
+}
+
+/// Where the group stands on a partition: its committed offset, else the first retained.
+fn start_of(consumer: &BaseConsumer<GroupContext>, topic: &str, partition: i32) -> Option<i64> {
+    let mut list = TopicPartitionList::new();
+    list.add_partition(topic, partition);
+    let committed = consumer
+        .committed_offsets(list, Duration::from_secs(5))
+        .ok()?;
+    match committed.find_partition(topic, partition)?.offset() {
+        Offset::Offset(o) => Some(o),
+        _ => consumer
+            .fetch_watermarks(topic, partition, Duration::from_secs(5))
+            .ok()
+            .map(|(low, _)| low),
     }
 }

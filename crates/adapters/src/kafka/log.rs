@@ -30,9 +30,9 @@ const DRAIN_WAIT: Duration = Duration::from_millis(1);
 /// the last event it got, which is exact with gaps. The log is delivered at least once (the
 /// relay republishes after a crash): readers dedupe by event id or by version.
 ///
-/// `end_offset` is the broker's high watermark (`ListOffsets` latest), which a Kafka broker
-/// keeps at the log end; some Kafka-protocol brokers answer it loosely, so a reader should not
-/// rely on it for more than lag.
+/// `end_offset` is the broker's high watermark (`ListOffsets` latest). With
+/// [`KafkaConfig::whole_batch_fetch`] it reads on from there to the partition's end, since
+/// such a broker (tansu 0.6) may answer with the start of its last batch.
 pub struct KafkaPartitionLog {
     consumer: Arc<StreamConsumer>,
     topic: String,
@@ -40,6 +40,7 @@ pub struct KafkaPartitionLog {
     dead_letter: String,
     parker: KafkaPublisher,
     read_wait: Duration,
+    config: KafkaConfig,
     state: Mutex<ReadState>,
 }
 
@@ -73,6 +74,8 @@ struct ReadState {
 /// What one receive got.
 enum Received {
     Record,
+    /// A record before the offset wanted (the seek slack), left out.
+    Dropped,
     /// Nothing within the time given.
     Nothing,
     /// The broker says the partition ends here (for now).
@@ -121,6 +124,7 @@ impl KafkaPartitionLog {
             dead_letter: config.topics.dead_letter(),
             parker: KafkaPublisher::new(config)?,
             read_wait: config.read_wait,
+            config: config.clone(),
             state: Mutex::new(ReadState {
                 parked_through: -1,
                 ..ReadState::default()
@@ -167,11 +171,13 @@ impl KafkaPartitionLog {
         }
         state.ahead.clear();
         state.at_end = false;
+        // Records before `from` (fetched from the slack) are dropped as they come.
+        let start = self.config.fetch_start(from);
         if state.assigned {
             let moved = self.consumer.seek(
                 &self.topic,
                 self.partition,
-                Offset::Offset(from),
+                Offset::Offset(start),
                 Duration::from_secs(5),
             );
             if moved.is_ok() {
@@ -180,7 +186,7 @@ impl KafkaPartitionLog {
             }
         }
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&self.topic, self.partition, Offset::Offset(from))
+        tpl.add_partition_offset(&self.topic, self.partition, Offset::Offset(start))
             .map_err(kafka_error)?;
         self.consumer.assign(&tpl).map_err(kafka_error)?;
         state.assigned = true;
@@ -206,12 +212,12 @@ impl KafkaPartitionLog {
             Ok(Ok(m)) => m,
         };
         if message.topic() != self.topic || message.partition() != self.partition {
-            return Ok(Received::Record);
+            return Ok(Received::Dropped);
         }
         let offset = message.offset();
         if state.position.is_some_and(|p| offset < p) {
-            // A record from before a re-seek.
-            return Ok(Received::Record);
+            // Before the offset wanted: the slack, or a record from before a re-seek.
+            return Ok(Received::Dropped);
         }
         let fetched = match decode(&message) {
             Ok(envelope) => Fetched::Event(Box::new(LoggedEvent {
@@ -307,6 +313,7 @@ impl EventLog for KafkaPartitionLog {
             }
             match self.receive(&mut state, wait).await {
                 Ok(Received::Record) => wait = DRAIN_WAIT,
+                Ok(Received::Dropped) => {}
                 Ok(Received::Nothing | Received::End) => return Ok(out),
                 Err(e) if e.kind == ErrorKind::NotFound => {
                     // Out of range: below what the broker keeps, or past its end.
@@ -328,7 +335,21 @@ impl EventLog for KafkaPartitionLog {
 
     async fn end_offset(&self) -> PortResult<u64> {
         let (_, high) = self.watermarks().await?;
-        Ok(u64::try_from(high).unwrap_or(0))
+        if !self.config.whole_batch_fetch || high == 0 {
+            return Ok(u64::try_from(high).unwrap_or(0));
+        }
+        // Such a broker may answer with the start of its last batch: read on from there to
+        // where the partition ends now.
+        let mut state = self.state.lock().await;
+        self.seek(&mut state, high - 1)?;
+        loop {
+            match self.receive(&mut state, self.read_wait).await? {
+                Received::Record | Received::Dropped => {}
+                Received::Nothing | Received::End => break,
+            }
+        }
+        let end = state.position.unwrap_or(high).max(high);
+        Ok(u64::try_from(end).unwrap_or(0))
     }
 
     async fn wait(&self, from: u64) -> PortResult<()> {
@@ -341,7 +362,7 @@ impl EventLog for KafkaPartitionLog {
                 return Ok(());
             }
             match self.receive(&mut state, WAIT_SLICE).await {
-                Ok(Received::Record | Received::Nothing) => {}
+                Ok(Received::Record | Received::Dropped | Received::Nothing) => {}
                 Ok(Received::End) => {
                     // Caught up: poll again after a moment.
                     drop(state);

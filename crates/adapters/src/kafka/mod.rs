@@ -51,12 +51,18 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
-pub use group::{GroupConsumer, GroupSink, PartitionBatch};
+pub use group::{GroupConsumer, GroupSink, GroupStats, PartitionBatch};
 pub use log::KafkaPartitionLog;
 pub use publisher::{Delivered, KafkaPublisher};
 #[cfg(feature = "postgres")]
 pub use relay::{OutboxRelay, RelayConfig, RelayLag, RelayStats};
 pub use warehouse::{ParquetSink, WarehouseRow};
+
+/// The most records a producer puts in one batch when [`KafkaConfig::whole_batch_fetch`] is set.
+pub const MAX_BATCH_RECORDS: i64 = 500;
+/// How far before a wanted offset a reader starts when [`KafkaConfig::whole_batch_fetch`] is
+/// set: more than a batch holds, so the start is at or before the batch's first record.
+pub const SEEK_SLACK: i64 = MAX_BATCH_RECORDS + 12;
 
 /// Header names every published record carries.
 pub mod headers {
@@ -200,12 +206,13 @@ pub struct KafkaConfig {
     pub publish_timeout: Duration,
     /// How long a read waits for a first record before it answers "nothing yet".
     pub read_wait: Duration,
-    /// Publish every record in a batch of its own. A reader of Kafka resumes at any offset;
-    /// some Kafka-protocol brokers (tansu 0.6) answer a fetch from inside a record batch with
-    /// the next batch, skipping the rest of the one it starts in, so a reader that resumes
-    /// there (after a restart, a seek, a rebalance) would miss records. With one record per
-    /// batch every offset starts a batch. Off for Kafka; on for such brokers.
-    pub single_record_batches: bool,
+    /// The broker answers a fetch from inside a record batch with the next batch, skipping
+    /// the rest of the one the offset is in (tansu 0.6 does; Kafka does not). A reader resuming
+    /// at any offset (a restart, a seek, a rebalance) would miss records there. When set,
+    /// producers cap a batch at [`MAX_BATCH_RECORDS`] records and readers start
+    /// [`SEEK_SLACK`] records before the offset they want and drop what precedes it, so they
+    /// always begin at or before the start of the batch holding it.
+    pub whole_batch_fetch: bool,
     /// Further librdkafka properties, applied last (e.g. `session.timeout.ms`).
     pub overrides: Vec<(String, String)>,
 }
@@ -218,8 +225,17 @@ impl KafkaConfig {
             topics: Topics::default(),
             publish_timeout: Duration::from_secs(10),
             read_wait: Duration::from_millis(250),
-            single_record_batches: false,
+            whole_batch_fetch: false,
             overrides: Vec::new(),
+        }
+    }
+
+    /// Where a reader that wants `offset` starts fetching.
+    pub(crate) fn fetch_start(&self, offset: i64) -> i64 {
+        if self.whole_batch_fetch {
+            (offset - SEEK_SLACK).max(0)
+        } else {
+            offset
         }
     }
 

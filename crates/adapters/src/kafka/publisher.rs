@@ -55,8 +55,9 @@ impl KafkaPublisher {
             ("message.timeout.ms", timeout_ms.as_str()),
             ("partitioner", "murmur2_random"),
         ];
-        if config.single_record_batches {
-            settings.push(("batch.num.messages", "1"));
+        let cap = super::MAX_BATCH_RECORDS.to_string();
+        if config.whole_batch_fetch {
+            settings.push(("batch.num.messages", cap.as_str()));
         }
         let producer: FutureProducer = config.client(&settings).create().map_err(kafka_error)?;
         Ok(KafkaPublisher {

@@ -39,9 +39,8 @@ pub(crate) async fn config(partitions: i32) -> Option<KafkaConfig> {
     let mut config = KafkaConfig::new(brokers()).with_prefix(prefix());
     config.topics.partitions = partitions;
     config.read_wait = Duration::from_millis(100);
-    // tansu 0.6 fetches from inside a batch as from the next batch.
-    config.single_record_batches =
-        std::env::var("KAFKA_SINGLE_RECORD_BATCHES").map_or(true, |v| v != "0");
+    // tansu 0.6 answers a fetch from inside a batch with the next batch.
+    config.whole_batch_fetch = std::env::var("KAFKA_WHOLE_BATCH_FETCH").map_or(true, |v| v != "0");
     config.overrides = vec![
         ("session.timeout.ms".to_owned(), "6000".to_owned()),
         ("socket.timeout.ms".to_owned(), "10000".to_owned()),
