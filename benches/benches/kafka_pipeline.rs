@@ -60,8 +60,8 @@ fn stock_events(prefix: &str, n: usize) -> Vec<EventEnvelope> {
 async fn broker(prefix: &str) -> Option<KafkaConfig> {
     let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned());
     let mut config = KafkaConfig::new(brokers.clone()).with_prefix(prefix);
-    config.single_record_batches =
-        std::env::var("KAFKA_SINGLE_RECORD_BATCHES").map_or(true, |v| v != "0");
+    // tansu 0.6 answers a fetch from inside a batch with the next batch.
+    config.whole_batch_fetch = std::env::var("KAFKA_WHOLE_BATCH_FETCH").map_or(true, |v| v != "0");
     config.read_wait = Duration::from_millis(100);
     match tokio::time::timeout(Duration::from_secs(20), config.ensure_topics()).await {
         Ok(Ok(())) => Some(config),
