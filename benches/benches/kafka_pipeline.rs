@@ -19,7 +19,8 @@
     clippy::cast_precision_loss,
     clippy::cast_possible_truncation,
     clippy::cast_sign_loss,
-    reason = "rates and percentiles, for display only"
+    clippy::cast_possible_wrap,
+    reason = "rates, percentiles and small counters, for display only"
 )]
 
 use std::collections::BTreeMap;
@@ -348,6 +349,13 @@ async fn main() {
         "consumer (event-log port, 6 partitions one after another, {read} events): {consumed:.0} events/s"
     );
 
+    if measured {
+        // The catalog's commit rate is the database's: its limit on this box, now.
+        match pg::pgbench_tps(16, 5) {
+            Some(tps) => println!("pgbench -N, 16 clients: {tps:.0} transactions/s"),
+            None => println!("pgbench unavailable"),
+        }
+    }
     let products = if measured { 2_000 } else { 50 };
     for rate in [1_000u64, 5_000] {
         let config = broker(&format!("bench{run}-f{rate}.")).await.unwrap();

@@ -342,12 +342,10 @@ impl EventLog for KafkaPartitionLog {
         // where the partition ends now.
         let mut state = self.state.lock().await;
         self.seek(&mut state, high - 1)?;
-        loop {
-            match self.receive(&mut state, self.read_wait).await? {
-                Received::Record | Received::Dropped => {}
-                Received::Nothing | Received::End => break,
-            }
-        }
+        while matches!(
+            self.receive(&mut state, self.read_wait).await?,
+            Received::Record | Received::Dropped
+        ) {}
         let end = state.position.unwrap_or(high).max(high);
         Ok(u64::try_from(end).unwrap_or(0))
     }

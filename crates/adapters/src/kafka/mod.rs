@@ -296,11 +296,19 @@ impl KafkaConfig {
     }
 }
 
-/// A client error as a port error: transport and broker trouble is `Unavailable` (the call can
-/// be repeated), a refused configuration `Invalid`, anything else `Internal`.
+/// A client error as a port error: a record sent but not acknowledged in time is
+/// `Indeterminate` (it may be on the broker: the relay publishes again and readers dedupe),
+/// other transport and broker trouble `Unavailable` (the call can be repeated), a refused
+/// configuration `Invalid`, anything else `Internal`.
 pub(crate) fn kafka_error(e: KafkaError) -> PortError {
     let kind = match &e {
         KafkaError::ClientConfig(..) | KafkaError::ClientCreation(_) => ErrorKind::Invalid,
+        // Sent, not acknowledged in time: the broker may have written it.
+        KafkaError::MessageProduction(
+            RDKafkaErrorCode::MessageTimedOut
+            | RDKafkaErrorCode::RequestTimedOut
+            | RDKafkaErrorCode::OperationTimedOut,
+        ) => ErrorKind::Indeterminate,
         KafkaError::MessageProduction(code)
         | KafkaError::MessageConsumption(code)
         | KafkaError::MetadataFetch(code)

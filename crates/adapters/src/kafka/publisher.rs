@@ -76,7 +76,9 @@ impl KafkaPublisher {
     /// one. Records go out concurrently; per partition the producer keeps their order.
     ///
     /// # Errors
-    /// `Unavailable` when a record was not acknowledged in time (some may have been written).
+    /// `Indeterminate` when a record was sent but not acknowledged in time (it may be on the
+    /// broker), `Unavailable` when the broker could not be reached; in both cases some of the
+    /// records may have been written, and publishing them again is how a caller recovers.
     pub async fn publish(&self, events: &[EventEnvelope]) -> PortResult<Vec<Delivered>> {
         let encoded: Vec<(String, Vec<u8>)> = events
             .iter()

@@ -5,6 +5,7 @@
 #![cfg(all(feature = "kafka", feature = "postgres"))]
 
 mod e2e;
+mod faults;
 mod group;
 mod harness;
 mod log;

@@ -41,7 +41,9 @@ pub(crate) async fn drain(
 
 /// Per order, its events' `seq` in partition order after dropping repeated event ids; and how
 /// many repeats there were.
-fn order_sequences(read: &BTreeMap<i32, Vec<LoggedEvent>>) -> (BTreeMap<String, Vec<u32>>, usize) {
+pub(crate) fn order_sequences(
+    read: &BTreeMap<i32, Vec<LoggedEvent>>,
+) -> (BTreeMap<String, Vec<u32>>, usize) {
     let mut seen = BTreeSet::new();
     let mut repeats = 0;
     let mut orders: BTreeMap<String, Vec<u32>> = BTreeMap::new();
