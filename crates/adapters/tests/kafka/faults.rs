@@ -1,5 +1,6 @@
 //! The broker killed (SIGKILL) and restarted mid-stream: a broker of the test's own, tansu on
-//! PostgreSQL storage (so a restart keeps its log), on a port of its own. The relay and a
+//! its SQLite storage in a folder of the test's (so a restart keeps its log), on a port of its
+//! own. The relay and a
 //! reader of every partition run through the outage; afterwards every event is there, repeats
 //! are only re-sends, and each order's events, repeats dropped, are in order.
 
@@ -35,12 +36,12 @@ fn tansu() -> Result<String, String> {
             return Ok(c);
         }
     }
-    Err("no tansu binary (cargo install --locked tansu --features dynostore,postgres)".to_owned())
+    Err("no tansu binary (cargo install --locked tansu --features dynostore,libsql)".to_owned())
 }
 
 fn skip(why: &str) {
     if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("the broker fault test needs tansu with PostgreSQL storage under CI=true: {why}");
+        panic!("the broker fault test needs tansu with SQLite storage under CI=true: {why}");
     }
     #[allow(clippy::print_stderr, reason = "the reason a test is skipped")]
     {
@@ -65,9 +66,10 @@ impl Drop for Broker {
     }
 }
 
-fn start_broker(bin: &str, storage: &str) -> Broker {
+fn start_broker(bin: &str, dir: &std::path::Path) -> Broker {
     let url = format!("tcp://127.0.0.1:{PORT}");
     let child = Command::new(bin)
+        .current_dir(dir)
         .args([
             "broker",
             "--listener-url",
@@ -75,7 +77,7 @@ fn start_broker(bin: &str, storage: &str) -> Broker {
             "--advertised-listener-url",
             &url,
             "--storage-engine",
-            storage,
+            "sqlite://tansu.db",
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -101,23 +103,14 @@ async fn a_broker_killed_and_restarted_mid_stream_loses_nothing() {
         Err(why) => return skip(&why),
     };
     let Some(pg) = pg::fresh().await else { return };
-    // The broker's own storage: a database of its own, fresh.
-    let db = format!("tansu_fault_{}", std::process::id());
-    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS \"{db}\""
-    )))
-    .execute(pg.primary())
-    .await;
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{db}\"")))
-        .execute(pg.primary())
-        .await
-        .unwrap();
-    let base = pg::url();
-    let storage = format!("{}/{db}", &base[..base.rfind('/').unwrap()]);
-    let mut broker = start_broker(&bin, &storage);
+    // The broker's own storage: a fresh folder.
+    let dir = std::env::temp_dir().join(format!("tansu-fault-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut broker = start_broker(&bin, &dir);
     if !listening().await {
         broker.kill();
-        return skip("tansu did not listen (built without the postgres feature?)");
+        return skip("tansu did not listen (built without the libsql feature?)");
     }
     let mut config = KafkaConfig::new(format!("127.0.0.1:{PORT}")).with_prefix(prefix());
     config.whole_batch_fetch = true;
@@ -125,7 +118,7 @@ async fn a_broker_killed_and_restarted_mid_stream_loses_nothing() {
     config.publish_timeout = Duration::from_secs(5);
     if let Err(e) = config.ensure_topics().await {
         broker.kill();
-        return skip(&format!("tansu on PostgreSQL storage refused topics: {e}"));
+        return skip(&format!("tansu on SQLite storage refused topics: {e}"));
     }
 
     let (orders, per) = (20u32, 60u32);
@@ -208,7 +201,7 @@ async fn a_broker_killed_and_restarted_mid_stream_loses_nothing() {
     let before_kill = count(&read);
     broker.kill();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let mut broker = start_broker(&bin, &storage);
+    let mut broker = start_broker(&bin, &dir);
     assert!(listening().await, "the broker came back");
     for _ in 0..1_200 {
         let distinct = order_sequences(&read.lock().unwrap())
@@ -247,9 +240,5 @@ async fn a_broker_killed_and_restarted_mid_stream_loses_nothing() {
     for (order, seqs) in sequences {
         assert_eq!(seqs, (0..per).collect::<Vec<_>>(), "{order}");
     }
-    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"
-    )))
-    .execute(pg.primary())
-    .await;
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -454,3 +454,121 @@ fn a_catalog_write_reaches_the_index_through_the_outbox() {
         (2, Some(1_250))
     );
 }
+
+/// A log whose offsets skip (every event at an even offset), as a broker partition's do when
+/// records were parked: the indexer's next offset is one past the last event.
+#[derive(Debug)]
+struct Spaced(InMemoryEventLog);
+
+#[async_trait::async_trait]
+impl EventLog for Spaced {
+    async fn read(
+        &self,
+        from: u64,
+        max: usize,
+    ) -> commerce_core::PortResult<Vec<commerce_core::ports::LoggedEvent>> {
+        let mut events = self.0.read(from.div_ceil(2), max).await?;
+        for e in &mut events {
+            e.offset *= 2;
+        }
+        Ok(events)
+    }
+    async fn end_offset(&self) -> commerce_core::PortResult<u64> {
+        Ok(self.0.end_offset().await? * 2)
+    }
+    async fn wait(&self, from: u64) -> commerce_core::PortResult<()> {
+        self.0.wait(from.div_ceil(2)).await
+    }
+}
+
+/// A topic's partitions as one log each: one commit records every partition's offset, a
+/// reopened index resumes each exactly, gaps are taken as they are, and a product's changes
+/// arriving on two partitions in either order end at its last version.
+#[test]
+fn partitions_are_indexed_with_an_offset_each_and_resume_after_a_reopen() {
+    let dir = temp_dir("partitions");
+    let logs = [InMemoryEventLog::new(), InMemoryEventLog::new()];
+    let spaced = Spaced(InMemoryEventLog::new());
+    let p = |id: &str, title: &str, version: u64| {
+        let mut p = product(id, title).0;
+        p.version = version;
+        upsert(p)
+    };
+    publish(&logs[0], [p("a", "Blue mug", 1), p("b", "Red kettle", 1)]);
+    publish(
+        &logs[1],
+        [p("c", "Green teapot", 1), p("a", "Blue mug large", 3)],
+    );
+    publish(
+        &spaced.0,
+        [p("d", "Steel pan", 1), p("a", "Blue mug small", 2)],
+    );
+    let parts: [&dyn EventLog; 3] = [&logs[0], &logs[1], &spaced];
+    {
+        let index = SearchIndex::create(
+            TenantId::new("t").unwrap(),
+            config(),
+            Storage::Dir(dir.clone()),
+        )
+        .unwrap();
+        let report = block_on(Indexer::new(&index, 100).run_once_partitions(&parts)).unwrap();
+        assert_eq!(report.read, 6);
+        assert_eq!(
+            report.next_offsets,
+            BTreeMap::from([(0, 2), (1, 2), (2, 3)])
+        );
+        assert_eq!(index.partition_offsets(), report.next_offsets);
+        assert_eq!(index.next_offset(), 0, "the single-log offset is untouched");
+        // Version 2 of `a` came after version 3 (another partition): skipped.
+        assert_eq!(
+            index
+                .indexed_version(&ProductId::new("a").unwrap())
+                .unwrap(),
+            Some(3)
+        );
+        let nothing = block_on(Indexer::new(&index, 100).run_once_partitions(&parts)).unwrap();
+        assert_eq!(nothing.read, 0);
+    }
+    publish(&logs[1], [price("c", 777, 2)]);
+    publish(&spaced.0, [p("e", "Copper pot", 1)]);
+    let index = SearchIndex::create(
+        TenantId::new("t").unwrap(),
+        config(),
+        Storage::Dir(dir.clone()),
+    )
+    .unwrap();
+    assert_eq!(
+        index.partition_offsets(),
+        BTreeMap::from([(0, 2), (1, 2), (2, 3)])
+    );
+    let report = block_on(Indexer::new(&index, 100).run_once_partitions(&parts)).unwrap();
+    assert_eq!(report.read, 2, "only what came after the commit");
+    assert_eq!(report.next_offsets, BTreeMap::from([(1, 3), (2, 5)]));
+    assert_eq!(
+        index.partition_offsets(),
+        BTreeMap::from([(0, 2), (1, 3), (2, 5)])
+    );
+    assert_eq!(eur_price(&index, "c"), Some(777));
+    assert_eq!(search(&index, "copper pot").total, 1);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A batch that goes back before the index's offset is refused whole.
+#[test]
+fn a_batch_before_the_committed_offset_is_refused() {
+    let index = ram_index();
+    let log = InMemoryEventLog::new();
+    publish(
+        &log,
+        [
+            upsert(product("a", "Blue mug").0),
+            upsert(product("b", "Red kettle").0),
+        ],
+    );
+    let indexer = Indexer::new(&index, 100);
+    block_on(indexer.run_once(&log)).unwrap();
+    let old = block_on(log.read(0, 10)).unwrap();
+    let mut writer = index.writer();
+    let refused = indexer.apply(&mut writer, &old);
+    assert!(matches!(refused, Err(Error::Invalid { .. })), "{refused:?}");
+}
