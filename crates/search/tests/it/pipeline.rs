@@ -359,6 +359,34 @@ proptest! {
         run_to_end(&indexer, &log);
         check_against_model(&index, &events)?;
     }
+
+    /// Events spread over partitions by product (as a broker's keys spread them), read with
+    /// any batch size: the same state as the model.
+    #[test]
+    fn any_partitioning_ends_in_the_models_state(
+        events in event_strategy(),
+        partitions in 1usize..5,
+        batch in 1usize..20,
+    ) {
+        let index = ram_index();
+        let logs: Vec<InMemoryEventLog> = (0..partitions).map(|_| InMemoryEventLog::new()).collect();
+        for e in &events {
+            let key = e.aggregate_id().bytes().map(usize::from).sum::<usize>() % partitions;
+            publish(&logs[key], [e.clone()]);
+        }
+        let parts: Vec<&dyn EventLog> = logs.iter().map(|l| l as &dyn EventLog).collect();
+        let indexer = Indexer::new(&index, batch);
+        let mut read = 0;
+        loop {
+            let report = block_on(indexer.run_once_partitions(&parts)).unwrap();
+            if report.read == 0 {
+                break;
+            }
+            read += report.read;
+        }
+        prop_assert_eq!(read, events.len());
+        check_against_model(&index, &events)?;
+    }
 }
 
 #[test]
