@@ -53,7 +53,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 pub use group::{GroupConsumer, GroupSink, GroupStats, PartitionBatch};
 pub use log::KafkaPartitionLog;
-pub use publisher::{Delivered, KafkaPublisher};
+pub use publisher::{Delivered, KafkaPublisher, StoredEvent};
 #[cfg(feature = "postgres")]
 pub use relay::{OutboxRelay, RelayConfig, RelayLag, RelayStats};
 pub use warehouse::{ParquetSink, WarehouseRow};
@@ -122,20 +122,27 @@ impl Family {
     /// # Ok::<(), commerce_core::Error>(())
     /// ```
     pub fn of(event: &DomainEvent) -> Family {
-        match event {
-            DomainEvent::OrderConfirmed { .. }
-            | DomainEvent::OrderCancelled { .. }
-            | DomainEvent::OrderStatusChanged { .. } => Family::Orders,
-            DomainEvent::InventoryChanged { .. } | DomainEvent::BackInStock { .. } => {
-                Family::Inventory
+        Family::of_type(event.event_type())
+    }
+
+    /// The family of an event type as an envelope names it (`event_type`); a type this adapter
+    /// does not know is [`Family::Other`].
+    ///
+    /// ```
+    /// use adapters::kafka::Family;
+    /// assert_eq!(Family::of_type("PriceChanged"), Family::Catalog);
+    /// assert_eq!(Family::of_type("OrderTeleported"), Family::Other);
+    /// ```
+    pub fn of_type(event_type: &str) -> Family {
+        match event_type {
+            "OrderConfirmed" | "OrderCancelled" | "OrderStatusChanged" => Family::Orders,
+            "InventoryChanged" | "BackInStock" => Family::Inventory,
+            "ShipmentUpdated" => Family::Shipments,
+            "ProductUpserted" | "PriceChanged" | "ProductRetired" | "ProductRatingChanged" => {
+                Family::Catalog
             }
-            DomainEvent::ShipmentUpdated { .. } => Family::Shipments,
-            DomainEvent::ProductUpserted { .. }
-            | DomainEvent::PriceChanged { .. }
-            | DomainEvent::ProductRetired { .. }
-            | DomainEvent::ProductRatingChanged { .. } => Family::Catalog,
-            DomainEvent::CartAbandoned { .. } => Family::Carts,
-            DomainEvent::ProductViewed { .. } => Family::Activity,
+            "CartAbandoned" => Family::Carts,
+            "ProductViewed" => Family::Activity,
             _ => Family::Other,
         }
     }

@@ -8,6 +8,22 @@ use rdkafka::util::Timeout;
 
 use super::{Family, KafkaConfig, Topics, headers, kafka_error};
 
+/// An event as its outbox row holds it: the envelope's JSON as stored, and the fields the
+/// record's key, topic and headers need, so a relay publishes without decoding the event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// The event id.
+    pub event_id: String,
+    /// The event type (decides the topic).
+    pub event_type: String,
+    /// The aggregate id (the record key).
+    pub partition_key: String,
+    /// The payload's schema version.
+    pub schema_version: u16,
+    /// The envelope as JSON.
+    pub body: Vec<u8>,
+}
+
 /// Where a published event landed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivered {
@@ -96,6 +112,24 @@ impl KafkaPublisher {
         join_all(sends).await.into_iter().collect()
     }
 
+    /// Publishes events as stored (the relay's path), each to its type's family topic, keyed by
+    /// aggregate, with the same headers as [`KafkaPublisher::publish`].
+    ///
+    /// # Errors
+    /// As [`KafkaPublisher::publish`].
+    pub async fn publish_stored(&self, events: &[StoredEvent]) -> PortResult<Vec<Delivered>> {
+        let topics: Vec<String> = events
+            .iter()
+            .map(|e| self.topics.topic(Family::of_type(&e.event_type)))
+            .collect();
+        let sends = events.iter().zip(&topics).map(|(e, topic)| {
+            let version = e.schema_version.to_string();
+            let headers = headers_of(&e.event_id, &e.event_type, &version);
+            self.send(topic, &e.partition_key, &e.body, headers)
+        });
+        join_all(sends).await.into_iter().collect()
+    }
+
     /// Publishes one raw record (the dead-letter path, tests of hostile input).
     ///
     /// # Errors
@@ -155,17 +189,21 @@ impl KafkaPublisher {
 
 fn envelope_headers(e: &EventEnvelope) -> OwnedHeaders {
     let version = e.schema_version.to_string();
+    headers_of(e.event_id.as_str(), &e.event_type, &version)
+}
+
+fn headers_of(event_id: &str, event_type: &str, schema_version: &str) -> OwnedHeaders {
     OwnedHeaders::new()
         .insert(Header {
             key: headers::EVENT_ID,
-            value: Some(e.event_id.as_str().as_bytes()),
+            value: Some(event_id.as_bytes()),
         })
         .insert(Header {
             key: headers::EVENT_TYPE,
-            value: Some(e.event_type.as_bytes()),
+            value: Some(event_type.as_bytes()),
         })
         .insert(Header {
             key: headers::SCHEMA_VERSION,
-            value: Some(version.as_bytes()),
+            value: Some(schema_version.as_bytes()),
         })
 }

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use commerce_core::{ErrorKind, EventEnvelope, PortError, PortResult};
+use commerce_core::PortResult;
 use futures::future::{Either, FutureExt, select};
 
-use super::{KafkaPublisher, headers};
+use super::{KafkaPublisher, StoredEvent, headers};
 use crate::postgres::{Postgres, error};
 
 /// The advisory-lock namespace of the relay's lanes ("lane" in ASCII).
@@ -209,9 +209,21 @@ impl OutboxRelay {
             .into_iter()
             .filter_map(|l| i16::try_from(l).ok())
             .collect();
-        let rows: Vec<(i64, serde_json::Value)> = sqlx::query_as(
-            "SELECT id, envelope FROM outbox WHERE lane = ANY($1) \
-             ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+        // The envelope's text as stored, and the fields the record needs; the event itself is
+        // not decoded here (readers do, and park what does not decode).
+        #[allow(clippy::type_complexity, reason = "one row of the claim")]
+        let rows: Vec<(
+            i64,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<i32>,
+            String,
+        )> = sqlx::query_as(
+            "SELECT id, event_id, envelope->>'event_type', envelope->>'partition_key', \
+                        (envelope->>'schema_version')::int4, envelope::text \
+                 FROM outbox WHERE lane = ANY($1) \
+                 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
         )
         .bind(&lanes)
         .bind(i64::try_from(self.config.batch.max(1)).unwrap_or(1_000))
@@ -222,14 +234,26 @@ impl OutboxRelay {
             return Ok(0);
         }
         let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
-        let mut events: Vec<EventEnvelope> = Vec::with_capacity(rows.len());
-        for (id, body) in rows {
-            match serde_json::from_value::<EventEnvelope>(body.clone()) {
-                Ok(e) => events.push(e),
-                Err(e) => self.park(id, &body, &e.to_string()).await?,
+        let mut events: Vec<StoredEvent> = Vec::with_capacity(rows.len());
+        for (id, event_id, event_type, key, version, body) in rows {
+            let version = version.and_then(|v| u16::try_from(v).ok());
+            match (event_type, key, version) {
+                (Some(event_type), Some(partition_key), Some(schema_version)) => {
+                    events.push(StoredEvent {
+                        event_id,
+                        event_type,
+                        partition_key,
+                        schema_version,
+                        body: body.into_bytes(),
+                    });
+                }
+                _ => {
+                    self.park(id, body.as_bytes(), "not an event envelope")
+                        .await?;
+                }
             }
         }
-        self.publisher.publish(&events).await?;
+        self.publisher.publish_stored(&events).await?;
         sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
             .bind(&ids)
             .execute(&mut *tx)
@@ -241,15 +265,13 @@ impl OutboxRelay {
 
     /// An outbox row that is not an event (written by something else, or damaged) goes to the
     /// dead-letter topic so it cannot stop its lane.
-    async fn park(&self, id: i64, body: &serde_json::Value, reason: &str) -> PortResult<()> {
+    async fn park(&self, id: i64, payload: &[u8], reason: &str) -> PortResult<()> {
         let origin = format!("outbox/{id}");
-        let payload =
-            serde_json::to_vec(body).map_err(|e| PortError::caused_by(ErrorKind::Internal, e))?;
         self.publisher
             .send_raw(
                 &self.publisher.topics().dead_letter(),
                 &origin,
-                &payload,
+                payload,
                 &[(headers::REASON, reason), (headers::ORIGIN, &origin)],
             )
             .await?;
