@@ -231,3 +231,130 @@ async fn a_price_change_reaches_search_through_the_broker() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The child side of [`an_indexer_process_killed_mid_stream_resumes_exactly`]: indexes the
+/// catalog topic into the folder named by `KAFKA_INDEXER_CHILD` until killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn indexer_child() {
+    let Ok(spec) = std::env::var("KAFKA_INDEXER_CHILD") else {
+        return;
+    };
+    let (dir, prefix) = spec.split_once('|').unwrap();
+    let mut config = config(6).await.unwrap();
+    config.topics.prefix = prefix.to_owned();
+    let index = open_index(std::path::Path::new(dir));
+    #[allow(clippy::print_stdout, reason = "tells the parent it is indexing")]
+    {
+        println!("indexer-ready");
+    }
+    let (_stop, indexer) = start_indexer(&config, index);
+    let _ = indexer.join();
+}
+
+/// An indexer process killed (SIGKILL) again and again while prices change, anywhere between
+/// reading, its index commit and the next read: a process started on the same folder resumes
+/// from the offsets the last commit recorded, and in the end every product is at its last
+/// version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_indexer_process_killed_mid_stream_resumes_exactly() {
+    let Some(config) = config(6).await else {
+        return;
+    };
+    let Some(pg) = pg::fresh().await else { return };
+    let dir = std::env::temp_dir().join(format!("e2e-killed-{}", config.topics.prefix));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let relay = Arc::new(OutboxRelay::new(
+        pg.clone(),
+        adapters::kafka::KafkaPublisher::new(&config).unwrap(),
+        RelayConfig::default(),
+    ));
+    let (stop_relay, relay_stopped) = oneshot::channel::<()>();
+    let relay_task = {
+        let relay = Arc::clone(&relay);
+        tokio::spawn(async move {
+            relay
+                .run(async {
+                    let _ = relay_stopped.await;
+                })
+                .await
+                .unwrap();
+        })
+    };
+    let mut products: Vec<Product> = (0..PRODUCTS)
+        .map(|i| sample_product(&format!("k-{i}"), &format!("SKU-K{i}")))
+        .collect();
+    for p in &products {
+        let events = p.change_events(None, at(0)).unwrap();
+        assert_eq!(
+            pg.catalog().put(p.clone(), &events).await.unwrap(),
+            CasOutcome::Committed
+        );
+    }
+    let exe = std::env::current_exe().unwrap();
+    for round in 0..5u64 {
+        let mut child = std::process::Command::new(&exe)
+            .args([
+                "e2e::indexer_child",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(
+                "KAFKA_INDEXER_CHILD",
+                format!("{}|{}", dir.display(), config.topics.prefix),
+            )
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let ready = tokio::task::spawn_blocking(move || {
+            use std::io::BufRead;
+            std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .any(|l| l.contains("indexer-ready"))
+        });
+        assert!(ready.await.unwrap(), "the indexer child started");
+        // Prices change while it indexes; it dies at a moment of the round's choosing.
+        for (i, p) in products.iter_mut().enumerate() {
+            let minor = 2_000 + i64::try_from(round).unwrap() * 100 + i64::try_from(i).unwrap();
+            change_price(&pg, p, minor).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50 + 70 * round)).await;
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    // A last indexer, in this process, on the same folder.
+    let index = open_index(&dir);
+    let resumed = index.partition_offsets();
+    let want: BTreeMap<ProductId, u64> =
+        products.iter().map(|p| (p.id.clone(), p.version)).collect();
+    let (stop, indexer) = start_indexer(&config, Arc::clone(&index));
+    let seen = await_versions(&index, &want).await;
+    stop.send(()).unwrap();
+    indexer.join().unwrap();
+    stop_relay.send(()).unwrap();
+    relay_task.await.unwrap();
+    assert!(!resumed.is_empty(), "the killed indexers committed offsets");
+    assert_eq!(
+        seen.len(),
+        PRODUCTS,
+        "every product reached its last version"
+    );
+    for p in &products {
+        assert_eq!(index.indexed_version(&p.id).unwrap(), Some(p.version));
+        assert_eq!(
+            index.projection(&p.id).unwrap().unwrap().prices,
+            p.prices,
+            "{}",
+            p.id
+        );
+    }
+    let after = index.partition_offsets();
+    for (partition, offset) in &resumed {
+        assert!(after[partition] >= *offset, "offsets only move forward");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
