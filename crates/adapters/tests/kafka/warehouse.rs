@@ -191,5 +191,44 @@ async fn the_warehouse_consumer_writes_what_the_broker_holds() {
     let want: BTreeSet<String> = events.iter().map(|e| e.event_id.to_string()).collect();
     assert_eq!(ids, want);
     assert_eq!(rows(&root).len(), 300);
+    duckdb_reads(&root, 300);
     let _ = std::fs::remove_dir_all(root);
+}
+
+/// DuckDB (Python's `duckdb` package, which `.ci/run` installs) reads the files with their
+/// day partitions: `count`, distinct event ids and the `date` column from the folder names.
+/// Skips with the reason without the package, unless `CI=true`.
+fn duckdb_reads(root: &Path, rows: usize) {
+    let query = format!(
+        "import duckdb; print(duckdb.sql(\"SELECT count(*), count(DISTINCT event_id), \
+         min(date)::VARCHAR, max(event_type) FROM read_parquet('{}/orders/*/*.parquet', \
+         hive_partitioning = true)\").fetchall()[0])",
+        root.display()
+    );
+    let has_duckdb = std::process::Command::new("python3")
+        .args(["-c", "import duckdb"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_duckdb {
+        let why = "DuckDB unavailable (pip install duckdb)";
+        assert!(!std::env::var("CI").is_ok_and(|v| v == "true"), "{why}");
+        #[allow(clippy::print_stderr, reason = "the reason a check is skipped")]
+        {
+            eprintln!("skipped the DuckDB read: {why}");
+        }
+        return;
+    }
+    let out = std::process::Command::new("python3")
+        .args(["-c", &query])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("({rows}, {rows}, '2026-11-30', 'OrderStatusChanged')")
+    );
 }
