@@ -1,7 +1,10 @@
 //! The idempotent producer.
 
+use std::sync::{Arc, PoisonError, RwLock};
+
 use commerce_core::{EventEnvelope, PortResult};
 use futures::future::join_all;
+use rdkafka::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
@@ -24,6 +27,12 @@ pub struct StoredEvent {
     pub body: Vec<u8>,
 }
 
+/// The producer in use and how many were replaced before it.
+struct Current {
+    producer: FutureProducer,
+    generation: u64,
+}
+
 /// Where a published event landed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivered {
@@ -41,9 +50,15 @@ pub struct Delivered {
 /// client never writes a record twice or out of order, so one aggregate's events stay in the
 /// order given on their partition. A publish that fails as a whole may still have written some
 /// records; the caller publishes again (the outbox relay does), and readers dedupe.
+///
+/// An idempotent producer can fail for good (librdkafka's fatal errors, or a broker that lost
+/// the producer's sequence state in a restart and refuses its records): the publisher then
+/// builds a new producer (a new producer id) for the next publish, and what failed is
+/// published again by its caller.
 #[derive(Clone)]
 pub struct KafkaPublisher {
-    producer: FutureProducer,
+    producer: Arc<RwLock<Current>>,
+    client: ClientConfig,
     topics: Topics,
     timeout: std::time::Duration,
 }
@@ -75,9 +90,14 @@ impl KafkaPublisher {
         if config.whole_batch_fetch {
             settings.push(("batch.num.messages", cap.as_str()));
         }
-        let producer: FutureProducer = config.client(&settings).create().map_err(kafka_error)?;
+        let client = config.client(&settings);
+        let producer: FutureProducer = client.create().map_err(kafka_error)?;
         Ok(KafkaPublisher {
-            producer,
+            producer: Arc::new(RwLock::new(Current {
+                producer,
+                generation: 0,
+            })),
+            client,
             topics: config.topics.clone(),
             timeout: config.publish_timeout,
         })
@@ -162,18 +182,44 @@ impl KafkaPublisher {
             .key(key)
             .payload(payload)
             .headers(headers);
-        match self
-            .producer
-            .send(record, Timeout::After(self.timeout))
-            .await
-        {
+        let (producer, generation) = self.current();
+        match producer.send(record, Timeout::After(self.timeout)).await {
             Ok(delivery) => Ok(Delivered {
                 topic: topic.to_owned(),
                 partition: delivery.partition,
                 offset: delivery.offset,
             }),
-            Err((e, _)) => Err(kafka_error(e)),
+            Err((e, _)) => {
+                let error = kafka_error(e);
+                // A fatal error, or a broker error that is not a transient one (a broker that
+                // lost this producer's sequence state answers so after a restart): the
+                // producer's id is spent; a new producer gets a new one.
+                let fatal = producer.client().fatal_error();
+                if fatal.is_some() || error.kind == commerce_core::ErrorKind::Internal {
+                    tracing::warn!(error = %error, ?fatal, "starting a new producer");
+                    self.replace(generation)?;
+                }
+                Err(error)
+            }
         }
+    }
+
+    fn current(&self) -> (FutureProducer, u64) {
+        let current = self.producer.read().unwrap_or_else(PoisonError::into_inner);
+        (current.producer.clone(), current.generation)
+    }
+
+    /// Replaces the producer of `generation` (once, whoever notices first).
+    fn replace(&self, generation: u64) -> PortResult<()> {
+        let mut current = self
+            .producer
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if current.generation == generation {
+            current.producer = self.client.create().map_err(kafka_error)?;
+            current.generation += 1;
+        }
+        Ok(())
     }
 
     /// Waits until every record handed to the producer is acknowledged (before a shutdown).
@@ -181,7 +227,8 @@ impl KafkaPublisher {
     /// # Errors
     /// `Unavailable` when that takes longer than the publish timeout.
     pub fn flush(&self) -> PortResult<()> {
-        self.producer
+        self.current()
+            .0
             .flush(Timeout::After(self.timeout))
             .map_err(kafka_error)
     }

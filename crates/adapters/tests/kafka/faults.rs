@@ -121,7 +121,7 @@ async fn a_broker_killed_and_restarted_mid_stream_loses_nothing() {
         return skip(&format!("tansu on SQLite storage refused topics: {e}"));
     }
 
-    let (orders, per) = (20u32, 60u32);
+    let (orders, per) = (20u32, 100u32);
     let total = usize::try_from(orders * per).unwrap();
     let outbox = pg.event_log();
     for n in 0..per {
@@ -134,7 +134,7 @@ async fn a_broker_killed_and_restarted_mid_stream_loses_nothing() {
         pg.clone(),
         publisher(&config),
         RelayConfig {
-            batch: 50,
+            batch: 10,
             ..RelayConfig::default()
         },
     ));
@@ -193,16 +193,33 @@ async fn a_broker_killed_and_restarted_mid_stream_loses_nothing() {
     };
     // Kill the broker once the stream is under way, then bring it back on the same storage.
     for _ in 0..600 {
-        if count(&read) >= total / 4 {
+        if relay
+            .stats()
+            .relayed
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 500
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let before_kill = count(&read);
+    let pending_at_kill = relay.lag().await.unwrap().pending;
     broker.kill();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut broker = start_broker(&bin, &dir);
     assert!(listening().await, "the broker came back");
+    // tansu 0.6 on SQLite sometimes comes back from a SIGKILL refusing records on some
+    // partitions (a new producer times out there too); an operator restarts it again, and so
+    // does the test when the relay makes no progress for 15 s.
+    let mut restarts = 1;
+    let mut progress = (
+        relay
+            .stats()
+            .relayed
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0u32,
+    );
     for _ in 0..1_200 {
         let distinct = order_sequences(&read.lock().unwrap())
             .0
@@ -212,6 +229,22 @@ async fn a_broker_killed_and_restarted_mid_stream_loses_nothing() {
         if distinct >= total && relay.lag().await.unwrap().pending == 0 {
             break;
         }
+        let relayed = relay
+            .stats()
+            .relayed
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if relayed == progress.0 && relay.lag().await.unwrap().pending > 0 {
+            progress.1 += 1;
+        } else {
+            progress = (relayed, 0);
+        }
+        if progress.1 >= 150 && restarts < 4 {
+            broker.kill();
+            broker = start_broker(&bin, &dir);
+            assert!(listening().await, "the broker came back");
+            restarts += 1;
+            progress.1 = 0;
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     done.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -220,19 +253,24 @@ async fn a_broker_killed_and_restarted_mid_stream_loses_nothing() {
     broker.kill();
 
     assert!(
-        before_kill < total,
-        "the kill came mid-stream ({before_kill} of {total} read)"
+        before_kill < total && pending_at_kill > 0,
+        "the kill came mid-stream ({before_kill} of {total} read, {pending_at_kill} not relayed)"
     );
     assert_eq!(
         relay.lag().await.unwrap().pending,
         0,
-        "the outbox drained after the restart"
+        "the outbox drained after the restart ({} failed passes, {} read errors)",
+        relay
+            .stats()
+            .failed
+            .load(std::sync::atomic::Ordering::Relaxed),
+        errors.load(std::sync::atomic::Ordering::Relaxed),
     );
     let (sequences, repeats) = order_sequences(&read.lock().unwrap());
     #[allow(clippy::print_stderr, reason = "what the outage cost")]
     {
         eprintln!(
-            "broker killed after {before_kill} of {total} events read: {repeats} repeats, {} read errors",
+            "broker killed after {before_kill} of {total} events read, {pending_at_kill} not relayed ({restarts} restarts): {repeats} repeats, {} read errors",
             errors.load(std::sync::atomic::Ordering::Relaxed)
         );
     }
