@@ -125,7 +125,15 @@ fn percentile(sorted: &[Duration], p: usize) -> Duration {
 }
 
 /// Paced price changes for `secs` at `rate`/s over `products`, measured end to end.
-async fn freshness(pg: &Postgres, config: &KafkaConfig, rate: u64, secs: u64, products: usize) {
+/// `tag` names this run's products (each run writes products of its own).
+async fn freshness(
+    pg: &Postgres,
+    config: &KafkaConfig,
+    tag: u64,
+    rate: u64,
+    secs: u64,
+    products: usize,
+) {
     let index = Arc::new(
         SearchIndex::create(
             TenantId::new("bench").unwrap(),
@@ -180,18 +188,23 @@ async fn freshness(pg: &Postgres, config: &KafkaConfig, rate: u64, secs: u64, pr
     let at = Utc.with_ymd_and_hms(2026, 11, 30, 12, 0, 0).unwrap();
     let catalog = pg.catalog();
     let all: Vec<Product> = (0..products)
-        .map(|i| sample_product(&format!("p-{rate}-{i}"), &format!("SKU-{rate}-{i}")))
+        .map(|i| sample_product(&format!("p-{tag}-{i}"), &format!("SKU-{tag}-{i}")))
         .collect();
     for chunk in all.chunks(100) {
         let puts = chunk.iter().map(|p| {
             let events = p.change_events(None, at).unwrap();
             let catalog = catalog.clone();
             let p = p.clone();
-            async move { catalog.put(p, &events).await.unwrap() }
+            async move {
+                let outcome = catalog.put(p, &events).await.unwrap();
+                assert_eq!(outcome, commerce_core::CasOutcome::Committed);
+            }
         });
         futures::future::join_all(puts).await;
     }
+    let warmed = Instant::now() + Duration::from_secs(120);
     while index.num_docs().unwrap() < products as u64 {
+        assert!(Instant::now() < warmed, "the products reached the index");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Writers: each owns products `w, w + W, ...` and changes them round robin, paced.
@@ -362,6 +375,7 @@ async fn main() {
         freshness(
             &pg,
             &config,
+            rate,
             if measured { rate } else { 50 },
             secs,
             products,
