@@ -13,7 +13,7 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::log::decode;
-use super::{KafkaConfig, KafkaPublisher, headers, kafka_error};
+use super::{KafkaConfig, KafkaPublisher, kafka_error};
 
 /// How long one poll waits for a record.
 const POLL: Duration = Duration::from_millis(100);
@@ -137,7 +137,6 @@ impl<S: GroupSink> GroupConsumer<S> {
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&names).map_err(kafka_error)?;
         let parker = KafkaPublisher::new(config)?;
-        let dead_letter = config.topics.dead_letter();
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|e| PortError::new(ErrorKind::Invalid, format!("no tokio runtime: {e}")))?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -148,7 +147,6 @@ impl<S: GroupSink> GroupConsumer<S> {
             sink,
             max_batch: max_batch.max(1),
             parker,
-            dead_letter,
             runtime,
             stop: Arc::clone(&stop),
             stats: Arc::clone(&stats),
@@ -207,7 +205,6 @@ struct Member<S> {
     sink: S,
     max_batch: usize,
     parker: KafkaPublisher,
-    dead_letter: String,
     runtime: tokio::runtime::Handle,
     stop: Arc<AtomicBool>,
     stats: Arc<GroupStats>,
@@ -251,21 +248,10 @@ impl<S: GroupSink> Member<S> {
                             envelope,
                         }),
                         Err(reason) => {
-                            let origin = format!("{topic}/{partition}/{offset}");
-                            let key = message
-                                .key()
-                                .map(|k| String::from_utf8_lossy(k).into_owned())
-                                .unwrap_or_default();
-                            let payload = message.payload().unwrap_or_default().to_vec();
-                            let parked = self.runtime.block_on(self.parker.send_raw(
-                                &self.dead_letter,
-                                &key,
-                                &payload,
-                                &[(headers::REASON, &reason), (headers::ORIGIN, &origin)],
-                            ));
+                            let parked = self.runtime.block_on(self.parker.park(&message, &reason));
                             if let Err(e) = parked {
                                 // Not parked: read it again from the last commit.
-                                tracing::warn!(error = %e, origin, "parking failed");
+                                tracing::warn!(error = %e, topic, partition, offset, "parking failed");
                                 self.rewind(&mut batch, &topic, partition, offset);
                                 continue;
                             }

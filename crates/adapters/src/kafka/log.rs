@@ -12,7 +12,7 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::Mutex;
 
-use super::{KafkaConfig, KafkaPublisher, headers, kafka_error};
+use super::{KafkaConfig, KafkaPublisher, kafka_error};
 
 /// How long [`EventLog::wait`] polls before it looks again (it loops until a record comes).
 const WAIT_SLICE: Duration = Duration::from_millis(500);
@@ -37,7 +37,6 @@ pub struct KafkaPartitionLog {
     consumer: Arc<StreamConsumer>,
     topic: String,
     partition: i32,
-    dead_letter: String,
     parker: KafkaPublisher,
     read_wait: Duration,
     config: KafkaConfig,
@@ -121,7 +120,6 @@ impl KafkaPartitionLog {
             consumer: Arc::new(consumer),
             topic: topic.to_owned(),
             partition,
-            dead_letter: config.topics.dead_letter(),
             parker: KafkaPublisher::new(config)?,
             read_wait: config.read_wait,
             config: config.clone(),
@@ -226,7 +224,7 @@ impl KafkaPartitionLog {
             })),
             Err(reason) => {
                 if offset > state.parked_through {
-                    self.park(&message, &reason).await?;
+                    self.parker.park(&message, &reason).await?;
                     state.parked_through = offset;
                 }
                 Fetched::Skipped(offset)
@@ -236,24 +234,6 @@ impl KafkaPartitionLog {
         state.position = Some(offset + 1);
         state.at_end = false;
         Ok(Received::Record)
-    }
-
-    async fn park(&self, message: &BorrowedMessage<'_>, reason: &str) -> PortResult<()> {
-        let origin = format!("{}/{}/{}", self.topic, self.partition, message.offset());
-        let key = message
-            .key()
-            .map(|k| String::from_utf8_lossy(k).into_owned())
-            .unwrap_or_default();
-        self.parker
-            .send_raw(
-                &self.dead_letter,
-                &key,
-                message.payload().unwrap_or_default(),
-                &[(headers::REASON, reason), (headers::ORIGIN, &origin)],
-            )
-            .await?;
-        tracing::warn!(origin, reason, "record parked on the dead-letter topic");
-        Ok(())
     }
 
     /// The low and high watermarks.

@@ -5,7 +5,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use commerce_core::{EventEnvelope, PortResult};
 use futures::future::join_all;
 use rdkafka::ClientConfig;
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 
@@ -148,6 +148,33 @@ impl KafkaPublisher {
             self.send(topic, &e.partition_key, &e.body, headers)
         });
         join_all(sends).await.into_iter().collect()
+    }
+
+    /// Parks a consumed record that no reader can take on the dead-letter topic, as it came
+    /// (key and payload), with `reason` and its origin (`topic/partition/offset`) in headers.
+    ///
+    /// # Errors
+    /// As [`KafkaPublisher::send_raw`]; the caller reads the record again.
+    pub(crate) async fn park(&self, message: &BorrowedMessage<'_>, reason: &str) -> PortResult<()> {
+        let origin = format!(
+            "{}/{}/{}",
+            message.topic(),
+            message.partition(),
+            message.offset()
+        );
+        let key = message
+            .key()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .unwrap_or_default();
+        self.send_raw(
+            &self.topics.dead_letter(),
+            &key,
+            message.payload().unwrap_or_default(),
+            &[(headers::REASON, reason), (headers::ORIGIN, &origin)],
+        )
+        .await?;
+        tracing::warn!(origin, reason, "record parked on the dead-letter topic");
+        Ok(())
     }
 
     /// Publishes one raw record (the dead-letter path, tests of hostile input).

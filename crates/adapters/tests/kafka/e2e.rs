@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use adapters::kafka::{Family, KafkaConfig, KafkaPartitionLog, OutboxRelay, RelayConfig};
+use adapters::kafka::{Family, KafkaConfig, KafkaPartitionLog, RelayConfig};
 use adapters::postgres::Postgres;
 use commerce_core::testkit::sample_product;
 use commerce_core::{
@@ -16,7 +16,7 @@ use commerce_core::{
 use search::{Indexer, SearchIndex, SearchRequest, Storage, TenantConfig, TenantId};
 use tokio::sync::oneshot;
 
-use crate::harness::{at, config};
+use crate::harness::{at, config, spawn_child, start_relay};
 use crate::pg;
 
 const PRODUCTS: usize = 60;
@@ -115,23 +115,7 @@ async fn a_price_change_reaches_search_through_the_broker() {
     let dir = std::env::temp_dir().join(format!("e2e-index-{}", config.topics.prefix));
     let _ = std::fs::remove_dir_all(&dir);
 
-    let relay = Arc::new(OutboxRelay::new(
-        pg.clone(),
-        adapters::kafka::KafkaPublisher::new(&config).unwrap(),
-        RelayConfig::default(),
-    ));
-    let (stop_relay, relay_stopped) = oneshot::channel::<()>();
-    let relay_task = {
-        let relay = Arc::clone(&relay);
-        tokio::spawn(async move {
-            relay
-                .run(async {
-                    let _ = relay_stopped.await;
-                })
-                .await
-                .unwrap();
-        })
-    };
+    let (_relay, stop_relay, relay_task) = start_relay(&pg, &config, RelayConfig::default());
     let index = open_index(&dir);
     let (stop, indexer) = start_indexer(&config, Arc::clone(&index));
 
@@ -264,23 +248,7 @@ async fn an_indexer_process_killed_mid_stream_resumes_exactly() {
     let dir = std::env::temp_dir().join(format!("e2e-killed-{}", config.topics.prefix));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let relay = Arc::new(OutboxRelay::new(
-        pg.clone(),
-        adapters::kafka::KafkaPublisher::new(&config).unwrap(),
-        RelayConfig::default(),
-    ));
-    let (stop_relay, relay_stopped) = oneshot::channel::<()>();
-    let relay_task = {
-        let relay = Arc::clone(&relay);
-        tokio::spawn(async move {
-            relay
-                .run(async {
-                    let _ = relay_stopped.await;
-                })
-                .await
-                .unwrap();
-        })
-    };
+    let (_relay, stop_relay, relay_task) = start_relay(&pg, &config, RelayConfig::default());
     let mut products: Vec<Product> = (0..PRODUCTS)
         .map(|i| sample_product(&format!("k-{i}"), &format!("SKU-K{i}")))
         .collect();
@@ -291,32 +259,16 @@ async fn an_indexer_process_killed_mid_stream_resumes_exactly() {
             CasOutcome::Committed
         );
     }
-    let exe = std::env::current_exe().unwrap();
     for round in 0..5u64 {
-        let mut child = std::process::Command::new(&exe)
-            .args([
-                "e2e::indexer_child",
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(
+        let mut child = spawn_child(
+            "e2e::indexer_child",
+            (
                 "KAFKA_INDEXER_CHILD",
                 format!("{}|{}", dir.display(), config.topics.prefix),
-            )
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let ready = tokio::task::spawn_blocking(move || {
-            use std::io::BufRead;
-            std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-                .any(|l| l.contains("indexer-ready"))
-        });
-        assert!(ready.await.unwrap(), "the indexer child started");
+            ),
+            "indexer-ready",
+        )
+        .await;
         // Prices change while it indexes; it dies at a moment of the round's choosing.
         for (i, p) in products.iter_mut().enumerate() {
             let minor = 2_000 + i64::try_from(round).unwrap() * 100 + i64::try_from(i).unwrap();

@@ -9,10 +9,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use adapters::kafka::{Family, KafkaConfig, KafkaPartitionLog, OutboxRelay, RelayConfig};
+use adapters::kafka::{Family, KafkaConfig, KafkaPartitionLog, RelayConfig};
 use commerce_core::{EventLog, EventPublisher, LoggedEvent};
 
-use crate::harness::{order_event, prefix, publisher};
+use crate::harness::{order_event, prefix, start_relay};
 use crate::pg;
 use crate::relay::order_sequences;
 
@@ -130,28 +130,15 @@ async fn a_broker_killed_and_restarted_mid_stream_loses_nothing() {
             .collect();
         outbox.publish(&events).await.unwrap();
     }
-    let relay = Arc::new(OutboxRelay::new(
-        pg.clone(),
-        publisher(&config),
+    let (relay, stop_relay, relay_task) = start_relay(
+        &pg,
+        &config,
         RelayConfig {
             batch: 10,
             ..RelayConfig::default()
         },
-    ));
+    );
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let relay_task = {
-        let (relay, done) = (Arc::clone(&relay), Arc::clone(&done));
-        tokio::spawn(async move {
-            relay
-                .run(async move {
-                    while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                })
-                .await
-                .unwrap();
-        })
-    };
     // The reader: every partition, from where it stopped, through errors.
     let read: Arc<Mutex<BTreeMap<i32, Vec<LoggedEvent>>>> = Arc::default();
     let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -248,6 +235,7 @@ async fn a_broker_killed_and_restarted_mid_stream_loses_nothing() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     done.store(true, std::sync::atomic::Ordering::Relaxed);
+    stop_relay.send(()).unwrap();
     relay_task.await.unwrap();
     reader_task.await.unwrap();
     broker.kill();

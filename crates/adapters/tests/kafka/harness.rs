@@ -115,3 +115,66 @@ pub(crate) fn stock_event(sku: &str, n: u32) -> EventEnvelope {
 pub(crate) fn publisher(config: &KafkaConfig) -> KafkaPublisher {
     KafkaPublisher::new(config).unwrap()
 }
+
+/// A relay of `pg`'s outbox running on a task until the sender is used (or dropped).
+pub(crate) fn start_relay(
+    pg: &adapters::postgres::Postgres,
+    config: &KafkaConfig,
+    relay_config: adapters::kafka::RelayConfig,
+) -> (
+    std::sync::Arc<adapters::kafka::OutboxRelay>,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let relay = std::sync::Arc::new(adapters::kafka::OutboxRelay::new(
+        pg.clone(),
+        publisher(config),
+        relay_config,
+    ));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = {
+        let relay = std::sync::Arc::clone(&relay);
+        tokio::spawn(async move {
+            relay
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        })
+    };
+    (relay, stop, task)
+}
+
+/// This test binary run again as a child doing the test `test` (which acts only when `env`
+/// is set), returned once it printed `ready`. The caller kills it.
+pub(crate) async fn spawn_child(
+    test: &str,
+    env: (&str, String),
+    ready: &str,
+) -> std::process::Child {
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(env.0, env.1)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let ready = ready.to_owned();
+    let seen = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .any(|l| l.contains(&ready))
+    });
+    assert!(
+        tokio::time::timeout(Duration::from_secs(60), seen)
+            .await
+            .unwrap()
+            .unwrap(),
+        "the child {test} started"
+    );
+    child
+}

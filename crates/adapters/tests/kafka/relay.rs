@@ -2,7 +2,6 @@
 //! killed between publishing and deleting.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +9,7 @@ use adapters::kafka::{Family, KafkaConfig, KafkaPartitionLog, OutboxRelay, Relay
 use adapters::postgres::{Postgres, PostgresConfig};
 use commerce_core::{DomainEvent, EventLog, EventPublisher, LoggedEvent};
 
-use crate::harness::{config, order_event, publisher, stock_event};
+use crate::harness::{config, order_event, publisher, spawn_child, stock_event};
 use crate::pg;
 
 /// Reads every partition of a family's topic until `count` events came (or a minute passed).
@@ -202,7 +201,6 @@ async fn a_relay_killed_between_publish_and_delete_loses_nothing() {
         .fetch_one(pg.primary())
         .await
         .unwrap();
-    let exe = std::env::current_exe().unwrap();
     let mut kills = 0;
     for round in 0..8u64 {
         if OutboxRelay::new(pg.clone(), publisher(&config), RelayConfig::default())
@@ -214,36 +212,15 @@ async fn a_relay_killed_between_publish_and_delete_loses_nothing() {
         {
             break;
         }
-        let mut child = Command::new(&exe)
-            .args([
-                "relay::relay_child",
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(
+        let mut child = spawn_child(
+            "relay::relay_child",
+            (
                 "KAFKA_RELAY_CHILD",
                 format!("{schema}|{}", config.topics.prefix),
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let ready = tokio::task::spawn_blocking(move || {
-            use std::io::BufRead;
-            std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-                .any(|l| l.contains("relay-ready"))
-        });
-        assert!(
-            tokio::time::timeout(Duration::from_secs(30), ready)
-                .await
-                .unwrap()
-                .unwrap(),
-            "the relay child started"
-        );
+            ),
+            "relay-ready",
+        )
+        .await;
         tokio::time::sleep(Duration::from_millis(20 + 40 * round)).await;
         child.kill().unwrap();
         child.wait().unwrap();
