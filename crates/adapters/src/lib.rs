@@ -9,7 +9,7 @@
 //! | `postgres` | stores on PostgreSQL through sqlx ([`postgres`]), [`TokioSleeper`] | ready |
 //! | `redis`    | stores and caches on Redis ([`redis`]) | ready |
 //! | `kafka`    | the event bus on a Kafka-protocol broker ([`kafka`]) | ready |
-//! | `http`     | the HTTP surface of the reference server (axum) | adapters issue |
+//! | `http`     | one axum router per engine, problem+json errors, idempotency keys, tokens ([`http`]) | ready |
 //!
 //! Every adapter must pass the same conformance suite as the in-memory implementation of its
 //! port (see `commerce_core::testkit`).
@@ -21,6 +21,8 @@
 //! assert!(clock.now() >= a);
 //! ```
 
+#[cfg(feature = "http")]
+pub mod http;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 #[cfg(feature = "postgres")]

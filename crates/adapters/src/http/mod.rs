@@ -1,0 +1,67 @@
+//! The HTTP surface (feature `http`): one axum router per engine, each taking its ports as
+//! state, for the reference server or any service that embeds them.
+//!
+//! Every router is a [`utoipa_axum::router::OpenApiRouter`]: its routes and their OpenAPI
+//! description are one list, so the document [`openapi`] serves cannot drift from the routes.
+//! Errors are RFC 9457 problems ([`ApiError`], [`status_of`]); unsafe calls that need it take an
+//! `Idempotency-Key` ([`Idempotency`]); callers are recognised by signed bearer tokens
+//! ([`Auth`], [`authenticate`]) and guests by a cart cookie.
+//!
+//! | router | routes |
+//! |--------|--------|
+//! | [`catalog::router`] | `GET /products`, `GET /products/{sku}`, `PUT /admin/products/{sku}` |
+//! | [`search::router`] | `GET /search` |
+//! | [`cart::router`] | `GET /cart`, lines, codes, shipping address, price acknowledgement, `POST /cart/checkout` |
+//! | [`orders::router`] | `GET /orders/{id}` |
+//! | [`inventory::router`] | `GET /stock/{sku}`, `POST /admin/stock/{sku}/receive` |
+//! | [`recs::router`] | `GET /products/{sku}/recommendations`, `POST /recently-viewed` |
+//! | [`reviews::router`] | `GET`/`POST /products/{sku}/reviews`, moderation |
+
+mod auth;
+pub mod cart;
+pub mod catalog;
+mod idempotency;
+pub mod inventory;
+pub mod orders;
+mod problem;
+pub mod recs;
+pub mod reviews;
+pub mod search;
+mod views;
+
+pub use auth::{
+    Admin, Auth, Customer, MaybeSignedIn, Principal, Role, SECRET_BYTES_MIN, authenticate,
+};
+pub use idempotency::{
+    CLIENT_KEY_LEN_MAX, ClientKey, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, Idempotency,
+    parse_client_key,
+};
+pub use problem::{
+    ApiError, ApiResult, Body, PROBLEM_JSON, Path, Problem, Query, not_found, status_of,
+};
+pub use views::{AddressView, MoneyView, ProductView};
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+/// Adds the document's metadata (title, version, the bearer scheme) to what the routers
+/// collected.
+pub fn openapi(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    doc.info.title = "commerce-sdk reference API".into();
+    doc.info.version = env!("CARGO_PKG_VERSION").into();
+    doc.info.description = Some(
+        "Every engine of the SDK behind one HTTP API. Errors are RFC 9457 problems; unsafe \
+         calls that say so need an Idempotency-Key."
+            .into(),
+    );
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "bearer",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .bearer_format("JWT")
+                .build(),
+        ),
+    );
+    doc
+}

@@ -1,0 +1,220 @@
+//! Search route: full text with typo tolerance, filters and disjunctive facets.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use commerce_core::{CategoryPath, Currency, ErrorKind, Money};
+use rust_decimal::Decimal;
+use search::{SearchIndex, SearchRequest};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::problem::axum_extra_json::Query;
+use super::problem::{ApiError, ApiResult, Problem};
+use super::views::MoneyView;
+
+/// What the search route needs.
+#[derive(Debug, Clone)]
+pub struct SearchApi {
+    /// The shop's index.
+    pub index: Arc<SearchIndex>,
+    /// The currency prices are shown and filtered in.
+    pub currency: Currency,
+    /// Upper bounds of the price facet's buckets, ascending.
+    pub price_buckets: Vec<Money>,
+}
+
+/// The search route: `GET /search`.
+pub fn router(api: SearchApi) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(search_products))
+        .with_state(Arc::new(api))
+}
+
+/// A search.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SearchQuery {
+    /// The words; typos are forgiven. Empty lists everything.
+    #[serde(default)]
+    pub q: String,
+    /// Brands to keep, comma-separated (any of them).
+    pub brand: Option<String>,
+    /// A category path (`Kitchen/Mugs`); its subcategories match too.
+    pub category: Option<String>,
+    /// Lowest price, a decimal string.
+    pub min_price: Option<String>,
+    /// Highest price, a decimal string.
+    pub max_price: Option<String>,
+    /// Lowest average rating, 0 to 5 (`4` keeps 4 stars and up).
+    pub min_rating: Option<String>,
+    /// Only products with stock.
+    #[serde(default)]
+    pub in_stock: bool,
+    /// Hits to skip.
+    #[serde(default)]
+    pub offset: u32,
+    /// Hits to return, 1 to 100 (default 24).
+    pub limit: Option<u32>,
+}
+
+/// One hit.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HitView {
+    /// Product id.
+    pub product_id: String,
+    /// SKU.
+    pub sku: String,
+    /// Title.
+    pub title: String,
+    /// Brand.
+    pub brand: Option<String>,
+    /// Price.
+    pub price: Option<MoneyView>,
+}
+
+/// A facet value and how many results have it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FacetValue {
+    /// The value (a brand, a category path, a price range `min-max`, a rating `4`).
+    pub value: String,
+    /// Results with it, counting the other filters but not this facet's own.
+    pub count: u64,
+}
+
+/// The facets of a result.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FacetsView {
+    /// By brand.
+    pub brand: Vec<FacetValue>,
+    /// By category.
+    pub category: Vec<FacetValue>,
+    /// By price range (`min-max`, either end open).
+    pub price: Vec<FacetValue>,
+    /// By rating (`4` = four stars and up).
+    pub rating: Vec<FacetValue>,
+}
+
+/// A page of results.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SearchView {
+    /// The hits.
+    pub hits: Vec<HitView>,
+    /// All results.
+    pub total: u64,
+    /// True when no product had every word and the results match some of them.
+    pub relaxed: bool,
+    /// The facets.
+    pub facets: FacetsView,
+}
+
+fn money(api: &SearchApi, raw: &str, field: &str) -> ApiResult<Money> {
+    format!("{raw} {}", api.currency)
+        .parse()
+        .map_err(|e: commerce_core::Error| ApiError::from(e).with_field(field))
+}
+
+/// Searches the catalog.
+#[utoipa::path(get, path = "/search", tag = "search", params(SearchQuery),
+    responses((status = 200, body = SearchView), (status = 422, body = Problem)))]
+async fn search_products(
+    State(api): State<Arc<SearchApi>>,
+    Query(q): Query<SearchQuery>,
+) -> ApiResult<Json<SearchView>> {
+    let mut req = SearchRequest::new(&q.q, api.currency);
+    req.limit = super::catalog::page_limit(q.limit, 24, 100)?;
+    req.offset = usize::try_from(q.offset).unwrap_or(usize::MAX);
+    if let Some(b) = &q.brand {
+        req.filters.brands = b
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+    }
+    if let Some(c) = q.category.as_deref().filter(|c| !c.is_empty()) {
+        req.filters.category =
+            Some(CategoryPath::parse(c).map_err(|e| ApiError::from(e).with_field("category"))?);
+    }
+    let min = q
+        .min_price
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(|s| money(&api, s, "min_price"))
+        .transpose()?;
+    let max = q
+        .max_price
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(|s| money(&api, s, "max_price"))
+        .transpose()?;
+    if min.is_some() || max.is_some() {
+        req.filters.price = Some(search::PriceRange { min, max });
+    }
+    if let Some(r) = q.min_rating.as_deref().filter(|s| !s.is_empty()) {
+        let r: Decimal = r.parse().map_err(|_| {
+            ApiError::of_kind(ErrorKind::Invalid, "min_rating is a number from 0 to 5")
+                .with_field("min_rating")
+        })?;
+        req.filters.min_rating = Some(r);
+    }
+    req.filters.in_stock_only = q.in_stock;
+    req.facets.brand = true;
+    req.facets.category = true;
+    req.facets.rating = true;
+    req.facets.price_buckets = Some(api.price_buckets.clone());
+    req.facets.top_k = 20;
+    let index = api.index.clone();
+    let found = tokio::task::spawn_blocking(move || index.search(&req))
+        .await
+        .map_err(|e| ApiError::of_kind(ErrorKind::Internal, format!("search panicked: {e}")))??;
+    let values = |v: &[search::FacetCount]| {
+        v.iter()
+            .map(|f| FacetValue {
+                value: f.value.clone(),
+                count: f.count,
+            })
+            .collect()
+    };
+    let end = |m: &Option<Money>| m.map(|m| m.amount().to_string()).unwrap_or_default();
+    Ok(Json(SearchView {
+        total: found.total,
+        relaxed: found.relaxed,
+        facets: FacetsView {
+            brand: values(&found.facets.brand),
+            category: values(&found.facets.category),
+            price: found
+                .facets
+                .price
+                .iter()
+                .map(|b| FacetValue {
+                    value: format!("{}-{}", end(&b.min), end(&b.max)),
+                    count: b.count,
+                })
+                .collect(),
+            rating: found
+                .facets
+                .rating
+                .iter()
+                .map(|b| FacetValue {
+                    value: b.at_least.to_string(),
+                    count: b.count,
+                })
+                .collect(),
+        },
+        hits: found
+            .hits
+            .into_iter()
+            .map(|h| HitView {
+                product_id: h.product_id.to_string(),
+                sku: h.sku.to_string(),
+                title: h.title,
+                brand: h.brand,
+                price: h.price.map(MoneyView::from),
+            })
+            .collect(),
+    }))
+}

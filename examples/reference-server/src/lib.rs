@@ -1,0 +1,598 @@
+//! The reference server: every engine of the SDK behind one HTTP API, and a storefront.
+//!
+//! A thin composition. [`build`] opens the stores (in memory, or PostgreSQL when
+//! `DATABASE_URL` is set), seeds the demo shop on first start, starts the background work
+//! (search indexing, the hold sweeper, recommendation facts, checkout recovery) and nests the
+//! `http` adapter's routers under the gateway's layers: bearer tokens, per-client rate limits,
+//! an A/B assignment header, request ids and spans, body-size limits and timeouts. `main`
+//! serves it with graceful shutdown.
+
+#![allow(
+    clippy::print_stdout,
+    reason = "the server prints where it listens and the admin token"
+)]
+
+pub mod gateway;
+pub mod seed;
+pub mod storefront;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use adapters::http::{self, Auth, Idempotency, Role};
+use adapters::postgres::{Postgres, PostgresConfig};
+use adapters::{SystemClock, TokioSleeper};
+use axum::Router;
+use axum::routing::get;
+use cart_engine::{
+    CartStore, FlatRateTax, InMemoryCartStore, InMemoryUsageStore, PriceMode, PricingConfig,
+    PromotionUsageStore, load_promotions,
+};
+use chrono::TimeDelta;
+use commerce_core::memory::{
+    InMemoryCarrier, InMemoryCatalog, InMemoryEventLog, InMemoryIdempotencyStore, InMemoryNotifier,
+    InMemoryOrderStore, InMemoryPaymentGateway, InMemoryRateLimiter,
+};
+use commerce_core::{
+    Address, CatalogStore, Clock, CountryCode, Currency, EventLog, EventPublisher, IdempotencyKey,
+    IdempotencyStore, LocationId, OrderStore, PaymentGateway, UserId,
+};
+use inventory::{InMemoryStockStore, StockConfig, StockKey, StockStore};
+use recs::blend::{BlendConfig, ProductFacts};
+use recs::copurchase::{CoPurchase, CoPurchaseConfig, write_lists};
+use rust_decimal::Decimal;
+use saga::{Checkout, CheckoutPorts, InMemoryJournal, SagaJournal};
+use search::{SearchIndex, Storage, TenantConfig, TenantId};
+use tokio::sync::{RwLock, watch};
+use tokio::task::JoinHandle;
+use utoipa_axum::router::OpenApiRouter;
+
+/// Any error while starting.
+pub type StartError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How the server starts.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the search index and the token secret live.
+    pub data_dir: PathBuf,
+    /// PostgreSQL for every store that has a PostgreSQL adapter; memory when `None`.
+    pub database_url: Option<String>,
+    /// The schema the PostgreSQL stores use.
+    pub database_schema: String,
+    /// The token secret (at least 32 bytes); read from (or written to) `data_dir` when `None`.
+    pub auth_secret: Option<Vec<u8>>,
+    /// Requests per second each client may make (its bucket holds twice that).
+    pub rate_per_sec: u32,
+    /// Seed the demo shop when the catalog is empty.
+    pub seed: bool,
+    /// Send the guest-cart cookie over HTTPS only.
+    pub secure_cookies: bool,
+}
+
+impl Config {
+    /// The defaults, overridden by `DATA_DIR`, `DATABASE_URL`, `DATABASE_SCHEMA`,
+    /// `AUTH_SECRET`, `RATE_PER_SEC` and `SECURE_COOKIES=1`.
+    pub fn from_env() -> Config {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        Config {
+            data_dir: var("DATA_DIR")
+                .map_or_else(|| PathBuf::from("target/reference-server"), PathBuf::from),
+            database_url: var("DATABASE_URL"),
+            database_schema: var("DATABASE_SCHEMA").unwrap_or_else(|| "reference".into()),
+            auth_secret: var("AUTH_SECRET").map(String::into_bytes),
+            rate_per_sec: var("RATE_PER_SEC")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(200),
+            seed: true,
+            secure_cookies: var("SECURE_COOKIES").is_some_and(|v| v == "1"),
+        }
+    }
+}
+
+/// The stores, in memory or on PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct Stores {
+    /// `memory` or `postgres`.
+    pub backend: &'static str,
+    /// The log every store's events end up in.
+    pub log: Arc<dyn EventLog>,
+    /// Where events of stores without a transactional outbox of their own are published.
+    pub publisher: Arc<dyn EventPublisher>,
+    /// Catalog.
+    pub catalog: Arc<dyn CatalogStore>,
+    /// Stock and holds.
+    pub stock: Arc<dyn StockStore>,
+    /// Carts.
+    pub carts: Arc<dyn CartStore>,
+    /// Promotion usage.
+    pub usage: Arc<dyn PromotionUsageStore>,
+    /// Orders.
+    pub orders: Arc<dyn OrderStore>,
+    /// Payments (the sandbox provider).
+    pub payments: Arc<dyn PaymentGateway>,
+    /// The saga journal.
+    pub journal: Arc<dyn SagaJournal>,
+    /// Idempotency records of the HTTP layer.
+    pub idempotency: Arc<dyn IdempotencyStore>,
+}
+
+impl Stores {
+    /// PostgreSQL when the config names a database, memory otherwise.
+    ///
+    /// # Errors
+    /// When the database cannot be reached or migrated.
+    pub async fn open(config: &Config) -> Result<Stores, StartError> {
+        let Some(url) = &config.database_url else {
+            let outbox = Arc::new(InMemoryEventLog::new());
+            return Ok(Stores {
+                backend: "memory",
+                log: outbox.clone(),
+                publisher: outbox.clone(),
+                catalog: Arc::new(InMemoryCatalog::with_outbox(outbox.clone())),
+                stock: Arc::new(InMemoryStockStore::with_outbox(outbox.clone())),
+                carts: Arc::new(InMemoryCartStore::with_outbox(outbox.clone())),
+                usage: Arc::new(InMemoryUsageStore::new()),
+                orders: Arc::new(InMemoryOrderStore::with_outbox(outbox)),
+                payments: Arc::new(InMemoryPaymentGateway::new()),
+                journal: Arc::new(InMemoryJournal::new()),
+                idempotency: Arc::new(InMemoryIdempotencyStore::new()),
+            });
+        };
+        let pg = Postgres::connect_shards(
+            &[url.as_str()],
+            PostgresConfig {
+                schema: Some(config.database_schema.clone()),
+                application_name: "reference-server".into(),
+                ..PostgresConfig::default()
+            },
+        )
+        .await?;
+        pg.migrate().await?;
+        let log = Arc::new(pg.event_log());
+        Ok(Stores {
+            backend: "postgres",
+            log: log.clone(),
+            publisher: log,
+            catalog: Arc::new(pg.catalog()),
+            stock: Arc::new(pg.stock()),
+            carts: Arc::new(pg.carts()),
+            usage: Arc::new(pg.promotion_usage()),
+            orders: Arc::new(pg.orders()),
+            payments: Arc::new(pg.payment_sandbox()),
+            journal: Arc::new(pg.saga_journal()),
+            idempotency: Arc::new(pg.idempotency()),
+        })
+    }
+}
+
+/// The shop's fixed settings.
+pub const CURRENCY: Currency = Currency::GBP;
+
+/// The warehouse orders ship from.
+pub fn warehouse() -> Result<(LocationId, Address), StartError> {
+    Ok((
+        LocationId::new("wh-london")?,
+        Address {
+            name: "Reference shop warehouse".into(),
+            line1: "1 Dock Road".into(),
+            line2: None,
+            city: "London".into(),
+            region: None,
+            postal_code: "E16 1AA".into(),
+            country: CountryCode::new("GB")?,
+        },
+    ))
+}
+
+/// The demo promotions: 10 % off with `WELCOME10` once per customer, free shipping from 50.00.
+pub const DEMO_PROMOTIONS: &str = r#"[
+  {"id": "welcome10", "name": "10 % off with WELCOME10", "code": "WELCOME10", "limits": {"per_customer": 1},
+   "action": {"percent_off": {"percent": "10"}}},
+  {"id": "ship-free-50", "name": "Free shipping from 50.00", "condition": {"min_subtotal": {"amount": {"amount": "50.00", "currency": "GBP"}}},
+   "action": "free_shipping"}
+]"#;
+
+/// A running server's parts.
+pub struct App {
+    /// Every route.
+    pub router: Router,
+    /// The OpenAPI document.
+    pub openapi: utoipa::openapi::OpenApi,
+    /// A token with the admin role, for the operator.
+    pub admin_token: String,
+    /// The token issuer, for tests and tools.
+    pub auth: Arc<Auth>,
+    /// The stores.
+    pub stores: Stores,
+    /// The search index.
+    pub index: Arc<SearchIndex>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("backend", &self.stores.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+impl App {
+    /// Stops the background work and waits for it (at most `deadline`).
+    pub async fn stop(self, deadline: Duration) {
+        let _ = self.stop.send(true);
+        let all = futures_join(self.tasks);
+        if tokio::time::timeout(deadline, all).await.is_err() {
+            tracing::warn!("background work did not stop in time");
+        }
+    }
+}
+
+async fn futures_join(tasks: Vec<JoinHandle<()>>) {
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+fn secret(config: &Config) -> Result<Vec<u8>, StartError> {
+    if let Some(s) = &config.auth_secret {
+        return Ok(s.clone());
+    }
+    let path = config.data_dir.join("token-secret");
+    if let Ok(bytes) = std::fs::read(&path)
+        && bytes.len() >= http::SECRET_BYTES_MIN
+    {
+        return Ok(bytes);
+    }
+    let mut bytes = vec![0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| format!("no randomness: {e}"))?;
+    std::fs::create_dir_all(&config.data_dir)?;
+    std::fs::write(&path, &bytes)?;
+    Ok(bytes)
+}
+
+/// Seeds the demo shop when the catalog is empty: products, their stock, promotions.
+async fn seed_shop(
+    stores: &Stores,
+    clock: &dyn Clock,
+    location: &LocationId,
+) -> Result<usize, StartError> {
+    if !stores.catalog.list(None, 1).await?.is_empty() {
+        return Ok(0);
+    }
+    let products = seed::products()?;
+    let now = clock.now();
+    for p in &products {
+        let events = p.product.change_events(None, now)?;
+        let _ = stores.catalog.put(p.product.clone(), &events).await?;
+        let key = StockKey::new(p.product.sku.clone(), location.clone());
+        stores.stock.configure(&key, StockConfig::default()).await?;
+        let _ = stores
+            .stock
+            .receive(
+                &IdempotencyKey::derive("seed", p.product.sku.as_str())?,
+                &key,
+                p.units,
+                now,
+            )
+            .await?;
+    }
+    Ok(products.len())
+}
+
+/// Builds the server: stores, seed, engines, background work, routes.
+///
+/// # Errors
+/// When a store cannot be opened, the demo data does not parse, or the index cannot be
+/// created.
+pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartError> {
+    let stores = Stores::open(config).await?;
+    let (location, ship_from) = warehouse()?;
+    if config.seed {
+        let seeded = seed_shop(&stores, clock.as_ref(), &location).await?;
+        if seeded > 0 {
+            tracing::info!(products = seeded, "seeded the demo shop");
+        }
+    }
+
+    // Search: a tantivy index in the data folder. With stores in memory the log starts over on
+    // every start, so the index does too.
+    let index_dir = config.data_dir.join(format!("index-{}", stores.backend));
+    if stores.backend == "memory" && index_dir.exists() {
+        std::fs::remove_dir_all(&index_dir)?;
+    }
+    let index = Arc::new(SearchIndex::create(
+        TenantId::new("shop")?,
+        TenantConfig::new(&[CURRENCY]),
+        Storage::Dir(index_dir),
+    )?);
+
+    // Reviews keep their own outbox; a relay copies its events to the shop's log.
+    let reviews_outbox = Arc::new(InMemoryEventLog::new());
+    let reviews = Arc::new(reviews::Reviews::new(
+        Arc::new(reviews::InMemoryReviewStore::with_outbox(
+            reviews_outbox.clone(),
+        )),
+        stores.catalog.clone(),
+    ));
+
+    // Recommendations: "bought together" from the demo baskets.
+    let lists = Arc::new(recs::InMemoryTopKStore::new());
+    let baskets = seed::baskets(clock.now())?;
+    let model = CoPurchase::build(&baskets, CoPurchaseConfig::default())?;
+    let _ = write_lists(lists.as_ref(), &model.all_lists(1)?).await?;
+    let views = Arc::new(recs::InMemoryRecentlyViewed::new(20));
+    let facts = Arc::new(RwLock::new(HashMap::new()));
+
+    let secret = secret(config)?;
+    let auth = Arc::new(Auth::new(&secret, "commerce-sdk-reference", clock.clone())?);
+    let admin_token = auth.issue(&UserId::new("admin")?, Role::Admin)?;
+
+    let notifier = Arc::new(InMemoryNotifier::new());
+    let checkout = Arc::new(Checkout::new(
+        CheckoutPorts {
+            usage: stores.usage.clone(),
+            stock: stores.stock.clone(),
+            orders: stores.orders.clone(),
+            payments: stores.payments.clone(),
+            notifier,
+        },
+        stores.journal.clone(),
+        clock.clone(),
+        Arc::new(TokioSleeper),
+        "reference-server",
+        7,
+    ));
+    let idempotency = Idempotency::new(
+        stores.idempotency.clone(),
+        clock.clone(),
+        TimeDelta::seconds(60),
+    );
+    let promotions = Arc::new(RwLock::new(load_promotions(DEMO_PROMOTIONS)?));
+    let gb = CountryCode::new("GB")?;
+    let tax = FlatRateTax::new(Decimal::new(20, 2))?.with_rate(gb, Decimal::new(20, 2))?;
+
+    let api: OpenApiRouter = OpenApiRouter::new()
+        .merge(http::catalog::router(http::catalog::CatalogApi {
+            catalog: stores.catalog.clone(),
+            stock: stores.stock.clone(),
+            location: location.clone(),
+            currency: CURRENCY,
+            clock: clock.clone(),
+        }))
+        .merge(http::search::router(http::search::SearchApi {
+            index: index.clone(),
+            currency: CURRENCY,
+            price_buckets: ["2", "5", "10", "20"]
+                .iter()
+                .map(|a| format!("{a} GBP").parse())
+                .collect::<Result<_, _>>()?,
+        }))
+        .merge(http::cart::router(http::cart::CartApi {
+            carts: stores.carts.clone(),
+            catalog: stores.catalog.clone(),
+            promotions,
+            pricing: PricingConfig {
+                price_mode: PriceMode::TaxInclusive,
+                ..PricingConfig::default()
+            },
+            tax: Arc::new(tax),
+            carriers: vec![Arc::new(InMemoryCarrier::with_standard_services(
+                "royal-parcel",
+                CURRENCY,
+            ))],
+            ship_from,
+            location: location.clone(),
+            currency: CURRENCY,
+            locale: None,
+            checkout: checkout.clone(),
+            idempotency: idempotency.clone(),
+            clock: clock.clone(),
+            cookie: http::cart::CartCookie {
+                name: "cart".into(),
+                secure: config.secure_cookies,
+            },
+        }))
+        .merge(http::orders::router(http::orders::OrdersApi {
+            orders: stores.orders.clone(),
+        }))
+        .merge(http::inventory::router(http::inventory::InventoryApi {
+            stock: stores.stock.clone(),
+            location: location.clone(),
+            idempotency,
+            clock: clock.clone(),
+        }))
+        .merge(http::recs::router(http::recs::RecsApi {
+            lists,
+            views,
+            facts: facts.clone(),
+            catalog: stores.catalog.clone(),
+            currency: CURRENCY,
+            config: BlendConfig::default(),
+            clock: clock.clone(),
+        }))
+        .merge(http::reviews::router(http::reviews::ReviewsApi {
+            reviews,
+            catalog: stores.catalog.clone(),
+            clock: clock.clone(),
+        }))
+        .merge(gateway::auth_router(auth.clone()));
+    let (api, doc) = api.split_for_parts();
+    let openapi = http::openapi(doc);
+
+    let (stop, stopped) = watch::channel(false);
+    let tasks = vec![
+        spawn_indexer(index.clone(), stores.log.clone(), stopped.clone()),
+        spawn_relay(reviews_outbox, stores.publisher.clone(), stopped.clone()),
+        spawn_facts(
+            facts,
+            stores.catalog.clone(),
+            stores.stock.clone(),
+            location,
+            clock.clone(),
+            stopped.clone(),
+        ),
+        spawn_recovery(checkout, stopped),
+    ];
+
+    let ready_index = index.clone();
+    let router = gateway::wrap(
+        api,
+        &openapi,
+        auth.clone(),
+        Arc::new(InMemoryRateLimiter::new()),
+        config.rate_per_sec,
+        clock,
+    )
+    .merge(storefront::router())
+    .route("/healthz", get(|| async { "ok" }))
+    .route(
+        "/readyz",
+        get(move || {
+            let index = ready_index.clone();
+            async move {
+                if index.next_offset() > 0 {
+                    (axum::http::StatusCode::OK, "ready")
+                } else {
+                    (axum::http::StatusCode::SERVICE_UNAVAILABLE, "indexing")
+                }
+            }
+        }),
+    );
+    Ok(App {
+        router,
+        openapi,
+        admin_token,
+        auth,
+        stores,
+        index,
+        stop,
+        tasks,
+    })
+}
+
+/// Waits until `stop` turns true.
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    while !*stop.borrow() {
+        if stop.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+fn spawn_indexer(
+    index: Arc<SearchIndex>,
+    log: Arc<dyn EventLog>,
+    stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let indexer = search::Indexer::new(&index, 1_000);
+        loop {
+            // `run` waits on the log and commits each batch; it only returns on stop or error.
+            match indexer.run(log.as_ref(), stopped(stop.clone())).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::error!(error = %e, "search indexing failed; retrying in a second");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+            if *stop.borrow() {
+                return;
+            }
+        }
+    })
+}
+
+fn spawn_relay(
+    from: Arc<InMemoryEventLog>,
+    to: Arc<dyn EventPublisher>,
+    stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut next = 0u64;
+        while !*stop.borrow() {
+            match from.read(next, 500).await {
+                Ok(batch) if !batch.is_empty() => {
+                    let events: Vec<_> = batch.iter().map(|e| e.envelope.clone()).collect();
+                    match to.publish(&events).await {
+                        Ok(()) => next = batch.last().map_or(next, |e| e.offset + 1),
+                        Err(e) => tracing::warn!(error = %e, "relaying review events"),
+                    }
+                }
+                _ => {
+                    let wait = from.wait(next);
+                    let _ = tokio::time::timeout(Duration::from_millis(500), wait).await;
+                }
+            }
+        }
+    })
+}
+
+fn spawn_facts(
+    facts: Arc<RwLock<HashMap<commerce_core::Sku, ProductFacts>>>,
+    catalog: Arc<dyn CatalogStore>,
+    stock: Arc<dyn StockStore>,
+    location: LocationId,
+    clock: Arc<dyn Clock>,
+    stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        while !*stop.borrow() {
+            let mut fresh = HashMap::new();
+            let mut after = None;
+            'pages: loop {
+                let Ok(page) = catalog.list(after.as_ref(), 500).await else {
+                    break 'pages;
+                };
+                for p in &page {
+                    let key = StockKey::new(p.sku.clone(), location.clone());
+                    let in_stock = stock
+                        .available(&key, clock.now())
+                        .await
+                        .is_ok_and(|a| a > 0);
+                    let _ = fresh.insert(
+                        p.sku.clone(),
+                        ProductFacts {
+                            sku: p.sku.clone(),
+                            brand: p.brand.clone(),
+                            category: p.category.segments().first().cloned(),
+                            in_stock,
+                            retired: p.status != commerce_core::ProductStatus::Active,
+                            margin_bps: None,
+                            stock_pressure_bps: 0,
+                        },
+                    );
+                }
+                if page.len() < 500 {
+                    break 'pages;
+                }
+                after = page.last().map(|p| p.id.clone());
+            }
+            *facts.write().await = fresh;
+            let _ = tokio::time::timeout(Duration::from_secs(10), stopped(stop.clone())).await;
+        }
+    })
+}
+
+fn spawn_recovery(checkout: Arc<Checkout>, stop: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        while !*stop.borrow() {
+            match checkout.recover(100).await {
+                Ok(done) if !done.is_empty() => {
+                    tracing::info!(sagas = done.len(), "recovered checkouts");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "checkout recovery"),
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(5), stopped(stop.clone())).await;
+        }
+    })
+}
+
+/// The wall clock, for `main`.
+pub fn system_clock() -> Arc<dyn Clock> {
+    Arc::new(SystemClock)
+}
