@@ -165,6 +165,16 @@ pub fn experiments() -> recs::Result<Vec<Experiment>> {
     )?])
 }
 
+/// Adds what the gateway answers on any route to the document: 429 (rate limit) and 408
+/// (timeout).
+pub fn document(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    for op in http::operations_mut(&mut doc) {
+        http::document_problem(op, 429, "Too many requests; see Retry-After");
+        http::document_problem(op, 408, "The request took too long");
+    }
+    doc
+}
+
 /// The API with the gateway's layers, the OpenAPI document and the 404 fallback.
 pub fn wrap(
     api: Router,

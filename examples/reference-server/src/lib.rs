@@ -325,7 +325,15 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
     let model = CoPurchase::build(&baskets, CoPurchaseConfig::default())?;
     let _ = write_lists(lists.as_ref(), &model.all_lists(1)?).await?;
     let views = Arc::new(recs::InMemoryRecentlyViewed::new(20));
-    let facts = Arc::new(RwLock::new(HashMap::new()));
+    let facts = Arc::new(RwLock::new(
+        product_facts(
+            stores.catalog.as_ref(),
+            stores.stock.as_ref(),
+            &location,
+            clock.as_ref(),
+        )
+        .await,
+    ));
 
     let secret = secret(config)?;
     let auth = Arc::new(Auth::new(&secret, "commerce-sdk-reference", clock.clone())?);
@@ -421,7 +429,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
         }))
         .merge(gateway::auth_router(auth.clone()));
     let (api, doc) = api.split_for_parts();
-    let openapi = http::openapi(doc);
+    let openapi = gateway::document(http::openapi(doc));
 
     let (stop, stopped) = watch::channel(false);
     let tasks = vec![
@@ -531,6 +539,51 @@ fn spawn_relay(
     })
 }
 
+/// What the recommendation blend knows of every product: brand, top category, in stock,
+/// retired.
+async fn product_facts(
+    catalog: &dyn CatalogStore,
+    stock: &dyn StockStore,
+    location: &LocationId,
+    clock: &dyn Clock,
+) -> HashMap<commerce_core::Sku, ProductFacts> {
+    let mut fresh = HashMap::new();
+    let mut after = None;
+    loop {
+        let page = match catalog.list(after.as_ref(), 500).await {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the catalog for recommendation facts");
+                break;
+            }
+        };
+        for p in &page {
+            let key = StockKey::new(p.sku.clone(), location.clone());
+            let in_stock = stock
+                .available(&key, clock.now())
+                .await
+                .is_ok_and(|a| a > 0);
+            let _ = fresh.insert(
+                p.sku.clone(),
+                ProductFacts {
+                    sku: p.sku.clone(),
+                    brand: p.brand.clone(),
+                    category: p.category.segments().first().cloned(),
+                    in_stock,
+                    retired: p.status != commerce_core::ProductStatus::Active,
+                    margin_bps: None,
+                    stock_pressure_bps: 0,
+                },
+            );
+        }
+        if page.len() < 500 {
+            break;
+        }
+        after = page.last().map(|p| p.id.clone());
+    }
+    fresh
+}
+
 fn spawn_facts(
     facts: Arc<RwLock<HashMap<commerce_core::Sku, ProductFacts>>>,
     catalog: Arc<dyn CatalogStore>,
@@ -540,39 +593,14 @@ fn spawn_facts(
     stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        while !*stop.borrow() {
-            let mut fresh = HashMap::new();
-            let mut after = None;
-            'pages: loop {
-                let Ok(page) = catalog.list(after.as_ref(), 500).await else {
-                    break 'pages;
-                };
-                for p in &page {
-                    let key = StockKey::new(p.sku.clone(), location.clone());
-                    let in_stock = stock
-                        .available(&key, clock.now())
-                        .await
-                        .is_ok_and(|a| a > 0);
-                    let _ = fresh.insert(
-                        p.sku.clone(),
-                        ProductFacts {
-                            sku: p.sku.clone(),
-                            brand: p.brand.clone(),
-                            category: p.category.segments().first().cloned(),
-                            in_stock,
-                            retired: p.status != commerce_core::ProductStatus::Active,
-                            margin_bps: None,
-                            stock_pressure_bps: 0,
-                        },
-                    );
-                }
-                if page.len() < 500 {
-                    break 'pages;
-                }
-                after = page.last().map(|p| p.id.clone());
-            }
-            *facts.write().await = fresh;
+        loop {
             let _ = tokio::time::timeout(Duration::from_secs(10), stopped(stop.clone())).await;
+            if *stop.borrow() {
+                return;
+            }
+            let fresh =
+                product_facts(catalog.as_ref(), stock.as_ref(), &location, clock.as_ref()).await;
+            *facts.write().await = fresh;
         }
     })
 }

@@ -41,11 +41,60 @@ pub use problem::{
 };
 pub use views::{AddressView, MoneyView, ProductView};
 
+use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+
+/// Documents `status` (a problem) on `op` unless it is there already.
+pub fn document_problem(op: &mut Operation, status: u16, description: &str) {
+    let _ = op
+        .responses
+        .responses
+        .entry(status.to_string())
+        .or_insert_with(|| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        PROBLEM_JSON,
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("Problem")))
+                            .build(),
+                    )
+                    .build(),
+            )
+        });
+}
+
+/// Every operation of the document, mutably.
+pub fn operations_mut(doc: &mut utoipa::openapi::OpenApi) -> impl Iterator<Item = &mut Operation> {
+    doc.paths.paths.values_mut().flat_map(|item| {
+        [
+            item.get.as_mut(),
+            item.put.as_mut(),
+            item.post.as_mut(),
+            item.delete.as_mut(),
+            item.patch.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+    })
+}
 
 /// Adds the document's metadata (title, version, the bearer scheme) to what the routers
-/// collected.
+/// collected, and the answers every route can give: 401 for a bad bearer token, and for a
+/// body the HTTP layer refuses before the handler (400 unreadable, 413 too large, 415 not
+/// JSON, 422 the wrong shape).
 pub fn openapi(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    for op in operations_mut(&mut doc) {
+        document_problem(op, 401, "The bearer token is not valid");
+        if op.request_body.is_some() {
+            document_problem(op, 400, "The body is not readable JSON");
+            document_problem(op, 413, "The body is too large");
+            document_problem(op, 415, "The body is not application/json");
+            document_problem(op, 422, "The body has the wrong shape or values");
+        }
+    }
     doc.info.title = "commerce-sdk reference API".into();
     doc.info.version = env!("CARGO_PKG_VERSION").into();
     doc.info.description = Some(

@@ -141,7 +141,9 @@ async fn list_reviews(
     let average = (rating.review_count > 0).then(|| {
         let avg = rust_decimal::Decimal::from(rating.stars_sum)
             / rust_decimal::Decimal::from(rating.review_count);
-        avg.round_dp(1).to_string()
+        let mut avg = avg.round_dp(1);
+        avg.rescale(1);
+        avg.to_string()
     });
     Ok(Json(ReviewsView {
         reviews: listed.iter().map(|l| view(&l.review)).collect(),

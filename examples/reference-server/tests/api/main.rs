@@ -1,0 +1,805 @@
+//! The reference server's API, driven in process through its router: what a shopper, an admin
+//! and a misbehaving client get back.
+
+mod harness;
+
+use std::collections::HashSet;
+
+use axum::http::{Method, StatusCode};
+use harness::{Shop, json};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_a_problem_and_changes_nothing() {
+    let shop = Shop::start("bad-input").await;
+    let ada = shop.customer("ada@example.com");
+    let admin = shop.admin();
+    let before = shop.catalog_size().await;
+    let big = "x".repeat(70 * 1024);
+    // (method, path, body, bearer token, the status it must get)
+    type Case<'a> = (Method, &'a str, Option<&'a str>, Option<&'a str>, StatusCode);
+    let cases: Vec<Case<'_>> = vec![
+        (
+            Method::GET,
+            "/search?limit=0",
+            None,
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Method::GET,
+            "/search?limit=abc",
+            None,
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Method::GET,
+            "/search?min_price=cheap",
+            None,
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Method::GET,
+            "/search?min_rating=9",
+            None,
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Method::GET,
+            "/products/no%20such",
+            None,
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Method::GET,
+            "/products/NOPE-1",
+            None,
+            None,
+            StatusCode::NOT_FOUND,
+        ),
+        (Method::GET, "/nowhere", None, None, StatusCode::NOT_FOUND),
+        (
+            Method::POST,
+            "/cart/lines",
+            Some("{\"sku\": \"22224\""),
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::POST,
+            "/cart/lines",
+            Some("{\"sku\": 7}"),
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Method::POST,
+            "/cart/lines",
+            Some("{\"sku\": \"22224\", \"quantity\": -1}"),
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Method::POST,
+            "/cart/lines",
+            Some("{\"sku\": \"22224\", \"quantity\": 0}"),
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Method::POST,
+            "/cart/lines",
+            Some("{\"sku\": \"NOPE-1\", \"quantity\": 1}"),
+            None,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Method::POST,
+            "/cart/lines",
+            Some(big.as_str()),
+            None,
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        (
+            Method::PUT,
+            "/cart/lines/22224",
+            Some("{\"quantity\": 2}"),
+            None,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Method::PUT,
+            "/admin/products/NEW-1",
+            Some("{\"title\": \"t\", \"price\": \"1.00\"}"),
+            None,
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            Method::PUT,
+            "/admin/products/NEW-1",
+            Some("{\"title\": \"t\", \"price\": \"1.00\"}"),
+            Some(ada.as_str()),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            Method::PUT,
+            "/admin/products/NEW-1",
+            Some("{\"title\": \"t\", \"price\": \"1.001\"}"),
+            Some(admin.as_str()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Method::PUT,
+            "/admin/products/NEW-1",
+            Some("{\"title\": \"\", \"price\": \"1.00\"}"),
+            Some(admin.as_str()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Method::PUT,
+            "/admin/products/NEW-1",
+            Some("{\"title\": \"t\", \"price\": \"-1.00\"}"),
+            Some(admin.as_str()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Method::GET,
+            "/orders/o-1",
+            None,
+            Some("not-a-token"),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            Method::POST,
+            "/cart/checkout",
+            Some("{\"payment_method\": \"tok_visa\"}"),
+            Some(ada.as_str()),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::POST,
+            "/auth/login",
+            Some("{\"email\": \"nobody\"}"),
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Method::POST,
+            "/admin/stock/22224/receive",
+            Some("{\"units\": 5}"),
+            Some(admin.as_str()),
+            StatusCode::BAD_REQUEST,
+        ),
+    ];
+    for (method, path, body, token, want) in cases {
+        let mut client = shop.client();
+        if let Some(t) = token {
+            client.token = Some(t.to_owned());
+        }
+        let r = client.send(method.clone(), path, body, &[]).await;
+        assert_eq!(r.status, want, "{method} {path}: {}", r.text);
+        assert_eq!(
+            r.header("content-type").as_deref(),
+            Some("application/problem+json"),
+            "{method} {path}"
+        );
+        let kind = r.body["kind"].as_str().unwrap_or_default().to_owned();
+        assert!(
+            !kind.is_empty() && r.body["status"] == want.as_u16(),
+            "{}",
+            r.text
+        );
+        assert!(client.cookie.is_none(), "{method} {path} made a cart");
+    }
+    assert_eq!(shop.catalog_size().await, before, "nothing was written");
+    let stock = shop
+        .client()
+        .send(Method::GET, "/stock/22224", None, &[])
+        .await;
+    assert_eq!(stock.body["on_hand"], stock.body["available"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn carts_and_orders_are_visible_only_to_their_owner() {
+    let shop = Shop::start("owners").await;
+    let mut ada = shop.signed_in("ada@example.com");
+    let mut eve = shop.signed_in("eve@example.com");
+    let order = ada.buy(&[("22224", 2)], "k-1").await;
+    assert_eq!(order.status, StatusCode::CREATED, "{}", order.text);
+    let id = order.body["order_id"].as_str().unwrap().to_owned();
+
+    let mine = ada
+        .send(Method::GET, &format!("/orders/{id}"), None, &[])
+        .await;
+    assert_eq!(mine.status, StatusCode::OK);
+    assert_eq!(mine.body["status"], "confirmed");
+    assert_eq!(mine.body["lines"][0]["quantity"], 2);
+    let theirs = eve
+        .send(Method::GET, &format!("/orders/{id}"), None, &[])
+        .await;
+    assert_eq!(theirs.status, StatusCode::NOT_FOUND, "{}", theirs.text);
+    let anonymous = shop
+        .client()
+        .send(Method::GET, &format!("/orders/{id}"), None, &[])
+        .await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    let mut admin = shop.client();
+    admin.token = Some(shop.admin());
+    assert_eq!(
+        admin
+            .send(Method::GET, &format!("/orders/{id}"), None, &[])
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    // Eve's cart is her own: adding to it does not touch Ada's (checked out) cart.
+    let _ = eve
+        .send(
+            Method::POST,
+            "/cart/lines",
+            Some(r#"{"sku": "85123A", "quantity": 1}"#),
+            &[],
+        )
+        .await;
+    let eve_cart = eve.send(Method::GET, "/cart", None, &[]).await;
+    assert_eq!(eve_cart.body["lines"].as_array().unwrap().len(), 1);
+    assert_eq!(eve_cart.body["lines"][0]["sku"], "85123A");
+    let ada_cart = ada.send(Method::GET, "/cart", None, &[]).await;
+    assert!(
+        ada_cart.body["id"].is_null(),
+        "Ada's cart was checked out: {}",
+        ada_cart.text
+    );
+
+    // A guest's cookie names a cart nobody else can reach by id.
+    let mut guest = shop.client();
+    let _ = guest
+        .send(
+            Method::POST,
+            "/cart/lines",
+            Some(r#"{"sku": "22224", "quantity": 1}"#),
+            &[],
+        )
+        .await;
+    let cookie = guest.cookie.clone().expect("a guest cart cookie");
+    assert!(cookie.len() >= 32, "an unguessable id: {cookie}");
+    let mut other = shop.client();
+    assert!(other.send(Method::GET, "/cart", None, &[]).await.body["id"].is_null());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_cart_follows_the_shopper_when_they_sign_in() {
+    let shop = Shop::start("merge").await;
+    let mut ada = shop.signed_in("ada@example.com");
+    let _ = ada
+        .send(
+            Method::POST,
+            "/cart/lines",
+            Some(r#"{"sku": "22224", "quantity": 1}"#),
+            &[],
+        )
+        .await;
+    let _ = ada
+        .send(
+            Method::POST,
+            "/cart/lines",
+            Some(r#"{"sku": "85123A", "quantity": 1}"#),
+            &[],
+        )
+        .await;
+
+    let mut browser = shop.client();
+    let _ = browser
+        .send(
+            Method::POST,
+            "/cart/lines",
+            Some(r#"{"sku": "22224", "quantity": 2}"#),
+            &[],
+        )
+        .await;
+    let _ = browser
+        .send(
+            Method::POST,
+            "/cart/lines",
+            Some(r#"{"sku": "84879", "quantity": 4}"#),
+            &[],
+        )
+        .await;
+    assert!(browser.cookie.is_some());
+    browser.token = ada.token.clone();
+    let merged = browser.send(Method::GET, "/cart", None, &[]).await;
+    assert_eq!(merged.status, StatusCode::OK);
+    let lines: Vec<(String, u64)> = merged.body["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["sku"].as_str().unwrap().to_owned(),
+                l["quantity"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let mut lines = lines;
+    lines.sort();
+    assert_eq!(
+        lines,
+        vec![
+            ("22224".into(), 3),
+            ("84879".into(), 4),
+            ("85123A".into(), 1)
+        ],
+        "quantities add up"
+    );
+    assert!(browser.cookie.is_none(), "the guest cookie is cleared");
+    // Merging is once: the same cart read again is unchanged, also from another device.
+    let again = ada.send(Method::GET, "/cart", None, &[]).await;
+    assert_eq!(again.body["lines"], merged.body["lines"]);
+    assert_eq!(again.body["version"], merged.body["version"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkout_runs_once_per_idempotency_key() {
+    let shop = Shop::start("idempotency").await;
+    let mut ada = shop.signed_in("ada@example.com");
+    let first = ada.buy(&[("22224", 1)], "same-key").await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.text);
+    let body = r#"{"payment_method": "tok_visa"}"#;
+    let key = [("idempotency-key", "\"same-key\"")];
+    let again = ada
+        .send(Method::POST, "/cart/checkout", Some(body), &key)
+        .await;
+    assert_eq!(again.status, StatusCode::CREATED);
+    assert_eq!(again.body, first.body);
+    assert_eq!(again.header("idempotent-replayed").as_deref(), Some("true"));
+    let other = ada
+        .send(
+            Method::POST,
+            "/cart/checkout",
+            Some(r#"{"payment_method": "tok_other"}"#),
+            &key,
+        )
+        .await;
+    assert_eq!(
+        other.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        other.text
+    );
+    assert_eq!(other.body["type"], "/problems/idempotency-key-reused");
+    // Eve's identical key is her own.
+    let mut eve = shop.signed_in("eve@example.com");
+    let hers = eve.buy(&[("85123A", 1)], "same-key").await;
+    assert_eq!(hers.status, StatusCode::CREATED, "{}", hers.text);
+    assert_ne!(hers.body["order_id"], first.body["order_id"]);
+    assert_eq!(shop.payments().await, 2, "one charge per checkout");
+
+    // Twenty tabs submit the same checkout at once: one order, one charge.
+    let mut bob = shop.signed_in("bob@example.com");
+    bob.fill(&[("84879", 2)]).await;
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let mut tab = bob.clone();
+        tasks.push(tokio::spawn(async move {
+            tab.send(
+                Method::POST,
+                "/cart/checkout",
+                Some(r#"{"payment_method": "tok_visa"}"#),
+                &[("idempotency-key", "double-click")],
+            )
+            .await
+        }));
+    }
+    let mut orders = HashSet::new();
+    for t in tasks {
+        let r = t.await.unwrap();
+        match r.status {
+            StatusCode::CREATED => {
+                let _ = orders.insert(r.body["order_id"].as_str().unwrap().to_owned());
+            }
+            StatusCode::CONFLICT => assert_eq!(
+                r.body["type"], "/problems/idempotency-key-in-flight",
+                "{}",
+                r.text
+            ),
+            other => panic!("unexpected {other}: {}", r.text),
+        }
+    }
+    assert_eq!(orders.len(), 1, "one order id for one key: {orders:?}");
+    assert_eq!(shop.payments().await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_price_blocks_checkout_until_the_shopper_accepts_it() {
+    let shop = Shop::start("price-moved").await;
+    let mut ada = shop.signed_in("ada@example.com");
+    ada.fill(&[("22224", 2)]).await;
+    let mut admin = shop.client();
+    admin.token = Some(shop.admin());
+    let moved = admin
+        .send(
+            Method::PUT,
+            "/admin/products/22224",
+            Some(r#"{"title": "White Lovebird Lantern", "price": "3.50", "brand": "Love", "category": "Home/Lighting"}"#),
+            &[],
+        )
+        .await;
+    assert_eq!(moved.status, StatusCode::OK, "{}", moved.text);
+    let cart = ada.send(Method::GET, "/cart", None, &[]).await;
+    assert_eq!(cart.body["lines"][0]["price_changed"], true);
+    assert_eq!(cart.body["lines"][0]["current_price"]["amount"], "3.50");
+    assert!(
+        cart.text.contains("price_changed"),
+        "a blocker: {}",
+        cart.text
+    );
+    let refused = ada
+        .send(
+            Method::POST,
+            "/cart/checkout",
+            Some(r#"{"payment_method": "tok_visa"}"#),
+            &[("idempotency-key", "p-1")],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.text);
+    assert_eq!(refused.body["kind"], "refused");
+    assert_eq!(refused.body["details"]["reason"], "cart_not_ready");
+    assert_eq!(shop.payments().await, 0);
+    let ok = ada
+        .send(Method::POST, "/cart/acknowledge-prices", None, &[])
+        .await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
+    let placed = ada
+        .send(
+            Method::POST,
+            "/cart/checkout",
+            Some(r#"{"payment_method": "tok_visa"}"#),
+            &[("idempotency-key", "p-2")],
+        )
+        .await;
+    assert_eq!(placed.status, StatusCode::CREATED, "{}", placed.text);
+    let id = placed.body["order_id"].as_str().unwrap();
+    let order = ada
+        .send(Method::GET, &format!("/orders/{id}"), None, &[])
+        .await;
+    assert_eq!(order.body["lines"][0]["unit_price"]["amount"], "3.50");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declined_card_and_a_stale_version_are_clear_refusals() {
+    let shop = Shop::start("refusals").await;
+    let mut ada = shop.signed_in("ada@example.com");
+    ada.fill(&[("22224", 1)]).await;
+    let declined = ada
+        .send(
+            Method::POST,
+            "/cart/checkout",
+            Some(r#"{"payment_method": "tok_decline"}"#),
+            &[("idempotency-key", "d-1")],
+        )
+        .await;
+    assert_eq!(declined.status, StatusCode::CONFLICT, "{}", declined.text);
+    assert_eq!(declined.body["details"]["reason"], "payment_declined");
+    // Nothing stays held: the stock is whole, the cart still there to retry with another card.
+    let stock = ada.send(Method::GET, "/stock/22224", None, &[]).await;
+    assert_eq!(stock.body["available"], stock.body["on_hand"]);
+    let cart = ada.send(Method::GET, "/cart", None, &[]).await;
+    assert_eq!(cart.body["status"], "active");
+    let etag = cart.header("etag").unwrap();
+    let stale = format!("\"{}\"", cart.body["version"].as_u64().unwrap() + 5);
+    let r = ada
+        .send(
+            Method::PUT,
+            "/cart/lines/22224",
+            Some(r#"{"quantity": 3}"#),
+            &[("if-match", stale.as_str())],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PRECONDITION_FAILED, "{}", r.text);
+    let r = ada
+        .send(
+            Method::PUT,
+            "/cart/lines/22224",
+            Some(r#"{"quantity": 3}"#),
+            &[("if-match", etag.as_str())],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["lines"][0]["quantity"], 3);
+    let retry = ada
+        .send(
+            Method::POST,
+            "/cart/checkout",
+            Some(r#"{"payment_method": "tok_visa"}"#),
+            &[("idempotency-key", "d-2")],
+        )
+        .await;
+    assert_eq!(retry.status, StatusCode::CREATED, "{}", retry.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flash_sale_over_http_sells_exactly_the_stock() {
+    let shop = Shop::start("flash").await;
+    let mut admin = shop.client();
+    admin.token = Some(shop.admin());
+    let made = admin
+        .send(
+            Method::PUT,
+            "/admin/products/DROP-1",
+            Some(r#"{"title": "Limited lantern", "price": "20.00", "category": "Home/Lighting"}"#),
+            &[],
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::OK, "{}", made.text);
+    let stocked = admin
+        .send(
+            Method::POST,
+            "/admin/stock/DROP-1/receive",
+            Some(r#"{"units": 100}"#),
+            &[("idempotency-key", "drop-1")],
+        )
+        .await;
+    assert_eq!(stocked.status, StatusCode::OK, "{}", stocked.text);
+    assert_eq!(stocked.body["available"], 100);
+
+    let buyers = 2_000;
+    let mut tasks = Vec::with_capacity(buyers);
+    for b in 0..buyers {
+        let mut buyer = shop.signed_in(&format!("buyer{b}@example.com"));
+        tasks.push(tokio::spawn(async move {
+            buyer.buy(&[("DROP-1", 1)], "drop").await
+        }));
+    }
+    let (mut sold, mut sold_out) = (0, 0);
+    for t in tasks {
+        let r = t.await.unwrap();
+        match r.status {
+            StatusCode::CREATED => sold += 1,
+            StatusCode::CONFLICT => {
+                assert_eq!(r.body["kind"], "refused", "{}", r.text);
+                sold_out += 1;
+            }
+            other => panic!("a buyer got {other}: {}", r.text),
+        }
+    }
+    assert_eq!(sold, 100, "every unit sold once");
+    assert_eq!(sold_out, buyers - 100);
+    assert_eq!(
+        shop.payments().await,
+        100,
+        "one charge per order, none without"
+    );
+    let left = shop
+        .client()
+        .send(Method::GET, "/stock/DROP-1", None, &[])
+        .await;
+    assert_eq!(left.body["available"], 0);
+    assert_eq!(left.body["committed"], 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_and_the_routes_agree() {
+    let shop = Shop::start("openapi").await;
+    let mut client = shop.client();
+    let doc = client.send(Method::GET, "/openapi.json", None, &[]).await;
+    assert_eq!(doc.status, StatusCode::OK);
+    assert_eq!(doc.body["openapi"], "3.1.0");
+    let paths = doc.body["paths"].as_object().unwrap();
+    assert!(paths.len() >= 18, "{} paths", paths.len());
+    let mut seen = 0;
+    for (path, item) in paths {
+        let concrete = path
+            .split('/')
+            .map(|seg| if seg.starts_with('{') { "x" } else { seg })
+            .collect::<Vec<_>>()
+            .join("/");
+        for method in item.as_object().unwrap().keys() {
+            let method: Method = method.to_uppercase().parse().unwrap();
+            let r = client.send(method.clone(), &concrete, None, &[]).await;
+            assert_ne!(
+                r.status,
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path} is documented, not routed"
+            );
+            assert!(
+                !(r.status == StatusCode::NOT_FOUND && r.body["detail"] == "no such route"),
+                "{method} {path} is documented, not routed"
+            );
+            assert!(
+                !r.status.is_server_error(),
+                "{method} {concrete}: {}",
+                r.text
+            );
+            // Every documented answer of this operation is in the document.
+            let documented = &item[method.as_str().to_lowercase()]["responses"][r.status.as_str()];
+            assert!(
+                !documented.is_null(),
+                "{method} {path} answered {} undocumented",
+                r.status
+            );
+            seen += 1;
+        }
+    }
+    assert!(seen >= 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_sees_catalog_and_review_changes_and_forgives_typos() {
+    let shop = Shop::start("search").await;
+    let mut client = shop.client();
+    let typo = shop
+        .search_until(&mut client, "/search?q=lanturn", |b| {
+            b["total"].as_u64() > Some(5)
+        })
+        .await;
+    assert!(
+        typo["hits"][0]["title"]
+            .as_str()
+            .unwrap()
+            .contains("Lantern"),
+        "{typo}"
+    );
+    let filtered = client
+        .send(Method::GET, "/search?q=lantern&brand=Love", None, &[])
+        .await;
+    for hit in filtered.body["hits"].as_array().unwrap() {
+        assert_eq!(hit["brand"], "Love");
+    }
+    assert!(
+        filtered.body["facets"]["brand"].as_array().unwrap().len() > 1,
+        "the brand facet stays disjunctive"
+    );
+
+    let mut admin = shop.client();
+    admin.token = Some(shop.admin());
+    let _ = admin
+        .send(Method::PUT, "/admin/products/ZZ-1", Some(r#"{"title": "Zyzzyva enamel teapot", "price": "12.00", "brand": "Acme", "category": "Kitchen/Tableware"}"#), &[])
+        .await;
+    let found = shop
+        .search_until(&mut client, "/search?q=zyzzyva", |b| b["total"] == 1)
+        .await;
+    assert_eq!(found["hits"][0]["sku"], "ZZ-1");
+
+    // A published 5-star review puts the product into "4 stars and up".
+    let mut ada = shop.signed_in("ada@example.com");
+    let wrote = ada
+        .send(
+            Method::POST,
+            "/products/ZZ-1/reviews",
+            Some(r#"{"stars": 5, "title": "Lovely", "body": "Pours well."}"#),
+            &[],
+        )
+        .await;
+    assert_eq!(wrote.status, StatusCode::OK, "{}", wrote.text);
+    assert_eq!(wrote.body["status"], "pending");
+    let published = admin
+        .send(
+            Method::POST,
+            "/admin/products/ZZ-1/reviews/ada@example.com/moderation",
+            Some(r#"{"publish": true}"#),
+            &[],
+        )
+        .await;
+    assert_eq!(published.status, StatusCode::OK, "{}", published.text);
+    let rated = shop
+        .search_until(&mut client, "/search?q=zyzzyva&min_rating=4", |b| {
+            b["total"] == 1
+        })
+        .await;
+    assert_eq!(rated["hits"][0]["sku"], "ZZ-1");
+    let reviews = client
+        .send(Method::GET, "/products/ZZ-1/reviews", None, &[])
+        .await;
+    assert_eq!(reviews.body["average"], "5.0");
+    assert_eq!(reviews.body["reviews"][0]["title"], "Lovely");
+
+    // Retired, it leaves search.
+    let _ = admin
+        .send(
+            Method::PUT,
+            "/admin/products/ZZ-1",
+            Some(r#"{"title": "Zyzzyva enamel teapot", "price": "12.00", "active": false}"#),
+            &[],
+        )
+        .await;
+    let gone = shop
+        .search_until(&mut client, "/search?q=zyzzyva", |b| b["total"] == 0)
+        .await;
+    assert_eq!(gone["hits"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn product_pages_show_what_was_bought_together() {
+    let shop = Shop::start("recs").await;
+    let mut client = shop.client();
+    let recs = client
+        .send(
+            Method::GET,
+            "/products/85123A/recommendations?session=s-1",
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(recs.status, StatusCode::OK, "{}", recs.text);
+    let list = recs.body.as_array().unwrap();
+    assert!(!list.is_empty(), "the best seller has co-purchases");
+    assert!(list.iter().all(|r| r["sku"] != "85123A"), "never itself");
+    assert!(list.iter().any(|r| {
+        r["reasons"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("bought_together"))
+    }));
+    let viewed = client
+        .send(
+            Method::POST,
+            "/recently-viewed",
+            Some(r#"{"session": "s-1", "sku": "22224"}"#),
+            &[],
+        )
+        .await;
+    assert_eq!(viewed.status, StatusCode::NO_CONTENT, "{}", viewed.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_over_its_rate_gets_429_with_retry_after() {
+    let shop = Shop::start_with("rate", |c| c.rate_per_sec = 5).await;
+    let mut client = shop.client();
+    let mut limited = None;
+    for _ in 0..40 {
+        let r = client.send(Method::GET, "/products/22224", None, &[]).await;
+        if r.status == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(r);
+            break;
+        }
+        assert_eq!(r.status, StatusCode::OK);
+        assert!(r.header("ratelimit").is_some());
+    }
+    let r = limited.expect("the bucket (10) runs dry well before 40 requests");
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!(retry >= 1);
+    assert_eq!(r.body["type"], "/problems/rate-limited");
+    // Another signed-in client has a bucket of its own.
+    let mut ada = shop.signed_in("ada@example.com");
+    assert_eq!(
+        ada.send(Method::GET, "/products/22224", None, &[])
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_in_callers_get_a_stable_ab_arm() {
+    let shop = Shop::start("ab").await;
+    let mut ada = shop.signed_in("ada@example.com");
+    let a = ada
+        .send(Method::GET, "/cart", None, &[])
+        .await
+        .header("x-ab-arms")
+        .unwrap();
+    let b = ada
+        .send(Method::GET, "/cart", None, &[])
+        .await
+        .header("x-ab-arms")
+        .unwrap();
+    assert_eq!(a, b);
+    assert!(a.starts_with("recs-blend="), "{a}");
+    let mut arms = HashSet::new();
+    for i in 0..40 {
+        let mut c = shop.signed_in(&format!("u{i}@example.com"));
+        let _ = arms.insert(
+            c.send(Method::GET, "/cart", None, &[])
+                .await
+                .header("x-ab-arms")
+                .unwrap(),
+        );
+    }
+    assert_eq!(arms.len(), 2, "both arms are in use: {arms:?}");
+    let anonymous = shop.client().send(Method::GET, "/cart", None, &[]).await;
+    assert!(anonymous.header("x-ab-arms").is_none());
+}
