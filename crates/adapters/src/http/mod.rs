@@ -87,7 +87,26 @@ pub fn operations_mut(doc: &mut utoipa::openapi::OpenApi) -> impl Iterator<Item 
 /// JSON, 422 the wrong shape).
 pub fn openapi(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
     for op in operations_mut(&mut doc) {
+        // Error answers are problems: say so in their media type.
+        for (status, response) in &mut op.responses.responses {
+            if let (Some('4' | '5'), RefOr::T(r)) = (status.chars().next(), response)
+                && let Some(c) = r.content.shift_remove("application/json")
+            {
+                let _ = r.content.insert(PROBLEM_JSON.to_owned(), c);
+            }
+        }
         document_problem(op, 401, "The bearer token is not valid");
+        let header_params = op.parameters.as_ref().is_some_and(|ps| {
+            ps.iter()
+                .any(|p| matches!(p, RefOr::T(p) if p.parameter_in == utoipa::openapi::path::ParameterIn::Header))
+        });
+        if header_params {
+            document_problem(
+                op,
+                400,
+                "A header (If-Match, Idempotency-Key) is malformed or missing",
+            );
+        }
         if op.request_body.is_some() {
             document_problem(op, 400, "The body is not readable JSON");
             document_problem(op, 413, "The body is too large");

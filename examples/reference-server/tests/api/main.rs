@@ -16,7 +16,13 @@ async fn bad_input_is_a_problem_and_changes_nothing() {
     let before = shop.catalog_size().await;
     let big = "x".repeat(70 * 1024);
     // (method, path, body, bearer token, the status it must get)
-    type Case<'a> = (Method, &'a str, Option<&'a str>, Option<&'a str>, StatusCode);
+    type Case<'a> = (
+        Method,
+        &'a str,
+        Option<&'a str>,
+        Option<&'a str>,
+        StatusCode,
+    );
     let cases: Vec<Case<'_>> = vec![
         (
             Method::GET,
