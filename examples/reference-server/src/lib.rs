@@ -360,6 +360,8 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
         TimeDelta::seconds(60),
     );
     let promotions = Arc::new(RwLock::new(load_promotions(DEMO_PROMOTIONS)?));
+    let drops =
+        http::drops::Drops::new(Arc::new(saga::InMemoryAdmissionQueue::new()), clock.clone());
     let gb = CountryCode::new("GB")?;
     let tax = FlatRateTax::new(Decimal::new(20, 2))?.with_rate(gb, Decimal::new(20, 2))?;
 
@@ -403,7 +405,9 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
                 name: "cart".into(),
                 secure: config.secure_cookies,
             },
+            drops: Some(drops.clone()),
         }))
+        .merge(http::drops::router(drops.clone()))
         .merge(http::orders::router(http::orders::OrdersApi {
             orders: stores.orders.clone(),
         }))
@@ -443,7 +447,8 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
             clock.clone(),
             stopped.clone(),
         ),
-        spawn_recovery(checkout, stopped),
+        spawn_recovery(checkout, stopped.clone()),
+        spawn_admissions(drops, stopped),
     ];
 
     let ready_index = index.clone();
@@ -616,6 +621,18 @@ fn spawn_recovery(checkout: Arc<Checkout>, stop: watch::Receiver<bool>) -> JoinH
                 Err(e) => tracing::warn!(error = %e, "checkout recovery"),
             }
             let _ = tokio::time::timeout(Duration::from_secs(5), stopped(stop.clone())).await;
+        }
+    })
+}
+
+/// Admits what each drop's rate has earned, five times a second.
+fn spawn_admissions(drops: http::drops::Drops, stop: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        while !*stop.borrow() {
+            if let Err(e) = drops.tick().await {
+                tracing::warn!(error = %e, "admitting drop shoppers");
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(200), stopped(stop.clone())).await;
         }
     })
 }

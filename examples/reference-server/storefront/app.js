@@ -343,6 +343,46 @@ async function renderOrder(id) {
     <ol class="history">${o.history.map((h) => `<li>${esc(new Date(h.at).toLocaleString())}: ${esc(h.kind)} → ${esc(h.to.replaceAll('_', ' '))}</li>`).join('')}</ol>`;
 }
 
+// ---------- drops ----------
+// The queue page of a flash-sale drop: join, see your place, buy once admitted.
+let dropTimer = null;
+async function renderDrop(sale) {
+  if (!state.user) { view.innerHTML = '<h1>Drop</h1><p>Sign in to join the queue.</p>'; return; }
+  let s = await api('GET', '/drops/' + encodeURIComponent(sale));
+  const draw = () => {
+    const when = new Date(s.starts_at);
+    view.innerHTML = `
+      <h1>Drop: ${esc(sale)}</h1>
+      <p>Admissions start ${esc(when.toLocaleString())}. Everyone here before then is in the lottery; after that, first come first served.</p>
+      <p id="drop-state" class="card">${{
+        not_joined: 'You are not in the queue yet.',
+        waiting: `You are number <strong id="drop-position">${s.position}</strong> in the queue. Keep this page open.`,
+        admitted: `You are in! Check out before ${esc(new Date(s.admitted_until).toLocaleTimeString())}.`,
+        closed: 'Sold out: every spot is taken.',
+      }[s.state]}</p>
+      ${s.state === 'not_joined' ? '<button class="primary" id="join">Join the queue</button>' : ''}
+      ${s.state === 'admitted' ? '<button class="primary" id="buy">Buy now</button>' : ''}`;
+    const join = $('#join');
+    if (join) join.addEventListener('click', async () => { s = await api('POST', `/drops/${encodeURIComponent(sale)}/join`); draw(); poll(); });
+    const buy = $('#buy');
+    if (buy) buy.addEventListener('click', async () => {
+      try { await api('POST', '/cart/lines', { sku: s.sku, quantity: 1 }); go('/cart'); } catch (e) { showError(e); }
+    });
+  };
+  const poll = () => {
+    clearTimeout(dropTimer);
+    if (s.state !== 'waiting') return;
+    dropTimer = setTimeout(async () => {
+      if (!location.hash.startsWith('#/drop/')) return;
+      s = await api('GET', '/drops/' + encodeURIComponent(sale));
+      draw();
+      poll();
+    }, s.poll_after_ms || 1000);
+  };
+  draw();
+  poll();
+}
+
 // ---------- router ----------
 async function render() {
   alertBox('');
@@ -353,6 +393,7 @@ async function render() {
     else if (path === '/cart') await renderCart();
     else if (path === '/orders') await renderOrders();
     else if (path.startsWith('/orders/')) await renderOrder(decodeURIComponent(path.slice(8)));
+    else if (path.startsWith('/drop/')) await renderDrop(decodeURIComponent(path.slice(6)));
     else view.innerHTML = '<p>Not found.</p>';
   } catch (e) {
     showError(e);

@@ -99,6 +99,8 @@ pub struct CartApi {
     pub clock: Arc<dyn Clock>,
     /// The guest cookie.
     pub cookie: CartCookie,
+    /// Flash-sale drops: a cart holding a drop's SKU checks out only once admitted.
+    pub drops: Option<super::drops::Drops>,
 }
 
 /// The cart routes.
@@ -806,6 +808,7 @@ async fn acknowledge_prices(
         (status = 202, body = CheckoutView, description = "Stopped part-way; recovery finishes it"),
         (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem),
         (status = 409, body = Problem, description = "Refused (sold out, price changed, declined) or in flight"),
+        (status = 429, body = Problem, description = "The cart holds a drop's SKU and the shopper is not admitted yet"),
         (status = 422, body = Problem), (status = 503, body = Problem)))]
 async fn checkout(
     State(api): State<Arc<CartApi>>,
@@ -816,7 +819,13 @@ async fn checkout(
 ) -> ApiResult<Response> {
     let client_key = key.required()?.to_owned();
     // Merge a guest cart first (outside the idempotent part: it is idempotent on its own).
-    let (jar, _) = api.current(Some(&who), jar).await?;
+    let (jar, cart) = api.current(Some(&who), jar).await?;
+    // The drop's throttle, also outside: a shopper turned away while waiting retries the same
+    // checkout once admitted, and must not get the stored refusal back.
+    if let (Some(drops), Some(cart)) = (&api.drops, &cart) {
+        let skus: Vec<Sku> = cart.lines().iter().map(|l| l.sku.clone()).collect();
+        drops.check_admitted(&who.user, &skus).await?;
+    }
     let canonical = serde_json::to_vec(&body).unwrap_or_default();
     let order_id = format!(
         "o-{}",

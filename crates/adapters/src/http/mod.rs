@@ -15,11 +15,13 @@
 //! | [`orders::router`] | `GET /orders/{id}` |
 //! | [`inventory::router`] | `GET /stock/{sku}`, `POST /admin/stock/{sku}/receive` |
 //! | [`recs::router`] | `GET /products/{sku}/recommendations`, `POST /recently-viewed` |
+//! | [`drops::router`] | `PUT /admin/drops/{sale}`, `POST /drops/{sale}/join`, `GET /drops/{sale}` |
 //! | [`reviews::router`] | `GET`/`POST /products/{sku}/reviews`, moderation |
 
 mod auth;
 pub mod cart;
 pub mod catalog;
+pub mod drops;
 mod idempotency;
 pub mod inventory;
 pub mod orders;

@@ -3,6 +3,8 @@
 
 mod harness;
 
+use commerce_core::Clock as _;
+
 use std::collections::HashSet;
 
 use axum::http::{Method, StatusCode};
@@ -808,4 +810,125 @@ async fn signed_in_callers_get_a_stable_ab_arm() {
     assert_eq!(arms.len(), 2, "both arms are in use: {arms:?}");
     let anonymous = shop.client().send(Method::GET, "/cart", None, &[]).await;
     assert!(anonymous.header("x-ab-arms").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drop_admits_by_lottery_then_queue_and_throttles_checkout() {
+    let shop = Shop::start("drop").await;
+    let mut admin = shop.client();
+    admin.token = Some(shop.admin());
+    let _ = admin
+        .send(
+            Method::PUT,
+            "/admin/products/DROP-2",
+            Some(r#"{"title": "Signed print", "price": "40.00", "category": "Home/Decoration"}"#),
+            &[],
+        )
+        .await;
+    let _ = admin
+        .send(
+            Method::POST,
+            "/admin/stock/DROP-2/receive",
+            Some(r#"{"units": 5}"#),
+            &[("idempotency-key", "drop-2")],
+        )
+        .await;
+    let starts =
+        (reference_server::system_clock().now() + chrono::TimeDelta::seconds(2)).to_rfc3339();
+    let config = format!(
+        r#"{{"sku": "DROP-2", "starts_at": "{starts}", "spots": 5, "admit_per_sec": 50, "admission_minutes": 10}}"#
+    );
+    let opened = admin
+        .send(Method::PUT, "/admin/drops/print-drop", Some(&config), &[])
+        .await;
+    assert_eq!(opened.status, StatusCode::NO_CONTENT, "{}", opened.text);
+
+    // Thirty shoppers wait before the start; their cart holds the drop's SKU.
+    let mut buyers: Vec<_> = (0..30)
+        .map(|i| shop.signed_in(&format!("fan{i}@example.com")))
+        .collect();
+    let mut positions = HashSet::new();
+    for b in &mut buyers {
+        b.fill(&[("DROP-2", 1)]).await;
+        let joined = b
+            .send(Method::POST, "/drops/print-drop/join", None, &[])
+            .await;
+        assert_eq!(joined.status, StatusCode::OK, "{}", joined.text);
+        assert_eq!(joined.body["state"], "waiting");
+        let _ = positions.insert(joined.body["position"].as_u64().unwrap());
+        assert_eq!(joined.header("retry-after").as_deref(), Some("1"));
+    }
+    assert!(positions.iter().all(|p| (1..=30).contains(p)));
+    let early = buyers[0]
+        .send(
+            Method::POST,
+            "/cart/checkout",
+            Some(r#"{"payment_method": "tok_visa"}"#),
+            &[("idempotency-key", "early")],
+        )
+        .await;
+    assert_eq!(
+        early.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        early.text
+    );
+    assert_eq!(early.body["type"], "/problems/queue-required");
+    let mut outsider = shop.signed_in("late@example.com");
+    outsider.fill(&[("DROP-2", 1)]).await;
+
+    // After the start: five admitted, the rest told it is over; only the admitted buy.
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    let (mut admitted, mut closed) = (0, 0);
+    for b in &mut buyers {
+        let s = b.send(Method::GET, "/drops/print-drop", None, &[]).await;
+        match s.body["state"].as_str().unwrap() {
+            "admitted" => {
+                admitted += 1;
+                // The same key as the refused early attempt of buyer 0 now goes through.
+                let r = b
+                    .send(
+                        Method::POST,
+                        "/cart/checkout",
+                        Some(r#"{"payment_method": "tok_visa"}"#),
+                        &[("idempotency-key", "early")],
+                    )
+                    .await;
+                assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+            }
+            "closed" => {
+                closed += 1;
+                let r = b
+                    .send(
+                        Method::POST,
+                        "/cart/checkout",
+                        Some(r#"{"payment_method": "tok_visa"}"#),
+                        &[("idempotency-key", "closed")],
+                    )
+                    .await;
+                assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+            }
+            other => panic!("{other}: {}", s.text),
+        }
+    }
+    assert_eq!((admitted, closed), (5, 25));
+    let r = outsider
+        .send(
+            Method::POST,
+            "/cart/checkout",
+            Some(r#"{"payment_method": "tok_visa"}"#),
+            &[("idempotency-key", "x")],
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "never joined: {}",
+        r.text
+    );
+    let joined_late = outsider
+        .send(Method::POST, "/drops/print-drop/join", None, &[])
+        .await;
+    assert_eq!(joined_late.body["state"], "closed");
+    assert_eq!(shop.payments().await, 5);
 }
