@@ -3,8 +3,6 @@
 
 mod harness;
 
-use commerce_core::Clock as _;
-
 use std::collections::HashSet;
 
 use axum::http::{Method, StatusCode};
