@@ -203,6 +203,7 @@ pub fn wrap(
     )
     .fallback(http::not_found)
     .layer(middleware::from_fn_with_state(experiments, ab_header))
+    .layer(middleware::from_fn(http::metrics::track))
     .layer(middleware::from_fn_with_state(limits, rate_limit))
     .layer(middleware::from_fn_with_state(auth, http::authenticate))
     .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))

@@ -13,6 +13,7 @@
 )]
 
 pub mod gateway;
+pub mod observe;
 pub mod seed;
 pub mod storefront;
 
@@ -289,6 +290,7 @@ async fn seed_shop(
 /// When a store cannot be opened, the demo data does not parse, or the index cannot be
 /// created.
 pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartError> {
+    let _ = observe::prometheus();
     let stores = Stores::open(config).await?;
     let (location, ship_from) = warehouse()?;
     if config.seed {
@@ -436,9 +438,16 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
     let openapi = gateway::document(http::openapi(doc));
 
     let (stop, stopped) = watch::channel(false);
+    let relayed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let reviews_outbox_for_gauge = reviews_outbox.clone();
     let tasks = vec![
         spawn_indexer(index.clone(), stores.log.clone(), stopped.clone()),
-        spawn_relay(reviews_outbox, stores.publisher.clone(), stopped.clone()),
+        spawn_relay(
+            reviews_outbox,
+            stores.publisher.clone(),
+            relayed.clone(),
+            stopped.clone(),
+        ),
         spawn_facts(
             facts,
             stores.catalog.clone(),
@@ -448,7 +457,15 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
             stopped.clone(),
         ),
         spawn_recovery(checkout, stopped.clone()),
-        spawn_admissions(drops, stopped),
+        spawn_admissions(drops, stopped.clone()),
+        observe::spawn_sweeper(stores.stock.clone(), clock.clone(), stopped.clone()),
+        observe::spawn_gauges(
+            index.clone(),
+            stores.log.clone(),
+            reviews_outbox_for_gauge,
+            relayed.clone(),
+            stopped,
+        ),
     ];
 
     let ready_index = index.clone();
@@ -461,6 +478,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
         clock,
     )
     .merge(storefront::router())
+    .route("/metrics", get(observe::render))
     .route("/healthz", get(|| async { "ok" }))
     .route(
         "/readyz",
@@ -522,6 +540,7 @@ fn spawn_indexer(
 fn spawn_relay(
     from: Arc<InMemoryEventLog>,
     to: Arc<dyn EventPublisher>,
+    relayed: Arc<std::sync::atomic::AtomicU64>,
     stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -531,7 +550,10 @@ fn spawn_relay(
                 Ok(batch) if !batch.is_empty() => {
                     let events: Vec<_> = batch.iter().map(|e| e.envelope.clone()).collect();
                     match to.publish(&events).await {
-                        Ok(()) => next = batch.last().map_or(next, |e| e.offset + 1),
+                        Ok(()) => {
+                            next = batch.last().map_or(next, |e| e.offset + 1);
+                            relayed.store(next, std::sync::atomic::Ordering::Relaxed);
+                        }
                         Err(e) => tracing::warn!(error = %e, "relaying review events"),
                     }
                 }

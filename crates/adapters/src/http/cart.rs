@@ -824,7 +824,11 @@ async fn checkout(
     // checkout once admitted, and must not get the stored refusal back.
     if let (Some(drops), Some(cart)) = (&api.drops, &cart) {
         let skus: Vec<Sku> = cart.lines().iter().map(|l| l.sku.clone()).collect();
-        drops.check_admitted(&who.user, &skus).await?;
+        if let Err(e) = drops.check_admitted(&who.user, &skus).await {
+            metrics::counter!("commerce_checkout_attempts_total", "outcome" => "throttled")
+                .increment(1);
+            return Err(e);
+        }
     }
     let canonical = serde_json::to_vec(&body).unwrap_or_default();
     let order_id = format!(
@@ -854,6 +858,17 @@ async fn checkout(
             work,
         )
         .await;
+    let outcome = if response.headers().contains_key(super::IDEMPOTENT_REPLAYED) {
+        "replayed"
+    } else {
+        match response.status() {
+            StatusCode::CREATED => "confirmed",
+            StatusCode::ACCEPTED => "processing",
+            StatusCode::CONFLICT => "refused",
+            _ => "error",
+        }
+    };
+    metrics::counter!("commerce_checkout_attempts_total", "outcome" => outcome).increment(1);
     Ok((jar, response).into_response())
 }
 

@@ -69,9 +69,18 @@ impl Drops {
     pub async fn tick(&self) -> ApiResult<usize> {
         let mut admitted = 0;
         for (sale, _) in self.sales().await {
-            admitted += self.queue.admit(&sale, self.clock.now()).await?.len();
+            admitted += self.admit(&sale).await?;
         }
         Ok(admitted)
+    }
+
+    /// Admits what `sale`'s rate has earned by now; counts them in
+    /// `commerce_admission_admitted_total`.
+    async fn admit(&self, sale: &str) -> ApiResult<usize> {
+        let n = self.queue.admit(sale, self.clock.now()).await?.len();
+        metrics::counter!("commerce_admission_admitted_total")
+            .increment(u64::try_from(n).unwrap_or(u64::MAX));
+        Ok(n)
     }
 
     /// Refuses a checkout of `skus` by `shopper` unless they are admitted to every drop
@@ -86,7 +95,7 @@ impl Drops {
             if !skus.contains(sku) {
                 continue;
             }
-            let _ = self.queue.admit(sale, self.clock.now()).await?;
+            let _ = self.admit(sale).await?;
             match self.queue.status(sale, shopper).await? {
                 Some(Admission::Admitted { until }) if until > self.clock.now() => {}
                 Some(Admission::Closed) => {
@@ -253,7 +262,7 @@ async fn join(
 ) -> ApiResult<Response> {
     let (sku, starts_at) = sale_of(&drops, &sale).await?;
     let now = drops.clock.now();
-    let _ = drops.queue.admit(&sale, now).await?;
+    let _ = drops.admit(&sale).await?;
     let a = drops.queue.join(&sale, &who.user, now).await?;
     Ok(status_view(&sale, &sku, starts_at, Some(a)))
 }
@@ -270,8 +279,7 @@ async fn status(
     Path(sale): Path<String>,
 ) -> ApiResult<Response> {
     let (sku, starts_at) = sale_of(&drops, &sale).await?;
-    let now = drops.clock.now();
-    let _ = drops.queue.admit(&sale, now).await?;
+    let _ = drops.admit(&sale).await?;
     let a = drops.queue.status(&sale, &who.user).await?;
     Ok(status_view(&sale, &sku, starts_at, a))
 }

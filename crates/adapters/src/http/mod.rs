@@ -24,6 +24,7 @@ pub mod catalog;
 pub mod drops;
 mod idempotency;
 pub mod inventory;
+pub mod metrics;
 pub mod orders;
 mod problem;
 pub mod recs;

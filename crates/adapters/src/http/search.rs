@@ -168,9 +168,11 @@ async fn search_products(
     req.facets.price_buckets = Some(api.price_buckets.clone());
     req.facets.top_k = 20;
     let index = api.index.clone();
+    let started = super::metrics::started();
     let found = tokio::task::spawn_blocking(move || index.search(&req))
         .await
         .map_err(|e| ApiError::of_kind(ErrorKind::Internal, format!("search panicked: {e}")))??;
+    metrics::histogram!("commerce_search_duration_seconds").record(started.elapsed().as_secs_f64());
     let values = |v: &[search::FacetCount]| {
         v.iter()
             .map(|f| FacetValue {

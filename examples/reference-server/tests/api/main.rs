@@ -930,3 +930,34 @@ async fn a_drop_admits_by_lottery_then_queue_and_throttles_checkout() {
     assert_eq!(joined_late.body["state"], "closed");
     assert_eq!(shop.payments().await, 5);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_requests_searches_and_checkouts() {
+    let shop = Shop::start("metrics").await;
+    let mut ada = shop.signed_in("ada@example.com");
+    let _ = shop
+        .search_until(&mut ada, "/search?q=lantern", |b| {
+            b["total"].as_u64() > Some(0)
+        })
+        .await;
+    let placed = ada.buy(&[("22224", 1)], "m-1").await;
+    assert_eq!(placed.status, StatusCode::CREATED);
+    let metrics = ada.send(Method::GET, "/metrics", None, &[]).await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    let text = metrics.text;
+    let value = |prefix: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+    };
+    assert!(value("commerce_checkout_attempts_total{outcome=\"confirmed\"}") >= 1.0);
+    assert!(value("commerce_search_duration_seconds_count") >= 1.0);
+    assert!(
+        value(
+            "http_server_request_duration_seconds_count{method=\"POST\",route=\"/cart/checkout\",status=\"201\"}"
+        ) >= 1.0
+    );
+    assert!(text.contains("http_server_request_duration_seconds_bucket{method=\"GET\",route=\"/search\",status=\"200\",le=\"0.05\"}"));
+}
