@@ -103,10 +103,11 @@ function go(path, query) {
   location.hash = '#' + path + q;
 }
 
-async function renderSearch(query) {
+async function renderSearch(query, seq = renderSeq) {
   const q = query.get('q') || '';
   $('#q').value = q;
   const res = await api('GET', '/search?' + query.toString());
+  if (stale(seq)) return;
   const brands = new Set((query.get('brand') || '').split(',').filter(Boolean));
   const facet = (title, name, values, selected, label = (v) => v) => `
     <h3>${title}</h3>
@@ -160,13 +161,14 @@ async function renderSearch(query) {
 }
 
 // ---------- product ----------
-async function renderProduct(sku) {
+async function renderProduct(sku, seq = renderSeq) {
   const p = await api('GET', '/products/' + encodeURIComponent(sku));
   api('POST', '/recently-viewed', { session: state.session, sku }).catch(() => {});
   const [recs, reviews] = await Promise.all([
     api('GET', `/products/${encodeURIComponent(sku)}/recommendations?session=${encodeURIComponent(state.session)}`).catch(() => []),
     api('GET', `/products/${encodeURIComponent(sku)}/reviews`).catch(() => ({ reviews: [], review_count: 0 })),
   ]);
+  if (stale(seq)) return;
   view.innerHTML = `
     <article class="card" id="product">
       <h1>${esc(p.title)}</h1>
@@ -221,8 +223,9 @@ async function renderProduct(sku) {
 }
 
 // ---------- cart and checkout ----------
-async function renderCart() {
+async function renderCart(seq = renderSeq) {
   const cart = await api('GET', '/cart');
+  if (stale(seq)) return;
   $('#cart-count').textContent = cart.lines.reduce((n, l) => n + l.quantity, 0);
   const changed = cart.lines.filter((l) => l.price_changed);
   if (!cart.lines.length) {
@@ -324,14 +327,16 @@ async function checkout() {
 }
 
 // ---------- orders ----------
-async function renderOrders() {
+async function renderOrders(seq = renderSeq) {
+  if (stale(seq)) return;
   const mine = JSON.parse(localStorage.getItem('orders') || '[]');
   view.innerHTML = `<h1>Your orders</h1>${mine.length ? `<ul id="order-list">${mine.map((id) => `<li><a href="#/orders/${esc(id)}">${esc(id)}</a></li>`).join('')}</ul>` : '<p>No orders yet.</p>'}`;
 }
 
-async function renderOrder(id) {
+async function renderOrder(id, seq = renderSeq) {
   if (!state.user) { view.innerHTML = '<p>Sign in to see your orders.</p>'; return; }
   const o = await api('GET', '/orders/' + encodeURIComponent(id));
+  if (stale(seq)) return;
   view.innerHTML = `
     <h1>Order ${esc(o.id)}</h1>
     <p>Status: <strong id="order-status">${esc(o.status.replaceAll('_', ' '))}</strong></p>
@@ -346,9 +351,10 @@ async function renderOrder(id) {
 // ---------- drops ----------
 // The queue page of a flash-sale drop: join, see your place, buy once admitted.
 let dropTimer = null;
-async function renderDrop(sale) {
+async function renderDrop(sale, seq = renderSeq) {
   if (!state.user) { view.innerHTML = '<h1>Drop</h1><p>Sign in to join the queue.</p>'; return; }
   let s = await api('GET', '/drops/' + encodeURIComponent(sale));
+  if (stale(seq)) return;
   const draw = () => {
     const when = new Date(s.starts_at);
     view.innerHTML = `
@@ -375,6 +381,7 @@ async function renderDrop(sale) {
     dropTimer = setTimeout(async () => {
       if (!location.hash.startsWith('#/drop/')) return;
       s = await api('GET', '/drops/' + encodeURIComponent(sale));
+      if (stale(seq)) return;
       draw();
       poll();
     }, s.poll_after_ms || 1000);
@@ -384,19 +391,24 @@ async function renderDrop(sale) {
 }
 
 // ---------- router ----------
+// Renders can overlap (a slow page, then a click elsewhere): only the latest may draw.
+let renderSeq = 0;
+const stale = (seq) => seq !== renderSeq;
+
 async function render() {
+  const seq = ++renderSeq;
   alertBox('');
   const { path, query } = params();
   try {
-    if (path === '/' || path === '') await renderSearch(query);
-    else if (path.startsWith('/product/')) await renderProduct(decodeURIComponent(path.slice(9)));
-    else if (path === '/cart') await renderCart();
-    else if (path === '/orders') await renderOrders();
-    else if (path.startsWith('/orders/')) await renderOrder(decodeURIComponent(path.slice(8)));
-    else if (path.startsWith('/drop/')) await renderDrop(decodeURIComponent(path.slice(6)));
+    if (path === '/' || path === '') await renderSearch(query, seq);
+    else if (path.startsWith('/product/')) await renderProduct(decodeURIComponent(path.slice(9)), seq);
+    else if (path === '/cart') await renderCart(seq);
+    else if (path === '/orders') await renderOrders(seq);
+    else if (path.startsWith('/orders/')) await renderOrder(decodeURIComponent(path.slice(8)), seq);
+    else if (path.startsWith('/drop/')) await renderDrop(decodeURIComponent(path.slice(6)), seq);
     else view.innerHTML = '<p>Not found.</p>';
   } catch (e) {
-    showError(e);
+    if (!stale(seq)) showError(e);
   }
 }
 
