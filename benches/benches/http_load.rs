@@ -268,6 +268,7 @@ async fn main() {
         rate_per_sec: 1_000_000,
         seed: true,
         secure_cookies: false,
+        webhook_secret: Some(vec![7; 32]),
     };
     let app = reference_server::build(&shop_config, reference_server::system_clock())
         .await

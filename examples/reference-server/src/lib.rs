@@ -37,14 +37,14 @@ use commerce_core::memory::{
     InMemoryOrderStore, InMemoryPaymentGateway, InMemoryRateLimiter,
 };
 use commerce_core::{
-    Address, CatalogStore, Clock, CountryCode, Currency, EventLog, EventPublisher, IdempotencyKey,
-    IdempotencyStore, LocationId, OrderStore, PaymentGateway, UserId,
+    Address, Carrier, CatalogStore, Clock, CountryCode, Currency, EventLog, EventPublisher,
+    IdempotencyKey, IdempotencyStore, LocationId, OrderStore, PaymentGateway, UserId,
 };
 use inventory::{InMemoryStockStore, StockConfig, StockKey, StockStore};
 use recs::blend::{BlendConfig, ProductFacts};
 use recs::copurchase::{CoPurchase, CoPurchaseConfig, write_lists};
 use rust_decimal::Decimal;
-use saga::{Checkout, CheckoutPorts, InMemoryJournal, SagaJournal};
+use saga::{Checkout, CheckoutPorts, InMemoryJournal, Lifecycle, LifecyclePorts, SagaJournal};
 use search::{SearchIndex, Storage, TenantConfig, TenantId};
 use tokio::sync::{RwLock, watch};
 use tokio::task::JoinHandle;
@@ -70,6 +70,9 @@ pub struct Config {
     pub seed: bool,
     /// Send the guest-cart cookie over HTTPS only.
     pub secure_cookies: bool,
+    /// The carrier's webhook secret (at least 32 bytes); read from (or written to) `data_dir`
+    /// when `None`.
+    pub webhook_secret: Option<Vec<u8>>,
 }
 
 impl Config {
@@ -88,6 +91,7 @@ impl Config {
                 .unwrap_or(200),
             seed: true,
             secure_cookies: var("SECURE_COOKIES").is_some_and(|v| v == "1"),
+            webhook_secret: var("CARRIER_WEBHOOK_SECRET").map(String::into_bytes),
         }
     }
 }
@@ -170,6 +174,9 @@ impl Stores {
 
 /// The shop's fixed settings.
 pub const CURRENCY: Currency = Currency::GBP;
+/// The carrier labels are bought from (the in-memory one) and whose webhook the server takes
+/// at `/webhooks/carrier/royal-parcel`.
+pub const CARRIER: &str = "royal-parcel";
 
 /// The warehouse orders ship from.
 pub fn warehouse() -> Result<(LocationId, Address), StartError> {
@@ -205,6 +212,8 @@ pub struct App {
     pub admin_token: String,
     /// The token issuer, for tests and tools.
     pub auth: Arc<Auth>,
+    /// The carrier webhook's key, for tests and tools that play the carrier.
+    pub webhook_key: http::shipping::WebhookKey,
     /// The stores.
     pub stores: Stores,
     /// The search index.
@@ -238,11 +247,17 @@ async fn futures_join(tasks: Vec<JoinHandle<()>>) {
     }
 }
 
-fn secret(config: &Config) -> Result<Vec<u8>, StartError> {
-    if let Some(s) = &config.auth_secret {
+/// A secret: the configured one, else the one kept in `data_dir/<file>`, else a new random one
+/// written there.
+fn load_secret(
+    config: &Config,
+    configured: Option<&Vec<u8>>,
+    file: &str,
+) -> Result<Vec<u8>, StartError> {
+    if let Some(s) = configured {
         return Ok(s.clone());
     }
-    let path = config.data_dir.join("token-secret");
+    let path = config.data_dir.join(file);
     if let Ok(bytes) = std::fs::read(&path)
         && bytes.len() >= http::SECRET_BYTES_MIN
     {
@@ -337,11 +352,35 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
         .await,
     ));
 
-    let secret = secret(config)?;
+    let secret = load_secret(config, config.auth_secret.as_ref(), "token-secret")?;
+    let webhook_key = http::shipping::WebhookKey::new(&load_secret(
+        config,
+        config.webhook_secret.as_ref(),
+        "carrier-webhook-secret",
+    )?)?;
     let auth = Arc::new(Auth::new(&secret, "commerce-sdk-reference", clock.clone())?);
     let admin_token = auth.issue(&UserId::new("admin")?, Role::Admin)?;
 
     let notifier = Arc::new(InMemoryNotifier::new());
+    let carrier: Arc<dyn Carrier> =
+        Arc::new(InMemoryCarrier::with_standard_services(CARRIER, CURRENCY));
+    let lifecycle = Arc::new(
+        Lifecycle::builder(
+            LifecyclePorts {
+                orders: stores.orders.clone(),
+                stock: stores.stock.clone(),
+                payments: stores.payments.clone(),
+                carrier: carrier.clone(),
+                outbox: stores.publisher.clone(),
+                notifier: notifier.clone(),
+            },
+            clock.clone(),
+            Arc::new(TokioSleeper),
+        )
+        .journal(stores.journal.clone())
+        .worker("reference-server")
+        .build(),
+    );
     let checkout = Arc::new(Checkout::new(
         CheckoutPorts {
             usage: stores.usage.clone(),
@@ -392,11 +431,8 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
                 ..PricingConfig::default()
             },
             tax: Arc::new(tax),
-            carriers: vec![Arc::new(InMemoryCarrier::with_standard_services(
-                "royal-parcel",
-                CURRENCY,
-            ))],
-            ship_from,
+            carriers: vec![carrier],
+            ship_from: ship_from.clone(),
             location: location.clone(),
             currency: CURRENCY,
             locale: None,
@@ -410,13 +446,22 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
             drops: Some(drops.clone()),
         }))
         .merge(http::drops::router(drops.clone()))
+        .merge(http::shipping::router(http::shipping::ShippingApi {
+            lifecycle: lifecycle.clone(),
+            orders: stores.orders.clone(),
+            ship_from,
+            service: "standard".into(),
+            webhook_key: webhook_key.clone(),
+            idempotency: idempotency.clone(),
+            clock: clock.clone(),
+        }))
         .merge(http::orders::router(http::orders::OrdersApi {
             orders: stores.orders.clone(),
         }))
         .merge(http::inventory::router(http::inventory::InventoryApi {
             stock: stores.stock.clone(),
             location: location.clone(),
-            idempotency,
+            idempotency: idempotency.clone(),
             clock: clock.clone(),
         }))
         .merge(http::recs::router(http::recs::RecsApi {
@@ -456,7 +501,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
             clock.clone(),
             stopped.clone(),
         ),
-        spawn_recovery(checkout, stopped.clone()),
+        spawn_recovery(checkout, lifecycle, stopped.clone()),
         spawn_admissions(drops, stopped.clone()),
         observe::spawn_sweeper(stores.stock.clone(), clock.clone(), stopped.clone()),
         observe::spawn_gauges(
@@ -498,6 +543,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
         openapi,
         admin_token,
         auth,
+        webhook_key,
         stores,
         index,
         stop,
@@ -632,9 +678,16 @@ fn spawn_facts(
     })
 }
 
-fn spawn_recovery(checkout: Arc<Checkout>, stop: watch::Receiver<bool>) -> JoinHandle<()> {
+fn spawn_recovery(
+    checkout: Arc<Checkout>,
+    lifecycle: Arc<Lifecycle>,
+    stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         while !*stop.borrow() {
+            if let Err(e) = lifecycle.recover(100).await {
+                tracing::warn!(error = %e, "order lifecycle recovery");
+            }
             match checkout.recover(100).await {
                 Ok(done) if !done.is_empty() => {
                     tracing::info!(sagas = done.len(), "recovered checkouts");

@@ -16,6 +16,7 @@
 //! | [`inventory::router`] | `GET /stock/{sku}`, `POST /admin/stock/{sku}/receive` |
 //! | [`recs::router`] | `GET /products/{sku}/recommendations`, `POST /recently-viewed` |
 //! | [`drops::router`] | `PUT /admin/drops/{sale}`, `POST /drops/{sale}/join`, `GET /drops/{sale}` |
+//! | [`shipping::router`] | `POST /admin/orders/{id}/ship`, `POST /webhooks/carrier/{carrier}` (signed) |
 //! | [`reviews::router`] | `GET`/`POST /products/{sku}/reviews`, moderation |
 
 mod auth;
@@ -30,6 +31,7 @@ mod problem;
 pub mod recs;
 pub mod reviews;
 pub mod search;
+pub mod shipping;
 mod views;
 
 pub use auth::{

@@ -32,6 +32,7 @@ impl Shop {
             rate_per_sec: 1_000_000,
             seed: true,
             secure_cookies: false,
+            webhook_secret: Some(vec![7; 32]),
         };
         tweak(&mut config);
         let app = build(&config, system_clock())

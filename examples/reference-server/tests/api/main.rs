@@ -961,3 +961,120 @@ async fn metrics_count_requests_searches_and_checkouts() {
     );
     assert!(text.contains("http_server_request_duration_seconds_bucket{method=\"GET\",route=\"/search\",status=\"200\",le=\"0.05\"}"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_ships_and_a_signed_carrier_webhook_delivers_it() {
+    let shop = Shop::start("shipping").await;
+    let mut ada = shop.signed_in("ada@example.com");
+    let placed = ada.buy(&[("22224", 2)], "s-1").await;
+    let id = placed.body["order_id"].as_str().unwrap().to_owned();
+    let ship = format!("/admin/orders/{id}/ship");
+    assert_eq!(
+        ada.send(Method::POST, &ship, None, &[]).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let mut admin = shop.client();
+    admin.token = Some(shop.admin());
+    let shipped = admin.send(Method::POST, &ship, None, &[]).await;
+    assert_eq!(shipped.status, StatusCode::OK, "{}", shipped.text);
+    assert_eq!(shipped.body["status"], "shipped");
+    let tracking = shipped.body["tracking"][0]["tracking_number"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let again = admin.send(Method::POST, &ship, None, &[]).await;
+    assert_eq!(
+        again.body["tracking"].as_array().unwrap().len(),
+        1,
+        "shipping twice ships once: {}",
+        again.text
+    );
+
+    let clock = reference_server::system_clock();
+    let now = clock.now();
+    let body = format!(
+        r#"{{"event_id": "evt-1", "order_id": "{id}", "tracking_number": "{tracking}", "seq": 9, "at": "{}", "status": "delivered"}}"#,
+        now.to_rfc3339()
+    );
+    let key = &shop.app.webhook_key;
+    let hook = "/webhooks/carrier/royal-parcel";
+    let mut carrier = shop.client();
+    let unsigned = carrier.send(Method::POST, hook, Some(&body), &[]).await;
+    assert_eq!(unsigned.status, StatusCode::UNAUTHORIZED);
+    let forged = key.sign(body.replace("delivered", "lost").as_bytes(), now);
+    let r = carrier
+        .send(
+            Method::POST,
+            hook,
+            Some(&body),
+            &[("webhook-signature", forged.as_str())],
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNAUTHORIZED,
+        "a signature of another body"
+    );
+    let stale = key.sign(body.as_bytes(), now - chrono::TimeDelta::minutes(10));
+    let r = carrier
+        .send(
+            Method::POST,
+            hook,
+            Some(&body),
+            &[("webhook-signature", stale.as_str())],
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNAUTHORIZED,
+        "a replay of an old delivery"
+    );
+    let order = ada
+        .send(Method::GET, &format!("/orders/{id}"), None, &[])
+        .await;
+    assert_eq!(
+        order.body["status"], "shipped",
+        "nothing unsigned got through"
+    );
+
+    let signed = key.sign(body.as_bytes(), now);
+    let r = carrier
+        .send(
+            Method::POST,
+            hook,
+            Some(&body),
+            &[("webhook-signature", signed.as_str())],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["result"], "applied");
+    let r = carrier
+        .send(
+            Method::POST,
+            hook,
+            Some(&body),
+            &[("webhook-signature", signed.as_str())],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.header("idempotent-replayed").as_deref(),
+        Some("true"),
+        "a redelivery"
+    );
+    let order = ada
+        .send(Method::GET, &format!("/orders/{id}"), None, &[])
+        .await;
+    assert_eq!(order.body["status"], "delivered");
+    let kinds: Vec<&str> = order.body["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "deliver").count(),
+        1,
+        "{kinds:?}"
+    );
+}
