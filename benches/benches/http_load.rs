@@ -269,6 +269,7 @@ async fn main() {
         seed: true,
         secure_cookies: false,
         webhook_secret: Some(vec![7; 32]),
+        saga_lease_secs: 300,
     };
     let app = reference_server::build(&shop_config, reference_server::system_clock())
         .await

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use commerce_core::Clock;
 
 use crate::journal::{InMemoryJournal, SagaJournal};
-use crate::orchestrator::Sleeper;
+use crate::orchestrator::{RetryPolicy, Sleeper};
 
 /// Builds a saga service over ports `P`: ports, a clock and a sleeper are required; the journal
 /// defaults to an in-memory one, the worker name to the service's, the retry jitter seed to 0.
@@ -19,6 +19,7 @@ pub struct ServiceBuilder<P> {
     journal: Option<Arc<dyn SagaJournal>>,
     pub(crate) worker: String,
     pub(crate) seed: u64,
+    pub(crate) policy: RetryPolicy,
 }
 
 impl<P> ServiceBuilder<P> {
@@ -35,6 +36,7 @@ impl<P> ServiceBuilder<P> {
             journal: None,
             worker: worker.to_owned(),
             seed: 0,
+            policy: RetryPolicy::default(),
         }
     }
 
@@ -53,6 +55,15 @@ impl<P> ServiceBuilder<P> {
     /// The seed of the retry jitter.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
+        self
+    }
+
+    /// Retries, step timeouts and the lease a driver holds on a saga (default
+    /// [`RetryPolicy::default`]). A shorter lease lets another worker (or the same service
+    /// restarted after a crash) take over an abandoned saga sooner; it must stay longer than a
+    /// step's worst case.
+    pub fn policy(mut self, policy: RetryPolicy) -> Self {
+        self.policy = policy;
         self
     }
 

@@ -44,7 +44,9 @@ use inventory::{InMemoryStockStore, StockConfig, StockKey, StockStore};
 use recs::blend::{BlendConfig, ProductFacts};
 use recs::copurchase::{CoPurchase, CoPurchaseConfig, write_lists};
 use rust_decimal::Decimal;
-use saga::{Checkout, CheckoutPorts, InMemoryJournal, Lifecycle, LifecyclePorts, SagaJournal};
+use saga::{
+    Checkout, CheckoutPorts, InMemoryJournal, Lifecycle, LifecyclePorts, RetryPolicy, SagaJournal,
+};
 use search::{SearchIndex, Storage, TenantConfig, TenantId};
 use tokio::sync::{RwLock, watch};
 use tokio::task::JoinHandle;
@@ -73,11 +75,15 @@ pub struct Config {
     /// The carrier's webhook secret (at least 32 bytes); read from (or written to) `data_dir`
     /// when `None`.
     pub webhook_secret: Option<Vec<u8>>,
+    /// The lease a worker holds on a saga (seconds, default 300): after a crash, the restarted
+    /// server takes over the sagas it was driving once their lease ends.
+    pub saga_lease_secs: i64,
 }
 
 impl Config {
     /// The defaults, overridden by `DATA_DIR`, `DATABASE_URL`, `DATABASE_SCHEMA`,
-    /// `AUTH_SECRET`, `RATE_PER_SEC` and `SECURE_COOKIES=1`.
+    /// `AUTH_SECRET`, `CARRIER_WEBHOOK_SECRET`, `RATE_PER_SEC`, `SECURE_COOKIES=1` and
+    /// `SEED=0` (no demo shop) and `SAGA_LEASE_SECS`.
     pub fn from_env() -> Config {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         Config {
@@ -89,9 +95,12 @@ impl Config {
             rate_per_sec: var("RATE_PER_SEC")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(200),
-            seed: true,
+            seed: var("SEED").is_none_or(|v| v != "0"),
             secure_cookies: var("SECURE_COOKIES").is_some_and(|v| v == "1"),
             webhook_secret: var("CARRIER_WEBHOOK_SECRET").map(String::into_bytes),
+            saga_lease_secs: var("SAGA_LEASE_SECS")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(300),
         }
     }
 }
@@ -362,6 +371,10 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
     let admin_token = auth.issue(&UserId::new("admin")?, Role::Admin)?;
 
     let notifier = Arc::new(InMemoryNotifier::new());
+    let policy = RetryPolicy {
+        lease: TimeDelta::seconds(config.saga_lease_secs.clamp(1, 86_400)),
+        ..RetryPolicy::default()
+    };
     let carrier: Arc<dyn Carrier> =
         Arc::new(InMemoryCarrier::with_standard_services(CARRIER, CURRENCY));
     let lifecycle = Arc::new(
@@ -379,22 +392,27 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
         )
         .journal(stores.journal.clone())
         .worker("reference-server")
+        .policy(policy)
         .build(),
     );
-    let checkout = Arc::new(Checkout::new(
-        CheckoutPorts {
-            usage: stores.usage.clone(),
-            stock: stores.stock.clone(),
-            orders: stores.orders.clone(),
-            payments: stores.payments.clone(),
-            notifier,
-        },
-        stores.journal.clone(),
-        clock.clone(),
-        Arc::new(TokioSleeper),
-        "reference-server",
-        7,
-    ));
+    let checkout = Arc::new(
+        Checkout::builder(
+            CheckoutPorts {
+                usage: stores.usage.clone(),
+                stock: stores.stock.clone(),
+                orders: stores.orders.clone(),
+                payments: stores.payments.clone(),
+                notifier,
+            },
+            clock.clone(),
+            Arc::new(TokioSleeper),
+        )
+        .journal(stores.journal.clone())
+        .worker("reference-server")
+        .seed(7)
+        .policy(policy)
+        .build(),
+    );
     let idempotency = Idempotency::new(
         stores.idempotency.clone(),
         clock.clone(),
@@ -514,6 +532,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
     ];
 
     let ready_index = index.clone();
+    let end_at_start = stores.log.end_offset().await?;
     let router = gateway::wrap(
         api,
         &openapi,
@@ -530,7 +549,8 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
         get(move || {
             let index = ready_index.clone();
             async move {
-                if index.next_offset() > 0 {
+                // Ready once search has caught up with the log as it was at start.
+                if index.next_offset() >= end_at_start {
                     (axum::http::StatusCode::OK, "ready")
                 } else {
                     (axum::http::StatusCode::SERVICE_UNAVAILABLE, "indexing")

@@ -61,13 +61,14 @@ impl ServiceBuilder<CheckoutPorts> {
     /// The checkout service.
     pub fn build(mut self) -> Checkout {
         let journal = self.journal_or_in_memory();
-        Checkout::new(
+        Checkout::assemble(
             self.ports,
             journal,
             self.clock,
             self.sleeper,
             &self.worker,
             self.seed,
+            self.policy,
         )
     }
 }
@@ -91,13 +92,33 @@ impl Checkout {
         owner: &str,
         seed: u64,
     ) -> Self {
+        Checkout::assemble(
+            ports,
+            journal,
+            clock,
+            sleeper,
+            owner,
+            seed,
+            RetryPolicy::default(),
+        )
+    }
+
+    fn assemble(
+        ports: CheckoutPorts,
+        journal: Arc<dyn SagaJournal>,
+        clock: Arc<dyn Clock>,
+        sleeper: Arc<dyn Sleeper>,
+        owner: &str,
+        seed: u64,
+        policy: RetryPolicy,
+    ) -> Self {
         let orchestrator = Orchestrator::new(
             CheckoutSaga::new(ports),
             journal,
             clock.clone(),
             sleeper,
             owner,
-            RetryPolicy::default(),
+            policy,
             seed,
         );
         Checkout {

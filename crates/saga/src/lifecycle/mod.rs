@@ -78,13 +78,14 @@ impl ServiceBuilder<LifecyclePorts> {
     /// The lifecycle.
     pub fn build(mut self) -> Lifecycle {
         let journal = self.journal_or_in_memory();
-        Lifecycle::new(
+        Lifecycle::assemble(
             self.ports,
             journal,
             self.clock,
             self.sleeper,
             &self.worker,
             self.seed,
+            self.policy,
         )
     }
 }
@@ -132,8 +133,27 @@ impl Lifecycle {
         owner: &str,
         seed: u64,
     ) -> Self {
+        Lifecycle::assemble(
+            ports,
+            journal,
+            clock,
+            sleeper,
+            owner,
+            seed,
+            RetryPolicy::default(),
+        )
+    }
+
+    fn assemble(
+        ports: LifecyclePorts,
+        journal: Arc<dyn SagaJournal>,
+        clock: Arc<dyn Clock>,
+        sleeper: Arc<dyn Sleeper>,
+        owner: &str,
+        seed: u64,
+        policy: RetryPolicy,
+    ) -> Self {
         let shared = Shared { ports };
-        let policy = RetryPolicy::default();
         let make = |n: u64| (journal.clone(), clock.clone(), sleeper.clone(), seed ^ n);
         let (j, c, s, seed0) = make(0);
         let cancel = Orchestrator::new(CancelSaga(shared.clone()), j, c, s, owner, policy, seed0);

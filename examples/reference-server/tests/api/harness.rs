@@ -1,4 +1,5 @@
 //! A shop per test, and a client that keeps its cookie and token like a browser.
+#![allow(clippy::print_stderr, reason = "a skipped test says why")]
 
 use std::time::Duration;
 
@@ -33,12 +34,43 @@ impl Shop {
             seed: true,
             secure_cookies: false,
             webhook_secret: Some(vec![7; 32]),
+            saga_lease_secs: 300,
         };
         tweak(&mut config);
         let app = build(&config, system_clock())
             .await
             .expect("the shop starts");
         Shop { app }
+    }
+
+    /// A shop on PostgreSQL in a fresh schema of its own, without the demo catalog; `None`
+    /// (with the reason printed) when there is no database, except under `CI=true`.
+    pub(crate) async fn start_on_postgres(name: &str) -> Option<Shop> {
+        let Ok(url) = std::env::var("DATABASE_URL") else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true needs DATABASE_URL"
+            );
+            eprintln!("skipping {name}: DATABASE_URL is not set");
+            return None;
+        };
+        let schema = format!("reference_{name}_{}", std::process::id());
+        let pool = sqlx::PgPool::connect(&url).await.expect("PostgreSQL");
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+        )))
+        .execute(&pool)
+        .await
+        .expect("drop the schema");
+        pool.close().await;
+        Some(
+            Shop::start_with(name, |c| {
+                c.database_url = Some(url);
+                c.database_schema = schema;
+                c.seed = false;
+            })
+            .await,
+        )
     }
 
     pub(crate) fn client(&self) -> Client {

@@ -530,6 +530,20 @@ async fn a_declined_card_and_a_stale_version_are_clear_refusals() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flash_sale_over_http_sells_exactly_the_stock() {
     let shop = Shop::start("flash").await;
+    flash_sale(&shop, 2_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flash_sale_on_postgres_sells_exactly_the_stock() {
+    let Some(shop) = Shop::start_on_postgres("pgflash").await else {
+        return;
+    };
+    flash_sale(&shop, 2_000).await;
+}
+
+/// 100 units, `buyers` shoppers at once: exactly 100 orders and 100 charges, every other
+/// buyer a clear sold-out answer, no 5xx.
+async fn flash_sale(shop: &Shop, buyers: usize) {
     let mut admin = shop.client();
     admin.token = Some(shop.admin());
     let made = admin
@@ -552,7 +566,6 @@ async fn a_flash_sale_over_http_sells_exactly_the_stock() {
     assert_eq!(stocked.status, StatusCode::OK, "{}", stocked.text);
     assert_eq!(stocked.body["available"], 100);
 
-    let buyers = 2_000;
     let mut tasks = Vec::with_capacity(buyers);
     for b in 0..buyers {
         let mut buyer = shop.signed_in(&format!("buyer{b}@example.com"));
