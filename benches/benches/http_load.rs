@@ -261,15 +261,9 @@ async fn main() {
     let dir = std::env::temp_dir().join(format!("http-load-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let shop_config = reference_server::Config {
-        data_dir: dir.clone(),
-        database_url: None,
-        database_schema: "unused".into(),
         auth_secret: Some(vec![9; 32]),
         rate_per_sec: 1_000_000,
-        seed: true,
-        secure_cookies: false,
-        webhook_secret: Some(vec![7; 32]),
-        saga_lease_secs: 300,
+        ..reference_server::Config::embedded(dir.clone())
     };
     let app = reference_server::build(&shop_config, reference_server::system_clock())
         .await

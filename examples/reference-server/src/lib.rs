@@ -38,7 +38,7 @@ use commerce_core::memory::{
 };
 use commerce_core::{
     Address, Carrier, CatalogStore, Clock, CountryCode, Currency, EventLog, EventPublisher,
-    IdempotencyKey, IdempotencyStore, LocationId, OrderStore, PaymentGateway, UserId,
+    IdempotencyKey, IdempotencyStore, LocationId, OrderStore, PaymentGateway, RateLimiter, UserId,
 };
 use inventory::{InMemoryStockStore, StockConfig, StockKey, StockStore};
 use recs::blend::{BlendConfig, ProductFacts};
@@ -75,13 +75,37 @@ pub struct Config {
     /// The carrier's webhook secret (at least 32 bytes); read from (or written to) `data_dir`
     /// when `None`.
     pub webhook_secret: Option<Vec<u8>>,
+    /// Redis for carts, rate limits, the drops' waiting room and recommendation lists; memory
+    /// when `None`.
+    pub redis_url: Option<String>,
+    /// The prefix of every Redis key (deployments sharing a server never meet).
+    pub redis_namespace: String,
     /// The lease a worker holds on a saga (seconds, default 300): after a crash, the restarted
     /// server takes over the sagas it was driving once their lease ends.
     pub saga_lease_secs: i64,
 }
 
 impl Config {
-    /// The defaults, overridden by `DATA_DIR`, `DATABASE_URL`, `DATABASE_SCHEMA`,
+    /// Everything embedded (memory stores, no Redis), data in `data_dir`, the demo shop
+    /// seeded, fresh secrets on first start.
+    pub fn embedded(data_dir: PathBuf) -> Config {
+        Config {
+            data_dir,
+            database_url: None,
+            database_schema: "reference".into(),
+            auth_secret: None,
+            rate_per_sec: 200,
+            seed: true,
+            secure_cookies: false,
+            webhook_secret: None,
+            redis_url: None,
+            redis_namespace: "reference".into(),
+            saga_lease_secs: 300,
+        }
+    }
+
+    /// The defaults, overridden by `DATA_DIR`, `DATABASE_URL`, `DATABASE_SCHEMA`, `REDIS_URL`,
+    /// `REDIS_NAMESPACE`,
     /// `AUTH_SECRET`, `CARRIER_WEBHOOK_SECRET`, `RATE_PER_SEC`, `SECURE_COOKIES=1` and
     /// `SEED=0` (no demo shop) and `SAGA_LEASE_SECS`.
     pub fn from_env() -> Config {
@@ -98,6 +122,8 @@ impl Config {
             seed: var("SEED").is_none_or(|v| v != "0"),
             secure_cookies: var("SECURE_COOKIES").is_some_and(|v| v == "1"),
             webhook_secret: var("CARRIER_WEBHOOK_SECRET").map(String::into_bytes),
+            redis_url: var("REDIS_URL"),
+            redis_namespace: var("REDIS_NAMESPACE").unwrap_or_else(|| "reference".into()),
             saga_lease_secs: var("SAGA_LEASE_SECS")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(300),
@@ -181,6 +207,53 @@ impl Stores {
     }
 }
 
+/// What lives on Redis when `REDIS_URL` is set, in memory otherwise.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// `memory` or `redis`.
+    pub backend: &'static str,
+    /// Per-client token buckets.
+    pub limiter: Arc<dyn RateLimiter>,
+    /// The drops' waiting room.
+    pub admission: Arc<dyn saga::AdmissionQueue>,
+    /// Recommendation lists.
+    pub lists: Arc<dyn recs::TopKStore>,
+    /// Recently viewed products per session.
+    pub views: Arc<dyn recs::RecentlyViewedStore>,
+    /// Carts on Redis (replacing the stores' carts), with their outbox relay.
+    pub carts: Option<Arc<adapters::redis::RedisCartStore>>,
+}
+
+impl Shared {
+    /// Redis when the config names one.
+    ///
+    /// # Errors
+    /// When Redis cannot be reached.
+    pub async fn open(config: &Config, log: Arc<dyn EventPublisher>) -> Result<Shared, StartError> {
+        let Some(url) = &config.redis_url else {
+            return Ok(Shared {
+                backend: "memory",
+                limiter: Arc::new(InMemoryRateLimiter::new()),
+                admission: Arc::new(saga::InMemoryAdmissionQueue::new()),
+                lists: Arc::new(recs::InMemoryTopKStore::new()),
+                views: Arc::new(recs::InMemoryRecentlyViewed::new(20)),
+                carts: None,
+            });
+        };
+        let redis = adapters::redis::Redis::connect(url)
+            .await?
+            .with_namespace(&config.redis_namespace);
+        Ok(Shared {
+            backend: "redis",
+            limiter: Arc::new(redis.rate_limiter()),
+            admission: Arc::new(redis.admission_queue()),
+            lists: Arc::new(redis.topk_store()),
+            views: Arc::new(redis.recently_viewed(20)),
+            carts: Some(Arc::new(redis.cart_store(log))),
+        })
+    }
+}
+
 /// The shop's fixed settings.
 pub const CURRENCY: Currency = Currency::GBP;
 /// The carrier labels are bought from (the in-memory one) and whose webhook the server takes
@@ -225,6 +298,8 @@ pub struct App {
     pub webhook_key: http::shipping::WebhookKey,
     /// The stores.
     pub stores: Stores,
+    /// What lives on Redis (or in memory).
+    pub shared: Shared,
     /// The search index.
     pub index: Arc<SearchIndex>,
     stop: watch::Sender<bool>,
@@ -315,7 +390,11 @@ async fn seed_shop(
 /// created.
 pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartError> {
     let _ = observe::prometheus();
-    let stores = Stores::open(config).await?;
+    let mut stores = Stores::open(config).await?;
+    let shared = Shared::open(config, stores.publisher.clone()).await?;
+    if let Some(carts) = &shared.carts {
+        stores.carts = carts.clone();
+    }
     let (location, ship_from) = warehouse()?;
     if config.seed {
         let seeded = seed_shop(&stores, clock.as_ref(), &location).await?;
@@ -346,11 +425,11 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
     ));
 
     // Recommendations: "bought together" from the demo baskets.
-    let lists = Arc::new(recs::InMemoryTopKStore::new());
+    let lists = shared.lists.clone();
     let baskets = seed::baskets(clock.now())?;
     let model = CoPurchase::build(&baskets, CoPurchaseConfig::default())?;
     let _ = write_lists(lists.as_ref(), &model.all_lists(1)?).await?;
-    let views = Arc::new(recs::InMemoryRecentlyViewed::new(20));
+    let views = shared.views.clone();
     let facts = Arc::new(RwLock::new(
         product_facts(
             stores.catalog.as_ref(),
@@ -501,9 +580,10 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
     let openapi = gateway::document(http::openapi(doc));
 
     let (stop, stopped) = watch::channel(false);
+    let stopped_rx = stopped.clone();
     let relayed = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let reviews_outbox_for_gauge = reviews_outbox.clone();
-    let tasks = vec![
+    let mut tasks = vec![
         spawn_indexer(index.clone(), stores.log.clone(), stopped.clone()),
         spawn_relay(
             reviews_outbox,
@@ -531,13 +611,16 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
         ),
     ];
 
+    if let Some(carts) = shared.carts.clone() {
+        tasks.push(spawn_cart_relay(carts, stopped_rx.clone()));
+    }
     let ready_index = index.clone();
     let end_at_start = stores.log.end_offset().await?;
     let router = gateway::wrap(
         api,
         &openapi,
         auth.clone(),
-        Arc::new(InMemoryRateLimiter::new()),
+        shared.limiter.clone(),
         config.rate_per_sec,
         clock,
     )
@@ -565,6 +648,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
         auth,
         webhook_key,
         stores,
+        shared,
         index,
         stop,
         tasks,
@@ -717,6 +801,22 @@ fn spawn_recovery(
             }
             let _ = tokio::time::timeout(Duration::from_secs(5), stopped(stop.clone())).await;
         }
+    })
+}
+
+/// Relays the Redis carts' outbox into the shop's log every half second.
+fn spawn_cart_relay(
+    carts: Arc<adapters::redis::RedisCartStore>,
+    stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        while !*stop.borrow() {
+            if let Err(e) = carts.relay().await {
+                tracing::warn!(error = %e, "relaying cart events");
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(500), stopped(stop.clone())).await;
+        }
+        let _ = carts.relay().await;
     })
 }
 

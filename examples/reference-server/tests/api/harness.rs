@@ -26,15 +26,10 @@ impl Shop {
             std::env::temp_dir().join(format!("reference-server-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let mut config = Config {
-            data_dir: dir,
-            database_url: None,
-            database_schema: "unused".into(),
             auth_secret: Some(vec![42; 32]),
             rate_per_sec: 1_000_000,
-            seed: true,
-            secure_cookies: false,
             webhook_secret: Some(vec![7; 32]),
-            saga_lease_secs: 300,
+            ..Config::embedded(dir)
         };
         tweak(&mut config);
         let app = build(&config, system_clock())
@@ -68,6 +63,28 @@ impl Shop {
                 c.database_url = Some(url);
                 c.database_schema = schema;
                 c.seed = false;
+            })
+            .await,
+        )
+    }
+
+    /// A shop whose carts, rate limits, waiting room and recommendation lists are on Redis, in
+    /// a namespace of its own; `None` (with the reason printed) without `REDIS_URL`, except
+    /// under `CI=true`.
+    pub(crate) async fn start_on_redis(name: &str, rate_per_sec: u32) -> Option<Shop> {
+        let Ok(url) = std::env::var("REDIS_URL") else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true needs REDIS_URL"
+            );
+            eprintln!("skipping {name}: REDIS_URL is not set");
+            return None;
+        };
+        Some(
+            Shop::start_with(name, |c| {
+                c.redis_url = Some(url);
+                c.redis_namespace = format!("reference-{name}-{}", std::process::id());
+                c.rate_per_sec = rate_per_sec;
             })
             .await,
         )

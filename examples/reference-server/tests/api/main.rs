@@ -541,6 +541,54 @@ async fn a_flash_sale_on_postgres_sells_exactly_the_stock() {
     flash_sale(&shop, 2_000).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shop_with_carts_limits_and_queues_on_redis() {
+    let Some(shop) = Shop::start_on_redis("redis", 1_000_000).await else {
+        return;
+    };
+    assert_eq!(shop.app.shared.backend, "redis");
+    // A guest cart on Redis follows the shopper at sign-in.
+    let mut browser = shop.client();
+    let _ = browser
+        .send(
+            Method::POST,
+            "/cart/lines",
+            Some(r#"{"sku": "22224", "quantity": 2}"#),
+            &[],
+        )
+        .await;
+    browser.token = Some(shop.customer("ada@example.com"));
+    let merged = browser.send(Method::GET, "/cart", None, &[]).await;
+    assert_eq!(merged.body["lines"][0]["quantity"], 2, "{}", merged.text);
+    assert!(merged.body["id"].as_str().unwrap().starts_with("c-"));
+    flash_sale(&shop, 500).await;
+    drop_sale(&shop).await;
+
+    // The rate limit's buckets are on Redis too.
+    let Some(limited) = Shop::start_on_redis("redis-rate", 5).await else {
+        return;
+    };
+    let mut client = limited.client();
+    let statuses: Vec<StatusCode> = futures_statuses(&mut client, 40).await;
+    assert!(
+        statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+}
+
+async fn futures_statuses(client: &mut harness::Client, n: usize) -> Vec<StatusCode> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(
+            client
+                .send(Method::GET, "/products/22224", None, &[])
+                .await
+                .status,
+        );
+    }
+    out
+}
+
 /// 100 units, `buyers` shoppers at once: exactly 100 orders and 100 charges, every other
 /// buyer a clear sold-out answer, no 5xx.
 async fn flash_sale(shop: &Shop, buyers: usize) {
@@ -826,6 +874,11 @@ async fn signed_in_callers_get_a_stable_ab_arm() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drop_admits_by_lottery_then_queue_and_throttles_checkout() {
     let shop = Shop::start("drop").await;
+    drop_sale(&shop).await;
+}
+
+/// Five spots, thirty fans waiting before the start, one late outsider.
+async fn drop_sale(shop: &Shop) {
     let mut admin = shop.client();
     admin.token = Some(shop.admin());
     let _ = admin
