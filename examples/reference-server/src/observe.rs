@@ -24,6 +24,8 @@ use search::SearchIndex;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::stopped;
+
 /// OpenTelemetry's advised buckets for HTTP durations (seconds).
 const HTTP_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0,
@@ -58,14 +60,6 @@ pub async fn render() -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         prometheus().render(),
     )
-}
-
-async fn stopped(mut stop: watch::Receiver<bool>) {
-    while !*stop.borrow() {
-        if stop.changed().await.is_err() {
-            return;
-        }
-    }
 }
 
 /// Expires lapsed holds every second (stock comes back for the next shopper, with its

@@ -25,8 +25,8 @@ use axum::response::{IntoResponse, Response};
 use axum_extra::extract::CookieJar;
 use axum_extra::extract::cookie::{Cookie, SameSite};
 use cart_engine::{
-    Cart, CartCommand, CartStatus, CartStore, MergeStrategy, Mutation, Outcome, PriceMode,
-    PricedCart, PricingConfig, PricingContext, Promotion, ShippingMethod, TaxCalculator,
+    Cart, CartCommand, CartStatus, CartStore, MergeStrategy, Mutation, Outcome, PricedCart,
+    PricingConfig, PricingContext, Promotion, ShippingMethod, TaxCalculator,
 };
 use chrono::Days;
 use commerce_core::{
@@ -969,9 +969,4 @@ async fn mark_checked_out(api: &CartApi, cart: &Cart) -> ApiResult<()> {
         };
     }
     Err(lost_races())
-}
-
-/// Whether a price mode includes tax (for the storefront's labels).
-pub fn tax_included(config: &PricingConfig) -> bool {
-    config.price_mode == PriceMode::TaxInclusive
 }
