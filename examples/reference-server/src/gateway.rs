@@ -18,6 +18,7 @@ use commerce_core::{Clock, ErrorKind, RateDecision, RateLimit, RateLimiter, User
 use recs::ab::Experiment;
 use recs::{ArmName, ExperimentId};
 use serde::{Deserialize, Serialize};
+use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -29,6 +30,9 @@ use utoipa_axum::routes;
 pub const BODY_BYTES_MAX: usize = 64 * 1024;
 /// How long a request may take before it is answered 408 (checkouts run on in their own task).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// Requests the API works on at once; more wait at the door (inside the timeout) instead of
+/// piling onto the database pool, whose waits time out into 503s under a flash crowd.
+pub const IN_FLIGHT_MAX: usize = 256;
 /// The header naming the caller's A/B arms.
 pub const AB_HEADER: HeaderName = HeaderName::from_static("x-ab-arms");
 /// The request id header.
@@ -207,6 +211,7 @@ pub fn wrap(
     .layer(middleware::from_fn_with_state(limits, rate_limit))
     .layer(middleware::from_fn_with_state(auth, http::authenticate))
     .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+    .layer(GlobalConcurrencyLimitLayer::new(IN_FLIGHT_MAX))
     .layer(TimeoutLayer::with_status_code(
         StatusCode::REQUEST_TIMEOUT,
         REQUEST_TIMEOUT,

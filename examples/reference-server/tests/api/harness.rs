@@ -231,11 +231,33 @@ impl Client {
         }
     }
 
+    /// Sends as a well-behaved client does under load: a 408, 429 or 503 is sent again,
+    /// unchanged (same idempotency key), after a pause, up to 20 times.
+    pub(crate) async fn send_patiently(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let mut r = self.send(method.clone(), path, body, headers).await;
+        for _ in 0..20 {
+            if !matches!(r.status.as_u16(), 408 | 429 | 503)
+                || r.body["type"] == "/problems/queue-required"
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            r = self.send(method.clone(), path, body, headers).await;
+        }
+        r
+    }
+
     /// Fills the cart with `lines` and a shipping address.
     pub(crate) async fn fill(&mut self, lines: &[(&str, u32)]) {
         for (sku, q) in lines {
             let r = self
-                .send(
+                .send_patiently(
                     Method::POST,
                     "/cart/lines",
                     Some(&format!(r#"{{"sku": "{sku}", "quantity": {q}}}"#)),
@@ -245,7 +267,7 @@ impl Client {
             assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         }
         let r = self
-            .send(
+            .send_patiently(
                 Method::PUT,
                 "/cart/shipping-address",
                 Some(r#"{"name": "Ada", "line1": "1 High Street", "city": "London", "postal_code": "N1 1AA", "country": "GB"}"#),
@@ -258,7 +280,7 @@ impl Client {
     /// Fills the cart and checks out with `key`.
     pub(crate) async fn buy(&mut self, lines: &[(&str, u32)], key: &str) -> Resp {
         self.fill(lines).await;
-        self.send(
+        self.send_patiently(
             Method::POST,
             "/cart/checkout",
             Some(r#"{"payment_method": "tok_visa"}"#),
