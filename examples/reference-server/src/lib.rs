@@ -254,6 +254,9 @@ impl Shared {
     }
 }
 
+/// Checkout sagas the server runs at once (the rest wait for a slot).
+pub const CHECKOUTS_IN_FLIGHT: usize = 32;
+
 /// The shop's fixed settings.
 pub const CURRENCY: Currency = Currency::GBP;
 /// The carrier labels are bought from (the in-memory one) and whose webhook the server takes
@@ -541,6 +544,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
                 secure: config.secure_cookies,
             },
             drops: Some(drops.clone()),
+            checkout_slots: Arc::new(tokio::sync::Semaphore::new(CHECKOUTS_IN_FLIGHT)),
         }))
         .merge(http::drops::router(drops.clone()))
         .merge(http::shipping::router(http::shipping::ShippingApi {

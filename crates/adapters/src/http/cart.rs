@@ -101,6 +101,9 @@ pub struct CartApi {
     pub cookie: CartCookie,
     /// Flash-sale drops: a cart holding a drop's SKU checks out only once admitted.
     pub drops: Option<super::drops::Drops>,
+    /// Checkout sagas running at once; more wait for a slot (a flash crowd would otherwise
+    /// starve the stores' connection pools and stretch every saga).
+    pub checkout_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// The cart routes.
@@ -878,6 +881,11 @@ async fn run_checkout(
     order_id: &str,
     body: CheckoutRequest,
 ) -> ApiResult<Response> {
+    let _slot = api
+        .checkout_slots
+        .acquire()
+        .await
+        .map_err(|_| ApiError::of_kind(ErrorKind::Unavailable, "checkout is shutting down"))?;
     let key = IdempotencyKey::new(order_id)?;
     let billing = body.billing_address.map(Address::try_from).transpose()?;
     if body.payment_method.is_empty() || body.payment_method.len() > 255 {

@@ -233,7 +233,7 @@ impl Client {
 
     /// Sends as a well-behaved client does under load: a 408, 429 or 503, or a 409 saying the
     /// same key is still in flight (its first try timed out), is sent again unchanged (same
-    /// idempotency key) after a pause, up to 50 times.
+    /// idempotency key) after a pause, for up to a minute.
     pub(crate) async fn send_patiently(
         &mut self,
         method: Method,
