@@ -103,7 +103,7 @@ pub use builder::ServiceBuilder;
 pub use checkout::{
     CapturePolicy, Checkout, CheckoutBuilder, CheckoutFailure, CheckoutInput, CheckoutInputBuilder,
     CheckoutOutcome, CheckoutOutput, CheckoutPorts, CheckoutSaga, CheckoutStep, PromotionClaim,
-    Shortage, finished, outcome, reconcile_payments,
+    Reconciled, Shortage, finished, outcome, reconcile_payment, reconcile_payments,
 };
 pub use error::{Error, Result};
 pub use journal::{

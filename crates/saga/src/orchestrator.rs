@@ -288,6 +288,11 @@ impl<D: SagaDefinition> Orchestrator<D> {
         &self.definition
     }
 
+    /// The journal the sagas are recorded in.
+    pub fn journal(&self) -> &Arc<dyn SagaJournal> {
+        &self.journal
+    }
+
     /// Starts saga `id` with `input` (or finds it, if it exists with the same input) and drives
     /// it. Starting the same id again returns its outcome, or `InProgress` while another driver
     /// runs it.

@@ -12,6 +12,7 @@
     reason = "the server prints where it listens and the admin token"
 )]
 
+pub mod bus;
 pub mod gateway;
 pub mod observe;
 pub mod seed;
@@ -83,6 +84,18 @@ pub struct Config {
     /// The lease a worker holds on a saga (seconds, default 300): after a crash, the restarted
     /// server takes over the sagas it was driving once their lease ends.
     pub saga_lease_secs: i64,
+    /// The payment provider's webhook secret (at least 32 bytes); read from (or written to)
+    /// `data_dir` when `None`.
+    pub payment_webhook_secret: Option<Vec<u8>>,
+    /// Kafka-protocol brokers (`host:port,...`) the shop's events go through; the in-process
+    /// log when `None`. Needs `database_url`: the broker is fed by the PostgreSQL outbox relay.
+    pub kafka_brokers: Option<String>,
+    /// The prefix of the shop's topics (deployments sharing a broker never meet).
+    pub kafka_topic_prefix: String,
+    /// Readers start a few records early and skip to the offset they want, for brokers that
+    /// answer a fetch from inside a batch with the next batch (tansu; on by default, harmless
+    /// on Kafka).
+    pub kafka_whole_batch_fetch: bool,
 }
 
 impl Config {
@@ -101,13 +114,17 @@ impl Config {
             redis_url: None,
             redis_namespace: "reference".into(),
             saga_lease_secs: 300,
+            payment_webhook_secret: None,
+            kafka_brokers: None,
+            kafka_topic_prefix: "reference.".into(),
+            kafka_whole_batch_fetch: true,
         }
     }
 
     /// The defaults, overridden by `DATA_DIR`, `DATABASE_URL`, `DATABASE_SCHEMA`, `REDIS_URL`,
-    /// `REDIS_NAMESPACE`,
-    /// `AUTH_SECRET`, `CARRIER_WEBHOOK_SECRET`, `RATE_PER_SEC`, `SECURE_COOKIES=1` and
-    /// `SEED=0` (no demo shop) and `SAGA_LEASE_SECS`.
+    /// `REDIS_NAMESPACE`, `KAFKA_BROKERS`, `KAFKA_TOPIC_PREFIX`, `KAFKA_WHOLE_BATCH_FETCH=0`,
+    /// `AUTH_SECRET`, `CARRIER_WEBHOOK_SECRET`, `PAYMENT_WEBHOOK_SECRET`, `RATE_PER_SEC`,
+    /// `SECURE_COOKIES=1`, `SEED=0` (no demo shop) and `SAGA_LEASE_SECS`.
     pub fn from_env() -> Config {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         Config {
@@ -127,6 +144,10 @@ impl Config {
             saga_lease_secs: var("SAGA_LEASE_SECS")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(300),
+            payment_webhook_secret: var("PAYMENT_WEBHOOK_SECRET").map(String::into_bytes),
+            kafka_brokers: var("KAFKA_BROKERS"),
+            kafka_topic_prefix: var("KAFKA_TOPIC_PREFIX").unwrap_or_else(|| "reference.".into()),
+            kafka_whole_batch_fetch: var("KAFKA_WHOLE_BATCH_FETCH").is_none_or(|v| v != "0"),
         }
     }
 }
@@ -156,6 +177,8 @@ pub struct Stores {
     pub journal: Arc<dyn SagaJournal>,
     /// Idempotency records of the HTTP layer.
     pub idempotency: Arc<dyn IdempotencyStore>,
+    /// The PostgreSQL handle, when the stores are there.
+    pub postgres: Option<Postgres>,
 }
 
 impl Stores {
@@ -178,6 +201,7 @@ impl Stores {
                 payments: Arc::new(InMemoryPaymentGateway::new()),
                 journal: Arc::new(InMemoryJournal::new()),
                 idempotency: Arc::new(InMemoryIdempotencyStore::new()),
+                postgres: None,
             });
         };
         let pg = Postgres::connect_shards(
@@ -203,6 +227,7 @@ impl Stores {
             payments: Arc::new(pg.payment_sandbox()),
             journal: Arc::new(pg.saga_journal()),
             idempotency: Arc::new(pg.idempotency()),
+            postgres: Some(pg),
         })
     }
 }
@@ -298,7 +323,9 @@ pub struct App {
     /// The token issuer, for tests and tools.
     pub auth: Arc<Auth>,
     /// The carrier webhook's key, for tests and tools that play the carrier.
-    pub webhook_key: http::shipping::WebhookKey,
+    pub webhook_key: http::WebhookKey,
+    /// The payment webhook's key, for tests and tools that play the payment provider.
+    pub payment_webhook_key: http::WebhookKey,
     /// The stores.
     pub stores: Stores,
     /// What lives on Redis (or in memory).
@@ -406,9 +433,21 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
         }
     }
 
-    // Search: a tantivy index in the data folder. With stores in memory the log starts over on
-    // every start, so the index does too.
-    let index_dir = config.data_dir.join(format!("index-{}", stores.backend));
+    // Search: a tantivy index in the data folder, fed by the log or the broker. With stores in
+    // memory the log starts over on every start, so the index does too.
+    let feed = match (&config.kafka_brokers, &stores.postgres) {
+        (None, _) => bus::Feed::Log(stores.log.clone()),
+        (Some(brokers), Some(pg)) => bus::Feed::kafka(config, brokers, pg.clone()).await?,
+        (Some(_), None) => {
+            return Err(
+                "KAFKA_BROKERS needs DATABASE_URL: the broker is fed by the PostgreSQL outbox relay"
+                    .into(),
+            );
+        }
+    };
+    let index_dir = config
+        .data_dir
+        .join(format!("index-{}-{}", stores.backend, feed.name()));
     if stores.backend == "memory" && index_dir.exists() {
         std::fs::remove_dir_all(&index_dir)?;
     }
@@ -444,10 +483,15 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
     ));
 
     let secret = load_secret(config, config.auth_secret.as_ref(), "token-secret")?;
-    let webhook_key = http::shipping::WebhookKey::new(&load_secret(
+    let webhook_key = http::WebhookKey::new(&load_secret(
         config,
         config.webhook_secret.as_ref(),
         "carrier-webhook-secret",
+    )?)?;
+    let payment_webhook_key = http::WebhookKey::new(&load_secret(
+        config,
+        config.payment_webhook_secret.as_ref(),
+        "payment-webhook-secret",
     )?)?;
     let auth = Arc::new(Auth::new(&secret, "commerce-sdk-reference", clock.clone())?);
     let admin_token = auth.issue(&UserId::new("admin")?, Role::Admin)?;
@@ -556,6 +600,14 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
             idempotency: idempotency.clone(),
             clock: clock.clone(),
         }))
+        .merge(http::payments::router(http::payments::PaymentsApi {
+            payments: stores.payments.clone(),
+            orders: stores.orders.clone(),
+            journal: stores.journal.clone(),
+            webhook_key: payment_webhook_key.clone(),
+            idempotency: idempotency.clone(),
+            clock: clock.clone(),
+        }))
         .merge(http::orders::router(http::orders::OrdersApi {
             orders: stores.orders.clone(),
         }))
@@ -587,8 +639,9 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
     let stopped_rx = stopped.clone();
     let relayed = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let reviews_outbox_for_gauge = reviews_outbox.clone();
-    let mut tasks = vec![
-        spawn_indexer(index.clone(), stores.log.clone(), stopped.clone()),
+    let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = feed.spawn(index.clone(), ready.clone(), stopped.clone());
+    tasks.extend([
         spawn_relay(
             reviews_outbox,
             stores.publisher.clone(),
@@ -608,18 +661,16 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
         observe::spawn_sweeper(stores.stock.clone(), clock.clone(), stopped.clone()),
         observe::spawn_gauges(
             index.clone(),
-            stores.log.clone(),
+            feed.clone(),
             reviews_outbox_for_gauge,
             relayed.clone(),
             stopped,
         ),
-    ];
+    ]);
 
     if let Some(carts) = shared.carts.clone() {
         tasks.push(spawn_cart_relay(carts, stopped_rx.clone()));
     }
-    let ready_index = index.clone();
-    let end_at_start = stores.log.end_offset().await?;
     let router = gateway::wrap(
         api,
         &openapi,
@@ -634,10 +685,10 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
     .route(
         "/readyz",
         get(move || {
-            let index = ready_index.clone();
+            let ready = ready.clone();
             async move {
-                // Ready once search has caught up with the log as it was at start.
-                if index.next_offset() >= end_at_start {
+                // Ready once search has caught up with what was committed before the start.
+                if ready.load(std::sync::atomic::Ordering::Acquire) {
                     (axum::http::StatusCode::OK, "ready")
                 } else {
                     (axum::http::StatusCode::SERVICE_UNAVAILABLE, "indexing")
@@ -651,6 +702,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
         admin_token,
         auth,
         webhook_key,
+        payment_webhook_key,
         stores,
         shared,
         index,
@@ -666,29 +718,6 @@ pub(crate) async fn stopped(mut stop: watch::Receiver<bool>) {
             return;
         }
     }
-}
-
-fn spawn_indexer(
-    index: Arc<SearchIndex>,
-    log: Arc<dyn EventLog>,
-    stop: watch::Receiver<bool>,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let indexer = search::Indexer::new(&index, 1_000);
-        loop {
-            // `run` waits on the log and commits each batch; it only returns on stop or error.
-            match indexer.run(log.as_ref(), stopped(stop.clone())).await {
-                Ok(()) => return,
-                Err(e) => {
-                    tracing::error!(error = %e, "search indexing failed; retrying in a second");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-            if *stop.borrow() {
-                return;
-            }
-        }
-    })
 }
 
 fn spawn_relay(

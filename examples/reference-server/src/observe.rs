@@ -8,7 +8,7 @@
 //! |--------|------|------|
 //! | `commerce_inventory_hold_expirations_total` | counter | holds the sweeper expired |
 //! | `commerce_search_index_lag_events` | gauge | events in the log the index has not applied |
-//! | `commerce_relay_lag_events` | gauge (`relay`) | events an outbox relay has not copied yet |
+//! | `commerce_relay_lag_events` | gauge (`relay`) | events an outbox relay has not copied yet (`reviews`; `outbox` to the broker) |
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -24,6 +24,7 @@ use search::SearchIndex;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::bus::Feed;
 use crate::stopped;
 
 /// OpenTelemetry's advised buckets for HTTP durations (seconds).
@@ -84,16 +85,21 @@ pub fn spawn_sweeper(
 /// Updates the lag gauges every second, and runs the recorder's upkeep.
 pub fn spawn_gauges(
     index: Arc<SearchIndex>,
-    log: Arc<dyn EventLog>,
+    feed: Feed,
     reviews_outbox: Arc<InMemoryEventLog>,
     relayed: Arc<AtomicU64>,
     stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         while !*stop.borrow() {
-            if let Ok(end) = log.end_offset().await {
-                let lag = end.saturating_sub(index.next_offset());
+            if let Ok(lag) = feed.index_lag(&index).await {
                 metrics::gauge!("commerce_search_index_lag_events").set(as_gauge(lag));
+            }
+            if let Feed::Kafka { relay, .. } = &feed
+                && let Ok(lag) = relay.lag().await
+            {
+                metrics::gauge!("commerce_relay_lag_events", "relay" => "outbox")
+                    .set(as_gauge(lag.pending));
             }
             if let Ok(end) = reviews_outbox.end_offset().await {
                 let lag = end.saturating_sub(relayed.load(Ordering::Relaxed));

@@ -881,11 +881,6 @@ async fn run_checkout(
     order_id: &str,
     body: CheckoutRequest,
 ) -> ApiResult<Response> {
-    let _slot = api
-        .checkout_slots
-        .acquire()
-        .await
-        .map_err(|_| ApiError::of_kind(ErrorKind::Unavailable, "checkout is shutting down"))?;
     let key = IdempotencyKey::new(order_id)?;
     let billing = body.billing_address.map(Address::try_from).transpose()?;
     if body.payment_method.is_empty() || body.payment_method.len() > 255 {
@@ -915,6 +910,19 @@ async fn run_checkout(
         input = input.billing(b);
     }
     let input = input.build()?;
+    // Sold out: refused at once, before waiting for a slot, and again once a slot is free (it
+    // may have sold out meanwhile), so a flash sale's late buyers cost a read each.
+    if let Some(failure) = api.checkout.short_of_stock(&input).await? {
+        return Err(refused_checkout(&failure));
+    }
+    let _slot = api
+        .checkout_slots
+        .acquire()
+        .await
+        .map_err(|_| ApiError::of_kind(ErrorKind::Unavailable, "checkout is shutting down"))?;
+    if let Some(failure) = api.checkout.short_of_stock(&input).await? {
+        return Err(refused_checkout(&failure));
+    }
     let outcome = api.checkout.checkout(&input).await?;
     finish_outcome(api, &cart, order_id, outcome).await
 }

@@ -17,6 +17,7 @@
 //! | [`recs::router`] | `GET /products/{sku}/recommendations`, `POST /recently-viewed` |
 //! | [`drops::router`] | `PUT /admin/drops/{sale}`, `POST /drops/{sale}/join`, `GET /drops/{sale}` |
 //! | [`shipping::router`] | `POST /admin/orders/{id}/ship`, `POST /webhooks/carrier/{carrier}` (signed) |
+//! | [`payments::router`] | `POST /webhooks/payments/{provider}` (signed) |
 //! | [`reviews::router`] | `GET`/`POST /products/{sku}/reviews`, moderation |
 
 mod auth;
@@ -27,12 +28,14 @@ mod idempotency;
 pub mod inventory;
 pub mod metrics;
 pub mod orders;
+pub mod payments;
 mod problem;
 pub mod recs;
 pub mod reviews;
 pub mod search;
 pub mod shipping;
 mod views;
+mod webhook;
 
 pub use auth::{
     Admin, Auth, Customer, MaybeSignedIn, Principal, Role, SECRET_BYTES_MIN, authenticate,
@@ -45,6 +48,7 @@ pub use problem::{
     ApiError, ApiResult, Body, PROBLEM_JSON, Path, Problem, Query, not_found, status_of,
 };
 pub use views::{AddressView, MoneyView, ProductView};
+pub use webhook::{WEBHOOK_SIGNATURE, WEBHOOK_TOLERANCE_SECS, WebhookKey};
 
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};

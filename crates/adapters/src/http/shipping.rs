@@ -1,28 +1,26 @@
 //! Shipping: an admin ships an order (the lifecycle buys the label and captures the payment),
 //! and the carrier's tracking webhook moves it on (delivered, lost, returned).
 //!
-//! Webhooks are signed: `Webhook-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of
-//! "<t>.<body>">` under the carrier's shared secret. A signature that does not verify, or a
-//! timestamp more than five minutes from now, is 401 (a replay of an old delivery cannot pass);
-//! an event id seen before answers 200 again without applying anything twice (carriers
-//! deliver at least once). The lifecycle itself ignores an out-of-date or repeated update.
+//! The webhook is signed under the carrier's shared secret ([`WebhookKey`]: a signature that
+//! does not verify, or a timestamp more than five minutes from now, is 401, so a replay of an
+//! old delivery cannot pass); an event id seen before answers 200 again without applying
+//! anything twice (carriers deliver at least once). The lifecycle itself ignores an
+//! out-of-date or repeated update.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderName, Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use commerce_core::{
     Address, Clock, ErrorKind, OrderId, OrderStore, Parcel, ShipmentRequest, TrackingEvent,
     TrackingStatus,
 };
-use hmac::{Hmac, KeyInit, Mac};
 use saga::{Applied, LabelSource, Lifecycle, Shipment};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -32,108 +30,8 @@ use super::idempotency::Idempotency;
 use super::orders::OrderView;
 use super::problem::axum_extra_json::Path;
 use super::problem::{ApiError, ApiResult, Problem};
-
-/// The signature header of webhooks.
-pub const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
-/// How far a webhook's timestamp may be from now.
-pub const WEBHOOK_TOLERANCE_SECS: i64 = 300;
-
-/// Checks webhook signatures under one shared secret.
-///
-/// ```
-/// use adapters::http::shipping::WebhookKey;
-/// use commerce_core::testkit::t0;
-/// let key = WebhookKey::new(b"carrier-secret-with-enough-bytes!")?;
-/// let header = key.sign(b"{\"seq\":1}", t0());
-/// assert!(key.verify(&header, b"{\"seq\":1}", t0()).is_ok());
-/// assert!(key.verify(&header, b"{\"seq\":2}", t0()).is_err()); // another body
-/// assert!(key.verify(&header, b"{\"seq\":1}", t0() + chrono::TimeDelta::minutes(10)).is_err()); // too old
-/// # Ok::<(), commerce_core::Error>(())
-/// ```
-#[derive(Clone)]
-pub struct WebhookKey(Vec<u8>);
-
-impl std::fmt::Debug for WebhookKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("WebhookKey(..)")
-    }
-}
-
-impl WebhookKey {
-    /// A key of at least 32 bytes.
-    ///
-    /// # Errors
-    /// `Invalid` for a shorter one.
-    pub fn new(secret: &[u8]) -> commerce_core::Result<WebhookKey> {
-        if secret.len() < 32 {
-            return Err(commerce_core::Error::Invalid {
-                field: "webhook_secret",
-                reason: "at least 32 bytes".into(),
-            });
-        }
-        Ok(WebhookKey(secret.to_vec()))
-    }
-
-    fn mac(&self, t: i64, body: &[u8]) -> Hmac<Sha256> {
-        // HMAC takes a key of any length; `new_from_slice` cannot fail for it.
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0)
-            .unwrap_or_else(|_| unreachable!("HMAC accepts every key length"));
-        mac.update(t.to_string().as_bytes());
-        mac.update(b".");
-        mac.update(body);
-        mac
-    }
-
-    /// The header value a sender puts on `body` at `now`.
-    pub fn sign(&self, body: &[u8], now: DateTime<Utc>) -> String {
-        let t = now.timestamp();
-        let tag = self.mac(t, body).finalize().into_bytes();
-        let hex: String = tag.iter().map(|b| format!("{b:02x}")).collect();
-        format!("t={t},v1={hex}")
-    }
-
-    /// Checks a header against `body` at `now` (constant-time comparison).
-    ///
-    /// # Errors
-    /// A 401 problem for a malformed header, a stale timestamp or a wrong signature.
-    pub fn verify(&self, header: &str, body: &[u8], now: DateTime<Utc>) -> Result<(), ApiError> {
-        let bad = |why: &str| ApiError::unauthorized(format!("webhook signature: {why}"));
-        let mut t = None;
-        let mut sigs = Vec::new();
-        for part in header.split(',') {
-            match part.trim().split_once('=') {
-                Some(("t", v)) => t = v.parse::<i64>().ok(),
-                Some(("v1", v)) => sigs.push(v),
-                _ => {}
-            }
-        }
-        let t = t.ok_or_else(|| bad("no timestamp"))?;
-        if (now.timestamp() - t).abs() > WEBHOOK_TOLERANCE_SECS {
-            return Err(bad("the timestamp is more than five minutes away"));
-        }
-        let ok = sigs.iter().any(|hex| {
-            decode_hex(hex).is_some_and(|tag| self.mac(t, body).verify_slice(&tag).is_ok())
-        });
-        if ok {
-            Ok(())
-        } else {
-            Err(bad("does not match"))
-        }
-    }
-}
-
-fn decode_hex(hex: &str) -> Option<Vec<u8>> {
-    if !hex.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| {
-            hex.get(i..i + 2)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        })
-        .collect()
-}
+use super::webhook::verified;
+pub use super::webhook::{WEBHOOK_SIGNATURE, WEBHOOK_TOLERANCE_SECS, WebhookKey};
 
 /// What the shipping routes need.
 #[derive(Debug, Clone)]
@@ -270,17 +168,13 @@ async fn carrier_webhook(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let signature = headers
-        .get(WEBHOOK_SIGNATURE)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| ApiError::unauthorized("the webhook has no Webhook-Signature"))?;
-    api.webhook_key.verify(signature, &body, api.clock.now())?;
-    let update: TrackingWebhook = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::of_kind(
-            ErrorKind::Invalid,
-            format!("the tracking update does not parse: {e}"),
-        )
-    })?;
+    let update: TrackingWebhook = verified(
+        &api.webhook_key,
+        &headers,
+        &body,
+        api.clock.now(),
+        "tracking update",
+    )?;
     let update_event_id = update.event_id.clone();
     let order_id =
         OrderId::new(&update.order_id).map_err(|e| ApiError::from(e).with_field("order_id"))?;

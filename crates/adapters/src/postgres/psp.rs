@@ -259,6 +259,17 @@ impl PaymentGateway for PgPaymentSandbox {
             .transpose()
     }
 
+    async fn get(&self, payment_ref: &PaymentRef) -> PortResult<Option<Payment>> {
+        let body: Option<serde_json::Value> =
+            sqlx::query_scalar("SELECT body FROM psp_payments WHERE payment_ref = $1")
+                .bind(payment_ref.as_str())
+                .fetch_optional(self.pg.primary())
+                .await
+                .map_err(error::db)?;
+        body.map(|b| serde_json::from_value(b).map_err(|e| error::corrupt("payment", e)))
+            .transpose()
+    }
+
     async fn list(&self, after: Option<&PaymentRef>, limit: usize) -> PortResult<Vec<Payment>> {
         let bodies: Vec<serde_json::Value> = sqlx::query_scalar(
             "SELECT body FROM psp_payments WHERE payment_ref > $1 ORDER BY payment_ref LIMIT $2",

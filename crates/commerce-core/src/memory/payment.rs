@@ -169,6 +169,10 @@ impl PaymentGateway for InMemoryPaymentGateway {
         })
     }
 
+    async fn get(&self, payment_ref: &PaymentRef) -> PortResult<Option<Payment>> {
+        Ok(lock(&self.inner).payments.get(payment_ref).cloned())
+    }
+
     async fn list(&self, after: Option<&PaymentRef>, limit: usize) -> PortResult<Vec<Payment>> {
         let inner = lock(&self.inner);
         let lower = after.map_or(Bound::Unbounded, |a| Bound::Excluded(a.clone()));

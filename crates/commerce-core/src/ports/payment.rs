@@ -212,6 +212,9 @@ pub trait PaymentGateway: Send + Sync + Debug {
     async fn void(&self, key: &IdempotencyKey, payment_ref: &PaymentRef) -> PortResult<Payment>;
     /// What the call made with `key` did, if it took effect: the payment as it is now.
     async fn lookup(&self, key: &IdempotencyKey) -> PortResult<Option<Payment>>;
+    /// The payment `payment_ref` as the provider holds it now (what a provider's notification
+    /// is checked against, rather than trusting the amounts the notification carries).
+    async fn get(&self, payment_ref: &PaymentRef) -> PortResult<Option<Payment>>;
     /// A page of payments after `after`, in reference order.
     async fn list(&self, after: Option<&PaymentRef>, limit: usize) -> PortResult<Vec<Payment>>;
 }

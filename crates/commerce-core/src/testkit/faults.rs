@@ -434,6 +434,9 @@ impl<P: PaymentGateway + ?Sized> PaymentGateway for Faulty<P> {
     async fn lookup(&self, key: &IdempotencyKey) -> PortResult<Option<Payment>> {
         self.faults.read(self.inner.lookup(key)).await
     }
+    async fn get(&self, payment: &PaymentRef) -> PortResult<Option<Payment>> {
+        self.faults.read(self.inner.get(payment)).await
+    }
     async fn list(&self, after: Option<&PaymentRef>, limit: usize) -> PortResult<Vec<Payment>> {
         self.faults.read(self.inner.list(after, limit)).await
     }

@@ -65,6 +65,10 @@ pub async fn authorize_capture_refund<G: PaymentGateway + ?Sized>(g: &G) {
         .await
         .unwrap();
     assert_eq!(p3.refunded, eur(2_500));
+    // `get` answers the payment as it is now; an unknown reference is `None`.
+    assert_eq!(g.get(&p.payment_ref).await.unwrap(), Some(p3));
+    let unknown = crate::PaymentRef::new("pay-nobody-made").unwrap();
+    assert_eq!(g.get(&unknown).await.unwrap(), None);
     let sale = g
         .authorize(&request("pay-a-sale", "order-pay-a-sale", 500, true))
         .await

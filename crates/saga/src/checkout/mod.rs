@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use chrono::TimeDelta;
 use commerce_core::{
-    Clock, IdempotencyKey, OrderId, OrderStatus, OrderStore, PaymentGateway, PaymentRef,
+    Clock, IdempotencyKey, OrderId, OrderStatus, OrderStore, Payment, PaymentGateway, PaymentRef,
+    PaymentStatus,
 };
 
 pub use input::{CapturePolicy, CheckoutInput, CheckoutInputBuilder, PromotionClaim};
@@ -154,6 +155,51 @@ impl Checkout {
         Ok(outcome(&input.order.id, drive))
     }
 
+    /// Refuses, without starting a saga, a checkout that cannot succeed for want of stock:
+    /// `Some(OutOfStock)` with every short line when a line asks for more than is available
+    /// now. What a flash sale's thousands of late buyers should cost: a read per line, no
+    /// journal record, no order, no hold. `None` (start the saga) when the stock is there, when
+    /// the input brings a hold of its own, or when a saga for this order exists already (a
+    /// retry finds that saga's outcome, whatever the stock is now).
+    ///
+    /// Stock can run out between this check and the saga's reservation; the saga's own
+    /// reservation decides then, as always.
+    ///
+    /// # Errors
+    /// Journal and stock port errors.
+    pub async fn short_of_stock(&self, input: &CheckoutInput) -> Result<Option<CheckoutFailure>> {
+        let wanted = input.stock();
+        if wanted.is_empty()
+            || input.cart_hold.is_some()
+            || self
+                .orchestrator
+                .journal()
+                .load(input.order.id.as_str())
+                .await?
+                .is_some()
+        {
+            return Ok(None);
+        }
+        let now = self.clock.now();
+        let stock = self.orchestrator.definition().stock();
+        let mut lines = Vec::new();
+        for (key, requested) in inventory::demand(&wanted)? {
+            let available = match stock.available(&key, now).await {
+                Ok(n) => n,
+                Err(inventory::Error::UnknownStock(_)) => 0,
+                Err(e) => return Err(e.into()),
+            };
+            if available < requested {
+                lines.push(Shortage {
+                    sku: key.sku,
+                    requested,
+                    available,
+                });
+            }
+        }
+        Ok((!lines.is_empty()).then_some(CheckoutFailure::OutOfStock { lines }))
+    }
+
     /// Drives unfinished checkouts (after a crash, or a provider that was down) to their end.
     ///
     /// # Errors
@@ -192,10 +238,86 @@ pub fn outcome(order_id: &OrderId, drive: Drive<CheckoutSaga>) -> CheckoutOutcom
     }
 }
 
+/// What [`reconcile_payment`] found, and did, for one payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reconciled {
+    /// Captured money no confirmed order holds: refunded.
+    Refunded,
+    /// An authorization no confirmed order holds, never captured: voided.
+    Voided,
+    /// The payment is the one of a confirmed (or later) order: left alone.
+    Belongs,
+    /// The order's checkout, cancellation or return is still running: it settles its own
+    /// money, so nothing was done.
+    Running,
+    /// Nothing is left to give back (refunded or voided already, or a failed payment).
+    Settled,
+}
+
+/// Gives back the money of one payment if it belongs to no confirmed order: refunds what was
+/// captured and not refunded, voids an authorization never captured. Leaves alone a payment
+/// whose order's checkout, cancellation or return saga is still running. The calls to the
+/// provider carry keys derived from the payment reference, so two reconcilers at once, or one
+/// run twice, give back once.
+///
+/// The provider's notification of a late success (an authorization that went through after
+/// its checkout gave up) is the case it exists for; [`reconcile_payments`] runs it over every
+/// payment.
+///
+/// # Errors
+/// Port errors (nothing changed unless the provider's call went through).
+pub async fn reconcile_payment(
+    payment: &Payment,
+    payments: &dyn PaymentGateway,
+    orders: &dyn OrderStore,
+    journal: &dyn SagaJournal,
+) -> Result<Reconciled> {
+    let p = payment;
+    let remaining = p.captured.checked_sub(&p.refunded)?;
+    let authorized_only = p.status == PaymentStatus::Authorized && p.captured.is_zero();
+    if !remaining.is_positive() && !authorized_only {
+        return Ok(Reconciled::Settled);
+    }
+    // The order's checkout, cancellation or return is still running: it refunds what is its
+    // to refund.
+    for saga in [
+        p.order_id.to_string(),
+        crate::lifecycle::saga_id(&p.order_id, "cancel", None),
+        crate::lifecycle::saga_id(&p.order_id, "return", None),
+    ] {
+        if journal
+            .load(&saga)
+            .await?
+            .is_some_and(|s| !s.status.is_finished())
+        {
+            return Ok(Reconciled::Running);
+        }
+    }
+    let confirmed = orders.get(&p.order_id).await?.is_some_and(|o| {
+        !matches!(
+            o.status(),
+            OrderStatus::PendingPayment | OrderStatus::Cancelled
+        ) && o.payment_ref() == Some(&p.payment_ref)
+    });
+    if confirmed {
+        return Ok(Reconciled::Belongs);
+    }
+    if authorized_only {
+        let key = IdempotencyKey::derive(p.payment_ref.as_str(), "reconcile-void")?;
+        payments.void(&key, &p.payment_ref).await?;
+        Ok(Reconciled::Voided)
+    } else {
+        let key = IdempotencyKey::derive(p.payment_ref.as_str(), "reconcile-refund")?;
+        payments.refund(&key, &p.payment_ref, remaining).await?;
+        Ok(Reconciled::Refunded)
+    }
+}
+
 /// Finds money that belongs to no confirmed order and gives it back: captured money is
 /// refunded, an authorization never captured is voided. The safety net behind the sagas' own
 /// compensation; payments whose checkout, cancellation or return saga is still running are
-/// left alone. Returns the payment references it refunded or voided.
+/// left alone. Returns the payment references it refunded or voided. See
+/// [`reconcile_payment`].
 ///
 /// # Errors
 /// Port errors (refunds already made stay made).
@@ -211,45 +333,12 @@ pub async fn reconcile_payments(
         let Some(last) = page.last() else { break };
         after = Some(last.payment_ref.clone());
         for p in page {
-            let remaining = p.captured.checked_sub(&p.refunded)?;
-            let authorized_only =
-                p.status == commerce_core::PaymentStatus::Authorized && p.captured.is_zero();
-            if !remaining.is_positive() && !authorized_only {
-                continue;
+            if matches!(
+                reconcile_payment(&p, payments, orders, journal).await?,
+                Reconciled::Refunded | Reconciled::Voided
+            ) {
+                refunded.push(p.payment_ref.clone());
             }
-            // The order's checkout, cancellation or return is still running: it refunds what is
-            // its to refund.
-            let mut running = false;
-            for saga in [
-                p.order_id.to_string(),
-                crate::lifecycle::saga_id(&p.order_id, "cancel", None),
-                crate::lifecycle::saga_id(&p.order_id, "return", None),
-            ] {
-                running |= journal
-                    .load(&saga)
-                    .await?
-                    .is_some_and(|s| !s.status.is_finished());
-            }
-            if running {
-                continue;
-            }
-            let confirmed = orders.get(&p.order_id).await?.is_some_and(|o| {
-                !matches!(
-                    o.status(),
-                    OrderStatus::PendingPayment | OrderStatus::Cancelled
-                ) && o.payment_ref() == Some(&p.payment_ref)
-            });
-            if confirmed {
-                continue;
-            }
-            if authorized_only {
-                let key = IdempotencyKey::derive(p.payment_ref.as_str(), "reconcile-void")?;
-                payments.void(&key, &p.payment_ref).await?;
-            } else {
-                let key = IdempotencyKey::derive(p.payment_ref.as_str(), "reconcile-refund")?;
-                payments.refund(&key, &p.payment_ref, remaining).await?;
-            }
-            refunded.push(p.payment_ref.clone());
         }
     }
     Ok(refunded)

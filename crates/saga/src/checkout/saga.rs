@@ -270,6 +270,11 @@ impl CheckoutSaga {
         CheckoutSaga { ports }
     }
 
+    /// The stock port (for the fail-fast check before a saga starts).
+    pub(crate) fn stock(&self) -> &Arc<dyn StockStore> {
+        &self.ports.stock
+    }
+
     /// Reserves one use of each limited promotion.
     async fn claim(&self, order: &str, input: &CheckoutInput) -> StepResult<CheckoutOutput> {
         for c in &input.claims {

@@ -273,6 +273,9 @@ impl PaymentGateway for BeforeCharge {
     async fn lookup(&self, k: &IdempotencyKey) -> PortResult<Option<Payment>> {
         self.inner.lookup(k).await
     }
+    async fn get(&self, p: &PaymentRef) -> PortResult<Option<Payment>> {
+        self.inner.get(p).await
+    }
     async fn list(&self, after: Option<&PaymentRef>, limit: usize) -> PortResult<Vec<Payment>> {
         self.inner.list(after, limit).await
     }

@@ -599,3 +599,39 @@ fn bad_inputs_are_typed_errors_not_panics() {
     ))
     .unwrap();
 }
+
+#[test]
+fn a_sold_out_checkout_is_refused_before_a_saga_starts_but_a_retry_finds_its_order() {
+    // One unit of each SKU.
+    let world = World::new(1);
+    let checkout = world.checkout("w", 1);
+    let first = input(&world, "first", &[(0, 1)], false, "tok_visa");
+    assert_eq!(block_on(checkout.short_of_stock(&first)).unwrap(), None);
+    assert_eq!(
+        block_on(checkout.checkout(&first)).unwrap(),
+        confirmed(&first)
+    );
+
+    // The unit is gone: a new buyer is refused with the shortage, and nothing is recorded.
+    let late = input(&world, "late", &[(0, 1), (1, 1)], false, "tok_visa");
+    let refused = block_on(checkout.short_of_stock(&late)).unwrap();
+    let Some(CheckoutFailure::OutOfStock { lines }) = refused else {
+        panic!("{refused:?}");
+    };
+    assert_eq!(lines.len(), 1, "only the sold-out line is short: {lines:?}");
+    assert_eq!((lines[0].requested, lines[0].available), (1, 0));
+    assert!(
+        block_on(world.journal.load(late.order.id.as_str()))
+            .unwrap()
+            .is_none(),
+        "no saga for a refused checkout"
+    );
+
+    // The first buyer's retry is not "sold out": its saga exists and answers its order.
+    assert_eq!(block_on(checkout.short_of_stock(&first)).unwrap(), None);
+    assert_eq!(
+        block_on(checkout.checkout(&first)).unwrap(),
+        confirmed(&first)
+    );
+    assert_eq!(charges(&world), 1);
+}

@@ -1,8 +1,8 @@
 //! A shop per test, and a client that keeps its cookie and token like a browser.
-#![allow(clippy::print_stderr, reason = "a skipped test says why")]
 
 use std::time::Duration;
 
+use crate::servers::{fresh_schema, server_env};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
@@ -14,6 +14,7 @@ use tower::ServiceExt;
 
 pub(crate) struct Shop {
     pub(crate) app: App,
+    config: Config,
 }
 
 impl Shop {
@@ -35,34 +36,47 @@ impl Shop {
         let app = build(&config, system_clock())
             .await
             .expect("the shop starts");
-        Shop { app }
+        Shop { app, config }
+    }
+
+    /// Stops the shop's background work and starts it again on the same data, as a restarted
+    /// process would.
+    pub(crate) async fn restart(self) -> Shop {
+        let config = self.config.clone();
+        self.app.stop(Duration::from_secs(30)).await;
+        let app = build(&config, system_clock())
+            .await
+            .expect("the shop starts again");
+        Shop { app, config }
+    }
+
+    /// A shop on PostgreSQL whose events go through the broker (topics of its own); `None`
+    /// (with the reason printed) without `DATABASE_URL` or `KAFKA_BROKERS`, except under
+    /// `CI=true`.
+    pub(crate) async fn start_on_kafka(name: &str) -> Option<Shop> {
+        let brokers = server_env("KAFKA_BROKERS", name)?;
+        Shop::start_on_postgres_with(name, |c| {
+            c.kafka_brokers = Some(brokers);
+            c.kafka_topic_prefix = format!("reference-{name}-{}.", std::process::id());
+        })
+        .await
     }
 
     /// A shop on PostgreSQL in a fresh schema of its own, without the demo catalog; `None`
     /// (with the reason printed) when there is no database, except under `CI=true`.
     pub(crate) async fn start_on_postgres(name: &str) -> Option<Shop> {
-        let Ok(url) = std::env::var("DATABASE_URL") else {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI=true needs DATABASE_URL"
-            );
-            eprintln!("skipping {name}: DATABASE_URL is not set");
-            return None;
-        };
-        let schema = format!("reference_{name}_{}", std::process::id());
-        let pool = sqlx::PgPool::connect(&url).await.expect("PostgreSQL");
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
-        )))
-        .execute(&pool)
-        .await
-        .expect("drop the schema");
-        pool.close().await;
+        Shop::start_on_postgres_with(name, |_| {}).await
+    }
+
+    async fn start_on_postgres_with(name: &str, tweak: impl FnOnce(&mut Config)) -> Option<Shop> {
+        let url = server_env("DATABASE_URL", name)?;
+        let schema = fresh_schema(&url, name).await;
         Some(
             Shop::start_with(name, |c| {
                 c.database_url = Some(url);
                 c.database_schema = schema;
                 c.seed = false;
+                tweak(c);
             })
             .await,
         )
@@ -72,14 +86,7 @@ impl Shop {
     /// a namespace of its own; `None` (with the reason printed) without `REDIS_URL`, except
     /// under `CI=true`.
     pub(crate) async fn start_on_redis(name: &str, rate_per_sec: u32) -> Option<Shop> {
-        let Ok(url) = std::env::var("REDIS_URL") else {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI=true needs REDIS_URL"
-            );
-            eprintln!("skipping {name}: REDIS_URL is not set");
-            return None;
-        };
+        let url = server_env("REDIS_URL", name)?;
         Some(
             Shop::start_with(name, |c| {
                 c.redis_url = Some(url);

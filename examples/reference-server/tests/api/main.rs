@@ -2,6 +2,8 @@
 //! and a misbehaving client get back.
 
 mod harness;
+#[path = "../common/servers.rs"]
+mod servers;
 
 use std::collections::HashSet;
 
@@ -1144,4 +1146,203 @@ async fn an_order_ships_and_a_signed_carrier_webhook_delivers_it() {
         1,
         "{kinds:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_providers_webhook_gives_back_money_no_order_holds() {
+    use commerce_core::{AuthorizeRequest, IdempotencyKey, Money, OrderId, PaymentRef};
+    let shop = Shop::start("payments").await;
+    let payments = shop.app.stores.payments.clone();
+    // The provider charged after the checkout waiting for it gave up: no order holds it.
+    let late = |key: &str, order: &str, capture: bool| AuthorizeRequest {
+        idempotency_key: IdempotencyKey::new(key).unwrap(),
+        order_id: OrderId::new(order).unwrap(),
+        amount: Money::from_minor(1_250, reference_server::CURRENCY),
+        method_token: "tok_visa".into(),
+        capture,
+    };
+    let charged = payments
+        .authorize(&late("late-sale", "o-gave-up-1", true))
+        .await
+        .unwrap();
+    let held = payments
+        .authorize(&late("late-auth", "o-gave-up-2", false))
+        .await
+        .unwrap();
+    let mut ada = shop.signed_in("ada@example.com");
+    let placed = ada.buy(&[("22224", 1)], "pay-1").await;
+    let order_id = OrderId::new(placed.body["order_id"].as_str().unwrap()).unwrap();
+    let order = shop
+        .app
+        .stores
+        .orders
+        .get(&order_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let paid = order.payment_ref().unwrap().clone();
+
+    let key = &shop.app.payment_webhook_key;
+    let hook = "/webhooks/payments/sandbox";
+    let mut provider = shop.client();
+    let now = reference_server::system_clock().now();
+    let event = |id: &str, payment: &PaymentRef, order: &str| {
+        format!(
+            r#"{{"event_id": "{id}", "type": "payment.captured", "payment_ref": "{payment}", "order_id": "{order}"}}"#
+        )
+    };
+    let mut post = async |body: &str, signature: Option<String>| {
+        let headers: Vec<(&str, &str)> = signature
+            .as_deref()
+            .map(|s| vec![("webhook-signature", s)])
+            .unwrap_or_default();
+        provider
+            .send(Method::POST, hook, Some(body), &headers)
+            .await
+    };
+
+    // Unsigned, forged or stale: 401, and the money stays where it is.
+    let body = event("evt-1", &charged.payment_ref, "o-gave-up-1");
+    assert_eq!(post(&body, None).await.status, StatusCode::UNAUTHORIZED);
+    let forged = key.sign(body.replace("evt-1", "evt-x").as_bytes(), now);
+    assert_eq!(
+        post(&body, Some(forged)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let stale = key.sign(body.as_bytes(), now - chrono::TimeDelta::minutes(10));
+    assert_eq!(
+        post(&body, Some(stale)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let untouched = payments.get(&charged.payment_ref).await.unwrap().unwrap();
+    assert!(untouched.refunded.is_zero());
+
+    // Signed: the charge no order holds is refunded in full, once, however often it arrives.
+    let r = post(&body, Some(key.sign(body.as_bytes(), now))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["result"], "refunded");
+    let again = post(&body, Some(key.sign(body.as_bytes(), now))).await;
+    assert_eq!(again.header("idempotent-replayed").as_deref(), Some("true"));
+    let other_id = event("evt-2", &charged.payment_ref, "o-gave-up-1");
+    let r = post(&other_id, Some(key.sign(other_id.as_bytes(), now))).await;
+    assert_eq!(r.body["result"], "settled", "{}", r.text);
+    let refunded = payments.get(&charged.payment_ref).await.unwrap().unwrap();
+    assert_eq!(refunded.refunded, refunded.captured);
+
+    // An authorization no order holds is voided.
+    let body = event("evt-3", &held.payment_ref, "o-gave-up-2");
+    let r = post(&body, Some(key.sign(body.as_bytes(), now))).await;
+    assert_eq!(r.body["result"], "voided", "{}", r.text);
+    assert_eq!(
+        payments
+            .get(&held.payment_ref)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        commerce_core::PaymentStatus::Voided
+    );
+
+    // A confirmed order's payment is left alone.
+    let body = event("evt-4", &paid, order_id.as_str());
+    let r = post(&body, Some(key.sign(body.as_bytes(), now))).await;
+    assert_eq!(r.body["result"], "belongs", "{}", r.text);
+    let kept = payments.get(&paid).await.unwrap().unwrap();
+    assert!(kept.refunded.is_zero() && kept.captured.is_positive());
+
+    // A payment the provider does not have, or named under another order: clear refusals.
+    let ghost = PaymentRef::new("pay_nobody").unwrap();
+    let body = event("evt-5", &ghost, "o-x");
+    let r = post(&body, Some(key.sign(body.as_bytes(), now))).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    let body = event("evt-6", &paid, "o-someone-else");
+    let r = post(&body, Some(key.sign(body.as_bytes(), now))).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert_eq!(r.body["field"], "order_id");
+    assert!(
+        payments
+            .get(&paid)
+            .await
+            .unwrap()
+            .unwrap()
+            .refunded
+            .is_zero()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shop_on_kafka_indexes_from_the_broker_and_resumes_after_a_restart() {
+    let Some(shop) = Shop::start_on_kafka("kafka").await else {
+        return;
+    };
+    let mut client = shop.client();
+    let mut admin = shop.client();
+    admin.token = Some(shop.admin());
+    put_product(&mut admin, "KF-1", r#"{"title": "Quokka enamel teapot", "price": "12.00", "brand": "Acme", "category": "Kitchen/Tableware"}"#).await;
+    let found = shop
+        .search_until(&mut client, "/search?q=quokka", |b| b["total"] == 1)
+        .await;
+    assert_eq!(found["hits"][0]["price"]["amount"], "12.00", "{found}");
+    // The outbox rows went to the broker, and the index keeps a position per partition.
+    let before = shop.app.index.partition_offsets();
+    assert!(before.values().sum::<u64>() >= 1, "{before:?}");
+    assert_eq!(
+        shop.app.index.next_offset(),
+        0,
+        "the PostgreSQL log is not read"
+    );
+    // Ready (as a probe polls it) once the index has read every partition to its end at start.
+    let mut ready = client.send(Method::GET, "/readyz", None, &[]).await;
+    for _ in 0..300 {
+        if ready.status == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        ready = client.send(Method::GET, "/readyz", None, &[]).await;
+    }
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.text);
+
+    // A price change reaches search through the broker.
+    put_product(&mut admin, "KF-1", r#"{"title": "Quokka enamel teapot", "price": "9.50", "brand": "Acme", "category": "Kitchen/Tableware"}"#).await;
+    let _ = shop
+        .search_until(&mut client, "/search?q=quokka", |b| {
+            b["hits"][0]["price"]["amount"] == "9.50"
+        })
+        .await;
+
+    // Restarted, the index resumes at its partitions' offsets rather than from the start,
+    // and what changed while it was down arrives.
+    drop((client, admin)); // the old process's connections go with it
+    let shop = shop.restart().await;
+    let resumed = shop.app.index.partition_offsets();
+    for (p, at) in &before {
+        assert!(resumed.get(p).copied().unwrap_or(0) >= *at, "{resumed:?}");
+    }
+    let mut client = shop.client();
+    let mut admin = shop.client();
+    admin.token = Some(shop.admin());
+    put_product(&mut admin, "KF-2", r#"{"title": "Wombat oven glove", "price": "4.00", "brand": "Acme", "category": "Kitchen/Textiles"}"#).await;
+    let _ = shop
+        .search_until(&mut client, "/search?q=wombat", |b| b["total"] == 1)
+        .await;
+    let kept = client
+        .send(Method::GET, "/search?q=quokka", None, &[])
+        .await;
+    assert_eq!(
+        kept.body["hits"][0]["price"]["amount"], "9.50",
+        "{}",
+        kept.text
+    );
+}
+
+async fn put_product(admin: &mut harness::Client, sku: &str, body: &str) {
+    let put = admin
+        .send(
+            Method::PUT,
+            &format!("/admin/products/{sku}"),
+            Some(body),
+            &[],
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.text);
 }
