@@ -46,7 +46,7 @@ pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub use config::{MerchRule, MerchRules, Synonyms, TenantConfig, TenantId};
 pub use error::{Error, Result};
 pub use index::{IndexWriterGuard, SearchIndex, Storage};
-pub use pipeline::{BatchReport, Indexer, PartitionsReport};
+pub use pipeline::{BatchReport, Indexer, PartitionsReport, SKIPPED_COMMIT_EVERY};
 pub use rank::{
     BusinessWeights, Features, Interaction, LinearModel, LogEvent, Reranker, Signals, TrainConfig,
     train_linear,

@@ -62,6 +62,10 @@ pub struct PartitionsReport {
     pub next_offsets: std::collections::BTreeMap<u32, u64>,
 }
 
+/// How many events that changed nothing [`Indexer::run_once`] lets pass before it commits the
+/// offset anyway.
+pub const SKIPPED_COMMIT_EVERY: u64 = 10_000;
+
 /// Applies catalog changes from a source to one index. One indexer per index: it takes the
 /// index's writer for each batch.
 #[derive(Debug)]
@@ -111,6 +115,17 @@ impl<'a> Indexer<'a> {
         }
         let mut writer = self.index.writer();
         let report = self.apply(&mut writer, &batch)?;
+        // A batch that changed nothing is not committed (a commit writes and syncs the
+        // index's metadata) until `SKIPPED_COMMIT_EVERY` such events have passed since the
+        // last commit: a restart reads at most that many again.
+        let uncommitted = report
+            .next_offset
+            .saturating_sub(self.index.committed_offset());
+        if report.applied == 0 && uncommitted < SKIPPED_COMMIT_EVERY {
+            drop(writer);
+            self.index.read_through(report.next_offset);
+            return Ok(report);
+        }
         writer.commit(Some(report.next_offset))?;
         Ok(report)
     }

@@ -136,6 +136,9 @@ pub struct SearchIndex {
     query_plain: TextAnalyzer,
     synonyms: AnalyzedSynonyms,
     position: Mutex<Payload>,
+    /// Where the log was read up to beyond the committed offset, through events that held
+    /// nothing for this index (not durable: a restart reads them again, harmlessly).
+    read_through: std::sync::atomic::AtomicU64,
     vocab: Mutex<Option<Arc<Vocab>>>,
 }
 
@@ -231,6 +234,7 @@ impl SearchIndex {
             query_plain,
             synonyms,
             position: Mutex::new(position),
+            read_through: std::sync::atomic::AtomicU64::new(0),
             vocab: Mutex::new(None),
         })
     }
@@ -269,9 +273,26 @@ impl SearchIndex {
         )
     }
 
-    /// The change-log offset the index has committed up to: the next change to apply.
+    /// The next change-log offset to read: every change before it is in the index, or held
+    /// nothing for it. At least [`SearchIndex::committed_offset`]: the indexer does not commit
+    /// a batch that changed nothing (a shop's log is mostly orders and stock) until enough of
+    /// them have passed, so a restart may read those again.
     pub fn next_offset(&self) -> u64 {
+        let committed = lock(&self.position).next_offset;
+        committed.max(self.read_through.load(std::sync::atomic::Ordering::Acquire))
+    }
+
+    /// The change-log offset the index has committed up to (durably, on a directory).
+    pub fn committed_offset(&self) -> u64 {
         lock(&self.position).next_offset
+    }
+
+    /// Notes that the log was read up to `offset` and held nothing for the index since the
+    /// committed offset.
+    pub(crate) fn read_through(&self, offset: u64) {
+        let _ = self
+            .read_through
+            .fetch_max(offset, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// For an index fed from a partitioned log ([`crate::Indexer::run_once_partitions`]): the

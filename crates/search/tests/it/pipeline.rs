@@ -600,3 +600,65 @@ fn a_batch_before_the_committed_offset_is_refused() {
     let refused = indexer.apply(&mut writer, &old);
     assert!(matches!(refused, Err(Error::Invalid { .. })), "{refused:?}");
 }
+
+fn stock_event(i: i64) -> DomainEvent {
+    DomainEvent::InventoryChanged {
+        sku: commerce_core::Sku::new("SKU-OTHER").unwrap(),
+        location: commerce_core::LocationId::new("wh").unwrap(),
+        on_hand: i,
+        available: i,
+    }
+}
+
+#[test]
+fn batches_that_change_nothing_are_not_committed_until_enough_have_passed() {
+    let dir = temp_dir("skipped");
+    let log = InMemoryEventLog::new();
+    publish(&log, [upsert(product("a", "Mug").0)]);
+    publish(&log, (0..5).map(stock_event));
+    {
+        let index = SearchIndex::create(
+            TenantId::new("t").unwrap(),
+            config(),
+            Storage::Dir(dir.clone()),
+        )
+        .unwrap();
+        let indexer = Indexer::new(&index, 1);
+        // The upsert commits; the stock events are read past without a commit.
+        assert_eq!(run_to_end(&indexer, &log), 6);
+        assert_eq!(index.next_offset(), 6, "read to the log's end");
+        assert_eq!(index.committed_offset(), 1, "only the change was committed");
+        assert_eq!(block_on(indexer.lag(&log)).unwrap(), 0);
+        // A later change commits its offset, past the skipped events.
+        publish(&log, [price("a", 450, 2)]);
+        assert_eq!(run_to_end(&indexer, &log), 1);
+        assert_eq!(index.committed_offset(), 7);
+        publish(&log, (0..3).map(stock_event));
+        assert_eq!(run_to_end(&indexer, &log), 3);
+    }
+    // Restarted, it reads the uncommitted events again (nothing to apply) and ends the same.
+    let index = SearchIndex::create(
+        TenantId::new("t").unwrap(),
+        config(),
+        Storage::Dir(dir.clone()),
+    )
+    .unwrap();
+    assert_eq!(index.next_offset(), 7);
+    let indexer = Indexer::new(&index, 1_000);
+    assert_eq!(run_to_end(&indexer, &log), 3);
+    assert_eq!(search(&index, "mug").total, 1);
+
+    // Past `SKIPPED_COMMIT_EVERY` events that change nothing, the offset is committed anyway.
+    let many = i64::try_from(search::SKIPPED_COMMIT_EVERY).unwrap();
+    publish(&log, (0..many).map(stock_event));
+    let _ = run_to_end(&indexer, &log);
+    assert!(
+        index.committed_offset() + search::SKIPPED_COMMIT_EVERY > index.next_offset(),
+        "at most SKIPPED_COMMIT_EVERY uncommitted: {} vs {}",
+        index.committed_offset(),
+        index.next_offset()
+    );
+    assert!(index.committed_offset() > 10);
+    drop(index);
+    let _ = std::fs::remove_dir_all(dir);
+}
