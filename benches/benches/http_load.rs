@@ -5,6 +5,8 @@
 //! - `GET /products/{sku}` on the demo shop (3,000 products, memory stores);
 //! - checkout as shoppers do it: add a line, give the address, `POST /cart/checkout` with an
 //!   `Idempotency-Key` (a new key and a new cart each time), per route and in checkouts/s;
+//! - checkout alone (orders/s): `POST /cart/checkout` for shoppers whose carts were filled
+//!   beforehand, untimed (`HTTP_LOAD_CARTS` per connection, 1,500 under `cargo bench`);
 //! - a mix: 70 % search, 20 % product page, 10 % add to cart.
 //!
 //! Closed loop: each of `HTTP_LOAD_CONNECTIONS` (32) keep-alive connections sends its next
@@ -410,6 +412,105 @@ async fn main() {
     .await;
     let checkout_rate = checkouts.load(Ordering::Relaxed) as f64 / t.elapsed().as_secs_f64();
     rows.push(flow);
+
+    // Checkout alone, as orders/s: every shopper's cart filled beforehand (untimed), one
+    // shopper per checkout.
+    let per_conn = env("HTTP_LOAD_CARTS").unwrap_or(if measured { 1_500 } else { 10 }) as usize;
+    let address = r#"{"name": "Ada", "line1": "1 High Street", "city": "London", "postal_code": "N1 1AA", "country": "GB"}"#;
+    let tokens: Arc<Vec<Vec<String>>> = Arc::new(
+        (0..connections)
+            .map(|id| {
+                (0..per_conn)
+                    .map(|j| {
+                        let user = UserId::new(format!("ready{id}-{j}@example.com")).expect("user");
+                        let token = app
+                            .auth
+                            .issue(&user, adapters::http::Role::Customer)
+                            .expect("token");
+                        format!("Bearer {token}")
+                    })
+                    .collect()
+            })
+            .collect(),
+    );
+    let t = Instant::now();
+    let mut fills = Vec::new();
+    for id in 0..connections {
+        let tokens = tokens.clone();
+        fills.push(tokio::spawn(async move {
+            let mut c = connect(shop).await;
+            for bearer in &tokens[id] {
+                for (method, path, body) in [
+                    (
+                        Method::POST,
+                        "/cart/lines",
+                        r#"{"sku": "BENCH-1", "quantity": 1}"#,
+                    ),
+                    (Method::PUT, "/cart/shipping-address", address),
+                ] {
+                    let call = Call {
+                        method,
+                        path: path.into(),
+                        body: Some(body.into()),
+                        headers: vec![("authorization", bearer.clone())],
+                    };
+                    assert!(send(&mut c, &call).await.0.is_success(), "filling a cart");
+                }
+            }
+        }));
+    }
+    for f in fills {
+        f.await.expect("fill");
+    }
+    println!(
+        "filled {} carts in {:.1} s",
+        connections * per_conn,
+        t.elapsed().as_secs_f64()
+    );
+    let ran_out = Arc::new(AtomicBool::new(false));
+    let out = ran_out.clone();
+    rows.push(
+        closed_loop(
+            "POST /cart/checkout (carts ready)",
+            shop,
+            connections,
+            run,
+            move |mut c, id, stop| {
+                let (tokens, out) = (tokens.clone(), out.clone());
+                async move {
+                    let mut s = Sample::default();
+                    for bearer in &tokens[id as usize] {
+                        if stop.load(Ordering::Relaxed) {
+                            return s;
+                        }
+                        let call = Call {
+                            method: Method::POST,
+                            path: "/cart/checkout".into(),
+                            body: Some(r#"{"payment_method": "tok_visa"}"#.into()),
+                            headers: vec![
+                                ("authorization", bearer.clone()),
+                                ("idempotency-key", "ready".into()),
+                            ],
+                        };
+                        let (status, d) = send(&mut c, &call).await;
+                        if status == StatusCode::CREATED {
+                            s.latencies.push(d);
+                        } else {
+                            s.errors += 1;
+                        }
+                    }
+                    out.store(true, Ordering::Relaxed);
+                    s
+                }
+            },
+        )
+        .await,
+    );
+    if ran_out.load(Ordering::Relaxed) {
+        println!(
+            "carts ran out before the row's end: its rate is a lower bound (raise HTTP_LOAD_CARTS)"
+        );
+    }
     let (q, s) = (qs.clone(), skus.clone());
     let auth = app.auth.clone();
     rows.push(
