@@ -569,7 +569,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
         .merge(http::cart::router(http::cart::CartApi {
             carts: stores.carts.clone(),
             catalog: stores.catalog.clone(),
-            promotions,
+            promotions: promotions.clone(),
             pricing: PricingConfig {
                 price_mode: PriceMode::TaxInclusive,
                 ..PricingConfig::default()
@@ -591,6 +591,9 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
             checkout_slots: Arc::new(tokio::sync::Semaphore::new(CHECKOUTS_IN_FLIGHT)),
         }))
         .merge(http::drops::router(drops.clone()))
+        .merge(http::promotions::router(http::promotions::PromotionsApi {
+            promotions: promotions.clone(),
+        }))
         .merge(http::shipping::router(http::shipping::ShippingApi {
             lifecycle: lifecycle.clone(),
             orders: stores.orders.clone(),

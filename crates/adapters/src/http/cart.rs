@@ -441,6 +441,23 @@ impl CartApi {
         } else {
             Some(self.price(cart).await?)
         };
+        // The promotions that gave something, by name, in the order they applied.
+        let mut promotions: Vec<String> = Vec::new();
+        if let Some(p) = &priced {
+            let rules = self.promotions.read().await;
+            for a in &p.adjustments {
+                let Some(given) = p.promotions.get(a.promotion) else {
+                    continue;
+                };
+                let name = rules
+                    .iter()
+                    .find(|r| r.id == given.promotion_id)
+                    .map_or_else(|| given.promotion_id.to_string(), |r| r.name.clone());
+                if !promotions.contains(&name) {
+                    promotions.push(name);
+                }
+            }
+        }
         let mut blockers: Vec<serde_json::Value> = cart
             .checkout_blockers(self.clock.now())
             .iter()
@@ -498,17 +515,7 @@ impl CartApi {
                 total: p.totals.total.into(),
                 tax_included: p.totals.tax_included,
             }),
-            promotions: priced
-                .as_ref()
-                .map(|p| {
-                    p.adjustments
-                        .iter()
-                        .map(|a| a.promotion.to_string())
-                        .collect::<std::collections::BTreeSet<_>>()
-                        .into_iter()
-                        .collect()
-                })
-                .unwrap_or_default(),
+            promotions,
             blockers,
         })
     }

@@ -17,6 +17,7 @@
 //! | [`recs::router`] | `GET /products/{sku}/recommendations`, `POST /recently-viewed` |
 //! | [`drops::router`] | `PUT /admin/drops/{sale}`, `POST /drops/{sale}/join`, `GET /drops/{sale}` |
 //! | [`shipping::router`] | `POST /admin/orders/{id}/ship`, `POST /webhooks/carrier/{carrier}` (signed) |
+//! | [`promotions::router`] | `GET /admin/promotions`, `PUT`/`DELETE /admin/promotions/{id}` |
 //! | [`payments::router`] | `POST /webhooks/payments/{provider}` (signed) |
 //! | [`reviews::router`] | `GET`/`POST /products/{sku}/reviews`, moderation |
 
@@ -30,6 +31,7 @@ pub mod metrics;
 pub mod orders;
 pub mod payments;
 mod problem;
+pub mod promotions;
 pub mod recs;
 pub mod reviews;
 pub mod search;

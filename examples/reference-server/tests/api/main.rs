@@ -1346,3 +1346,89 @@ async fn put_product(admin: &mut harness::Client, sku: &str, body: &str) {
         .await;
     assert_eq!(put.status, StatusCode::OK, "{}", put.text);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_changes_promotions_and_carts_reprice() {
+    let shop = Shop::start("promotions").await;
+    let mut admin = shop.client();
+    admin.token = Some(shop.admin());
+    let mut ada = shop.signed_in("ada@example.com");
+    ada.fill(&[("22224", 2)]).await;
+    let code = ada
+        .send(
+            Method::POST,
+            "/cart/codes",
+            Some(r#"{"code": "HALF"}"#),
+            &[],
+        )
+        .await;
+    assert_eq!(code.status, StatusCode::OK, "{}", code.text);
+    let before = code.body["totals"]["total"]["amount"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(code.body["promotions"], json!([]), "no such promotion yet");
+
+    let half = r#"{"id": "half", "name": "Half off with HALF", "code": "HALF", "action": {"percent_off": {"percent": "50"}}}"#;
+    // Only an admin; a body whose id is not the path's, or a rule that does not hold, changes
+    // nothing.
+    let denied = ada
+        .send(Method::PUT, "/admin/promotions/half", Some(half), &[])
+        .await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN);
+    let other_id = admin
+        .send(Method::PUT, "/admin/promotions/other", Some(half), &[])
+        .await;
+    assert_eq!(other_id.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(other_id.body["field"], "id");
+    let bad = half.replace(r#""50""#, r#""150""#);
+    let refused = admin
+        .send(Method::PUT, "/admin/promotions/half", Some(&bad), &[])
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        refused.text
+    );
+    let listed = admin
+        .send(Method::GET, "/admin/promotions", None, &[])
+        .await;
+    let ids = |b: &serde_json::Value| -> Vec<String> {
+        b["promotions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(ids(&listed.body), ["welcome10", "ship-free-50"]);
+
+    // In force: the cart with the code reprices on its next read.
+    let put = admin
+        .send(Method::PUT, "/admin/promotions/half", Some(half), &[])
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.text);
+    assert_eq!(put.body["id"], "half");
+    let cart = ada.send(Method::GET, "/cart", None, &[]).await;
+    assert_eq!(
+        cart.body["promotions"],
+        json!(["Half off with HALF"]),
+        "{}",
+        cart.text
+    );
+    let after = cart.body["totals"]["total"]["amount"].as_str().unwrap();
+    assert_ne!(after, before, "{}", cart.text);
+
+    // Withdrawn: the cart is back at its old total; withdrawing again is 404.
+    let gone = admin
+        .send(Method::DELETE, "/admin/promotions/half", None, &[])
+        .await;
+    assert_eq!(gone.status, StatusCode::NO_CONTENT);
+    let again = admin
+        .send(Method::DELETE, "/admin/promotions/half", None, &[])
+        .await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+    let cart = ada.send(Method::GET, "/cart", None, &[]).await;
+    assert_eq!(cart.body["totals"]["total"]["amount"], before.as_str());
+}
