@@ -92,7 +92,7 @@ impl PgPaymentSandbox {
                 .map_err(error::db)?;
         let body = body
             .ok_or_else(|| PortError::new(ErrorKind::NotFound, format!("payment {payment_ref}")))?;
-        serde_json::from_value(body).map_err(|e| error::corrupt("payment", e))
+        decode(body)
     }
 
     async fn save(tx: &mut PgConnection, payment: &Payment) -> PortResult<()> {
@@ -255,8 +255,7 @@ impl PaymentGateway for PgPaymentSandbox {
         .fetch_optional(self.pg.primary())
         .await
         .map_err(error::db)?;
-        body.map(|b| serde_json::from_value(b).map_err(|e| error::corrupt("payment", e)))
-            .transpose()
+        body.map(decode).transpose()
     }
 
     async fn get(&self, payment_ref: &PaymentRef) -> PortResult<Option<Payment>> {
@@ -266,8 +265,7 @@ impl PaymentGateway for PgPaymentSandbox {
                 .fetch_optional(self.pg.primary())
                 .await
                 .map_err(error::db)?;
-        body.map(|b| serde_json::from_value(b).map_err(|e| error::corrupt("payment", e)))
-            .transpose()
+        body.map(decode).transpose()
     }
 
     async fn list(&self, after: Option<&PaymentRef>, limit: usize) -> PortResult<Vec<Payment>> {
@@ -279,9 +277,11 @@ impl PaymentGateway for PgPaymentSandbox {
         .fetch_all(self.pg.primary())
         .await
         .map_err(error::db)?;
-        bodies
-            .into_iter()
-            .map(|b| serde_json::from_value(b).map_err(|e| error::corrupt("payment", e)))
-            .collect()
+        bodies.into_iter().map(decode).collect()
     }
+}
+
+/// A stored payment body back as a payment.
+fn decode(body: serde_json::Value) -> PortResult<Payment> {
+    serde_json::from_value(body).map_err(|e| error::corrupt("payment", e))
 }
