@@ -16,7 +16,7 @@ use adapters::kafka::{
     Family, KafkaConfig, KafkaPartitionLog, KafkaPublisher, OutboxRelay, RelayConfig,
 };
 use adapters::postgres::Postgres;
-use commerce_core::EventLog;
+use commerce_core::{CatalogStore, EventLog};
 use search::SearchIndex;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -88,10 +88,15 @@ impl Feed {
     }
 
     /// Runs the feed's background work: the indexer, and on the broker the relay. `ready`
-    /// turns true once the index has caught up with what was committed before the start.
+    /// turns true once the index has caught up with what was committed before the start and,
+    /// on the broker, has been reconciled with `catalog`: a topic holds what was relayed since
+    /// it was created and within its retention, not the whole catalog, so a new index (a new
+    /// replica, a lost data folder) or a broker that lost its topics would otherwise serve a
+    /// partial shop.
     pub fn spawn(
         &self,
         index: Arc<SearchIndex>,
+        catalog: Arc<dyn CatalogStore>,
         ready: Arc<AtomicBool>,
         stop: watch::Receiver<bool>,
     ) -> Vec<JoinHandle<()>> {
@@ -108,7 +113,13 @@ impl Feed {
         let feed = self.clone();
         tasks.push(tokio::spawn(async move {
             loop {
-                match feed.caught_up_at_start(&index, stop.clone()).await {
+                let caught_up = match feed.caught_up_at_start(&index, stop.clone()).await {
+                    Ok(true) if matches!(feed, Feed::Kafka { .. }) => {
+                        reconcile(&index, catalog.as_ref()).await.map(|()| true)
+                    }
+                    other => other,
+                };
+                match caught_up {
                     Ok(true) => {
                         ready.store(true, Ordering::Release);
                         tracing::info!("search has caught up; ready");
@@ -185,6 +196,23 @@ impl Feed {
         }
         Ok(true)
     }
+}
+
+/// Indexes what the catalog holds and the index lacks (or holds at an older version), and
+/// removes what the catalog does not hold. Changes read from the broker afterwards that are
+/// older than what this indexed are skipped by the indexer (versions), so it converges.
+async fn reconcile(index: &SearchIndex, catalog: &dyn CatalogStore) -> Result<(), StartError> {
+    let report = search::reconcile(index, catalog, true).await?;
+    if !report.is_clean() {
+        tracing::info!(
+            checked = report.checked,
+            missing = report.missing.len(),
+            stale = report.stale.len(),
+            orphaned = report.orphaned.len(),
+            "the index was reconciled with the catalog"
+        );
+    }
+    Ok(())
 }
 
 async fn ends(partitions: &[KafkaPartitionLog]) -> Result<Vec<u64>, StartError> {

@@ -643,7 +643,12 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
     let relayed = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let reviews_outbox_for_gauge = reviews_outbox.clone();
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut tasks = feed.spawn(index.clone(), ready.clone(), stopped.clone());
+    let mut tasks = feed.spawn(
+        index.clone(),
+        stores.catalog.clone(),
+        ready.clone(),
+        stopped.clone(),
+    );
     tasks.extend([
         spawn_relay(
             reviews_outbox,

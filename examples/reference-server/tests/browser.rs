@@ -34,6 +34,27 @@ fn get(port: u16, path: &str) -> Option<String> {
     Some(out)
 }
 
+/// The schema the browser test's server uses when `DATABASE_URL` is set.
+const SCHEMA: &str = "reference_browser";
+
+/// Drops `schema` in the database at `url` if an earlier run left it.
+fn fresh_schema(url: &str, schema: &str) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let pool = sqlx::PgPool::connect(url).await.expect("PostgreSQL");
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+        )))
+        .execute(&pool)
+        .await
+        .expect("drop the schema");
+        pool.close().await;
+    });
+}
+
 #[test]
 fn a_shopper_searches_filters_buys_and_sees_the_order_in_chromium() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
@@ -53,13 +74,24 @@ fn a_shopper_searches_filters_buys_and_sees_the_order_in_chromium() {
         .expect("a free port");
     let data = std::env::temp_dir().join(format!("reference-browser-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
-    let mut server = Command::new(env!("CARGO_BIN_EXE_reference-server"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_reference-server"));
+    command
         .env("PORT", port.to_string())
         .env("DATA_DIR", &data)
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("the server starts");
+        .stdout(Stdio::null());
+    // On the real servers when they are named (as in CI), in a schema, a Redis namespace and
+    // topics of this run's own: what earlier runs left (stock they sold, topics a restarted
+    // broker lost) must not decide this one.
+    let run = format!("{}-{port}", std::process::id());
+    if let Ok(url) = std::env::var("DATABASE_URL") {
+        fresh_schema(&url, SCHEMA);
+        command.env("DATABASE_SCHEMA", SCHEMA);
+    }
+    command
+        .env("REDIS_NAMESPACE", format!("browser-{run}"))
+        .env("KAFKA_TOPIC_PREFIX", format!("browser-{run}."));
+    let mut server = command.spawn().expect("the server starts");
     // Ready within a minute (600 polls, 100 ms apart).
     let ready = (0..600).any(|_| {
         let up = get(port, "/readyz").is_some_and(|r| r.starts_with("HTTP/1.1 200"));

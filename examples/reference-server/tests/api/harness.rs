@@ -42,7 +42,13 @@ impl Shop {
     /// Stops the shop's background work and starts it again on the same data, as a restarted
     /// process would.
     pub(crate) async fn restart(self) -> Shop {
-        let config = self.config.clone();
+        self.restart_with(|_| {}).await
+    }
+
+    /// [`Shop::restart`] with the configuration changed by `tweak` first.
+    pub(crate) async fn restart_with(self, tweak: impl FnOnce(&mut Config)) -> Shop {
+        let mut config = self.config.clone();
+        tweak(&mut config);
         self.app.stop(Duration::from_secs(30)).await;
         let app = build(&config, system_clock())
             .await

@@ -1335,6 +1335,72 @@ async fn the_shop_on_kafka_indexes_from_the_broker_and_resumes_after_a_restart()
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_index_on_a_broker_that_lost_its_topics_is_rebuilt_from_the_catalog() {
+    let Some(shop) = Shop::start_on_kafka("kafka-lost").await else {
+        return;
+    };
+    let mut admin = shop.client();
+    admin.token = Some(shop.admin());
+    put_product(&mut admin, "KL-1", r#"{"title": "Quokka enamel teapot", "price": "12.00", "brand": "Acme", "category": "Kitchen/Tableware"}"#).await;
+    put_product(&mut admin, "KL-2", r#"{"title": "Quokka tea towel", "price": "3.00", "brand": "Acme", "category": "Kitchen/Textiles"}"#).await;
+    put_product(&mut admin, "KL-3", r#"{"title": "Quokka egg cup", "price": "2.00", "brand": "Acme", "category": "Kitchen/Tableware"}"#).await;
+    put_product(&mut admin, "KL-3", r#"{"title": "Quokka egg cup", "price": "2.00", "brand": "Acme", "category": "Kitchen/Tableware", "active": false}"#).await;
+    let mut client = shop.client();
+    let _ = shop
+        .search_until(&mut client, "/search?q=quokka", |b| b["total"] == 2)
+        .await;
+
+    // The relay moved the outbox rows to the broker and deleted them. Started again on new,
+    // empty topics (a broker that lost its data, or a retention shorter than the shop's age)
+    // and a new data folder (a new replica), the index is rebuilt from the catalog before the
+    // server says it is ready.
+    drop((client, admin));
+    let data = std::env::temp_dir().join(format!(
+        "reference-server-kafka-lost-2-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&data);
+    let shop = shop
+        .restart_with(|c| {
+            c.kafka_topic_prefix = format!("reference-kafka-lost-2-{}.", std::process::id());
+            c.data_dir = data;
+        })
+        .await;
+    let mut client = shop.client();
+    let mut ready = client.send(Method::GET, "/readyz", None, &[]).await;
+    for _ in 0..300 {
+        if ready.status == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        ready = client.send(Method::GET, "/readyz", None, &[]).await;
+    }
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.text);
+    let found = client
+        .send(Method::GET, "/search?q=quokka", None, &[])
+        .await;
+    assert_eq!(found.body["total"], 2, "{}", found.text);
+    let mut prices: Vec<&str> = found.body["hits"]
+        .as_array()
+        .expect("hits")
+        .iter()
+        .filter_map(|h| h["price"]["amount"].as_str())
+        .collect();
+    prices.sort_unstable();
+    assert_eq!(prices, ["12.00", "3.00"], "{}", found.text);
+
+    // Changes after the rebuild still arrive through the new topics.
+    let mut admin = shop.client();
+    admin.token = Some(shop.admin());
+    put_product(&mut admin, "KL-2", r#"{"title": "Quokka tea towel", "price": "2.50", "brand": "Acme", "category": "Kitchen/Textiles"}"#).await;
+    let _ = shop
+        .search_until(&mut client, "/search?q=towel", |b| {
+            b["hits"][0]["price"]["amount"] == "2.50"
+        })
+        .await;
+}
+
 async fn put_product(admin: &mut harness::Client, sku: &str, body: &str) {
     let put = admin
         .send(
