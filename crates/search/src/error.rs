@@ -44,6 +44,18 @@ pub enum Error {
     /// The event log the indexer reads failed.
     #[error("event log: {0}")]
     Source(PortError),
+    /// The directory holds an index whose text was analyzed by another version of the
+    /// analysis than this build's ([`crate::ANALYSIS_VERSION`]): its words would not meet the
+    /// queries'. Rebuild it: remove the directory, then replay the log or `reconcile`.
+    #[error(
+        "the index's text was analyzed by analysis version {found}, this build uses {expected}: rebuild it"
+    )]
+    AnalysisChanged {
+        /// The version the index was built with (0: before versions were recorded).
+        found: u32,
+        /// This build's.
+        expected: u32,
+    },
     /// The index's commit payload is not one this crate wrote.
     #[error("commit payload {0:?} is not an indexer offset")]
     Payload(String),
@@ -67,7 +79,7 @@ impl Error {
             | Error::Model(_)
             | Error::Labels(_) => ErrorKind::Invalid,
             Error::UnknownTenant(_) => ErrorKind::NotFound,
-            Error::TenantExists(_) => ErrorKind::Conflict,
+            Error::TenantExists(_) | Error::AnalysisChanged { .. } => ErrorKind::Conflict,
             Error::Catalog(e) | Error::Source(e) => e.kind,
             Error::Payload(_) | Error::Index(_) | Error::Io(_) => ErrorKind::Internal,
         }

@@ -35,6 +35,7 @@ mod request;
 mod schema;
 mod stale;
 mod stem;
+mod tokens;
 mod vocab;
 
 /// Locks a mutex, taking over its data if a thread panicked while holding it (every critical
@@ -53,8 +54,8 @@ pub use rank::{
 };
 pub use registry::SearchRegistry;
 pub use relevance::{
-    LabelledProduct, LabelledQuery, LabelledSet, QueryScore, RelevanceReport, ndcg_at, recall_at,
-    reciprocal_rank,
+    LabelledProduct, LabelledQuery, LabelledSet, PatternScore, QueryScore, RelevanceReport,
+    ndcg_at, recall_at, reciprocal_rank,
 };
 pub use request::{
     ATTRIBUTE_FILTERS_MAX, FacetCount, FacetRequest, Facets, Filters, Hit, Matching,
@@ -62,3 +63,9 @@ pub use request::{
     QUERY_TOKENS_MAX, RESULT_WINDOW_MAX, RatingBucket, SearchRequest, SearchResults,
 };
 pub use stale::{Freshness, ReconcileReport, ValidatedHits, reconcile, validate_hits};
+
+/// The version of the text analysis (tokenizer and filters) documents are indexed with. An
+/// index on disk records the version it was built with; opening one built with another fails
+/// with [`Error::AnalysisChanged`] rather than answering queries whose words no longer meet its
+/// own. Version 1: number-and-unit and dimension tokens (`6 inch` → `6in`, `2 x 4` → `2x4`).
+pub const ANALYSIS_VERSION: u32 = 1;

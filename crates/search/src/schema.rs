@@ -28,8 +28,7 @@ use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions,
 };
 use tantivy::tokenizer::{
-    AsciiFoldingFilter, Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, StopWordFilter,
-    TextAnalyzer,
+    AsciiFoldingFilter, Language, LowerCaser, RemoveLongFilter, StopWordFilter, TextAnalyzer,
 };
 
 use crate::stem::CachedStemmer;
@@ -69,7 +68,7 @@ pub(crate) fn analyzer(stemming: bool) -> TextAnalyzer {
 /// it so that `desk for kids` does not require, or rank by, `for`. Stop words are dropped
 /// before stemming, so the stemmed and unstemmed analyses stay word for word aligned.
 pub(crate) fn query_analyzer(stemming: bool, stop_words: bool) -> TextAnalyzer {
-    let builder = TextAnalyzer::builder(SimpleTokenizer::default())
+    let builder = TextAnalyzer::builder(crate::tokens::ShopTokenizer::default())
         .filter(RemoveLongFilter::limit(TOKEN_CHARS_MAX))
         .filter(LowerCaser)
         .filter(AsciiFoldingFilter)

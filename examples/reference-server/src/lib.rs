@@ -451,11 +451,28 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
     if stores.backend == "memory" && index_dir.exists() {
         std::fs::remove_dir_all(&index_dir)?;
     }
-    let index = Arc::new(SearchIndex::create(
-        TenantId::new("shop")?,
-        TenantConfig::new(&[CURRENCY]),
-        Storage::Dir(index_dir),
-    )?);
+    let open = || {
+        SearchIndex::create(
+            TenantId::new("shop")?,
+            TenantConfig::new(&[CURRENCY]),
+            Storage::Dir(index_dir.clone()),
+        )
+    };
+    let index = match open() {
+        // The index is derived data: one built by another version of the text analysis is
+        // rebuilt, from the log or (on the broker) by reconciliation with the catalog.
+        Err(search::Error::AnalysisChanged { found, expected }) => {
+            tracing::warn!(
+                found,
+                expected,
+                "the search index was analyzed by another version; rebuilding it"
+            );
+            std::fs::remove_dir_all(&index_dir)?;
+            open()?
+        }
+        other => other?,
+    };
+    let index = Arc::new(index);
 
     // Reviews keep their own outbox; a relay copies its events to the shop's log.
     let reviews_outbox = Arc::new(InMemoryEventLog::new());

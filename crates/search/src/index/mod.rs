@@ -87,6 +87,10 @@ pub(crate) struct Payload {
     pub(crate) next_offset: u64,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub(crate) partitions: BTreeMap<u32, u64>,
+    /// The text analysis the documents were indexed with ([`crate::ANALYSIS_VERSION`]; 0 for
+    /// indexes from before it was recorded).
+    #[serde(default)]
+    pub(crate) analysis: u32,
 }
 
 /// One tenant's product index.
@@ -202,12 +206,21 @@ impl SearchIndex {
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()?;
-        let position = match index.load_metas()?.payload {
+        let mut position = match index.load_metas()?.payload {
             None => Payload::default(),
             Some(text) => {
                 serde_json::from_str::<Payload>(&text).map_err(|_| Error::Payload(text.clone()))?
             }
         };
+        if position.analysis != crate::ANALYSIS_VERSION {
+            if reader.searcher().num_docs() > 0 {
+                return Err(Error::AnalysisChanged {
+                    found: position.analysis,
+                    expected: crate::ANALYSIS_VERSION,
+                });
+            }
+            position.analysis = crate::ANALYSIS_VERSION;
+        }
         let query_analyzer = schema::query_analyzer(config.stemming, config.stop_words);
         let query_plain = schema::query_analyzer(false, config.stop_words);
         let mut syn_analyzer = analyzer.clone();
@@ -446,7 +459,15 @@ impl SearchIndex {
         {
             return Ok(Arc::clone(v));
         }
-        let v = Arc::new(Vocab::build(searcher)?);
+        let mut v = Vocab::build(searcher)?;
+        let mut analyzer = self.query_analyzer.clone();
+        for leaf in &v.category.values {
+            let name = leaf.rsplit('/').next().unwrap_or(leaf);
+            if let Some(head) = crate::query::analyze(&mut analyzer, name).pop() {
+                v.type_words.insert(head);
+            }
+        }
+        let v = Arc::new(v);
         *lock(&self.vocab) = Some(Arc::clone(&v));
         Ok(v)
     }

@@ -61,19 +61,24 @@ fn tenant_ids_that_could_escape_their_directory_are_refused() {
     }
 }
 
+/// A directory registry under `root` whose tenant `shop` holds one product titled `title`,
+/// committed at `offset`, closed again.
+fn one_product_on_disk(root: &std::path::Path, title: &str, offset: u64) -> TenantId {
+    let t = TenantId::new("shop").unwrap();
+    let registry = SearchRegistry::in_dir(root);
+    let index = registry
+        .create(t.clone(), TenantConfig::new(&[Currency::EUR]))
+        .unwrap();
+    let mut w = index.writer();
+    w.upsert(&product("p1", title).0).unwrap();
+    w.commit(Some(offset)).unwrap();
+    t
+}
+
 #[test]
 fn a_directory_registry_reopens_its_tenants() {
     let root = temp_dir("registry");
-    let t = TenantId::new("shop").unwrap();
-    {
-        let registry = SearchRegistry::in_dir(&root);
-        let index = registry
-            .create(t.clone(), TenantConfig::new(&[Currency::EUR]))
-            .unwrap();
-        let mut w = index.writer();
-        w.upsert(&product("p1", "Blue mug").0).unwrap();
-        w.commit(Some(7)).unwrap();
-    }
+    let t = one_product_on_disk(&root, "Blue mug", 7);
     let registry = SearchRegistry::in_dir(&root);
     let index = registry
         .create(t.clone(), TenantConfig::new(&[Currency::EUR]))
@@ -87,5 +92,32 @@ fn a_directory_registry_reopens_its_tenants() {
         .create(t, TenantConfig::new(&[Currency::USD]))
         .unwrap_err();
     assert!(matches!(err, Error::Invalid { .. }), "{err}");
+    let _ = std::fs::remove_dir_all(root);
+}
+
+#[test]
+fn an_index_analyzed_by_another_version_is_refused_until_rebuilt() {
+    let root = temp_dir("analysis");
+    let t = one_product_on_disk(&root, "Shelf 6 inch", 3);
+    // The commit records the analysis version; make it one from before versions were kept.
+    let meta = root.join("shop").join("meta.json");
+    let text = std::fs::read_to_string(&meta).unwrap();
+    let marker = format!("\\\"analysis\\\":{}", search::ANALYSIS_VERSION);
+    assert!(text.contains(&marker), "{text}");
+    std::fs::write(&meta, text.replace(&marker, "\\\"analysis\\\":0")).unwrap();
+    let err = SearchRegistry::in_dir(&root)
+        .create(t.clone(), TenantConfig::new(&[Currency::EUR]))
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::AnalysisChanged { found: 0, expected } if expected == search::ANALYSIS_VERSION),
+        "{err}"
+    );
+    assert_eq!(err.kind(), commerce_core::ErrorKind::Conflict);
+    // Rebuilt (the directory removed), it opens and records the version again.
+    std::fs::remove_dir_all(root.join("shop")).unwrap();
+    let index = SearchRegistry::in_dir(&root)
+        .create(t, TenantConfig::new(&[Currency::EUR]))
+        .unwrap();
+    assert_eq!(index.num_docs().unwrap(), 0);
     let _ = std::fs::remove_dir_all(root);
 }
