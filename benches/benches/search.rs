@@ -318,19 +318,9 @@ fn main() {
     // 6. Relevance on the hand-labelled set (the same the tests hold to their thresholds).
     let set = LabelledSet::from_json(include_str!("../../crates/search/tests/data/labelled.json"))
         .expect("labelled set");
-    let labelled = SearchIndex::create(
-        TenantId::new("labelled").expect("tenant"),
-        TenantConfig::new(&[set.currency]),
-        Storage::Ram,
-    )
-    .expect("index");
-    {
-        let mut w = labelled.writer();
-        for p in set.projections().expect("projections") {
-            w.upsert(&p).expect("upsert");
-        }
-        w.commit(None).expect("commit");
-    }
+    let labelled = set
+        .index(TenantConfig::new(&[set.currency]))
+        .expect("index");
     for matching in [Matching::All, Matching::Any] {
         let r = set.evaluate(&labelled, matching).expect("evaluate");
         println!(

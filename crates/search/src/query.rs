@@ -1,16 +1,25 @@
 //! From what the shopper typed to a tantivy query.
 //!
-//! Each query word becomes a disjunction (max, not sum) of its ways to match:
+//! Each query word becomes a disjunction (max, not sum) of its ways to match, each worth a
+//! number of tiers times the word's weight `w` (1 to [`WORD_WEIGHT_MAX`], by how rare the word
+//! is, see [`word_weight`]):
 //!
-//! - **exact**: the word, or one of its synonyms, in title, keywords (brand, category, attribute
-//!   values) or description: a constant [`EXACT`] plus BM25F (title weighted 3, keywords 2);
+//! - **as typed**: for a word the stemmer changes (`marbles`, `terminator`, `lighting`), the
+//!   word as typed, unstemmed, in title or keywords: 3 tiers, plus BM25F of its stem over title,
+//!   keywords and description (title weighted 3, keywords 2);
+//! - **exact**: the word's stem, or one of its synonyms, in any of them: 2 tiers plus BM25F
+//!   (`marble` for `marbles`, `terminal` for `terminator` rank below the word as typed);
 //! - **loose**: within the typo budget for its length (none under 5 letters, 1 from 5, 2 from 9;
 //!   never for a word with a digit), or, for the last word while the shopper is still typing,
-//!   as a prefix: a constant [`LOOSE`], in title and keywords only.
+//!   as a prefix: 1 tier, in title and keywords only.
 //!
-//! The constants put every exact word a full tier above a loose one, so a product matching
-//! the words as typed always ranks above one reached through a typo. The whole text also
-//! matches a SKU exactly (case-insensitively), worth [`SKU`], which puts that product first.
+//! A product's tier is the sum over the words it matches, so the words as typed outrank stems,
+//! stems outrank typos, and a rare word outweighs common ones. The whole text also matches a
+//! SKU exactly (case-insensitively), worth [`SKU`], which puts that product first.
+//!
+//! When too few products hold every word, [`build_cover`] asks for products holding some of them
+//! (at least one of the rarer ones); the search puts those holding every word first, lifted by
+//! [`COMPLETE`].
 // Scores are floats by nature; nothing here touches money.
 #![allow(clippy::float_arithmetic)]
 
@@ -29,12 +38,55 @@ use crate::schema::{Fields, sku_key};
 
 /// One tier of text match; BM25 of a whole query stays well below it.
 pub(crate) const TIER: f32 = 10_000.0;
-/// Score of a word matched as typed (or through a synonym), before BM25.
-pub(crate) const EXACT: f32 = 2.0 * TIER;
-/// Score of a word matched through a typo or as a prefix.
-pub(crate) const LOOSE: f32 = TIER;
-/// Score of an exact SKU match.
-pub(crate) const SKU: f32 = 100.0 * TIER;
+/// Tiers of a word matched as typed, per unit of its weight.
+const TYPED_TIERS: u32 = 3;
+/// Tiers of a word matched through its stem or a synonym, per unit of its weight.
+const EXACT_TIERS: u32 = 2;
+/// Tiers of a word matched through a typo or as a prefix, per unit of its weight.
+const LOOSE_TIERS: u32 = 1;
+/// The weight of the rarest words; the most common weigh 1.
+pub(crate) const WORD_WEIGHT_MAX: u32 = 4;
+/// Tiers a partial match gains by holding a query word that names a product type (the head
+/// noun of a category's name): a modifier, however rare, does not outrank the thing asked for
+/// (`emerald velvet sofa` finds velvet sofas above an emerald velvet cushion). Counted once.
+const TYPE_TIERS: u32 = 2 * WORD_WEIGHT_MAX + 1;
+/// Tiers added to a product holding every word when partial matches fill the page: more than
+/// any product missing a word can reach.
+#[allow(clippy::cast_possible_truncation, reason = "a small constant")]
+pub(crate) const COMPLETE_TIERS: u32 =
+    TYPED_TIERS * (WORD_WEIGHT_MAX * QUERY_TOKENS_MAX as u32 + 1) + TYPE_TIERS + 1;
+/// [`COMPLETE_TIERS`] as a score.
+#[allow(clippy::cast_precision_loss, reason = "a small constant")]
+pub(crate) const COMPLETE: f32 = COMPLETE_TIERS as f32 * TIER;
+/// Score of an exact SKU match: above everything else.
+#[allow(clippy::cast_precision_loss, reason = "a small constant")]
+pub(crate) const SKU: f32 = 2.0 * COMPLETE_TIERS as f32 * TIER + TIER;
+
+/// `tiers` tiers as a score.
+#[allow(clippy::cast_precision_loss, reason = "small integers")]
+fn tiers(tiers: u32) -> f32 {
+    tiers as f32 * TIER
+}
+
+/// The weight of a word found in `df` of `docs` products: 1 for the most common words up to
+/// [`WORD_WEIGHT_MAX`] for the rarest, growing with the cube of its BM25 idf relative to a word
+/// found once, so that a few rare words dominate. A word found nowhere (matched by a typo or
+/// as a prefix only, if at all) weighs as the rarest.
+pub(crate) fn word_weight(df: u64, docs: u64) -> u32 {
+    #[allow(clippy::cast_precision_loss, reason = "counts far below 2^52")]
+    let (df, n) = (df.max(1) as f64, docs.max(1) as f64);
+    let idf = |df: f64| (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
+    let top = idf(1.0);
+    if top <= 0.0 {
+        return 1;
+    }
+    let share = (idf(df) / top).clamp(0.0, 1.0);
+    let w = (f64::from(WORD_WEIGHT_MAX) * share.powi(3)).round();
+    // Within 1..=WORD_WEIGHT_MAX by the clamp; the cast cannot truncate.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let w = w as u32;
+    w.clamp(1, WORD_WEIGHT_MAX)
+}
 
 /// Whether every word must match or any.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,17 +129,6 @@ pub(crate) struct Words {
     pub(crate) last_is_prefix: bool,
 }
 
-impl Words {
-    /// The first `n` words, all complete (the shopper typed past them).
-    pub(crate) fn first(&self, n: usize) -> Words {
-        Words {
-            tokens: self.tokens.iter().take(n).cloned().collect(),
-            typed: self.typed.iter().take(n).cloned().collect(),
-            last_is_prefix: self.last_is_prefix && n >= self.tokens.len(),
-        }
-    }
-}
-
 pub(crate) fn words(analyzer: &mut TextAnalyzer, plain: &mut TextAnalyzer, text: &str) -> Words {
     let mut tokens = analyze(analyzer, text);
     tokens.truncate(QUERY_TOKENS_MAX);
@@ -112,23 +153,36 @@ fn term_query(field: tantivy::schema::Field, token: &str) -> Box<dyn Query> {
     ))
 }
 
-/// One word (or one synonym sequence) matched as typed: BM25F over title, keywords and
-/// description (one combined field, see `schema`), plus the [`EXACT`] tier on any match. The
-/// tier rides on the BM25 scorer itself ([`Offset`]).
-fn exact(fields: &Fields, seq: &[String]) -> Box<dyn Query> {
+/// One word (or one synonym sequence) matched through its stem: BM25F over title, keywords and
+/// description (one combined field, see `schema`), plus `EXACT_TIERS × w` tiers on any match.
+/// The tiers ride on the BM25 scorer itself ([`Offset`]).
+fn exact(fields: &Fields, seq: &[String], w: u32) -> Box<dyn Query> {
     if let [token] = seq {
         Box::new(Offset {
             inner: term_query(fields.text, token),
-            offset: EXACT,
+            offset: tiers(EXACT_TIERS * w),
         })
     } else {
         let all: Vec<(Occur, Box<dyn Query>)> = seq
             .iter()
-            .map(|t| (Occur::Must, exact(fields, std::slice::from_ref(t))))
+            .map(|t| (Occur::Must, exact(fields, std::slice::from_ref(t), w)))
             .collect();
         let n = seq.len().max(1) as f32;
         Box::new(BoostQuery::new(Box::new(BooleanQuery::new(all)), 1.0 / n))
     }
+}
+
+/// What a word as typed (unstemmed) in the title or keywords adds to its [`exact`] match:
+/// `(TYPED_TIERS − EXACT_TIERS) × w` tiers. A product holding the typed form holds its stem, so
+/// the bonus is a clause of its own beside the word's (one term, no nesting).
+fn as_typed(fields: &Fields, typed: &str, w: u32) -> Box<dyn Query> {
+    Box::new(ConstScoreQuery::new(
+        Box::new(TermQuery::new(
+            Term::from_field_text(fields.loose, typed),
+            IndexRecordOption::Basic,
+        )),
+        tiers((TYPED_TIERS - EXACT_TIERS) * w),
+    ))
 }
 
 /// A query whose matches score `offset` more than its inner query's.
@@ -211,7 +265,7 @@ impl Scorer for OffsetScorer {
 }
 
 /// One word matched through a typo or as a prefix; `None` when it has neither.
-fn loose(fields: &Fields, typed: &str, prefix: bool) -> Option<Box<dyn Query>> {
+fn loose(fields: &Fields, typed: &str, prefix: bool, w: u32) -> Option<Box<dyn Query>> {
     let budget = typo_budget(typed);
     let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
     {
@@ -234,72 +288,163 @@ fn loose(fields: &Fields, typed: &str, prefix: bool) -> Option<Box<dyn Query>> {
     }
     Some(Box::new(ConstScoreQuery::new(
         Box::new(BooleanQuery::new(clauses)),
-        LOOSE,
+        tiers(LOOSE_TIERS * w),
     )))
 }
 
-/// The query for `words`; `None` when there are none (browsing). `may_be_loose(i)` says whether
-/// word `i` may also match through a typo or as a prefix; `sku_exists` whether the whole text is
-/// an indexed SKU (only then is the SKU clause added).
-pub(crate) fn build(
-    fields: &Fields,
-    synonyms: &AnalyzedSynonyms,
-    raw_text: &str,
-    words: &Words,
-    mode: Mode,
-    may_be_loose: &dyn Fn(usize) -> bool,
-    sku_exists: bool,
-) -> Option<Box<dyn Query>> {
-    if words.tokens.is_empty() {
+/// How to ask for a query's words.
+pub(crate) struct Ask<'a> {
+    pub(crate) fields: &'a Fields,
+    pub(crate) synonyms: &'a AnalyzedSynonyms,
+    /// The text as typed (for the SKU clause).
+    pub(crate) raw_text: &'a str,
+    pub(crate) words: &'a Words,
+    /// Per word, whether it may also match through a typo or as a prefix.
+    pub(crate) may_be_loose: &'a [bool],
+    /// Per word, its weight ([`word_weight`]).
+    pub(crate) weights: &'a [u32],
+    /// Whether the whole text is an indexed SKU (only then is the SKU clause added).
+    pub(crate) sku_exists: bool,
+    /// Per word, whether it names a product type.
+    pub(crate) types: &'a [bool],
+    /// Per word found nowhere, the two words it splits into, if the catalog holds both
+    /// (`deckerbattery` → `decker battery`).
+    pub(crate) splits: &'a [Option<Vec<String>>],
+}
+
+impl Ask<'_> {
+    /// Word `i`'s ways to match, as one query.
+    fn word(&self, i: usize) -> Box<dyn Query> {
+        let words = self.words;
+        let token = &words.tokens[i];
+        let typed = &words.typed[i];
+        let w = self.weights.get(i).copied().unwrap_or(1);
+        let mut ways = vec![exact(self.fields, std::slice::from_ref(token), w)];
+        if let Some(alts) = self.synonyms.get(token) {
+            ways.extend(alts.iter().map(|alt| exact(self.fields, alt, w)));
+        }
+        if let Some(Some(parts)) = self.splits.get(i) {
+            ways.push(exact(self.fields, parts, w));
+        }
+        let last = words.tokens.len() - 1;
+        if self.may_be_loose.get(i).copied().unwrap_or(false)
+            && let Some(l) = loose(self.fields, typed, i == last && words.last_is_prefix, w)
+        {
+            ways.push(l);
+        }
+        if ways.len() == 1 {
+            ways.remove(0)
+        } else {
+            Box::new(DisjunctionMaxQuery::new(ways))
+        }
+    }
+
+    /// The typed-form bonus of every word the stemmer changes, as optional clauses. A word it
+    /// leaves as typed (`lamp`) gets none: measured on the 1 M-product benchmark, a bonus for
+    /// every word cost a quarter of the query time, for what is mostly a plural's (`lamps`).
+    fn typed_bonuses(&self) -> impl Iterator<Item = (Occur, Box<dyn Query>)> + '_ {
+        (0..self.words.tokens.len())
+            .filter(|i| self.words.typed[*i] != self.words.tokens[*i])
+            .map(|i| {
+                let w = self.weights.get(i).copied().unwrap_or(1);
+                (
+                    Occur::Should,
+                    as_typed(self.fields, &self.words.typed[i], w),
+                )
+            })
+    }
+
+    /// The product-type bonus: one optional clause over the words that name a type.
+    fn type_bonus(&self) -> Option<(Occur, Box<dyn Query>)> {
+        let words: Vec<(Occur, Box<dyn Query>)> = (0..self.words.tokens.len())
+            .filter(|i| self.types.get(*i).copied().unwrap_or(false))
+            .map(|i| {
+                let q: Box<dyn Query> = Box::new(TermQuery::new(
+                    Term::from_field_text(self.fields.text, &self.words.tokens[i]),
+                    IndexRecordOption::Basic,
+                ));
+                (Occur::Should, q)
+            })
+            .collect();
+        if words.is_empty() {
+            return None;
+        }
+        Some((
+            Occur::Should,
+            Box::new(ConstScoreQuery::new(
+                Box::new(BooleanQuery::new(words)),
+                tiers(TYPE_TIERS),
+            )),
+        ))
+    }
+
+    /// `text`, or `text` or the SKU when the whole text is one.
+    fn or_sku(&self, text: Box<dyn Query>) -> Box<dyn Query> {
+        if !self.sku_exists {
+            return text;
+        }
+        let sku = ConstScoreQuery::new(
+            Box::new(TermQuery::new(
+                Term::from_field_text(self.fields.sku_key, &sku_key(self.raw_text)),
+                IndexRecordOption::Basic,
+            )),
+            SKU,
+        );
+        Box::new(BooleanQuery::new(vec![
+            (Occur::Should, text),
+            (Occur::Should, Box::new(sku)),
+        ]))
+    }
+}
+
+/// The query for the words; `None` when there are none (browsing).
+pub(crate) fn build(ask: &Ask<'_>, mode: Mode) -> Option<Box<dyn Query>> {
+    let n = ask.words.tokens.len();
+    if n == 0 {
         return None;
     }
-    let last = words.tokens.len() - 1;
     let occur = match mode {
         Mode::All => Occur::Must,
         Mode::Any => Occur::Should,
     };
-    let per_word: Vec<(Occur, Box<dyn Query>)> = words
-        .tokens
-        .iter()
-        .enumerate()
-        .map(|(i, token)| {
-            let mut ways = vec![exact(fields, std::slice::from_ref(token))];
-            if let Some(alts) = synonyms.get(token) {
-                ways.extend(alts.iter().map(|alt| exact(fields, alt)));
-            }
-            if may_be_loose(i)
-                && let Some(l) = loose(fields, &words.typed[i], i == last && words.last_is_prefix)
-            {
-                ways.push(l);
-            }
-            let q: Box<dyn Query> = if ways.len() == 1 {
-                ways.remove(0)
-            } else {
-                Box::new(DisjunctionMaxQuery::new(ways))
-            };
-            (occur, q)
-        })
-        .collect();
-    // One word needs no conjunction around it (each wrapper costs per matching document).
-    let text: Box<dyn Query> = if per_word.len() == 1 {
-        per_word.into_iter().next().map(|(_, q)| q)?
-    } else {
-        Box::new(BooleanQuery::new(per_word))
-    };
-    if !sku_exists {
-        return Some(text);
+    let mut clauses: Vec<(Occur, Box<dyn Query>)> = (0..n).map(|i| (occur, ask.word(i))).collect();
+    if mode == Mode::Any {
+        // Optional clauses beside optional ones would match on their own: nest the words.
+        clauses = vec![(Occur::Must, Box::new(BooleanQuery::new(clauses)))];
+        // (Under `All` every match holds the type words: no bonus to tell them apart.)
+        clauses.extend(ask.type_bonus());
     }
-    let sku = ConstScoreQuery::new(
-        Box::new(TermQuery::new(
-            Term::from_field_text(fields.sku_key, &sku_key(raw_text)),
-            IndexRecordOption::Basic,
-        )),
-        SKU,
+    clauses.extend(ask.typed_bonuses());
+    Some(ask.or_sku(Box::new(BooleanQuery::new(clauses))))
+}
+
+/// The query for products holding some of the words: at least one of the `gate` words, each
+/// other word adding to the score of those only; `None` when no word is in the gate.
+pub(crate) fn build_cover(ask: &Ask<'_>, gate: &[bool]) -> Option<Box<dyn Query>> {
+    let n = ask.words.tokens.len();
+    let in_gate = |i: usize| gate.get(i).copied().unwrap_or(false);
+    let required: Vec<(Occur, Box<dyn Query>)> = (0..n)
+        .filter(|i| in_gate(*i))
+        .map(|i| (Occur::Should, ask.word(i)))
+        .collect();
+    if required.is_empty() {
+        return None;
+    }
+    let mut clauses: Vec<(Occur, Box<dyn Query>)> =
+        vec![(Occur::Must, Box::new(BooleanQuery::new(required)))];
+    clauses.extend(
+        (0..n)
+            .filter(|i| !in_gate(*i))
+            .map(|i| (Occur::Should, ask.word(i))),
     );
-    Some(Box::new(BooleanQuery::new(vec![
-        (Occur::Should, text),
-        (Occur::Should, Box::new(sku)),
-    ])))
+    clauses.extend(ask.typed_bonuses());
+    clauses.extend(ask.type_bonus());
+    Some(ask.or_sku(Box::new(BooleanQuery::new(clauses))))
+}
+
+/// `score` lifted by [`COMPLETE`]: a product holding every word above every partial match.
+pub(crate) fn lift(score: f32) -> f32 {
+    score + COMPLETE
 }
 
 /// The tier and the relevance within it of a score.

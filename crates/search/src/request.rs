@@ -84,14 +84,18 @@ impl Default for FacetRequest {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Matching {
-    /// Every word (exactly, through a typo, a synonym or as the prefix being typed). When no
-    /// product matches every word, words are dropped from the end until some product matches
-    /// the rest, and the results say so ([`SearchResults::relaxed`]). The storefront default:
-    /// counts and facets stay tight.
+    /// Every word (exactly, through a typo, a synonym or as the prefix being typed). When fewer
+    /// products than the page needs hold every word, products holding some of them fill the
+    /// page below those (marked [`Hit::partial`], and the results say so:
+    /// [`SearchResults::relaxed`]), ranked by how much of the query they hold, each word
+    /// weighted by how rare it is, so that a rare, decisive word is not outvoted by common
+    /// ones; a partial match holds at least one of the query's rarer words. The storefront
+    /// default: counts and facets stay tight whenever a page of products holds every word.
     #[default]
     All,
-    /// Any word; products matching more words rank first (each word is a tier of its own).
-    /// Wider recall for long or conversational queries, at the price of looser counts.
+    /// Any word; products matching more of the query rank first (each word's tiers weighted by
+    /// how rare it is). Wider recall for long or conversational queries, at the price of
+    /// looser counts.
     Any,
 }
 
@@ -291,6 +295,10 @@ pub struct Hit {
     pub relevance: f32,
     /// Ranked or pinned.
     pub placement: Placement,
+    /// The product misses some of the query's words: too few products held every word, and
+    /// partial matches fill the page below those that do (see [`Matching::All`]).
+    #[serde(default)]
+    pub partial: bool,
     /// The title with query words in `<b>`, HTML-escaped, when highlighting was asked for.
     pub title_snippet: Option<String>,
     /// A fragment of the description with query words in `<b>`, when highlighting was asked for.
@@ -309,7 +317,7 @@ pub struct SearchResults {
     pub total: u64,
     /// Facet counts.
     pub facets: Facets,
-    /// True when no product matched every word and the results match the query's first words
-    /// only.
+    /// True when too few products held every word and products holding some of them fill
+    /// the results (each marked [`Hit::partial`]); `total` and the facets then count both.
     pub relaxed: bool,
 }

@@ -5,7 +5,7 @@
 //! segments is adding arrays, and strings are looked up only for the values a page shows. Built
 //! once per reader generation (a commit), on the first query that needs it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use tantivy::Searcher;
@@ -84,6 +84,9 @@ pub(crate) struct Vocab {
     /// Per leaf global id: the ids (into `paths`) of the leaf and each of its ancestors.
     pub(crate) ancestors: Vec<Vec<u32>>,
     pub(crate) attrs: Dim,
+    /// Product-type words: the analyzed head noun (last word) of each leaf category's name
+    /// (`Desk Lamps` → `lamp`), filled in by the index, which owns the analyzer.
+    pub(crate) type_words: HashSet<String>,
 }
 
 impl Vocab {
@@ -122,6 +125,7 @@ impl Vocab {
             paths,
             ancestors,
             attrs: Dim::build(searcher, col::ATTRS)?,
+            type_words: HashSet::new(),
         })
     }
 

@@ -125,11 +125,12 @@ async function renderSearch(query, seq = renderSeq) {
         <p class="muted" id="result-count">${res.total} products${q ? ` for “${esc(q)}”` : ''}${res.relaxed ? ' (showing partial matches)' : ''}</p>
         <div class="grid" id="results">
           ${res.hits.map((h) => `
-            <div class="card hit" data-sku="${esc(h.sku)}">
+            <div class="card hit${h.partial ? ' partial' : ''}" data-sku="${esc(h.sku)}">
               <a href="#/product/${encodeURIComponent(h.sku)}">
                 <div class="title">${esc(h.title)}</div>
                 <div class="muted">${esc(h.brand || '')}</div>
                 <div class="price">${money(h.price)}</div>
+                ${h.partial ? '<div class="note">matches some of your words</div>' : ''}
               </a>
             </div>`).join('')}
         </div>

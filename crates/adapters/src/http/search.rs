@@ -74,6 +74,9 @@ pub struct HitView {
     pub brand: Option<String>,
     /// Price.
     pub price: Option<MoneyView>,
+    /// The product holds only some of the query's words: too few held every word, and partial
+    /// matches fill the page below those that do.
+    pub partial: bool,
 }
 
 /// A facet value and how many results have it.
@@ -105,7 +108,8 @@ pub struct SearchView {
     pub hits: Vec<HitView>,
     /// All results.
     pub total: u64,
-    /// True when no product had every word and the results match some of them.
+    /// True when too few products had every word and some hits (marked `partial`) hold only
+    /// some of them; `total` and the facets count both.
     pub relaxed: bool,
     /// The facets.
     pub facets: FacetsView,
@@ -216,6 +220,7 @@ async fn search_products(
                 title: h.title,
                 brand: h.brand,
                 price: h.price.map(MoneyView::from),
+                partial: h.partial,
             })
             .collect(),
     }))

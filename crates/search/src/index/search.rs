@@ -48,8 +48,33 @@ struct Matched {
     fruit: Fruit,
     /// The query that matched; `None` when browsing.
     text_query: Option<Box<dyn Query>>,
-    /// Words were dropped from the end of the query to find a match.
+    /// Set when partial matches fill the page: a product whose tier is below it misses a word.
+    partial_below: Option<u32>,
+    /// Some of the matches are partial.
     relaxed: bool,
+}
+
+/// Which words a product must hold one of to be a partial match: the rare ones (found in at
+/// most a thousandth of the catalog, or a thousand products), then more from the rarest up
+/// while those found so far cannot fill `need` places, and at least the rarest one. A word
+/// found nowhere counts as rare when it may match through a typo or as a prefix, and is left
+/// out otherwise (it matches nothing). Keeping the common words out of the gate keeps a
+/// partial search to the postings of the rare words.
+fn gate(dfs: &[u64], loose: &[bool], docs: u64, need: u64) -> Vec<bool> {
+    let rare = (docs / 1_000).max(1_000);
+    let mut order: Vec<usize> = (0..dfs.len())
+        .filter(|i| dfs[*i] > 0 || loose.get(*i).copied().unwrap_or(false))
+        .collect();
+    order.sort_by_key(|i| dfs[*i]);
+    let mut gate = vec![false; dfs.len()];
+    let mut found = 0u64;
+    for (k, i) in order.into_iter().enumerate() {
+        if k == 0 || dfs[i] <= rare || found < need {
+            gate[i] = true;
+            found = found.saturating_add(dfs[i]);
+        }
+    }
+    gate
 }
 
 impl SearchIndex {
@@ -73,7 +98,8 @@ impl SearchIndex {
         let vocab = self.vocab(&searcher)?;
         let plan = Arc::new(self.plan(Arc::clone(&vocab), req, keep, browse));
         let matched = self.match_text(&searcher, req, &words, &plan)?;
-        let mut ranked = self.rerank(&searcher, &matched.fruit.top, browse)?;
+        let mut ranked =
+            self.rerank(&searcher, &matched.fruit.top, browse, matched.partial_below)?;
         if let Some(rule) = rule {
             self.apply_merch_rule(&searcher, &vocab, req, rule, &mut ranked)?;
         }
@@ -174,8 +200,9 @@ impl SearchIndex {
         }
     }
 
-    /// Collects what `words` match under `plan`; when nothing has every word, drops words from
-    /// the end until something matches.
+    /// Collects what `words` match under `plan`. Under [`Matching::All`], when fewer products
+    /// than the page needs hold every word, the page is filled with products holding some of
+    /// them ([`query::build_cover`]), those holding every word first.
     fn match_text(
         &self,
         searcher: &Searcher,
@@ -184,48 +211,156 @@ impl SearchIndex {
         plan: &Arc<Plan>,
     ) -> Result<Matched> {
         let loose = self.loose_words(searcher, words)?;
-        let may_be_loose = |i: usize| loose.get(i).copied().unwrap_or(false);
-        let sku_exists = searcher.doc_freq(&Term::from_field_text(
-            self.fields.sku_key,
-            &schema::sku_key(&req.text),
-        ))? > 0;
+        let docs = searcher.num_docs();
+        let mut dfs = Vec::with_capacity(words.tokens.len());
+        for token in &words.tokens {
+            dfs.push(searcher.doc_freq(&Term::from_field_text(self.fields.text, token))?);
+        }
+        let mut splits = Vec::with_capacity(words.tokens.len());
+        for (i, typed) in words.typed.iter().enumerate() {
+            let split = if dfs[i] == 0 {
+                self.split_glued(searcher, typed)?
+            } else {
+                None
+            };
+            if let Some((_, df)) = &split {
+                dfs[i] = *df;
+            }
+            splits.push(split.map(|(parts, _)| parts));
+        }
+        let mut weights: Vec<u32> = dfs.iter().map(|df| query::word_weight(*df, docs)).collect();
+        // The last word of a shopper's query is most often what they want (`dr who lanyard`):
+        // it weighs one more, a tie-break between partial matches, never a reason to drop the
+        // others.
+        if let [_, .., last] = weights.as_mut_slice()
+            && words
+                .tokens
+                .last()
+                .is_some_and(|t| !t.chars().any(|c| c.is_ascii_digit()))
+        {
+            *last += 1;
+        }
+        let types: Vec<bool> = words
+            .tokens
+            .iter()
+            .map(|t| plan.vocab.type_words.contains(t))
+            .collect();
+        let ask = query::Ask {
+            fields: &self.fields,
+            synonyms: &self.synonyms,
+            raw_text: &req.text,
+            words,
+            may_be_loose: &loose,
+            weights: &weights,
+            types: &types,
+            splits: &splits,
+            sku_exists: searcher.doc_freq(&Term::from_field_text(
+                self.fields.sku_key,
+                &schema::sku_key(&req.text),
+            ))? > 0,
+        };
         let mode = match req.matching {
             Matching::All => Mode::All,
             Matching::Any => Mode::Any,
         };
-        let build = |w: &Words, mode: Mode| {
-            query::build(
-                &self.fields,
-                &self.synonyms,
-                &req.text,
-                w,
-                mode,
-                &may_be_loose,
-                sku_exists,
-            )
+        let text_query = query::build(&ask, mode);
+        let need = u64::try_from(req.offset.saturating_add(req.limit)).unwrap_or(u64::MAX);
+        // A word found nowhere, with no typo, prefix or synonym to match by, leaves nothing
+        // for every word to match: straight to the partial matches.
+        let hopeless = mode == Mode::All
+            && !ask.sku_exists
+            && (0..words.tokens.len())
+                .any(|i| dfs[i] == 0 && !loose[i] && !self.synonyms.contains_key(&words.tokens[i]));
+        let fruit = if hopeless && words.tokens.len() > 1 {
+            Fruit::default()
+        } else {
+            self.collect(searcher, text_query.as_deref(), plan)?
         };
-        let text_query = build(words, mode);
-        let fruit = self.collect(searcher, text_query.as_deref(), plan)?;
-        if fruit.total == 0 && mode == Mode::All && words.tokens.len() > 1 {
-            // Nothing has every word: drop words from the end until something matches.
-            for keep_words in (1..words.tokens.len()).rev() {
-                let shorter = words.first(keep_words);
-                let q = build(&shorter, Mode::All);
-                let f = self.collect(searcher, q.as_deref(), plan)?;
-                if f.total > 0 {
-                    return Ok(Matched {
-                        fruit: f,
-                        text_query: q,
-                        relaxed: true,
-                    });
-                }
-            }
-        }
-        Ok(Matched {
+        let complete = Matched {
             fruit,
             text_query,
+            partial_below: None,
             relaxed: false,
+        };
+        if mode != Mode::All || words.tokens.len() < 2 || complete.fruit.total >= need {
+            return Ok(complete);
+        }
+        let gate = gate(&dfs, &loose, docs, need);
+        let Some(cover_query) = query::build_cover(&ask, &gate) else {
+            return Ok(complete);
+        };
+        // Every product holding every word is in the first pass's top (fewer than a page),
+        // and holds a gate word: the cover pass's count and facets include them.
+        let wide = Arc::new(self.plan(
+            Arc::clone(&plan.vocab),
+            req,
+            plan.keep.saturating_mul(2),
+            false,
+        ));
+        let mut cover = self.collect(searcher, Some(cover_query.as_ref()), &wide)?;
+        let held: HashSet<(u32, u32)> = complete
+            .fruit
+            .top
+            .iter()
+            .map(|c| (c.segment, c.doc))
+            .collect();
+        let mut top: Vec<Candidate> = complete
+            .fruit
+            .top
+            .iter()
+            .map(|c| Candidate {
+                key: query::lift(c.key),
+                ..*c
+            })
+            .collect();
+        top.extend(
+            cover
+                .top
+                .iter()
+                .filter(|c| !held.contains(&(c.segment, c.doc))),
+        );
+        top.truncate(plan.keep);
+        cover.top = top;
+        Ok(Matched {
+            relaxed: cover.total > complete.fruit.total,
+            fruit: cover,
+            text_query: Some(cover_query),
+            partial_below: Some(query::COMPLETE_TIERS),
         })
+    }
+
+    /// The two words a word found nowhere splits into (`deckerbattery` → `decker`, `battery`):
+    /// of the splits whose halves (each at least 3 letters, no digits) the catalog both holds,
+    /// the one whose rarer half is most common, with that half's document frequency.
+    fn split_glued(&self, searcher: &Searcher, typed: &str) -> Result<Option<(Vec<String>, u64)>> {
+        const HALF_MIN: usize = 3;
+        let chars: Vec<(usize, char)> = typed.char_indices().collect();
+        if chars.len() < 2 * HALF_MIN || chars.iter().any(|(_, c)| !c.is_alphabetic()) {
+            return Ok(None);
+        }
+        let mut analyzer = self.query_analyzer.clone();
+        let mut best: Option<(Vec<String>, u64)> = None;
+        for (at, _) in &chars[HALF_MIN..=chars.len() - HALF_MIN] {
+            let (left, right) = typed.split_at(*at);
+            let mut parts = Vec::with_capacity(2);
+            let mut rarer = u64::MAX;
+            for half in [left, right] {
+                let [token] = query::analyze(&mut analyzer, half)
+                    .try_into()
+                    .unwrap_or_else(|_: Vec<String>| [String::new()]);
+                let df = if token.is_empty() {
+                    0
+                } else {
+                    searcher.doc_freq(&Term::from_field_text(self.fields.text, &token))?
+                };
+                rarer = rarer.min(df);
+                parts.push(token);
+            }
+            if rarer > 0 && best.as_ref().is_none_or(|(_, df)| rarer > *df) {
+                best = Some((parts, rarer));
+            }
+        }
+        Ok(best)
     }
 
     /// Per word, whether it may also match through a typo or as a prefix: whether fewer
@@ -259,7 +394,14 @@ impl SearchIndex {
 
     /// Orders the best `rerank_depth` candidates by business signals (or the learned re-ranker)
     /// within their match tier; the rest keep their text order.
-    fn rerank(&self, searcher: &Searcher, top: &[Candidate], browse: bool) -> Result<Vec<Ranked>> {
+    fn rerank(
+        &self,
+        searcher: &Searcher,
+        top: &[Candidate],
+        browse: bool,
+        partial_below: Option<u32>,
+    ) -> Result<Vec<Ranked>> {
+        let partial = |tier: u32| partial_below.is_some_and(|below| tier < below);
         let weights = &self.config.business;
         let depth = weights.rerank_depth.min(top.len());
         let mut cols: HashMap<u32, SignalColumns> = HashMap::new();
@@ -293,22 +435,23 @@ impl SearchIndex {
         });
         let mut out: Vec<Ranked> = head
             .into_iter()
-            .map(|(_, _, _, relevance, c, features)| Ranked {
+            .map(|(tier, _, _, relevance, c, features)| Ranked {
                 addr: DocAddress::new(c.segment, c.doc),
                 relevance: if browse { 0.0 } else { relevance },
                 placement: Placement::Ranked,
+                partial: !browse && partial(tier),
                 features: Some(features),
             })
             .collect();
-        out.extend(top[depth..].iter().map(|c| Ranked {
-            addr: DocAddress::new(c.segment, c.doc),
-            relevance: if browse {
-                0.0
-            } else {
-                query::split_score(c.key).1
-            },
-            placement: Placement::Ranked,
-            features: None,
+        out.extend(top[depth..].iter().map(|c| {
+            let (tier, relevance) = query::split_score(c.key);
+            Ranked {
+                addr: DocAddress::new(c.segment, c.doc),
+                relevance: if browse { 0.0 } else { relevance },
+                placement: Placement::Ranked,
+                partial: !browse && partial(tier),
+                features: None,
+            }
         }));
         Ok(out)
     }
@@ -346,6 +489,7 @@ impl SearchIndex {
                     addr,
                     relevance: 0.0,
                     placement: Placement::Pinned,
+                    partial: false,
                     features: None,
                 },
             };
@@ -462,6 +606,7 @@ impl SearchIndex {
             catalog_version: version,
             relevance: r.relevance,
             placement: r.placement,
+            partial: r.partial,
             title_snippet,
             description_snippet,
             features: r.features,
@@ -474,6 +619,8 @@ struct Ranked {
     addr: DocAddress,
     relevance: f32,
     placement: Placement,
+    /// Misses some of the query's words.
+    partial: bool,
     features: Option<Features>,
 }
 

@@ -343,32 +343,27 @@ fn expected(index: &SearchIndex, docs: &[Doc], ask: &Ask) -> Expected {
         .map(|(i, d)| analyzed(index, &projection(i, d)))
         .collect();
     let loose: Vec<bool> = typed.iter().map(|w| may_be_loose(&analyzed, w)).collect();
-    // `text_match(i, n)`: product i matches the first n words (the last of them as a prefix
-    // only when it is the query's last word, still being typed).
-    let text_match = |i: usize, n: usize| {
+    // `word_match(i, k)`: product i matches word k (as a prefix only when it is the query's
+    // last word, still being typed).
+    let word_match = |i: usize, k: usize| {
+        let prefix = prefix_last && k == words.len() - 1;
+        word_matches(&analyzed[i], &words[k], &typed[k], prefix, loose[k])
+    };
+    let sku_hit = |i: usize| format!("sku-p{i}") == text.trim().to_lowercase();
+    // Fewer products than the page (100) hold every word in these catalogs, so with two words
+    // or more the page is filled with products holding any of them (every word is rare
+    // here, so every word is in the gate).
+    let text_match = |i: usize| {
         if words.is_empty() {
             return true;
         }
-        let sku_hit = format!("sku-p{i}") == text.trim().to_lowercase();
-        sku_hit
-            || words.iter().take(n).enumerate().all(|(k, w)| {
-                let prefix = prefix_last && k == words.len() - 1;
-                word_matches(&analyzed[i], w, &typed[k], prefix, loose[k])
-            })
+        sku_hit(i)
+            || if words.len() > 1 {
+                (0..words.len()).any(|k| word_match(i, k))
+            } else {
+                word_match(i, 0)
+            }
     };
-    let passes_all = |i: usize, n: usize| {
-        text_match(i, n) && failures(&docs[i], ask).is_some_and(|f| f.iter().all(|x| !x))
-    };
-    // Nothing matches every word: drop words from the end until something does.
-    let mut used = words.len();
-    if words.len() > 1
-        && !(0..docs.len()).any(|i| passes_all(i, used))
-        && let Some(n) = (1..words.len())
-            .rev()
-            .find(|n| (0..docs.len()).any(|i| passes_all(i, *n)))
-    {
-        used = n;
-    }
     let mut e = Expected {
         price: vec![
             0;
@@ -383,7 +378,7 @@ fn expected(index: &SearchIndex, docs: &[Doc], ask: &Ask) -> Expected {
     };
     let sel_cat = ask.category.map(|c| CATEGORIES[c]);
     for (i, d) in docs.iter().enumerate() {
-        if !text_match(i, used) {
+        if !text_match(i) {
             continue;
         }
         let Some(f) = failures(d, ask) else { continue };

@@ -66,14 +66,19 @@ fn words_with_digits_get_no_typos() {
 fn the_last_word_matches_as_a_prefix_while_typing() {
     let idx = index(&[product("b", "Glass blender"), product("g", "Glass bowl")]);
     let typing = search(&idx, "glass blen");
-    assert_eq!((ids(&typing), typing.relaxed), (vec!["b"], false));
-    // A trailing space means the word is finished: no product has both words, so the
-    // results fall back to the first word.
+    assert_eq!(ids(&typing), ["b", "g"]);
+    let partial: Vec<bool> = typing.hits.iter().map(|h| h.partial).collect();
+    assert_eq!(partial, [false, true], "the bowl only fills the page");
+    // A trailing space means the word is finished: no product has both words, so both are
+    // partial matches of the first.
     let finished = search(&idx, "glass blen ");
     assert!(finished.relaxed);
     assert_eq!(finished.total, 2);
-    // Only the last word is a prefix.
-    assert_eq!(search(&idx, "gla bowl").total, 0);
+    assert!(finished.hits.iter().all(|h| h.partial));
+    // Only the last word is a prefix: "gla" matches nothing, the bowl only "bowl".
+    let r = search(&idx, "gla bowl");
+    assert_eq!(ids(&r), ["g"]);
+    assert!(r.hits[0].partial);
 }
 
 #[test]
@@ -127,20 +132,133 @@ fn an_exact_sku_query_finds_that_product_first() {
 }
 
 #[test]
-fn a_query_no_product_fully_matches_drops_words_from_the_end() {
+fn partial_matches_fill_the_page_by_coverage_not_by_word_order() {
+    // The last word is the product type: nothing holds every word but one product, and
+    // dropping words from the end would find "8 ounce" (gloves, perfume) before jars.
     let idx = index(&[
-        product("r", "Red mug"),
-        product("b", "Blue mug"),
-        product("rs", "Red mug stand"),
+        product("gloves", "Boxing gloves 8 ounce"),
+        product("perfume", "Perfume 8 ounce"),
+        product("jars", "Mason jars, pack of 12"),
+        product("glass", "Glass jars"),
+        product("all", "Mason jars 8 ounce"),
     ]);
-    let r = search(&idx, "red mug unicorn");
+    let r = search(&idx, "8 ounce mason jars ");
     assert!(r.relaxed);
-    assert_eq!(r.total, 2);
-    assert_eq!(ids(&r).len(), 2);
-    assert!(!ids(&r).contains(&"b"));
-    assert!(!search(&idx, "red mug").relaxed);
-    // A word matching nothing at the front is not dropped: nothing matches.
-    assert_eq!(search(&idx, "unicorn mug").total, 0);
+    assert_eq!(r.total, 5);
+    let found = ids(&r);
+    assert_eq!(&found[..2], ["all", "jars"], "{found:?}");
+    let partial: Vec<bool> = r.hits.iter().map(|h| h.partial).collect();
+    assert_eq!(partial, [false, true, true, true, true]);
+    // A page of products holding every word needs no partial matches.
+    let mut req = SearchRequest::new("mason jars ", Currency::EUR);
+    req.limit = 2;
+    let full = idx.search(&req).unwrap();
+    assert!(!full.relaxed);
+    assert_eq!(full.total, 2);
+    assert!(full.hits.iter().all(|h| !h.partial));
+    // A word matching nothing does not empty the results, wherever it is.
+    let r = search(&idx, "unicorn mason jars ");
+    let mut first = ids(&r)[..2].to_vec();
+    first.sort_unstable();
+    assert_eq!(first, ["all", "jars"]);
+    assert!(r.hits.iter().all(|h| h.partial));
+}
+
+#[test]
+fn a_rare_decisive_word_outweighs_common_ones() {
+    let mut items: Vec<_> = (0..30)
+        .map(|i| product(&format!("s{i:02}"), "Bathroom sink faucet").popularity(1_000 + i))
+        .collect();
+    items.push(product("touchless", "Touchless faucet"));
+    let idx = index(&items);
+    let mut req = SearchRequest::new("touchless sink faucet bathroom ", Currency::EUR);
+    req.limit = 40;
+    let r = idx.search(&req).unwrap();
+    assert_eq!(ids(&r)[0], "touchless", "{:?}", ids(&r));
+    // The page is filled with what holds the common words.
+    assert_eq!(r.total, 31);
+    assert!(r.relaxed);
+}
+
+#[test]
+fn a_product_type_outranks_a_rare_modifier() {
+    // Nothing holds every word. "emerald" is the rarest word, but "sofa" names a category:
+    // velvet sofas come before the emerald velvet cushion, however popular.
+    let mut items: Vec<_> = (0..6)
+        .map(|i| product(&format!("s{i}"), "Grey sofa").category("Furniture/Sofas"))
+        .collect();
+    items.push(product("velvet", "Green velvet sofa").category("Furniture/Sofas"));
+    items.push(
+        product("cushion", "Emerald velvet cushion")
+            .category("Decor/Cushions")
+            .popularity(1_000_000),
+    );
+    let idx = index(&items);
+    let r = search(&idx, "emerald velvet sofa ");
+    assert_eq!(ids(&r)[0], "velvet", "{:?}", ids(&r));
+    assert!(r.hits.iter().all(|h| h.partial));
+    let cushion = ids(&r).iter().position(|i| *i == "cushion").unwrap();
+    assert_eq!(cushion, ids(&r).len() - 1, "{:?}", ids(&r));
+}
+
+#[test]
+fn sizes_meet_however_they_are_written() {
+    let idx = index(&[
+        product("shelf", "Oak shelf, 6 inch deep"),
+        product("board", "Pine board 2x4, 8 ft"),
+        product("pipe", r#"PVC elbow 3/4""#),
+        product("jar", "Spice jar 4oz"),
+        product("six", "Six piece knife set 6"),
+    ]);
+    for q in [
+        "6in shelf",
+        "6 in shelf",
+        r#"6" shelf"#,
+        "6-inch shelf",
+        "shelf 6 inches",
+    ] {
+        let r = search(&idx, q);
+        assert_eq!(ids(&r)[0], "shelf", "{q}");
+        assert!(!r.hits[0].partial, "{q}");
+    }
+    for q in ["2 x 4", "2x4", r#"2" x 4""#] {
+        assert_eq!(ids(&search(&idx, q)), ["board"], "{q}");
+    }
+    assert_eq!(ids(&search(&idx, "8 feet board")), ["board"]);
+    assert_eq!(ids(&search(&idx, "3/4 inch elbow")), ["pipe"]);
+    assert_eq!(ids(&search(&idx, "4 ounce jar")), ["jar"]);
+    // A bare number is not a size: "6" alone finds the set, not the six-inch shelf.
+    assert_eq!(ids(&search(&idx, "6")), ["six"]);
+}
+
+#[test]
+fn a_glued_word_the_catalog_can_split_is_found() {
+    let idx = index(&[
+        product("battery", "Black and Decker battery 18 V"),
+        product("drill", "Black and Decker drill"),
+        product("other", "Battery charger"),
+    ]);
+    let r = search(&idx, "deckerbattery");
+    assert_eq!(ids(&r)[0], "battery", "{:?}", ids(&r));
+    assert!(!r.hits[0].partial);
+    // A word found nowhere that splits into nothing the catalog holds finds nothing.
+    assert_eq!(search(&idx, "zzzqqqxxx").total, 0);
+}
+
+#[test]
+fn the_word_as_typed_ranks_above_a_stem_only_match() {
+    let idx = index(&[
+        product("lamp", "Marble glass lamp").popularity(1_000_000),
+        product("marbles", "Glass marbles"),
+    ]);
+    assert_eq!(ids(&search(&idx, "glass marbles ")), ["marbles", "lamp"]);
+    let idx = index(&[
+        product("block", "Terminal block").popularity(1_000_000),
+        product("figure", "Terminator figure"),
+    ]);
+    assert_eq!(ids(&search(&idx, "terminator ")), ["figure", "block"]);
+    // Stemming still finds the other forms.
+    assert_eq!(search(&idx, "terminal ").total, 2);
 }
 
 #[test]
@@ -266,8 +384,8 @@ fn merchandising_pins_and_hides_per_query() {
     assert_eq!(ids(&r), ["promo", "a"]);
     assert_eq!(r.hits[0].placement, Placement::Pinned);
     assert_eq!(r.hits[1].placement, Placement::Ranked);
-    // Another query is untouched.
-    assert_eq!(ids(&search(&idx, "broken lamp")), ["bad"]);
+    // Another query is untouched (the other lamp fills the page as a partial match).
+    assert_eq!(ids(&search(&idx, "broken lamp")), ["bad", "a"]);
 }
 
 #[test]

@@ -1,0 +1,79 @@
+//! Relevance on the labelled sets shipped with the tests, per pattern: the default request
+//! (every word, partial matches filling the page), any word, and a plain BM25 over title and
+//! description computed in the same run.
+//!
+//! `cargo run --release -p search --example relevance [-- --queries]`
+
+#![allow(clippy::print_stdout, reason = "an example prints its report")]
+
+use search::{LabelledSet, Matching, RelevanceReport, TenantConfig};
+
+fn main() {
+    // `--queries` adds a row per query.
+    let per_query = std::env::args().any(|a| a == "--queries");
+    let sets = [
+        ("patterns.json", include_str!("../tests/data/patterns.json")),
+        ("labelled.json", include_str!("../tests/data/labelled.json")),
+    ];
+    for (name, text) in sets {
+        let set = LabelledSet::from_json(text).expect("a labelled set");
+        let index = set
+            .index(TenantConfig::new(&[set.currency]))
+            .expect("indexed");
+        let runs: [(&str, RelevanceReport); 3] = [
+            (
+                "default (all words, partial fill)",
+                set.evaluate(&index, Matching::All).expect("evaluated"),
+            ),
+            (
+                "any word",
+                set.evaluate(&index, Matching::Any).expect("evaluated"),
+            ),
+            ("plain BM25", set.evaluate_bm25().expect("evaluated")),
+        ];
+        println!(
+            "\n{name}: {} products, {} queries\n",
+            set.products.len(),
+            set.queries.len()
+        );
+        println!("| pattern | queries | ranking | nDCG@10 | MRR | recall@100 |");
+        println!("|---|---|---|---|---|---|");
+        let patterns = runs[0].1.by_pattern();
+        for (pattern, first) in &patterns {
+            for (label, report) in &runs {
+                let s = &report.by_pattern()[pattern];
+                println!(
+                    "| {} | {} | {label} | {:.3} | {:.3} | {:.3} |",
+                    if pattern.is_empty() { "(all)" } else { pattern },
+                    first.queries,
+                    s.ndcg_10,
+                    s.mrr,
+                    s.recall_100
+                );
+            }
+        }
+        if per_query {
+            println!("\n| query | pattern | nDCG@10 default / any / BM25 |");
+            println!("|---|---|---|");
+            for (i, q) in set.queries.iter().enumerate() {
+                println!(
+                    "| {} | {} | {:.3} / {:.3} / {:.3} |",
+                    q.text,
+                    q.pattern.as_deref().unwrap_or(""),
+                    runs[0].1.queries[i].ndcg_10,
+                    runs[1].1.queries[i].ndcg_10,
+                    runs[2].1.queries[i].ndcg_10
+                );
+            }
+        }
+        for (label, report) in &runs {
+            println!(
+                "| all | {} | {label} | {:.3} | {:.3} | {:.3} |",
+                report.queries.len(),
+                report.ndcg_10,
+                report.mrr,
+                report.recall_100
+            );
+        }
+    }
+}
