@@ -137,15 +137,98 @@ pub(crate) fn normalize_query(q: &str) -> String {
         .join(" ")
 }
 
+/// The language of an index's text: its stemmer, its stop words and whether its words
+/// compound. One index per merchant and locale; a query is analyzed as its index is.
+///
+/// ```
+/// use search::Locale;
+///
+/// assert_eq!(Locale::from_code("de-DE"), Some(Locale::German));
+/// assert_eq!(Locale::German.code(), "de");
+/// assert!(Locale::Dutch.compounds() && !Locale::French.compounds());
+/// assert_eq!(Locale::from_code("xx"), None);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Locale {
+    /// English (the default).
+    #[default]
+    English,
+    /// German: words compound (`Kinderschreibtisch`), see [`Locale::compounds`].
+    German,
+    /// French.
+    French,
+    /// Spanish.
+    Spanish,
+    /// Italian.
+    Italian,
+    /// Dutch: words compound (`bureaustoel`).
+    Dutch,
+}
+
+impl Locale {
+    /// Every locale.
+    pub const ALL: [Locale; 6] = [
+        Locale::English,
+        Locale::German,
+        Locale::French,
+        Locale::Spanish,
+        Locale::Italian,
+        Locale::Dutch,
+    ];
+
+    /// The ISO 639-1 code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Locale::English => "en",
+            Locale::German => "de",
+            Locale::French => "fr",
+            Locale::Spanish => "es",
+            Locale::Italian => "it",
+            Locale::Dutch => "nl",
+        }
+    }
+
+    /// The locale of a language tag (`de`, `de-DE`, `fr_CA`), by its language.
+    pub fn from_code(tag: &str) -> Option<Locale> {
+        let lang = tag.split(['-', '_']).next()?.to_ascii_lowercase();
+        Locale::ALL.into_iter().find(|l| l.code() == lang)
+    }
+
+    /// Whether the language writes compounds as one word. A query word then also matches
+    /// the compounds it ends (`stuhl` finds `Bürostuhl`: the head of a compound is its last
+    /// part), and a query compound the index lacks is split into words it holds, across a
+    /// linking `s`, `e`, `n` or `en` (`Arbeitszimmer` → `Arbeit` `Zimmer`).
+    pub fn compounds(self) -> bool {
+        matches!(self, Locale::German | Locale::Dutch)
+    }
+
+    pub(crate) fn language(self) -> tantivy::tokenizer::Language {
+        use tantivy::tokenizer::Language;
+        match self {
+            Locale::English => Language::English,
+            Locale::German => Language::German,
+            Locale::French => Language::French,
+            Locale::Spanish => Language::Spanish,
+            Locale::Italian => Language::Italian,
+            Locale::Dutch => Language::Dutch,
+        }
+    }
+}
+
 /// Everything that makes one tenant's index and ranking its own.
 #[derive(Clone)]
 pub struct TenantConfig {
     /// Currencies whose prices are indexed; a query in another currency is refused.
     pub currencies: Vec<Currency>,
-    /// English stemming (`chairs` finds `chair`). Off for SKU-heavy or non-English catalogs.
+    /// The language of the index's text (English by default): stemmer, stop words, compounds.
+    /// An index on disk keeps the locale it was built with.
+    pub locale: Locale,
+    /// Stemming in the locale's language (`chairs` finds `chair`). Off for SKU-heavy catalogs.
     pub stemming: bool,
-    /// Drop English stop words (`for`, `and`, `with`) from queries, unless a query has nothing
-    /// else. Products still index them.
+    /// Drop the locale's stop words (`for`, `and`, `with`; `für`, `und`) from queries, unless a
+    /// query has nothing else. Products still index them.
     pub stop_words: bool,
     /// Query-time synonyms.
     pub synonyms: Synonyms,
@@ -175,6 +258,7 @@ impl fmt::Debug for TenantConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TenantConfig")
             .field("currencies", &self.currencies)
+            .field("locale", &self.locale)
             .field("stemming", &self.stemming)
             .field("stop_words", &self.stop_words)
             .field("synonyms", &self.synonyms.len())
@@ -197,6 +281,7 @@ impl TenantConfig {
     pub fn new(currencies: &[Currency]) -> TenantConfig {
         TenantConfig {
             currencies: currencies.to_vec(),
+            locale: Locale::English,
             stemming: true,
             stop_words: true,
             synonyms: Synonyms::default(),

@@ -44,7 +44,7 @@ pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-pub use config::{MerchRule, MerchRules, Synonyms, TenantConfig, TenantId};
+pub use config::{Locale, MerchRule, MerchRules, Synonyms, TenantConfig, TenantId};
 pub use error::{Error, Result};
 pub use index::{IndexWriterGuard, SearchIndex, Storage};
 pub use pipeline::{BatchReport, Indexer, PartitionsReport, SKIPPED_COMMIT_EVERY};

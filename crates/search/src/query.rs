@@ -27,7 +27,7 @@ use std::collections::HashMap;
 
 use tantivy::query::{
     BooleanQuery, BoostQuery, ConstScoreQuery, DisjunctionMaxQuery, EnableScoring, Explanation,
-    FuzzyTermQuery, Occur, Query, Scorer, TermQuery, Weight,
+    FuzzyTermQuery, Occur, Query, RegexQuery, Scorer, TermQuery, Weight,
 };
 use tantivy::schema::IndexRecordOption;
 use tantivy::tokenizer::TextAnalyzer;
@@ -264,6 +264,31 @@ impl Scorer for OffsetScorer {
     }
 }
 
+/// Compounds ending with the word (`stuhl` finds `Bürostuhl`): the head of a German or Dutch
+/// compound is its last part. Two ways, since a stemmer may cut a compound differently from
+/// its head alone (`schreibtisch` stays whole, `kinderschreibtisch` loses its `isch`): stems
+/// ending with `token` (any field), and words as written (title and keywords) ending with
+/// `typed` and an inflection. None for a word shorter than 4 letters or with anything but
+/// letters (it would end too many words, or is not a word).
+fn compound_heads(fields: &Fields, token: &str, typed: &str) -> Vec<Box<dyn Query>> {
+    let word = |w: &str| w.chars().count() >= 4 && w.chars().all(char::is_alphabetic);
+    let mut out: Vec<Box<dyn Query>> = Vec::new();
+    if word(token)
+        && let Ok(q) = RegexQuery::from_pattern(&format!(".{{3,}}{token}"), fields.text)
+    {
+        out.push(Box::new(q));
+    }
+    if word(typed)
+        && let Ok(q) = RegexQuery::from_pattern(
+            &format!(".{{3,}}{typed}(e|en|er|ern|es|n|s|nen)?"),
+            fields.loose,
+        )
+    {
+        out.push(Box::new(q));
+    }
+    out
+}
+
 /// One word matched through a typo or as a prefix; `None` when it has neither.
 fn loose(fields: &Fields, typed: &str, prefix: bool, w: u32) -> Option<Box<dyn Query>> {
     let budget = typo_budget(typed);
@@ -310,6 +335,8 @@ pub(crate) struct Ask<'a> {
     /// Per word found nowhere, the two words it splits into, if the catalog holds both
     /// (`deckerbattery` → `decker battery`).
     pub(crate) splits: &'a [Option<Vec<String>>],
+    /// The language compounds: a word also matches the compounds it ends.
+    pub(crate) compounds: bool,
 }
 
 impl Ask<'_> {
@@ -325,6 +352,11 @@ impl Ask<'_> {
         }
         if let Some(Some(parts)) = self.splits.get(i) {
             ways.push(exact(self.fields, parts, w));
+        }
+        if self.compounds {
+            for head in compound_heads(self.fields, token, typed) {
+                ways.push(Box::new(ConstScoreQuery::new(head, tiers(EXACT_TIERS * w))));
+            }
         }
         let last = words.tokens.len() - 1;
         if self.may_be_loose.get(i).copied().unwrap_or(false)

@@ -28,9 +28,10 @@ use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions,
 };
 use tantivy::tokenizer::{
-    AsciiFoldingFilter, Language, LowerCaser, RemoveLongFilter, StopWordFilter, TextAnalyzer,
+    AsciiFoldingFilter, LowerCaser, RemoveLongFilter, StopWordFilter, TextAnalyzer,
 };
 
+use crate::config::Locale;
 use crate::stem::CachedStemmer;
 use crate::{Error, Result};
 
@@ -60,28 +61,36 @@ const KEYWORDS_WEIGHT: usize = 2;
 const TOKEN_CHARS_MAX: usize = 40;
 
 /// The analyzer for product text and queries.
-pub(crate) fn analyzer(stemming: bool) -> TextAnalyzer {
-    query_analyzer(stemming, false)
+pub(crate) fn analyzer(locale: Locale, stemming: bool) -> TextAnalyzer {
+    query_analyzer(locale, stemming, false)
 }
 
 /// The analyzer, optionally dropping English stop words (`for`, `and`, `with`, ...): queries use
 /// it so that `desk for kids` does not require, or rank by, `for`. Stop words are dropped
 /// before stemming, so the stemmed and unstemmed analyses stay word for word aligned.
-pub(crate) fn query_analyzer(stemming: bool, stop_words: bool) -> TextAnalyzer {
-    let builder = TextAnalyzer::builder(crate::tokens::ShopTokenizer::default())
+///
+/// English folds accents before stemming (as it always has: its indexes stay valid); the other
+/// languages after, so that their stemmers see `ü`, `é`, `ñ`. Stop words are matched before
+/// folding (the lists are written with their accents).
+pub(crate) fn query_analyzer(locale: Locale, stemming: bool, stop_words: bool) -> TextAnalyzer {
+    let english = locale == Locale::English;
+    let mut builder = TextAnalyzer::builder(crate::tokens::ShopTokenizer::default())
         .filter(RemoveLongFilter::limit(TOKEN_CHARS_MAX))
         .filter(LowerCaser)
-        .filter(AsciiFoldingFilter)
         .dynamic();
-    let builder = match (stop_words, StopWordFilter::new(Language::English)) {
-        (true, Some(stop)) => builder.filter_dynamic(stop),
-        _ => builder,
-    };
-    if stemming {
-        builder.filter_dynamic(CachedStemmer).build()
-    } else {
-        builder.build()
+    if english {
+        builder = builder.filter_dynamic(AsciiFoldingFilter);
     }
+    if stop_words && let Some(stop) = StopWordFilter::new(locale.language()) {
+        builder = builder.filter_dynamic(stop);
+    }
+    if stemming {
+        builder = builder.filter_dynamic(CachedStemmer(locale.language()));
+    }
+    if !english {
+        builder = builder.filter_dynamic(AsciiFoldingFilter);
+    }
+    builder.build()
 }
 
 /// What the document stores of a projection besides title and description (which are stored

@@ -1,4 +1,4 @@
-//! English stemming with a per-analyzer cache.
+//! Stemming with a per-analyzer cache.
 //!
 //! A catalog repeats a small vocabulary across millions of products, and the Snowball stemmer
 //! was a sixth of the indexing time; remembering each word's stem removes nearly all of it. The
@@ -14,9 +14,9 @@ use tantivy::tokenizer::{
 /// with an open vocabulary).
 const CACHE_WORDS_MAX: usize = 200_000;
 
-/// A token filter stemming English words, remembering each stem.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct CachedStemmer;
+/// A token filter stemming words of its language, remembering each stem.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CachedStemmer(pub(crate) Language);
 
 impl TokenFilter for CachedStemmer {
     type Tokenizer<T: Tokenizer> = CachedStemmerTokenizer<T>;
@@ -26,7 +26,7 @@ impl TokenFilter for CachedStemmer {
             inner,
             cache: HashMap::new(),
             stemmer: TextAnalyzer::builder(RawTokenizer::default())
-                .filter(Stemmer::new(Language::English))
+                .filter(Stemmer::new(self.0))
                 .build(),
         }
     }
@@ -108,19 +108,32 @@ mod tests {
 
     #[test]
     fn the_cached_stems_are_tantivys() {
-        let text = "Running chairs and tables, running chairs again; generously running";
-        let mut cached = TextAnalyzer::builder(SimpleTokenizer::default())
-            .filter(LowerCaser)
-            .filter(CachedStemmer)
-            .build();
-        let mut plain = TextAnalyzer::builder(SimpleTokenizer::default())
-            .filter(LowerCaser)
-            .filter(Stemmer::new(Language::English))
-            .build();
-        let expected = run(&mut plain, text);
-        assert_eq!(run(&mut cached, text), expected);
-        // Again, now from the cache.
-        assert_eq!(run(&mut cached, text), expected);
-        assert_eq!(expected[0], "run");
+        let texts = [
+            (
+                Language::English,
+                "Running chairs and tables, running chairs again; generously running",
+                "run",
+            ),
+            (
+                Language::German,
+                "Stühle und Tische, Stühle wieder",
+                "stuhl",
+            ),
+        ];
+        for (language, text, first) in texts {
+            let mut cached = TextAnalyzer::builder(SimpleTokenizer::default())
+                .filter(LowerCaser)
+                .filter(CachedStemmer(language))
+                .build();
+            let mut plain = TextAnalyzer::builder(SimpleTokenizer::default())
+                .filter(LowerCaser)
+                .filter(Stemmer::new(language))
+                .build();
+            let expected = run(&mut plain, text);
+            assert_eq!(run(&mut cached, text), expected);
+            // Again, now from the cache.
+            assert_eq!(run(&mut cached, text), expected);
+            assert_eq!(expected[0], first);
+        }
     }
 }

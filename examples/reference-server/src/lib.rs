@@ -96,6 +96,8 @@ pub struct Config {
     /// answer a fetch from inside a batch with the next batch (tansu; on by default, harmless
     /// on Kafka).
     pub kafka_whole_batch_fetch: bool,
+    /// The language of the shop's text, for search (English by default).
+    pub search_locale: search::Locale,
 }
 
 impl Config {
@@ -118,13 +120,15 @@ impl Config {
             kafka_brokers: None,
             kafka_topic_prefix: "reference.".into(),
             kafka_whole_batch_fetch: true,
+            search_locale: search::Locale::English,
         }
     }
 
     /// The defaults, overridden by `DATA_DIR`, `DATABASE_URL`, `DATABASE_SCHEMA`, `REDIS_URL`,
     /// `REDIS_NAMESPACE`, `KAFKA_BROKERS`, `KAFKA_TOPIC_PREFIX`, `KAFKA_WHOLE_BATCH_FETCH=0`,
     /// `AUTH_SECRET`, `CARRIER_WEBHOOK_SECRET`, `PAYMENT_WEBHOOK_SECRET`, `RATE_PER_SEC`,
-    /// `SECURE_COOKIES=1`, `SEED=0` (no demo shop) and `SAGA_LEASE_SECS`.
+    /// `SECURE_COOKIES=1`, `SEED=0` (no demo shop), `SAGA_LEASE_SECS` and `SEARCH_LOCALE` (`en`,
+    /// `de`, `fr`, `es`, `it`, `nl`).
     pub fn from_env() -> Config {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         Config {
@@ -148,6 +152,9 @@ impl Config {
             kafka_brokers: var("KAFKA_BROKERS"),
             kafka_topic_prefix: var("KAFKA_TOPIC_PREFIX").unwrap_or_else(|| "reference.".into()),
             kafka_whole_batch_fetch: var("KAFKA_WHOLE_BATCH_FETCH").is_none_or(|v| v != "0"),
+            search_locale: var("SEARCH_LOCALE")
+                .and_then(|v| search::Locale::from_code(&v))
+                .unwrap_or_default(),
         }
     }
 }
@@ -452,21 +459,26 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
         std::fs::remove_dir_all(&index_dir)?;
     }
     let open = || {
+        let mut tenant = TenantConfig::new(&[CURRENCY]);
+        tenant.locale = config.search_locale;
         SearchIndex::create(
             TenantId::new("shop")?,
-            TenantConfig::new(&[CURRENCY]),
+            tenant,
             Storage::Dir(index_dir.clone()),
         )
     };
     let index = match open() {
-        // The index is derived data: one built by another version of the text analysis is
-        // rebuilt, from the log or (on the broker) by reconciliation with the catalog.
-        Err(search::Error::AnalysisChanged { found, expected }) => {
-            tracing::warn!(
-                found,
-                expected,
-                "the search index was analyzed by another version; rebuilding it"
-            );
+        // The index is derived data: one built by another version of the text analysis, or
+        // in another locale, is rebuilt, from the log or (on the broker) by reconciliation
+        // with the catalog.
+        Err(
+            e @ (search::Error::AnalysisChanged { .. }
+            | search::Error::Invalid {
+                field: "config.locale",
+                ..
+            }),
+        ) => {
+            tracing::warn!(error = %e, "the search index was analyzed otherwise; rebuilding it");
             std::fs::remove_dir_all(&index_dir)?;
             open()?
         }

@@ -24,7 +24,7 @@ use tantivy::{
 
 pub use writer::IndexWriterGuard;
 
-use crate::config::{TenantConfig, TenantId};
+use crate::config::{Locale, TenantConfig, TenantId};
 use crate::query::{self, AnalyzedSynonyms};
 use crate::schema::{self, Fields, RatingState, TEXT_ANALYZER, col};
 use crate::vocab::Vocab;
@@ -91,6 +91,10 @@ pub(crate) struct Payload {
     /// indexes from before it was recorded).
     #[serde(default)]
     pub(crate) analysis: u32,
+    /// The locale the documents were analyzed in (its code; empty before it was recorded, when
+    /// every index was English).
+    #[serde(default)]
+    pub(crate) locale: String,
 }
 
 /// One tenant's product index.
@@ -195,11 +199,12 @@ impl SearchIndex {
         if config.query_threads > 1 {
             index.set_multithread_executor(config.query_threads)?;
         }
-        let analyzer = schema::analyzer(config.stemming);
+        let analyzer = schema::analyzer(config.locale, config.stemming);
         index.tokenizers().register(TEXT_ANALYZER, analyzer.clone());
-        index
-            .tokenizers()
-            .register(schema::PLAIN_ANALYZER, schema::analyzer(false));
+        index.tokenizers().register(
+            schema::PLAIN_ANALYZER,
+            schema::analyzer(config.locale, false),
+        );
         let fields = Fields::resolve(&index.schema())?;
         let writer = open_writer(&index, &config)?;
         let reader = index
@@ -212,8 +217,22 @@ impl SearchIndex {
                 serde_json::from_str::<Payload>(&text).map_err(|_| Error::Payload(text.clone()))?
             }
         };
+        let indexed_locale = match position.locale.as_str() {
+            "" => Locale::English.code(),
+            code => code,
+        };
+        let has_docs = reader.searcher().num_docs() > 0;
+        if has_docs && indexed_locale != config.locale.code() {
+            return Err(Error::invalid(
+                "config.locale",
+                format!(
+                    "the index holds text analyzed as {indexed_locale}, not {}",
+                    config.locale.code()
+                ),
+            ));
+        }
         if position.analysis != crate::ANALYSIS_VERSION {
-            if reader.searcher().num_docs() > 0 {
+            if has_docs {
                 return Err(Error::AnalysisChanged {
                     found: position.analysis,
                     expected: crate::ANALYSIS_VERSION,
@@ -221,8 +240,11 @@ impl SearchIndex {
             }
             position.analysis = crate::ANALYSIS_VERSION;
         }
-        let query_analyzer = schema::query_analyzer(config.stemming, config.stop_words);
-        let query_plain = schema::query_analyzer(false, config.stop_words);
+        config.locale.code().clone_into(&mut position.locale);
+        let query_analyzer =
+            schema::query_analyzer(config.locale, config.stemming, config.stop_words);
+        let query_plain = schema::query_analyzer(config.locale, false, config.stop_words);
+        let plain = schema::analyzer(config.locale, false);
         let mut syn_analyzer = analyzer.clone();
         let mut synonyms = AnalyzedSynonyms::new();
         for (word, alts) in &config.synonyms.map {
@@ -242,7 +264,7 @@ impl SearchIndex {
             reader,
             writer: Mutex::new(Some(writer)),
             analyzer,
-            plain: schema::analyzer(false),
+            plain,
             query_analyzer,
             query_plain,
             synonyms,

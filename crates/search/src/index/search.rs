@@ -254,6 +254,7 @@ impl SearchIndex {
             weights: &weights,
             types: &types,
             splits: &splits,
+            compounds: self.config.locale.compounds(),
             sku_exists: searcher.doc_freq(&Term::from_field_text(
                 self.fields.sku_key,
                 &schema::sku_key(&req.text),
@@ -332,32 +333,50 @@ impl SearchIndex {
     /// The two words a word found nowhere splits into (`deckerbattery` → `decker`, `battery`):
     /// of the splits whose halves (each at least 3 letters, no digits) the catalog both holds,
     /// the one whose rarer half is most common, with that half's document frequency.
+    /// In a language that compounds, the left part may end in a linking `s`, `e`, `n` or `en`
+    /// (`arbeitszimmer` → `arbeit`, `zimmer`).
     fn split_glued(&self, searcher: &Searcher, typed: &str) -> Result<Option<(Vec<String>, u64)>> {
         const HALF_MIN: usize = 3;
+        let links: &[&str] = if self.config.locale.compounds() {
+            &["", "s", "e", "n", "en", "es"]
+        } else {
+            &[""]
+        };
         let chars: Vec<(usize, char)> = typed.char_indices().collect();
         if chars.len() < 2 * HALF_MIN || chars.iter().any(|(_, c)| !c.is_alphabetic()) {
             return Ok(None);
         }
         let mut analyzer = self.query_analyzer.clone();
         let mut best: Option<(Vec<String>, u64)> = None;
+        let mut df_of = |word: &str| -> Result<(String, u64)> {
+            let [token] = query::analyze(&mut analyzer, word)
+                .try_into()
+                .unwrap_or_else(|_: Vec<String>| [String::new()]);
+            let df = if token.is_empty() {
+                0
+            } else {
+                searcher.doc_freq(&Term::from_field_text(self.fields.text, &token))?
+            };
+            Ok((token, df))
+        };
         for (at, _) in &chars[HALF_MIN..=chars.len() - HALF_MIN] {
             let (left, right) = typed.split_at(*at);
-            let mut parts = Vec::with_capacity(2);
-            let mut rarer = u64::MAX;
-            for half in [left, right] {
-                let [token] = query::analyze(&mut analyzer, half)
-                    .try_into()
-                    .unwrap_or_else(|_: Vec<String>| [String::new()]);
-                let df = if token.is_empty() {
-                    0
-                } else {
-                    searcher.doc_freq(&Term::from_field_text(self.fields.text, &token))?
-                };
-                rarer = rarer.min(df);
-                parts.push(token);
+            let (right, right_df) = df_of(right)?;
+            if right_df == 0 {
+                continue;
             }
-            if rarer > 0 && best.as_ref().is_none_or(|(_, df)| rarer > *df) {
-                best = Some((parts, rarer));
+            for link in links {
+                let Some(stem) = left.strip_suffix(link) else {
+                    continue;
+                };
+                if stem.chars().count() < HALF_MIN {
+                    continue;
+                }
+                let (left, left_df) = df_of(stem)?;
+                let rarer = left_df.min(right_df);
+                if rarer > 0 && best.as_ref().is_none_or(|(_, df)| rarer > *df) {
+                    best = Some((vec![left, right.clone()], rarer));
+                }
             }
         }
         Ok(best)

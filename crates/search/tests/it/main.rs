@@ -2,6 +2,7 @@
 
 mod brute_force;
 mod fixtures;
+mod locales;
 mod pipeline;
 mod querying;
 mod ranking;

@@ -1401,6 +1401,34 @@ async fn a_new_index_on_a_broker_that_lost_its_topics_is_rebuilt_from_the_catalo
         .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_analyzed_in_another_locale_is_rebuilt_at_start() {
+    let Some(shop) = Shop::start_on_postgres("relocale").await else {
+        return;
+    };
+    let mut admin = shop.client();
+    admin.token = Some(shop.admin());
+    put_product(&mut admin, "RL-1", r#"{"title": "Bürostuhl mit Armlehnen", "price": "89.00", "brand": "Acme", "category": "Büro/Sitzmöbel"}"#).await;
+    let mut client = shop.client();
+    let _ = shop
+        .search_until(&mut client, "/search?q=b%C3%BCrostuhl", |b| b["total"] == 1)
+        .await;
+    // English analysis: a compound's head alone finds nothing.
+    let head = client.send(Method::GET, "/search?q=stuhl", None, &[]).await;
+    assert_eq!(head.body["total"], 0, "{}", head.text);
+    drop((client, admin));
+    // The same data folder, now German: the index on disk is rebuilt from the log, not
+    // refused, and the head of the compound finds it.
+    let shop = shop
+        .restart_with(|c| c.search_locale = search::Locale::German)
+        .await;
+    let mut client = shop.client();
+    let found = shop
+        .search_until(&mut client, "/search?q=stuhl", |b| b["total"] == 1)
+        .await;
+    assert_eq!(found["hits"][0]["sku"], "RL-1", "{found}");
+}
+
 async fn put_product(admin: &mut harness::Client, sku: &str, body: &str) {
     let put = admin
         .send(
