@@ -25,7 +25,10 @@ try {
   // A typo still finds lanterns.
   await page.fill('#q', 'lanturn');
   await page.press('#q', 'Enter');
-  await page.waitForFunction(() => location.hash.includes('lanturn') && document.querySelectorAll('#results .hit').length > 0);
+  // Wait for this search's page (the count names the query), not the hash alone: the browse
+  // page's hits are still there until the answer is rendered.
+  await page.waitForFunction(() => (document.querySelector('#result-count')?.textContent || '').includes('lanturn') &&
+    document.querySelectorAll('#results .hit').length > 0);
   const titles = await page.$$eval('#results .hit .title', (els) => els.map((e) => e.textContent));
   assert.ok(titles.some((t) => /lantern/i.test(t)), `lanterns for "lanturn": ${titles}`);
   await page.screenshot({ path: `${out}/search.png`, fullPage: false });
