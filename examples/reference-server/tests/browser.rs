@@ -7,6 +7,10 @@
 
 #![allow(clippy::print_stderr, reason = "a skipped test says why")]
 
+#[path = "common/servers.rs"]
+#[allow(dead_code, reason = "the browser test needs only the fresh schema")]
+mod servers;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -32,27 +36,6 @@ fn get(port: u16, path: &str) -> Option<String> {
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     Some(out)
-}
-
-/// The schema the browser test's server uses when `DATABASE_URL` is set.
-const SCHEMA: &str = "reference_browser";
-
-/// Drops `schema` in the database at `url` if an earlier run left it.
-fn fresh_schema(url: &str, schema: &str) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    runtime.block_on(async {
-        let pool = sqlx::PgPool::connect(url).await.expect("PostgreSQL");
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
-        )))
-        .execute(&pool)
-        .await
-        .expect("drop the schema");
-        pool.close().await;
-    });
 }
 
 #[test]
@@ -85,8 +68,12 @@ fn a_shopper_searches_filters_buys_and_sees_the_order_in_chromium() {
     // broker lost) must not decide this one.
     let run = format!("{}-{port}", std::process::id());
     if let Ok(url) = std::env::var("DATABASE_URL") {
-        fresh_schema(&url, SCHEMA);
-        command.env("DATABASE_SCHEMA", SCHEMA);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let schema = runtime.block_on(servers::fresh_schema(&url, "browser"));
+        command.env("DATABASE_SCHEMA", schema);
     }
     command
         .env("REDIS_NAMESPACE", format!("browser-{run}"))

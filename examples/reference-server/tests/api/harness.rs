@@ -39,6 +39,19 @@ impl Shop {
         Shop { app, config }
     }
 
+    /// Polls `/readyz` as a probe would (every 100 ms, for up to 30 s) and asserts it turns 200.
+    pub(crate) async fn wait_ready(&self, client: &mut Client) {
+        let mut ready = client.send(Method::GET, "/readyz", None, &[]).await;
+        for _ in 0..300 {
+            if ready.status == StatusCode::OK {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            ready = client.send(Method::GET, "/readyz", None, &[]).await;
+        }
+        assert_eq!(ready.status, StatusCode::OK, "{}", ready.text);
+    }
+
     /// Stops the shop's background work and starts it again on the same data, as a restarted
     /// process would.
     pub(crate) async fn restart(self) -> Shop {

@@ -1292,15 +1292,7 @@ async fn the_shop_on_kafka_indexes_from_the_broker_and_resumes_after_a_restart()
         "the PostgreSQL log is not read"
     );
     // Ready (as a probe polls it) once the index has read every partition to its end at start.
-    let mut ready = client.send(Method::GET, "/readyz", None, &[]).await;
-    for _ in 0..300 {
-        if ready.status == StatusCode::OK {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        ready = client.send(Method::GET, "/readyz", None, &[]).await;
-    }
-    assert_eq!(ready.status, StatusCode::OK, "{}", ready.text);
+    shop.wait_ready(&mut client).await;
 
     // A price change reaches search through the broker.
     put_product(&mut admin, "KF-1", r#"{"title": "Quokka enamel teapot", "price": "9.50", "brand": "Acme", "category": "Kitchen/Tableware"}"#).await;
@@ -1368,15 +1360,7 @@ async fn a_new_index_on_a_broker_that_lost_its_topics_is_rebuilt_from_the_catalo
         })
         .await;
     let mut client = shop.client();
-    let mut ready = client.send(Method::GET, "/readyz", None, &[]).await;
-    for _ in 0..300 {
-        if ready.status == StatusCode::OK {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        ready = client.send(Method::GET, "/readyz", None, &[]).await;
-    }
-    assert_eq!(ready.status, StatusCode::OK, "{}", ready.text);
+    shop.wait_ready(&mut client).await;
     let found = client
         .send(Method::GET, "/search?q=quokka", None, &[])
         .await;
