@@ -19,7 +19,8 @@ use tantivy::query::TermQuery;
 use tantivy::schema::IndexRecordOption;
 use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{
-    DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term,
+    DocAddress, Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy, Searcher,
+    TantivyDocument, Term,
 };
 
 pub use writer::IndexWriterGuard;
@@ -159,6 +160,18 @@ impl std::fmt::Debug for SearchIndex {
     }
 }
 
+/// Bytes of stored documents compressed together. A hit decompresses its whole block, and a
+/// page's hits are scattered over the catalog: tantivy's 16 KiB default made reading a page of
+/// 24 hits a quarter of a query's time on the 1 M-product benchmark.
+const DOCSTORE_BLOCK_BYTES: usize = 4_096;
+
+fn index_settings() -> IndexSettings {
+    IndexSettings {
+        docstore_blocksize: DOCSTORE_BLOCK_BYTES,
+        ..IndexSettings::default()
+    }
+}
+
 impl SearchIndex {
     /// Creates (or, for a directory that holds one, reopens) a tenant's index.
     ///
@@ -170,7 +183,10 @@ impl SearchIndex {
         config.validate()?;
         let schema = schema::build_schema(&config.currencies);
         let index = match &storage {
-            Storage::Ram => Index::create_in_ram(schema),
+            Storage::Ram => Index::builder()
+                .schema(schema)
+                .settings(index_settings())
+                .create_in_ram()?,
             Storage::Dir(path) => {
                 std::fs::create_dir_all(path)?;
                 if path.join("meta.json").exists() {
@@ -191,7 +207,10 @@ impl SearchIndex {
                     }
                     index
                 } else {
-                    Index::create_in_dir(path, schema)?
+                    Index::builder()
+                        .schema(schema)
+                        .settings(index_settings())
+                        .create_in_dir(path)?
                 }
             }
         };

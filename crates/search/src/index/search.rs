@@ -8,11 +8,10 @@ use std::sync::Arc;
 use commerce_core::{Currency, Money, ProductId, Sku};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
-use tantivy::columnar::Column;
 use tantivy::query::{Query, TermQuery};
 use tantivy::schema::{IndexRecordOption, Value};
 use tantivy::snippet::SnippetGenerator;
-use tantivy::{DocAddress, Searcher, TantivyDocument, Term};
+use tantivy::{DocAddress, DocId, Searcher, TantivyDocument, Term};
 
 use super::SearchIndex;
 use super::facets::facets;
@@ -423,21 +422,14 @@ impl SearchIndex {
         let partial = |tier: u32| partial_below.is_some_and(|below| tier < below);
         let weights = &self.config.business;
         let depth = weights.rerank_depth.min(top.len());
-        let mut cols: HashMap<u32, SignalColumns> = HashMap::new();
+        let signals = read_signals(searcher, &top[..depth])?;
         let mut head = Vec::with_capacity(depth);
-        for (i, c) in top[..depth].iter().enumerate() {
+        for (i, (c, signals)) in top[..depth].iter().zip(signals).enumerate() {
             let (tier, relevance) = if browse {
                 (0, 1.0)
             } else {
                 query::split_score(c.key)
             };
-            let columns = match cols.entry(c.segment) {
-                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    e.insert(SignalColumns::open(searcher, c.segment)?)
-                }
-            };
-            let signals = columns.signals(c.doc);
             let boost = weights.boost(&signals);
             let features = Features::new(f64::from(relevance), boost, &signals);
             let score = match &self.config.reranker {
@@ -643,56 +635,49 @@ struct Ranked {
     features: Option<Features>,
 }
 
-/// A segment's business-signal columns, opened once per segment and query.
-struct SignalColumns {
-    popularity: Option<Column<u64>>,
-    sponsored: Option<Column<bool>>,
-    margin: Option<Column<i64>>,
-    pressure: Option<Column<u64>>,
-    rating: Option<Column<u64>>,
-    reviews: Option<Column<u64>>,
-    in_stock: Option<Column<u64>>,
-}
-
-impl SignalColumns {
-    fn open(searcher: &Searcher, segment: u32) -> Result<SignalColumns> {
-        let ff = searcher.segment_reader(segment).fast_fields();
-        Ok(SignalColumns {
-            popularity: ff.column_opt(col::POPULARITY)?,
-            sponsored: ff.column_opt(col::SPONSORED)?,
-            margin: ff.column_opt(col::MARGIN)?,
-            pressure: ff.column_opt(col::PRESSURE)?,
-            rating: ff.column_opt(col::RATING)?,
-            reviews: ff.column_opt(col::REVIEWS)?,
-            in_stock: ff.column_opt(col::IN_STOCK)?,
-        })
+/// The business signals of `candidates`, in their order. Each segment's columns are read for
+/// its candidates at once, in document order (a batched read, not one lookup per value).
+fn read_signals(searcher: &Searcher, candidates: &[Candidate]) -> Result<Vec<Signals>> {
+    let mut out = vec![Signals::default(); candidates.len()];
+    let mut by_segment: HashMap<u32, Vec<(DocId, usize)>> = HashMap::new();
+    for (i, c) in candidates.iter().enumerate() {
+        by_segment.entry(c.segment).or_default().push((c.doc, i));
     }
-
-    fn signals(&self, doc: u32) -> Signals {
-        Signals {
-            popularity: self
-                .popularity
-                .as_ref()
-                .and_then(|c| c.first(doc))
-                .unwrap_or(0),
-            sponsored: self
-                .sponsored
-                .as_ref()
-                .and_then(|c| c.first(doc))
-                .unwrap_or(false),
-            margin_bps: self.margin.as_ref().and_then(|c| c.first(doc)).unwrap_or(0),
-            stock_pressure_bps: self
-                .pressure
-                .as_ref()
-                .and_then(|c| c.first(doc))
-                .unwrap_or(0),
-            rating_centi: self.rating.as_ref().and_then(|c| c.first(doc)),
-            reviews: self
-                .reviews
-                .as_ref()
-                .and_then(|c| c.first(doc))
-                .unwrap_or(0),
-            in_stock: self.in_stock.as_ref().and_then(|c| c.first(doc)) == Some(STOCK_IN),
+    for (segment, mut docs) in by_segment {
+        docs.sort_unstable();
+        let ids: Vec<DocId> = docs.iter().map(|(d, _)| *d).collect();
+        let ff = searcher.segment_reader(segment).fast_fields();
+        let u64s = |name: &str| -> Result<Vec<Option<u64>>> {
+            let mut vals = vec![None; ids.len()];
+            if let Some(c) = ff.column_opt::<u64>(name)? {
+                c.first_vals(&ids, &mut vals);
+            }
+            Ok(vals)
+        };
+        let popularity = u64s(col::POPULARITY)?;
+        let pressure = u64s(col::PRESSURE)?;
+        let rating = u64s(col::RATING)?;
+        let reviews = u64s(col::REVIEWS)?;
+        let in_stock = u64s(col::IN_STOCK)?;
+        let mut margin = vec![None; ids.len()];
+        if let Some(c) = ff.column_opt::<i64>(col::MARGIN)? {
+            c.first_vals(&ids, &mut margin);
+        }
+        let mut sponsored = vec![None; ids.len()];
+        if let Some(c) = ff.column_opt::<bool>(col::SPONSORED)? {
+            c.first_vals(&ids, &mut sponsored);
+        }
+        for (k, (_, i)) in docs.iter().enumerate() {
+            out[*i] = Signals {
+                popularity: popularity[k].unwrap_or(0),
+                sponsored: sponsored[k].unwrap_or(false),
+                margin_bps: margin[k].unwrap_or(0),
+                stock_pressure_bps: pressure[k].unwrap_or(0),
+                rating_centi: rating[k],
+                reviews: reviews[k].unwrap_or(0),
+                in_stock: in_stock[k] == Some(STOCK_IN),
+            };
         }
     }
+    Ok(out)
 }
