@@ -71,6 +71,7 @@ pub mod ports;
 mod price;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod vector;
 
 pub use cached_catalog::{CacheStats, CachedCatalog};
 pub use catalog::{CategoryPath, Image, Product, ProductProjection, ProductSignals, ProductStatus};

@@ -15,6 +15,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use commerce_core::vector::dot;
 use commerce_core::{Sku, UserId};
 use pulp::{Arch, Simd, WithSimd};
 use rayon::prelude::*;
@@ -185,27 +186,6 @@ impl Csr {
 
 fn ix(i: u32) -> usize {
     usize::try_from(i).unwrap_or(usize::MAX)
-}
-
-/// Dot product in eight lanes, so the compiler vectorizes it (a plain float sum is
-/// sequential by IEEE rules).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (a.get(..n).unwrap_or(&[]), b.get(..n).unwrap_or(&[]));
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for ((s, &p), &q) in acc.iter_mut().zip(x).zip(y) {
-            *s += p * q;
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 /// SplitMix64: a tiny seeded generator for the initial factors.

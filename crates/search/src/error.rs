@@ -38,6 +38,10 @@ pub enum Error {
     /// A labelled relevance set could not be read.
     #[error("labelled set: {0}")]
     Labels(String),
+    /// The embedder could not turn text into vectors (its model is not loaded, its service is
+    /// down).
+    #[error("embedder: {0}")]
+    Embedder(String),
     /// The catalog port failed.
     #[error("catalog: {0}")]
     Catalog(#[from] PortError),
@@ -69,8 +73,8 @@ pub enum Error {
 
 impl Error {
     /// The kind of failure: a malformed request, product, model or label set is `Invalid`, an
-    /// unknown tenant `NotFound`, a tenant registered twice `Conflict`, tantivy and file-system
-    /// failures `Internal`; port failures (the catalog, the event log) keep their own kind.
+    /// unknown tenant `NotFound`, a tenant registered twice `Conflict`, an embedder that cannot
+    /// answer `Unavailable`, tantivy and file-system failures `Internal`; port failures (the catalog, the event log) keep their own kind.
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Invalid { .. }
@@ -79,6 +83,7 @@ impl Error {
             | Error::Model(_)
             | Error::Labels(_) => ErrorKind::Invalid,
             Error::UnknownTenant(_) => ErrorKind::NotFound,
+            Error::Embedder(_) => ErrorKind::Unavailable,
             Error::TenantExists(_) | Error::AnalysisChanged { .. } => ErrorKind::Conflict,
             Error::Catalog(e) | Error::Source(e) => e.kind,
             Error::Payload(_) | Error::Index(_) | Error::Io(_) => ErrorKind::Internal,

@@ -33,6 +33,7 @@ mod registry;
 mod relevance;
 mod request;
 mod schema;
+mod semantic;
 mod stale;
 mod stem;
 mod tokens;
@@ -61,6 +62,10 @@ pub use request::{
     ATTRIBUTE_FILTERS_MAX, FacetCount, FacetRequest, Facets, Filters, Hit, Matching,
     PAGE_LIMIT_MAX, PRICE_BUCKETS_MAX, Placement, PriceBucket, PriceRange, QUERY_CHARS_MAX,
     QUERY_TOKENS_MAX, RESULT_WINDOW_MAX, RatingBucket, SearchRequest, SearchResults,
+};
+pub use semantic::{
+    DIMS_RANGE, Embedder, HashingEmbedder, Neighbour, VectorIndex, conformance, cosine,
+    reciprocal_rank_fusion,
 };
 pub use stale::{Freshness, ReconcileReport, ValidatedHits, reconcile, validate_hits};
 

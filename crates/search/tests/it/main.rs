@@ -8,5 +8,6 @@ mod querying;
 mod ranking;
 mod ratings;
 mod relevance;
+mod semantic;
 mod stale;
 mod tenants;
