@@ -13,6 +13,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::hash::Hash;
 
 use commerce_core::ProductId;
+pub(crate) use commerce_core::vector::dot;
 
 use crate::{Error, Result};
 
@@ -149,25 +150,6 @@ fn normalize(v: &mut [f32]) {
             *x /= norm;
         }
     }
-}
-
-/// The dot product, summed in eight lanes (the compiler vectorizes it; a plain iterator sum
-/// is a serial chain of additions, about four times slower).
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            lanes[i] += x[i] * y[i];
-        }
-    }
-    lanes.iter().sum::<f32>() + tail
 }
 
 /// The cosine similarity of two vectors of one length (0 when either is zero or the lengths
