@@ -432,7 +432,7 @@ pub fn reciprocal_rank_fusion<K: Eq + Hash + Clone>(
     fused
 }
 
-/// Conformance cases every [`Embedder`] passes; run them with [`embedder_conformance!`].
+/// Conformance cases every [`Embedder`] passes; run them with [`crate::embedder_conformance!`].
 pub mod conformance {
     use super::{Embedder, dot};
 
