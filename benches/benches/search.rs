@@ -71,6 +71,13 @@ fn ms(d: Duration) -> f64 {
 fn request(text: &str) -> SearchRequest {
     let eur = |m: i64| Money::from_minor(m, Currency::EUR);
     let mut req = SearchRequest::new(text, Currency::EUR);
+    // SEARCH_BENCH_LIMIT: hits per page (default 10; the storefront asks for 24).
+    if let Some(limit) = std::env::var("SEARCH_BENCH_LIMIT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        req.limit = limit;
+    }
     req.facets = FacetRequest {
         brand: true,
         category: true,
@@ -158,7 +165,8 @@ fn main() {
         return;
     }
     let full = args.iter().any(|a| a == "--bench");
-    // SEARCH_BENCH_PRODUCTS and SEARCH_BENCH_PASSES resize a run (for profiling).
+    // SEARCH_BENCH_PRODUCTS and SEARCH_BENCH_PASSES resize a run (for profiling);
+    // SEARCH_BENCH_LIMIT sets the page size.
     let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
     let n: u64 = env("SEARCH_BENCH_PRODUCTS").unwrap_or(if full { 1_000_000 } else { 20_000 });
     if !full {
@@ -259,7 +267,8 @@ fn main() {
     lat.sort();
     let mean = lat.iter().sum::<Duration>() / lat.len() as u32;
     println!(
-        "top-10 + brand, category and price facets + count, {} WANDS queries, {query_threads} thread(s) per query: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, mean {:.2} ms ({} of {} found nothing)",
+        "top-{} + brand, category and price facets + count, {} WANDS queries, {query_threads} thread(s) per query: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, mean {:.2} ms ({} of {} found nothing)",
+        request("").limit,
         qs.len(),
         ms(percentile(&lat, 0.5)),
         ms(percentile(&lat, 0.99)),
