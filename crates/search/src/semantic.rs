@@ -9,7 +9,7 @@
 #![allow(clippy::float_arithmetic)]
 
 use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::hash::Hash;
 
 use commerce_core::ProductId;
@@ -335,10 +335,10 @@ impl VectorIndex {
         self.check(query)?;
         let mut q = query.to_vec();
         normalize(&mut q);
-        let mut heap: BinaryHeap<Worst> = BinaryHeap::with_capacity(k.saturating_add(1));
         if k == 0 {
             return Ok(Vec::new());
         }
+        let mut heap: BinaryHeap<Worst> = BinaryHeap::with_capacity(k.saturating_add(1));
         for (slot, id) in self.ids.iter().enumerate() {
             let Some(id) = id else { continue };
             let similarity = dot(&q, &self.data[slot * self.dims..(slot + 1) * self.dims]);
@@ -405,11 +405,11 @@ pub fn reciprocal_rank_fusion<K: Eq + Hash + Clone>(
     let mut fused: Vec<(K, f64)> = Vec::new();
     let mut at: HashMap<K, usize> = HashMap::new();
     for (list, weight) in lists {
-        let mut seen: HashMap<&K, ()> = HashMap::new();
+        let mut seen: HashSet<&K> = HashSet::new();
         let mut rank = 0usize;
         let mut prev: Option<f32> = None;
         for (i, (item, score)) in list.iter().enumerate() {
-            if seen.insert(item, ()).is_some() {
+            if !seen.insert(item) {
                 continue;
             }
             if prev.is_none_or(|p| p.total_cmp(score) != Ordering::Equal) {

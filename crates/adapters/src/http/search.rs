@@ -2,14 +2,13 @@
 
 use std::sync::Arc;
 
-use tokio::sync::Semaphore;
-
 use axum::Json;
 use axum::extract::State;
 use commerce_core::{CategoryPath, Currency, ErrorKind, Money};
 use rust_decimal::Decimal;
 use search::{SearchIndex, SearchRequest};
 use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
