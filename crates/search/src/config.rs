@@ -7,6 +7,7 @@ use std::sync::Arc;
 use commerce_core::{Currency, Sku};
 
 use crate::rank::{BusinessWeights, Reranker};
+use crate::semantic::Embedder;
 use crate::{Error, Result};
 
 /// A tenant of the search engine: one merchant, or one merchant's locale. Each tenant has its
@@ -238,6 +239,17 @@ pub struct TenantConfig {
     pub business: BusinessWeights,
     /// An optional learned re-ranker applied after the business blend.
     pub reranker: Option<Arc<dyn Reranker>>,
+    /// The embedder that gives each product (at commit) and each semantic query a vector:
+    /// with one, [`crate::Semantic`] requests and [`crate::SearchIndex::similar`] work; without,
+    /// they are refused. Vectors are stored with their documents and survive a reopen; an
+    /// index opened with another model (or with products indexed before it had one) embeds
+    /// those products again as it opens.
+    pub embedder: Option<Arc<dyn Embedder>>,
+    /// Least cosine similarity a product found by its vector must have to the query (or, for
+    /// [`crate::SearchIndex::similar`], to the product): nearest is not near enough when it
+    /// is unrelated. 0 by default (anything pointing the query's way); a language model
+    /// such as all-MiniLM-L6-v2 puts unrelated texts at 0.0–0.2 and paraphrases above 0.5.
+    pub min_similarity: f32,
     /// A query word found (as typed) in at least this many products' titles and keywords is
     /// taken as typed correctly: it matches exactly only. Rarer words, and words the catalog
     /// lacks, also match through typos and, for the last word, as a prefix. Common words then
@@ -265,6 +277,11 @@ impl fmt::Debug for TenantConfig {
             .field("merch_rules", &self.merch.rules.len())
             .field("business", &self.business)
             .field("reranker", &self.reranker.is_some())
+            .field(
+                "embedder",
+                &self.embedder.as_ref().map(|e| e.model().to_owned()),
+            )
+            .field("min_similarity", &self.min_similarity)
             .field("loose_match_below", &self.loose_match_below)
             .field("query_threads", &self.query_threads)
             .field("writer_threads", &self.writer_threads)
@@ -288,6 +305,8 @@ impl TenantConfig {
             merch: MerchRules::default(),
             business: BusinessWeights::default(),
             reranker: None,
+            embedder: None,
+            min_similarity: 0.0,
             loose_match_below: 20,
             query_threads: 1,
             writer_threads: 1,
@@ -310,6 +329,9 @@ impl TenantConfig {
                 "config.writer_memory_bytes",
                 "at least 15 MB per thread",
             ));
+        }
+        if !(-1.0..1.0).contains(&self.min_similarity) {
+            return Err(Error::invalid("config.min_similarity", "-1 to below 1"));
         }
         self.business.validate()
     }

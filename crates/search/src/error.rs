@@ -18,6 +18,9 @@ pub enum Error {
     /// No index is registered for this tenant.
     #[error("unknown tenant {0:?}")]
     UnknownTenant(String),
+    /// The index holds no searchable product with this SKU.
+    #[error("no searchable product with SKU {0:?}")]
+    UnknownProduct(String),
     /// A tenant with this id is already registered.
     #[error("tenant {0:?} already exists")]
     TenantExists(String),
@@ -73,7 +76,7 @@ pub enum Error {
 
 impl Error {
     /// The kind of failure: a malformed request, product, model or label set is `Invalid`, an
-    /// unknown tenant `NotFound`, a tenant registered twice `Conflict`, an embedder that cannot
+    /// unknown tenant or product `NotFound`, a tenant registered twice `Conflict`, an embedder that cannot
     /// answer `Unavailable`, tantivy and file-system failures `Internal`; port failures (the catalog, the event log) keep their own kind.
     pub fn kind(&self) -> ErrorKind {
         match self {
@@ -82,7 +85,7 @@ impl Error {
             | Error::Unindexable { .. }
             | Error::Model(_)
             | Error::Labels(_) => ErrorKind::Invalid,
-            Error::UnknownTenant(_) => ErrorKind::NotFound,
+            Error::UnknownTenant(_) | Error::UnknownProduct(_) => ErrorKind::NotFound,
             Error::Embedder(_) => ErrorKind::Unavailable,
             Error::TenantExists(_) | Error::AnalysisChanged { .. } => ErrorKind::Conflict,
             Error::Catalog(e) | Error::Source(e) => e.kind,
@@ -96,6 +99,7 @@ impl Error {
             Error::Invalid { field, .. } => Some(field),
             Error::CurrencyNotIndexed(_) => Some("currency"),
             Error::UnknownTenant(_) | Error::TenantExists(_) => Some("tenant"),
+            Error::UnknownProduct(_) => Some("sku"),
             Error::Catalog(e) | Error::Source(e) => e.field.as_deref(),
             _ => None,
         }

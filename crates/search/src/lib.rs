@@ -61,7 +61,7 @@ pub use relevance::{
 pub use request::{
     ATTRIBUTE_FILTERS_MAX, FacetCount, FacetRequest, Facets, Filters, Hit, Matching,
     PAGE_LIMIT_MAX, PRICE_BUCKETS_MAX, Placement, PriceBucket, PriceRange, QUERY_CHARS_MAX,
-    QUERY_TOKENS_MAX, RESULT_WINDOW_MAX, RatingBucket, SearchRequest, SearchResults,
+    QUERY_TOKENS_MAX, RESULT_WINDOW_MAX, RatingBucket, SearchRequest, SearchResults, Semantic,
 };
 pub use semantic::{
     DIMS_RANGE, Embedder, HashingEmbedder, Neighbour, VectorIndex, conformance, cosine,

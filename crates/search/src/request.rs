@@ -99,6 +99,23 @@ pub enum Matching {
     Any,
 }
 
+/// Whether meaning, not only words, ranks the results. Needs an index with an embedder
+/// ([`crate::TenantConfig::embedder`]); an index without one refuses the request as invalid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Semantic {
+    /// Words only: the keyword ranking (BM25F, tiers, business signals).
+    #[default]
+    Off,
+    /// The keyword ranking and the products nearest the query's vector, fused by reciprocal
+    /// rank (k = 60, equal weights): a product both rank well comes first, and products that
+    /// hold none of the words but mean the same (`couch` for `sofa`) join the page. Filters
+    /// apply to both; `total` and the facets count the keyword matches.
+    Hybrid,
+    /// Only the products nearest the query's vector, most similar first, filters honoured.
+    Vector,
+}
+
 /// A search.
 ///
 /// ```
@@ -128,6 +145,9 @@ pub struct SearchRequest {
     /// Every word or any word.
     #[serde(default)]
     pub matching: Matching,
+    /// Words only, or fused with the nearest products by meaning.
+    #[serde(default)]
+    pub semantic: Semantic,
 }
 
 impl SearchRequest {
@@ -142,6 +162,7 @@ impl SearchRequest {
             limit: 10,
             highlight: false,
             matching: Matching::All,
+            semantic: Semantic::Off,
         }
     }
 
@@ -299,6 +320,10 @@ pub struct Hit {
     /// partial matches fill the page below those that do (see [`Matching::All`]).
     #[serde(default)]
     pub partial: bool,
+    /// Cosine similarity of the product's vector to the query's (−1 to 1), for semantic
+    /// requests when the product was among the nearest ([`Semantic`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub similarity: Option<f32>,
     /// The title with query words in `<b>`, HTML-escaped, when highlighting was asked for.
     pub title_snippet: Option<String>,
     /// A fragment of the description with query words in `<b>`, when highlighting was asked for.

@@ -134,6 +134,9 @@ pub(crate) struct Fields {
     pub(crate) status: Field,
     pub(crate) version: Field,
     pub(crate) projection: Field,
+    /// The product's vector (little-endian `f32`s) when the index has an embedder; absent from
+    /// indexes created before vectors were stored.
+    pub(crate) embedding: Option<Field>,
     pub(crate) prices: BTreeMap<Currency, Field>,
 }
 
@@ -154,6 +157,50 @@ pub(crate) mod col {
     pub(crate) const VERSION: &str = "version";
     pub(crate) const STATUS: &str = "status";
 }
+
+/// The stored field holding a product's vector.
+pub(crate) const EMBEDDING: &str = "embedding";
+
+/// A vector as stored: its numbers as little-endian bytes.
+pub(crate) fn vector_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// A stored vector back to numbers; `None` when the bytes are not whole numbers.
+pub(crate) fn vector_from_bytes(bytes: &[u8]) -> Option<Vec<f32>> {
+    let chunks = bytes.chunks_exact(4);
+    if !chunks.remainder().is_empty() {
+        return None;
+    }
+    Some(
+        chunks
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+    )
+}
+
+/// The text a product's vector is made from: title, brand, category and the start of the
+/// description (embedding models read a few hundred words at most).
+pub(crate) fn embedding_text(p: &ProductProjection) -> String {
+    let mut text = p.title.clone();
+    if let Some(brand) = &p.brand {
+        text.push_str(". ");
+        text.push_str(brand);
+    }
+    let category = p.category.segments().join(" ");
+    if !category.is_empty() {
+        text.push_str(". ");
+        text.push_str(&category);
+    }
+    if !p.description.is_empty() {
+        text.push_str(". ");
+        text.extend(p.description.chars().take(EMBEDDING_DESCRIPTION_CHARS));
+    }
+    text
+}
+
+/// Characters of the description a product's vector reads.
+const EMBEDDING_DESCRIPTION_CHARS: usize = 600;
 
 /// The name of the price column for a currency.
 pub(crate) fn price_column(currency: Currency) -> String {
@@ -190,6 +237,7 @@ pub(crate) fn build_schema(currencies: &[Currency]) -> Schema {
     b.add_u64_field(col::PRESSURE, FAST);
     b.add_u64_field(col::IN_STOCK, FAST);
     b.add_bytes_field("projection", STORED);
+    b.add_bytes_field(EMBEDDING, STORED);
     for c in currencies {
         b.add_u64_field(&price_column(*c), FAST);
     }
@@ -234,6 +282,7 @@ impl Fields {
             status: f(col::STATUS)?,
             version: f(col::VERSION)?,
             projection: f("projection")?,
+            embedding: schema.get_field(EMBEDDING).ok(),
             prices,
         })
     }

@@ -9,14 +9,14 @@ mod writer;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use commerce_core::{Currency, ProductId, ProductProjection};
 use tantivy::collector::DocSetCollector;
 use tantivy::columnar::Column;
 use tantivy::indexer::LogMergePolicy;
 use tantivy::query::TermQuery;
-use tantivy::schema::IndexRecordOption;
+use tantivy::schema::{IndexRecordOption, Value};
 use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{
     DocAddress, Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy, Searcher,
@@ -28,6 +28,7 @@ pub use writer::IndexWriterGuard;
 use crate::config::{Locale, TenantConfig, TenantId};
 use crate::query::{self, AnalyzedSynonyms};
 use crate::schema::{self, Fields, RatingState, TEXT_ANALYZER, col};
+use crate::semantic::VectorIndex;
 use crate::vocab::Vocab;
 use crate::{Error, Result, lock};
 
@@ -96,6 +97,10 @@ pub(crate) struct Payload {
     /// every index was English).
     #[serde(default)]
     pub(crate) locale: String,
+    /// The model the stored vectors come from ([`crate::Embedder::model`]); empty when the
+    /// index has stored none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub(crate) embedding_model: String,
 }
 
 /// One tenant's product index.
@@ -149,6 +154,8 @@ pub struct SearchIndex {
     /// nothing for this index (not durable: a restart reads them again, harmlessly).
     read_through: std::sync::atomic::AtomicU64,
     vocab: Mutex<Option<Arc<Vocab>>>,
+    /// The products' vectors, when the config has an embedder: as of the last commit.
+    vectors: Option<RwLock<VectorIndex>>,
 }
 
 impl std::fmt::Debug for SearchIndex {
@@ -276,7 +283,11 @@ impl SearchIndex {
                 .collect();
             synonyms.entry(key.clone()).or_default().extend(alts);
         }
-        Ok(SearchIndex {
+        let vectors = match &config.embedder {
+            Some(e) => Some(RwLock::new(VectorIndex::new(e.dims())?)),
+            None => None,
+        };
+        let index = SearchIndex {
             tenant,
             config,
             fields,
@@ -290,7 +301,89 @@ impl SearchIndex {
             position: Mutex::new(position),
             read_through: std::sync::atomic::AtomicU64::new(0),
             vocab: Mutex::new(None),
-        })
+            vectors,
+        };
+        index.load_vectors()?;
+        Ok(index)
+    }
+
+    /// Loads the stored vectors of the live products into memory, and embeds again (in one
+    /// commit) the products stored without a vector of the embedder's model: indexed before
+    /// the index had an embedder, or by another model.
+    fn load_vectors(&self) -> Result<()> {
+        let (Some(embedder), Some(vectors)) = (&self.config.embedder, &self.vectors) else {
+            return Ok(());
+        };
+        if self.fields.embedding.is_none() {
+            return Err(Error::invalid(
+                "config.embedder",
+                "this index was created before vectors were stored; rebuild it to search by meaning",
+            ));
+        }
+        let same_model = self.position().embedding_model == embedder.model();
+        let searcher = self.reader.searcher();
+        let mut stale: Vec<(ProductProjection, u64)> = Vec::new();
+        {
+            let mut held = vectors
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for (ord, seg) in searcher.segment_readers().iter().enumerate() {
+                let status = seg.fast_fields().str(col::STATUS)?;
+                let active = match &status {
+                    Some(c) => c.dictionary().term_ord(schema::STATUS_ACTIVE.as_bytes())?,
+                    None => None,
+                };
+                let rating_seq = seg.fast_fields().u64(col::RATING_SEQ)?;
+                for doc in seg.doc_ids_alive() {
+                    if active.is_none()
+                        || status.as_ref().and_then(|c| c.ords().first(doc)) != active
+                    {
+                        continue;
+                    }
+                    let addr = DocAddress::new(u32::try_from(ord).unwrap_or(u32::MAX), doc);
+                    let stored: TantivyDocument = searcher.doc(addr)?;
+                    let Some(p) = self.fields.stored_projection(&stored)? else {
+                        continue;
+                    };
+                    let vector = self
+                        .fields
+                        .embedding
+                        .and_then(|f| stored.get_first(f))
+                        .and_then(|v| v.as_bytes())
+                        .and_then(schema::vector_from_bytes);
+                    match vector {
+                        // Embedded, and its text had no direction: it keeps no vector.
+                        Some(v) if same_model && v.is_empty() => {}
+                        Some(v) if same_model && v.len() == embedder.dims() => {
+                            let _ = held.upsert(p.product_id.clone(), &v);
+                        }
+                        _ => stale.push((p, rating_seq.first(doc).unwrap_or(0))),
+                    }
+                }
+            }
+        }
+        if stale.is_empty() {
+            return Ok(());
+        }
+        let mut writer = self.writer();
+        for (p, seq) in &stale {
+            writer.upsert_rated(p, *seq)?;
+        }
+        writer.commit(None)
+    }
+
+    /// The vectors, read-locked; `None` without an embedder.
+    pub(crate) fn vectors(&self) -> Option<std::sync::RwLockReadGuard<'_, VectorIndex>> {
+        self.vectors
+            .as_ref()
+            .map(|v| v.read().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// The vectors, write-locked; `None` without an embedder.
+    pub(crate) fn vectors_mut(&self) -> Option<std::sync::RwLockWriteGuard<'_, VectorIndex>> {
+        self.vectors
+            .as_ref()
+            .map(|v| v.write().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
     /// The tenant.

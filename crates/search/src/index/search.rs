@@ -8,7 +8,7 @@ use std::sync::Arc;
 use commerce_core::{Currency, Money, ProductId, Sku};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
-use tantivy::query::{Query, TermQuery};
+use tantivy::query::{BooleanQuery, Occur, Query, TermQuery, TermSetQuery};
 use tantivy::schema::{IndexRecordOption, Value};
 use tantivy::snippet::SnippetGenerator;
 use tantivy::{DocAddress, DocId, Searcher, TantivyDocument, Term};
@@ -19,8 +19,9 @@ use crate::collect::{Candidate, Fruit, Plan, PlanCollector};
 use crate::config::MerchRule;
 use crate::query::{self, Mode, Words};
 use crate::rank::{Features, Signals};
-use crate::request::{Hit, Matching, Placement, SearchRequest, SearchResults};
+use crate::request::{Hit, Matching, Placement, SearchRequest, SearchResults, Semantic};
 use crate::schema::{self, ATTR_SEP, STOCK_IN, col};
+use crate::semantic::{Neighbour, reciprocal_rank_fusion};
 use crate::vocab::Vocab;
 use crate::{Error, Result};
 
@@ -95,19 +96,259 @@ impl SearchIndex {
         let extra = rule.map_or(0, |r| r.hides.len() + r.pins.len());
         let keep = (req.offset + req.limit + extra).max(self.config.business.rerank_depth);
         let vocab = self.vocab(&searcher)?;
+        let query_vector = self.query_vector(req)?;
+        let window = req.offset + req.limit + extra;
+        if req.semantic == Semantic::Vector
+            && let Some(v) = &query_vector
+        {
+            let near = self.nearest_passing(&searcher, &vocab, req, v, window, None)?;
+            let mut ranked: Vec<Ranked> = near.iter().map(|(a, s)| Ranked::near(*a, *s)).collect();
+            if let Some(rule) = rule {
+                self.apply_merch_rule(&searcher, &vocab, req, rule, &mut ranked)?;
+            }
+            let hits = self.page_hits(&searcher, req, &ranked, None)?;
+            return Ok(SearchResults {
+                hits,
+                total: near.len() as u64,
+                facets: crate::request::Facets::default(),
+                relaxed: false,
+            });
+        }
         let plan = Arc::new(self.plan(Arc::clone(&vocab), req, keep, browse));
         let matched = self.match_text(&searcher, req, &words, &plan)?;
         let mut ranked =
             self.rerank(&searcher, &matched.fruit.top, browse, matched.partial_below)?;
+        let mut total = matched.fruit.total;
+        if let Some(v) = &query_vector {
+            let near = self.nearest_passing(&searcher, &vocab, req, v, window, None)?;
+            let before = ranked.len();
+            ranked = fuse(ranked, &near);
+            total += (ranked.len() - before) as u64;
+        }
         if let Some(rule) = rule {
             self.apply_merch_rule(&searcher, &vocab, req, rule, &mut ranked)?;
         }
         let hits = self.page_hits(&searcher, req, &ranked, matched.text_query.as_deref())?;
         Ok(SearchResults {
             hits,
-            total: matched.fruit.total,
+            total,
             facets: facets(&vocab, req, &matched.fruit),
             relaxed: matched.relaxed,
+        })
+    }
+
+    /// The vector of a semantic request's text; `None` for a words-only request, an empty
+    /// text (browsing) or a text whose vector has no direction.
+    fn query_vector(&self, req: &SearchRequest) -> Result<Option<Vec<f32>>> {
+        if req.semantic == Semantic::Off {
+            return Ok(None);
+        }
+        let Some(embedder) = &self.config.embedder else {
+            return Err(Error::invalid(
+                "semantic",
+                "this index has no embedder (TenantConfig::embedder)",
+            ));
+        };
+        if req.text.trim().is_empty() {
+            return Ok(None);
+        }
+        let mut v = embedder.embed(&[req.text.as_str()])?;
+        let v = v.pop().unwrap_or_default();
+        if v.len() != embedder.dims() || !v.iter().all(|x| x.is_finite()) {
+            return Err(Error::Embedder(format!(
+                "{} answered a malformed vector",
+                embedder.model()
+            )));
+        }
+        Ok(v.iter().any(|x| *x != 0.0).then_some(v))
+    }
+
+    /// The `need` products nearest `query` that pass `req`'s filters (best first, with their
+    /// similarity), `exclude` left out. The vectors are scanned for more candidates than
+    /// needed, the candidates checked against the filters in one query, and the scan widened
+    /// while too few pass and more remain.
+    fn nearest_passing(
+        &self,
+        searcher: &Searcher,
+        vocab: &Arc<Vocab>,
+        req: &SearchRequest,
+        query: &[f32],
+        need: usize,
+        exclude: Option<&ProductId>,
+    ) -> Result<Vec<(DocAddress, f32)>> {
+        let Some(held) = self.vectors() else {
+            return Err(Error::invalid(
+                "semantic",
+                "this index has no embedder (TenantConfig::embedder)",
+            ));
+        };
+        let mut k = need.saturating_mul(2).max(NEAREST_SCAN_MIN);
+        loop {
+            let mut near = held.nearest(query, k, |id| Some(id) != exclude)?;
+            let exhausted = near.len() < k || k >= held.len();
+            // Best first: once one is too far, so are the rest.
+            let close = near
+                .iter()
+                .take_while(|n| n.similarity > self.config.min_similarity)
+                .count();
+            let exhausted = exhausted || close < near.len();
+            near.truncate(close);
+            let passing = self.passing_addresses(searcher, vocab, req, &near)?;
+            let out: Vec<(DocAddress, f32)> = near
+                .iter()
+                .filter_map(|n| passing.get(&n.product_id).map(|a| (*a, n.similarity)))
+                .take(need)
+                .collect();
+            if out.len() >= need || exhausted {
+                return Ok(out);
+            }
+            k = k.saturating_mul(8).min(held.len());
+        }
+    }
+
+    /// Where each of `near`'s products is, for those active and passing `req`'s filters.
+    fn passing_addresses(
+        &self,
+        searcher: &Searcher,
+        vocab: &Arc<Vocab>,
+        req: &SearchRequest,
+        near: &[Neighbour],
+    ) -> Result<HashMap<ProductId, DocAddress>> {
+        if near.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut plan = self.plan(Arc::clone(vocab), req, near.len(), true);
+        plan.no_facets = true;
+        let ids = TermSetQuery::new(
+            near.iter()
+                .map(|n| Term::from_field_text(self.fields.product_id, n.product_id.as_str())),
+        );
+        let q = BooleanQuery::new(vec![
+            (Occur::Must, Box::new(ids) as Box<dyn Query>),
+            (Occur::Must, Box::new(self.active_query())),
+        ]);
+        let fruit = searcher.search(
+            &q,
+            &PlanCollector {
+                plan: Arc::new(plan),
+            },
+        )?;
+        let mut out = HashMap::with_capacity(fruit.top.len());
+        let mut text = String::new();
+        for c in &fruit.top {
+            let column = searcher
+                .segment_reader(c.segment)
+                .fast_fields()
+                .str(col::PRODUCT_ID)?;
+            let Some(ord) = column.as_ref().and_then(|col| col.ords().first(c.doc)) else {
+                continue;
+            };
+            text.clear();
+            if column
+                .as_ref()
+                .is_some_and(|col| col.ord_to_str(ord, &mut text).unwrap_or(false))
+                && let Ok(id) = ProductId::new(&text)
+            {
+                out.insert(id, DocAddress::new(c.segment, c.doc));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The products nearest the product with `sku` by meaning, most similar first, that pass
+    /// `req`'s filters; `req` gives the currency, filters, merchandising-free page (`offset`,
+    /// `limit`) and highlighting is not applied; its text is not used. An index has a product's
+    /// vector once the commit that indexed it returns.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use commerce_core::{CategoryPath, Currency, Money, PriceTable, ProductId,
+    ///     ProductProjection, ProductSignals, ProductStatus, Sku};
+    /// use search::{HashingEmbedder, SearchIndex, SearchRequest, Storage, TenantConfig, TenantId};
+    ///
+    /// let mut config = TenantConfig::new(&[Currency::EUR]);
+    /// config.embedder = Some(Arc::new(HashingEmbedder::new(256)?));
+    /// let index = SearchIndex::create(TenantId::new("shop")?, config, Storage::Ram)?;
+    /// let product = |sku: &str, title: &str| ProductProjection {
+    ///     sku: Sku::new(sku).unwrap(),
+    ///     product_id: ProductId::new(sku).unwrap(),
+    ///     title: title.into(),
+    ///     description: String::new(),
+    ///     brand: None,
+    ///     category: CategoryPath::parse("Home").unwrap(),
+    ///     attributes: Default::default(),
+    ///     prices: PriceTable::single(Money::from_minor(1000, Currency::EUR)),
+    ///     primary_image: None,
+    ///     status: ProductStatus::Active,
+    ///     version: 1,
+    ///     signals: ProductSignals::default(),
+    ///     in_stock: Some(true),
+    /// };
+    /// let mut writer = index.writer();
+    /// writer.upsert(&product("SOFA-1", "Red velvet sofa"))?;
+    /// writer.upsert(&product("SOFA-2", "Velvet sofa, green"))?;
+    /// writer.upsert(&product("DRILL-1", "Cordless drill"))?;
+    /// writer.commit(None)?;
+    ///
+    /// let req = SearchRequest::new("", Currency::EUR);
+    /// let similar = index.similar(&Sku::new("SOFA-1")?, &req)?;
+    /// assert_eq!(similar.hits[0].sku.as_str(), "SOFA-2");
+    /// assert!(similar.hits.iter().all(|h| h.sku.as_str() != "SOFA-1"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for an index without an embedder or a request out of bounds,
+    /// [`Error::UnknownProduct`] when no searchable product has `sku`,
+    /// [`Error::CurrencyNotIndexed`], [`Error::Index`] as for [`SearchIndex::search`].
+    pub fn similar(&self, sku: &Sku, req: &SearchRequest) -> Result<SearchResults> {
+        req.validate()?;
+        if !self.fields.prices.contains_key(&req.currency) {
+            return Err(Error::CurrencyNotIndexed(req.currency.to_string()));
+        }
+        let searcher = self.reader.searcher();
+        let Some(addr) = self.address_of(&searcher, self.fields.sku, sku.as_str())? else {
+            return Err(Error::UnknownProduct(sku.as_str().to_owned()));
+        };
+        let doc: TantivyDocument = searcher.doc(addr)?;
+        let Some(id) = doc
+            .get_first(self.fields.product_id)
+            .and_then(|v| v.as_str())
+            .and_then(|t| ProductId::new(t).ok())
+        else {
+            return Err(Error::UnknownProduct(sku.as_str().to_owned()));
+        };
+        let vector = {
+            let Some(held) = self.vectors() else {
+                return Err(Error::invalid(
+                    "semantic",
+                    "this index has no embedder (TenantConfig::embedder)",
+                ));
+            };
+            held.get(&id).map(<[f32]>::to_vec)
+        };
+        let Some(vector) = vector else {
+            return Ok(SearchResults {
+                hits: Vec::new(),
+                total: 0,
+                facets: crate::request::Facets::default(),
+                relaxed: false,
+            });
+        };
+        let vocab = self.vocab(&searcher)?;
+        let window = req.offset + req.limit;
+        let near = self.nearest_passing(&searcher, &vocab, req, &vector, window, Some(&id))?;
+        let ranked: Vec<Ranked> = near.iter().map(|(a, s)| Ranked::near(*a, *s)).collect();
+        let page = SearchRequest {
+            highlight: false,
+            ..req.clone()
+        };
+        let hits = self.page_hits(&searcher, &page, &ranked, None)?;
+        Ok(SearchResults {
+            hits,
+            total: near.len() as u64,
+            facets: crate::request::Facets::default(),
+            relaxed: false,
         })
     }
 
@@ -452,6 +693,7 @@ impl SearchIndex {
                 placement: Placement::Ranked,
                 partial: !browse && partial(tier),
                 features: Some(features),
+                similarity: None,
             })
             .collect();
         out.extend(top[depth..].iter().map(|c| {
@@ -462,6 +704,7 @@ impl SearchIndex {
                 placement: Placement::Ranked,
                 partial: !browse && partial(tier),
                 features: None,
+                similarity: None,
             }
         }));
         Ok(out)
@@ -502,6 +745,7 @@ impl SearchIndex {
                     placement: Placement::Pinned,
                     partial: false,
                     features: None,
+                    similarity: None,
                 },
             };
             let at = (*pos).min(ranked.len());
@@ -618,6 +862,7 @@ impl SearchIndex {
             relevance: r.relevance,
             placement: r.placement,
             partial: r.partial,
+            similarity: r.similarity,
             title_snippet,
             description_snippet,
             features: r.features,
@@ -633,6 +878,59 @@ struct Ranked {
     /// Misses some of the query's words.
     partial: bool,
     features: Option<Features>,
+    /// How close its vector is to the query's, when it was among the nearest.
+    similarity: Option<f32>,
+}
+
+impl Ranked {
+    /// A product found by its vector alone.
+    fn near(addr: DocAddress, similarity: f32) -> Ranked {
+        Ranked {
+            addr,
+            relevance: 0.0,
+            placement: Placement::Ranked,
+            partial: false,
+            features: None,
+            similarity: Some(similarity),
+        }
+    }
+}
+
+/// Fewest vectors a semantic request scans for candidates before checking filters.
+const NEAREST_SCAN_MIN: usize = 64;
+
+/// Reciprocal rank fusion constant (the paper's 60): how much a first place outweighs later ones.
+const RRF_K: f64 = 60.0;
+
+/// The keyword ranking fused with the vector ranking by reciprocal rank. A product found only
+/// by its vector misses the query's words: it is marked partial.
+fn fuse(keyword: Vec<Ranked>, near: &[(DocAddress, f32)]) -> Vec<Ranked> {
+    // The keyword order is the ranking (tiers, then business signals): its position is the
+    // score, so no two share a rank.
+    let n = keyword.len();
+    #[allow(clippy::cast_precision_loss, reason = "positions far below 2^24")]
+    let by_position: Vec<(DocAddress, f32)> = keyword
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.addr, (n - i) as f32))
+        .collect();
+    let fused = reciprocal_rank_fusion(&[(&by_position[..], 1.0), (near, 1.0)], RRF_K);
+    let similarity: HashMap<DocAddress, f32> = near.iter().copied().collect();
+    let mut entries: HashMap<DocAddress, Ranked> =
+        keyword.into_iter().map(|r| (r.addr, r)).collect();
+    fused
+        .into_iter()
+        .map(|(addr, _)| {
+            let s = similarity.get(&addr).copied();
+            match entries.remove(&addr) {
+                Some(r) => Ranked { similarity: s, ..r },
+                None => Ranked {
+                    partial: true,
+                    ..Ranked::near(addr, s.unwrap_or(0.0))
+                },
+            }
+        })
+        .collect()
 }
 
 /// The business signals of `candidates`, in their order. Each segment's columns are read for

@@ -1,7 +1,7 @@
 //! The index's single writer: stages upserts, retirements and deletes, then commits them whole
 //! with the change-log offset they reach, or rolls them back.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::MutexGuard;
 
 use commerce_core::{ProductId, ProductProjection, ProductStatus};
@@ -19,6 +19,9 @@ impl SearchIndex {
             index: self,
             writer: lock(&self.writer),
             staged: HashSet::new(),
+            pending: Vec::new(),
+            pending_at: HashMap::new(),
+            unvectored: HashSet::new(),
             committed_empty: self.reader.searcher().segment_readers().is_empty(),
             committed: false,
         }
@@ -32,11 +35,28 @@ pub struct IndexWriterGuard<'a> {
     writer: MutexGuard<'a, Option<IndexWriter>>,
     /// Products added in this batch (so a second upsert replaces the first).
     staged: HashSet<ProductId>,
+    /// With an embedder: active products' documents waiting for their vectors, which are
+    /// computed in batches at the commit (`None`: replaced or removed later in the batch).
+    pending: Vec<Option<Pending>>,
+    /// Where each product's pending document is in `pending`.
+    pending_at: HashMap<ProductId, usize>,
+    /// Products this batch retired, deleted or left without a vector.
+    unvectored: HashSet<ProductId>,
     /// The committed index held no segment when the guard was taken (a bulk load): nothing to
     /// delete but what this batch added.
     committed_empty: bool,
     committed: bool,
 }
+
+/// An active product's document and the text its vector is made from.
+struct Pending {
+    id: ProductId,
+    doc: TantivyDocument,
+    text: String,
+}
+
+/// Texts embedded per call at a commit.
+const EMBED_BATCH: usize = 64;
 
 impl std::fmt::Debug for IndexWriterGuard<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -81,19 +101,43 @@ impl IndexWriterGuard<'_> {
             return self.retire_rated(&p.product_id, p.version, &rating);
         }
         let doc = self.index.fields.document(p, rating_seq)?;
+        if self.index.config.embedder.is_some() {
+            self.remove_staged(&p.product_id)?;
+            self.pending_at
+                .insert(p.product_id.clone(), self.pending.len());
+            self.pending.push(Some(Pending {
+                id: p.product_id.clone(),
+                doc,
+                text: crate::schema::embedding_text(p),
+            }));
+            return Ok(());
+        }
         self.replace_with(&p.product_id, doc)
     }
 
-    /// Removes what the index (or this batch) holds of `id`, then adds `doc`. A delete is only
-    /// queued when there may be something to delete: tantivy keeps every queued delete until
-    /// the commit, and for a bulk load of new products that was most of the memory.
-    fn replace_with(&mut self, id: &ProductId, doc: TantivyDocument) -> Result<()> {
+    /// Queues the removal of what the index (or this batch) holds of `id`, a pending document
+    /// included.
+    fn remove_staged(&mut self, id: &ProductId) -> Result<()> {
+        if let Some(at) = self.pending_at.remove(id) {
+            self.pending[at] = None;
+        }
         let term = Term::from_field_text(self.index.fields.product_id, id.as_str());
         let staged_before = !self.staged.insert(id.clone());
         if staged_before
             || (!self.committed_empty && self.index.reader.searcher().doc_freq(&term)? > 0)
         {
             self.w()?.delete_term(term);
+        }
+        Ok(())
+    }
+
+    /// Removes what the index (or this batch) holds of `id`, then adds `doc`. A delete is only
+    /// queued when there may be something to delete: tantivy keeps every queued delete until
+    /// the commit, and for a bulk load of new products that was most of the memory.
+    fn replace_with(&mut self, id: &ProductId, doc: TantivyDocument) -> Result<()> {
+        self.remove_staged(id)?;
+        if self.index.config.embedder.is_some() {
+            self.unvectored.insert(id.clone());
         }
         self.w()?.add_document(doc)?;
         Ok(())
@@ -130,6 +174,12 @@ impl IndexWriterGuard<'_> {
     /// # Errors
     /// [`Error::Index`] when the writer has failed and cannot be reopened.
     pub fn delete(&mut self, id: &ProductId) -> Result<()> {
+        if let Some(at) = self.pending_at.remove(id) {
+            self.pending[at] = None;
+        }
+        if self.index.config.embedder.is_some() {
+            self.unvectored.insert(id.clone());
+        }
         let term = Term::from_field_text(self.index.fields.product_id, id.as_str());
         self.w()?.delete_term(term);
         Ok(())
@@ -161,7 +211,59 @@ impl IndexWriterGuard<'_> {
         self.commit_position(position)
     }
 
-    fn commit_position(mut self, position: Payload) -> Result<()> {
+    /// Embeds the pending documents' texts in batches and adds the documents with their
+    /// vectors; answers the vectors to hold once committed (`None`: the text has no
+    /// direction, the product keeps no vector).
+    fn add_pending(&mut self) -> Result<Vec<(ProductId, Option<Vec<f32>>)>> {
+        let Some(embedder) = self.index.config.embedder.clone() else {
+            return Ok(Vec::new());
+        };
+        let Some(field) = self.index.fields.embedding else {
+            return Ok(Vec::new());
+        };
+        let pending: Vec<Pending> = std::mem::take(&mut self.pending)
+            .into_iter()
+            .flatten()
+            .collect();
+        self.pending_at.clear();
+        let mut out = Vec::with_capacity(pending.len());
+        for chunk in pending.chunks(EMBED_BATCH) {
+            let texts: Vec<&str> = chunk.iter().map(|p| p.text.as_str()).collect();
+            let vectors = embedder.embed(&texts)?;
+            if vectors.len() != texts.len() {
+                return Err(Error::Embedder(format!(
+                    "{} answered {} vectors for {} texts",
+                    embedder.model(),
+                    vectors.len(),
+                    texts.len()
+                )));
+            }
+            for (p, v) in chunk.iter().zip(vectors) {
+                if v.len() != embedder.dims() || !v.iter().all(|x| x.is_finite()) {
+                    return Err(Error::Embedder(format!(
+                        "{} answered a vector of {} numbers (not all finite, or not {})",
+                        embedder.model(),
+                        v.len(),
+                        embedder.dims()
+                    )));
+                }
+                let mut doc = p.doc.clone();
+                // A text with no direction stores an empty vector: embedded, nothing to hold.
+                let directed = v.iter().any(|x| *x != 0.0);
+                let stored = if directed { v.as_slice() } else { &[] };
+                doc.add_bytes(field, &crate::schema::vector_bytes(stored));
+                self.w()?.add_document(doc)?;
+                out.push((p.id.clone(), directed.then_some(v)));
+            }
+        }
+        Ok(out)
+    }
+
+    fn commit_position(mut self, mut position: Payload) -> Result<()> {
+        let vectors = self.add_pending()?;
+        if let Some(e) = &self.index.config.embedder {
+            e.model().clone_into(&mut position.embedding_model);
+        }
         let payload =
             serde_json::to_string(&position).map_err(|e| Error::Payload(e.to_string()))?;
         let mut prepared = self.w()?.prepare_commit()?;
@@ -170,6 +272,22 @@ impl IndexWriterGuard<'_> {
         self.committed = true;
         *lock(&self.index.position) = position;
         self.index.reader.reload()?;
+        if let Some(mut held) = self.index.vectors_mut() {
+            for id in &self.unvectored {
+                held.remove(id);
+            }
+            for (id, v) in vectors {
+                match v {
+                    // Checked above: the right length, finite and not zero.
+                    Some(v) => {
+                        let _ = held.upsert(id, &v);
+                    }
+                    None => {
+                        held.remove(&id);
+                    }
+                }
+            }
+        }
         // Build the new generation's facet vocabularies now, not on the next query.
         self.index.vocab(&self.index.reader.searcher())?;
         Ok(())

@@ -9,5 +9,6 @@ mod ranking;
 mod ratings;
 mod relevance;
 mod semantic;
+mod semantic_index;
 mod stale;
 mod tenants;
