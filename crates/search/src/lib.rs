@@ -26,6 +26,8 @@ mod collect;
 mod config;
 mod error;
 mod index;
+#[cfg(feature = "minilm")]
+mod minilm;
 mod pipeline;
 mod query;
 mod rank;
@@ -48,6 +50,8 @@ pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub use config::{Locale, MerchRule, MerchRules, Synonyms, TenantConfig, TenantId};
 pub use error::{Error, Result};
 pub use index::{IndexWriterGuard, SearchIndex, Storage};
+#[cfg(feature = "minilm")]
+pub use minilm::MiniLm;
 pub use pipeline::{BatchReport, Indexer, PartitionsReport, SKIPPED_COMMIT_EVERY};
 pub use rank::{
     BusinessWeights, Features, Interaction, LinearModel, LogEvent, Reranker, Signals, TrainConfig,

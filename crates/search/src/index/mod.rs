@@ -7,7 +7,7 @@ mod facets;
 mod search;
 mod writer;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -155,7 +155,56 @@ pub struct SearchIndex {
     read_through: std::sync::atomic::AtomicU64,
     vocab: Mutex<Option<Arc<Vocab>>>,
     /// The products' vectors, when the config has an embedder: as of the last commit.
-    vectors: Option<RwLock<VectorIndex>>,
+    vectors: Option<RwLock<Vectors>>,
+}
+
+/// The products' vectors and, for each product embedded, a hash of the text its vector was
+/// made from: an upsert whose text is unchanged (a price, stock or rating change: most of a
+/// catalog's churn) keeps its vector instead of running the model again.
+#[derive(Debug)]
+pub(crate) struct Vectors {
+    pub(crate) index: VectorIndex,
+    pub(crate) texts: HashMap<ProductId, u64>,
+}
+
+impl std::ops::Deref for Vectors {
+    type Target = VectorIndex;
+    fn deref(&self) -> &VectorIndex {
+        &self.index
+    }
+}
+
+impl Vectors {
+    /// Forgets `id`.
+    pub(crate) fn forget(&mut self, id: &ProductId) {
+        self.index.remove(id);
+        self.texts.remove(id);
+    }
+
+    /// Holds `id`'s vector (`None`: its text has no direction) made from the text hashed
+    /// to `text`.
+    pub(crate) fn hold(&mut self, id: ProductId, text: u64, v: Option<&[f32]>) {
+        match v {
+            // A vector is checked before it gets here; one the index refuses is not held.
+            Some(v) if self.index.upsert(id.clone(), v).is_ok() => {}
+            _ => {
+                self.index.remove(&id);
+            }
+        }
+        self.texts.insert(id, text);
+    }
+
+    /// The vector `id` keeps if its text still hashes to `text`: `Some(None)` for a text with
+    /// no direction, `None` when it must be embedded.
+    pub(crate) fn reusable(&self, id: &ProductId, text: u64) -> Option<Option<Vec<f32>>> {
+        (self.texts.get(id) == Some(&text)).then(|| self.index.get(id).map(<[f32]>::to_vec))
+    }
+}
+
+/// A hash of the text a vector is made from (in this process only: it is never stored).
+pub(crate) fn text_hash(text: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(text)
 }
 
 impl std::fmt::Debug for SearchIndex {
@@ -284,7 +333,10 @@ impl SearchIndex {
             synonyms.entry(key.clone()).or_default().extend(alts);
         }
         let vectors = match &config.embedder {
-            Some(e) => Some(RwLock::new(VectorIndex::new(e.dims())?)),
+            Some(e) => Some(RwLock::new(Vectors {
+                index: VectorIndex::new(e.dims())?,
+                texts: HashMap::new(),
+            })),
             None => None,
         };
         let index = SearchIndex {
@@ -351,11 +403,14 @@ impl SearchIndex {
                         .and_then(|f| stored.get_first(f))
                         .and_then(|v| v.as_bytes())
                         .and_then(schema::vector_from_bytes);
+                    let text = text_hash(&schema::embedding_text(&p));
                     match vector {
                         // Embedded, and its text had no direction: it keeps no vector.
-                        Some(v) if same_model && v.is_empty() => {}
+                        Some(v) if same_model && v.is_empty() => {
+                            held.hold(p.product_id, text, None);
+                        }
                         Some(v) if same_model && v.len() == embedder.dims() => {
-                            let _ = held.upsert(p.product_id.clone(), &v);
+                            held.hold(p.product_id, text, Some(&v));
                         }
                         _ => stale.push((p, rating_seq.first(doc).unwrap_or(0))),
                     }
@@ -373,14 +428,14 @@ impl SearchIndex {
     }
 
     /// The vectors, read-locked; `None` without an embedder.
-    pub(crate) fn vectors(&self) -> Option<std::sync::RwLockReadGuard<'_, VectorIndex>> {
+    pub(crate) fn vectors(&self) -> Option<std::sync::RwLockReadGuard<'_, Vectors>> {
         self.vectors
             .as_ref()
             .map(|v| v.read().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
     /// The vectors, write-locked; `None` without an embedder.
-    pub(crate) fn vectors_mut(&self) -> Option<std::sync::RwLockWriteGuard<'_, VectorIndex>> {
+    pub(crate) fn vectors_mut(&self) -> Option<std::sync::RwLockWriteGuard<'_, Vectors>> {
         self.vectors
             .as_ref()
             .map(|v| v.write().unwrap_or_else(std::sync::PoisonError::into_inner))

@@ -53,7 +53,16 @@ struct Pending {
     id: ProductId,
     doc: TantivyDocument,
     text: String,
+    /// `text`'s hash.
+    hash: u64,
+    /// The vector the product keeps (its text unchanged since it was embedded): `Some(None)`
+    /// for a text with no direction; `None` to embed.
+    reuse: Option<Option<Vec<f32>>>,
 }
+
+/// A product's vector as committed: its id, its text's hash and the vector (`None`: the text
+/// has no direction).
+type Embedded = (ProductId, u64, Option<Vec<f32>>);
 
 /// Texts embedded per call at a commit.
 const EMBED_BATCH: usize = 64;
@@ -105,10 +114,18 @@ impl IndexWriterGuard<'_> {
             self.remove_staged(&p.product_id)?;
             self.pending_at
                 .insert(p.product_id.clone(), self.pending.len());
+            let text = crate::schema::embedding_text(p);
+            let hash = super::text_hash(&text);
+            let reuse = self
+                .index
+                .vectors()
+                .and_then(|v| v.reusable(&p.product_id, hash));
             self.pending.push(Some(Pending {
                 id: p.product_id.clone(),
                 doc,
-                text: crate::schema::embedding_text(p),
+                text,
+                hash,
+                reuse,
             }));
             return Ok(());
         }
@@ -214,19 +231,29 @@ impl IndexWriterGuard<'_> {
     /// Embeds the pending documents' texts in batches and adds the documents with their
     /// vectors; answers the vectors to hold once committed (`None`: the text has no
     /// direction, the product keeps no vector).
-    fn add_pending(&mut self) -> Result<Vec<(ProductId, Option<Vec<f32>>)>> {
+    fn add_pending(&mut self) -> Result<Vec<Embedded>> {
         let Some(embedder) = self.index.config.embedder.clone() else {
             return Ok(Vec::new());
         };
         let Some(field) = self.index.fields.embedding else {
             return Ok(Vec::new());
         };
-        let pending: Vec<Pending> = std::mem::take(&mut self.pending)
+        let (kept, pending): (Vec<Pending>, Vec<Pending>) = std::mem::take(&mut self.pending)
             .into_iter()
             .flatten()
-            .collect();
+            .partition(|p| p.reuse.is_some());
         self.pending_at.clear();
-        let mut out = Vec::with_capacity(pending.len());
+        let mut out = Vec::with_capacity(pending.len() + kept.len());
+        for p in kept {
+            let v = p.reuse.flatten();
+            let mut doc = p.doc;
+            doc.add_bytes(
+                field,
+                &crate::schema::vector_bytes(v.as_deref().unwrap_or(&[])),
+            );
+            self.w()?.add_document(doc)?;
+            out.push((p.id, p.hash, v));
+        }
         for chunk in pending.chunks(EMBED_BATCH) {
             let texts: Vec<&str> = chunk.iter().map(|p| p.text.as_str()).collect();
             let vectors = embedder.embed(&texts)?;
@@ -253,7 +280,7 @@ impl IndexWriterGuard<'_> {
                 let stored = if directed { v.as_slice() } else { &[] };
                 doc.add_bytes(field, &crate::schema::vector_bytes(stored));
                 self.w()?.add_document(doc)?;
-                out.push((p.id.clone(), directed.then_some(v)));
+                out.push((p.id.clone(), p.hash, directed.then_some(v)));
             }
         }
         Ok(out)
@@ -274,18 +301,10 @@ impl IndexWriterGuard<'_> {
         self.index.reader.reload()?;
         if let Some(mut held) = self.index.vectors_mut() {
             for id in &self.unvectored {
-                held.remove(id);
+                held.forget(id);
             }
-            for (id, v) in vectors {
-                match v {
-                    // Checked above: the right length, finite and not zero.
-                    Some(v) => {
-                        let _ = held.upsert(id, &v);
-                    }
-                    None => {
-                        held.remove(&id);
-                    }
-                }
+            for (id, hash, v) in vectors {
+                held.hold(id, hash, v.as_deref());
             }
         }
         // Build the new generation's facet vocabularies now, not on the next query.

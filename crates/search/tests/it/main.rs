@@ -3,6 +3,8 @@
 mod brute_force;
 mod fixtures;
 mod locales;
+#[cfg(feature = "minilm")]
+mod minilm;
 mod pipeline;
 mod querying;
 mod ranking;

@@ -465,3 +465,46 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_change_that_keeps_the_text_keeps_the_vector() {
+    let e = Concepts::new("concepts-1");
+    let products = catalog();
+    let index = open(&e, &products);
+    let before = e.embedded.load(Ordering::SeqCst);
+    // Price, stock and rating churn: the model does not run again, and the vectors hold.
+    let mut w = index.writer();
+    for p in &products {
+        let changed = p
+            .clone()
+            .eur(4_321)
+            .stock(Some(true))
+            .rating(450)
+            .version(2);
+        w.upsert(&changed.0).unwrap();
+    }
+    w.commit(None).unwrap();
+    assert_eq!(
+        e.embedded.load(Ordering::SeqCst),
+        before,
+        "nothing embedded again"
+    );
+    assert_eq!(vector_hits(&index, "couch"), 3);
+    let sofa = index.similar(&Sku::new("SKU-SOFA-RED").unwrap(), &req("", Semantic::Off));
+    assert!(!sofa.unwrap().hits.is_empty());
+    // A new title is embedded again, once.
+    let before = e.embedded.load(Ordering::SeqCst);
+    let mut w = index.writer();
+    w.upsert(&product("lamp", "Desk lantern").brand("Other").version(3).0)
+        .unwrap();
+    w.commit(None).unwrap();
+    assert_eq!(e.embedded.load(Ordering::SeqCst), before + 1);
+    // A product with no direction keeps none after a price change too.
+    assert!(
+        index
+            .similar(&Sku::new("SKU-PLAIN").unwrap(), &req("", Semantic::Off))
+            .unwrap()
+            .hits
+            .is_empty()
+    );
+}
