@@ -7,7 +7,7 @@ use std::sync::Arc;
 use commerce_core::{Currency, Sku};
 
 use crate::rank::{BusinessWeights, Reranker};
-use crate::semantic::Embedder;
+use crate::semantic::{AnnConfig, Embedder};
 use crate::{Error, Result};
 
 /// A tenant of the search engine: one merchant, or one merchant's locale. Each tenant has its
@@ -250,6 +250,9 @@ pub struct TenantConfig {
     /// is unrelated. 0 by default (anything pointing the query's way); a language model
     /// such as all-MiniLM-L6-v2 puts unrelated texts at 0.0–0.2 and paraphrases above 0.5.
     pub min_similarity: f32,
+    /// When the vectors get an approximate graph ([`AnnConfig`]; by default from 20,000
+    /// products); `None` keeps every vector search an exact scan.
+    pub ann: Option<AnnConfig>,
     /// A query word found (as typed) in at least this many products' titles and keywords is
     /// taken as typed correctly: it matches exactly only. Rarer words, and words the catalog
     /// lacks, also match through typos and, for the last word, as a prefix. Common words then
@@ -282,6 +285,7 @@ impl fmt::Debug for TenantConfig {
                 &self.embedder.as_ref().map(|e| e.model().to_owned()),
             )
             .field("min_similarity", &self.min_similarity)
+            .field("ann", &self.ann)
             .field("loose_match_below", &self.loose_match_below)
             .field("query_threads", &self.query_threads)
             .field("writer_threads", &self.writer_threads)
@@ -307,6 +311,7 @@ impl TenantConfig {
             reranker: None,
             embedder: None,
             min_similarity: 0.0,
+            ann: Some(AnnConfig::default()),
             loose_match_below: 20,
             query_threads: 1,
             writer_threads: 1,

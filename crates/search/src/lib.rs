@@ -68,7 +68,7 @@ pub use request::{
     QUERY_TOKENS_MAX, RESULT_WINDOW_MAX, RatingBucket, SearchRequest, SearchResults, Semantic,
 };
 pub use semantic::{
-    DIMS_RANGE, Embedder, HashingEmbedder, Neighbour, VectorIndex, conformance, cosine,
+    AnnConfig, DIMS_RANGE, Embedder, HashingEmbedder, Neighbour, VectorIndex, conformance, cosine,
     reciprocal_rank_fusion,
 };
 pub use stale::{Freshness, ReconcileReport, ValidatedHits, reconcile, validate_hits};

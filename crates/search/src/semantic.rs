@@ -204,9 +204,80 @@ impl Ord for Worst {
     }
 }
 
-/// Product vectors in one contiguous array, searched exactly: every vector the filter lets
-/// through is compared with the query, so a filter never leaves a page short while matching
-/// products remain (an approximate graph search can). One index per tenant.
+/// How and when a [`VectorIndex`] adds an approximate graph (HNSW, Malkov and Yashunin) to
+/// its exact scan. Below `above` vectors the scan is fast enough and exact; from there on a
+/// query walks the graph, and the exact scan remains the fallback whenever the walk finds
+/// fewer than asked (a selective filter), so a filter never leaves a page short while
+/// matching products remain.
+///
+/// ```
+/// use search::AnnConfig;
+/// let ann = AnnConfig { above: 50_000, ..AnnConfig::default() };
+/// assert_eq!(ann.connections, 16);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnnConfig {
+    /// The graph is built once the index holds this many vectors (and dropped below half).
+    pub above: usize,
+    /// Links per vector and layer (HNSW's M), 4 to 64: more is better recall, more memory.
+    pub connections: usize,
+    /// Candidates weighed when linking a new vector (efConstruction).
+    pub ef_construction: usize,
+    /// Candidates kept while searching (ef), at least the `k` asked: more is better recall,
+    /// slower queries.
+    pub ef_search: usize,
+}
+
+impl Default for AnnConfig {
+    /// The graph from 20,000 vectors (where the exact scan of 384-number vectors passes about
+    /// 1 ms), 16 links, efConstruction 100, ef 64.
+    fn default() -> Self {
+        AnnConfig {
+            above: 20_000,
+            connections: 16,
+            ef_construction: 100,
+            ef_search: 64,
+        }
+    }
+}
+
+impl AnnConfig {
+    fn validate(&self) -> Result<()> {
+        if !(4..=64).contains(&self.connections) {
+            return Err(Error::invalid("ann.connections", "4 to 64"));
+        }
+        if self.ef_construction == 0 || self.ef_construction > 4_096 {
+            return Err(Error::invalid("ann.ef_construction", "1 to 4096"));
+        }
+        if self.ef_search == 0 || self.ef_search > 4_096 {
+            return Err(Error::invalid("ann.ef_search", "1 to 4096"));
+        }
+        Ok(())
+    }
+}
+
+/// Cosine distance between unit vectors, `1 − a·b`, never below 0 (rounding can put two equal
+/// vectors a hair under it).
+#[derive(Debug, Clone, Copy, Default)]
+struct UnitCosine;
+
+impl hnsw_rs::anndists::dist::Distance<f32> for UnitCosine {
+    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
+        (1.0 - dot(a, b)).max(0.0)
+    }
+}
+
+/// The graph over the index's slots. It keeps its own copy of each vector; a slot whose vector
+/// changed or was removed leaves a stale point behind (answers are re-scored from the index's
+/// own vectors and filtered by the slot's current product), and the graph is rebuilt once
+/// stale points outnumber live ones.
+struct Ann {
+    graph: hnsw_rs::hnsw::Hnsw<'static, f32, UnitCosine>,
+    points: usize,
+}
+
+/// Product vectors in one contiguous array, searched exactly, or through an approximate graph
+/// once there are many ([`AnnConfig`]). One index per tenant.
 ///
 /// ```
 /// use commerce_core::ProductId;
@@ -218,7 +289,6 @@ impl Ord for Worst {
 /// assert_eq!(best[0].product_id.as_str(), "sofa");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone)]
 pub struct VectorIndex {
     dims: usize,
     /// Slot `s` holds `data[s * dims .. (s + 1) * dims]`.
@@ -226,6 +296,19 @@ pub struct VectorIndex {
     ids: Vec<Option<ProductId>>,
     slots: HashMap<ProductId, usize>,
     free: Vec<usize>,
+    ann_config: Option<AnnConfig>,
+    ann: Option<Ann>,
+}
+
+impl std::fmt::Debug for VectorIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VectorIndex")
+            .field("dims", &self.dims)
+            .field("len", &self.slots.len())
+            .field("ann", &self.ann_config)
+            .field("graph_points", &self.ann.as_ref().map(|a| a.points))
+            .finish()
+    }
 }
 
 impl VectorIndex {
@@ -241,7 +324,86 @@ impl VectorIndex {
             ids: Vec::new(),
             slots: HashMap::new(),
             free: Vec::new(),
+            ann_config: None,
+            ann: None,
         })
+    }
+
+    /// An empty index that adds an approximate graph once it holds `ann.above` vectors.
+    ///
+    /// ```
+    /// use commerce_core::ProductId;
+    /// use search::{AnnConfig, VectorIndex};
+    /// let ann = AnnConfig { above: 100, ..AnnConfig::default() };
+    /// let mut index = VectorIndex::with_ann(2, ann)?;
+    /// for i in 0..200u16 {
+    ///     let angle = f32::from(i) / 100.0;
+    ///     index.upsert(ProductId::new(format!("p{i}"))?, &[angle.cos(), angle.sin()])?;
+    /// }
+    /// assert!(index.has_graph());
+    /// let best = index.nearest(&[1.0, 0.0], 3, |_| true)?;
+    /// assert_eq!(best[0].product_id.as_str(), "p0");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for `dims` outside [`DIMS_RANGE`] or a config out of its bounds.
+    pub fn with_ann(dims: usize, ann: AnnConfig) -> Result<VectorIndex> {
+        ann.validate()?;
+        let mut index = VectorIndex::new(dims)?;
+        index.ann_config = Some(ann);
+        Ok(index)
+    }
+
+    /// Whether queries walk the approximate graph now.
+    pub fn has_graph(&self) -> bool {
+        self.ann.is_some()
+    }
+
+    /// Builds, drops or rebuilds the graph as the count of vectors and stale points asks.
+    fn maintain_graph(&mut self) {
+        let Some(config) = self.ann_config else {
+            return;
+        };
+        let live = self.slots.len();
+        match &self.ann {
+            None if live >= config.above.max(1) => self.build_graph(config),
+            Some(_) if live < config.above / 2 => self.ann = None,
+            Some(a) if a.points > live.saturating_mul(2).max(config.above) => {
+                self.build_graph(config);
+            }
+            _ => {}
+        }
+    }
+
+    /// A graph over every live slot, inserted in parallel.
+    fn build_graph(&mut self, config: AnnConfig) {
+        let live = self.slots.len();
+        let layers = 16;
+        let graph = hnsw_rs::hnsw::Hnsw::new(
+            config.connections,
+            live.max(1),
+            layers,
+            config.ef_construction,
+            UnitCosine,
+        );
+        let points: Vec<(&[f32], usize)> = self
+            .ids
+            .iter()
+            .enumerate()
+            .filter(|(_, id)| id.is_some())
+            .map(|(slot, _)| (self.slot(slot), slot))
+            .collect();
+        graph.parallel_insert_slice(&points);
+        self.ann = Some(Ann {
+            graph,
+            points: points.len(),
+        });
+    }
+
+    /// The vector in `slot`.
+    fn slot(&self, slot: usize) -> &[f32] {
+        &self.data[slot * self.dims..(slot + 1) * self.dims]
     }
 
     /// The length of the vectors.
@@ -282,9 +444,35 @@ impl VectorIndex {
     /// [`Error::Invalid`] for a vector of another length, with a non-finite number, or zero;
     /// the index is unchanged.
     pub fn upsert(&mut self, id: ProductId, v: &[f32]) -> Result<()> {
-        self.check(v)?;
-        let mut unit = v.to_vec();
-        normalize(&mut unit);
+        self.upsert_many(vec![(id, v)])
+    }
+
+    /// Sets the vectors of many products at once (a commit's batch): into the graph, if there
+    /// is one, in parallel.
+    ///
+    /// # Errors
+    /// As [`VectorIndex::upsert`], for any of them; then none is set.
+    pub fn upsert_many(&mut self, items: Vec<(ProductId, &[f32])>) -> Result<()> {
+        for (_, v) in &items {
+            self.check(v)?;
+        }
+        let mut slots = Vec::with_capacity(items.len());
+        for (id, v) in items {
+            slots.push(self.put(id, v));
+        }
+        if let Some(ann) = &self.ann {
+            let points: Vec<(&[f32], usize)> = slots.iter().map(|s| (self.slot(*s), *s)).collect();
+            ann.graph.parallel_insert_slice(&points);
+        }
+        if let Some(ann) = &mut self.ann {
+            ann.points += slots.len();
+        }
+        self.maintain_graph();
+        Ok(())
+    }
+
+    /// Stores a checked vector, normalized, in `id`'s slot (a free one for a new product).
+    fn put(&mut self, id: ProductId, v: &[f32]) -> usize {
         let slot = match self.slots.get(&id) {
             Some(s) => *s,
             None => {
@@ -301,7 +489,26 @@ impl VectorIndex {
                 s
             }
         };
-        self.data[slot * self.dims..(slot + 1) * self.dims].copy_from_slice(&unit);
+        let out = &mut self.data[slot * self.dims..(slot + 1) * self.dims];
+        out.copy_from_slice(v);
+        normalize(out);
+        slot
+    }
+
+    /// Turns the approximate graph on (built now, in parallel, if the index is large enough)
+    /// or off. Loading many vectors is faster with it off, then on.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a config out of its bounds; nothing changes.
+    pub fn set_ann(&mut self, ann: Option<AnnConfig>) -> Result<()> {
+        if let Some(a) = &ann {
+            a.validate()?;
+        }
+        if ann != self.ann_config {
+            self.ann = None;
+        }
+        self.ann_config = ann;
+        self.maintain_graph();
         Ok(())
     }
 
@@ -312,6 +519,7 @@ impl VectorIndex {
         };
         self.ids[slot] = None;
         self.free.push(slot);
+        self.maintain_graph();
         true
     }
 
@@ -338,10 +546,64 @@ impl VectorIndex {
         if k == 0 {
             return Ok(Vec::new());
         }
+        // The graph, for a page small beside the index; when it finds fewer than asked (a
+        // filter few products pass), the exact scan answers.
+        if let (Some(ann), Some(config)) = (&self.ann, self.ann_config)
+            && k.saturating_mul(8) <= self.slots.len()
+        {
+            // The walk is not filtered (a filter inside it cuts the graph apart when few
+            // products pass); its answers are. Too few allowed: walk again wider, by how
+            // many passed, up to twice, before scanning everything.
+            let mut ef = config.ef_search.max(k);
+            for _ in 0..3 {
+                let found = ann.graph.search(&q, ef, ef);
+                let walked = found.len();
+                let mut seen = HashSet::with_capacity(walked);
+                let mut out: Vec<Neighbour> = Vec::with_capacity(k);
+                for n in found {
+                    if !seen.insert(n.d_id) {
+                        continue;
+                    }
+                    let Some(Some(id)) = self.ids.get(n.d_id) else {
+                        continue;
+                    };
+                    if allow(id) {
+                        out.push(Neighbour {
+                            product_id: id.clone(),
+                            similarity: dot(&q, self.slot(n.d_id)),
+                        });
+                    }
+                }
+                if out.len() >= k {
+                    out.sort_by(better);
+                    out.truncate(k);
+                    return Ok(out);
+                }
+                if walked < ef {
+                    break;
+                }
+                // Enough to find `k` at the rate they passed, twice over; at least 4× wider.
+                let rate_need = k.saturating_mul(2).saturating_mul(walked) / out.len().max(1);
+                ef = rate_need.max(ef.saturating_mul(4));
+                if ef.saturating_mul(4) > self.slots.len() {
+                    break;
+                }
+            }
+        }
+        self.nearest_exact(&q, k, allow)
+    }
+
+    /// The exact scan behind [`VectorIndex::nearest`], for a unit query and `k` above 0.
+    fn nearest_exact(
+        &self,
+        q: &[f32],
+        k: usize,
+        mut allow: impl FnMut(&ProductId) -> bool,
+    ) -> Result<Vec<Neighbour>> {
         let mut heap: BinaryHeap<Worst> = BinaryHeap::with_capacity(k.saturating_add(1));
         for (slot, id) in self.ids.iter().enumerate() {
             let Some(id) = id else { continue };
-            let similarity = dot(&q, &self.data[slot * self.dims..(slot + 1) * self.dims]);
+            let similarity = dot(q, self.slot(slot));
             let cand = Neighbour {
                 product_id: id.clone(),
                 similarity,

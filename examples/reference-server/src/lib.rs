@@ -98,6 +98,10 @@ pub struct Config {
     pub kafka_whole_batch_fetch: bool,
     /// The language of the shop's text, for search (English by default).
     pub search_locale: search::Locale,
+    /// A folder holding all-MiniLM-L6-v2 (`scripts/install-minilm.sh`): semantic search and
+    /// similar products by that language model (the server built with its `minilm` feature).
+    /// `None`: by the hashing embedder (shared words and word pieces; no model, no meaning).
+    pub minilm_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -121,14 +125,15 @@ impl Config {
             kafka_topic_prefix: "reference.".into(),
             kafka_whole_batch_fetch: true,
             search_locale: search::Locale::English,
+            minilm_dir: None,
         }
     }
 
     /// The defaults, overridden by `DATA_DIR`, `DATABASE_URL`, `DATABASE_SCHEMA`, `REDIS_URL`,
     /// `REDIS_NAMESPACE`, `KAFKA_BROKERS`, `KAFKA_TOPIC_PREFIX`, `KAFKA_WHOLE_BATCH_FETCH=0`,
     /// `AUTH_SECRET`, `CARRIER_WEBHOOK_SECRET`, `PAYMENT_WEBHOOK_SECRET`, `RATE_PER_SEC`,
-    /// `SECURE_COOKIES=1`, `SEED=0` (no demo shop), `SAGA_LEASE_SECS` and `SEARCH_LOCALE` (`en`,
-    /// `de`, `fr`, `es`, `it`, `nl`).
+    /// `SECURE_COOKIES=1`, `SEED=0` (no demo shop), `SAGA_LEASE_SECS`, `SEARCH_LOCALE` (`en`,
+    /// `de`, `fr`, `es`, `it`, `nl`) and `MINILM_DIR`.
     pub fn from_env() -> Config {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         Config {
@@ -155,7 +160,29 @@ impl Config {
             search_locale: var("SEARCH_LOCALE")
                 .and_then(|v| search::Locale::from_code(&v))
                 .unwrap_or_default(),
+            minilm_dir: var("MINILM_DIR").map(PathBuf::from),
         }
+    }
+}
+
+/// The search index's embedder and the least similarity a product found by meaning needs:
+/// all-MiniLM-L6-v2 when the config names its folder, the hashing embedder otherwise.
+fn embedder(config: &Config) -> Result<(Arc<dyn search::Embedder>, f32), StartError> {
+    match &config.minilm_dir {
+        #[cfg(feature = "minilm")]
+        Some(dir) => {
+            let model = search::MiniLm::load(dir)?;
+            tracing::info!(dir = %dir.display(), "semantic search by all-MiniLM-L6-v2");
+            // Unrelated texts score 0.0–0.2 on this model, close ones above 0.4.
+            Ok((Arc::new(model), 0.3))
+        }
+        #[cfg(not(feature = "minilm"))]
+        Some(_) => Err(
+            "MINILM_DIR is set but this server was built without the `minilm` feature \
+             (cargo run -p reference-server --features minilm)"
+                .into(),
+        ),
+        None => Ok((Arc::new(search::HashingEmbedder::new(256)?), 0.1)),
     }
 }
 
@@ -458,9 +485,12 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
     if stores.backend == "memory" && index_dir.exists() {
         std::fs::remove_dir_all(&index_dir)?;
     }
+    let (embedder, min_similarity) = embedder(config)?;
     let open = || {
         let mut tenant = TenantConfig::new(&[CURRENCY]);
         tenant.locale = config.search_locale;
+        tenant.embedder = Some(embedder.clone());
+        tenant.min_similarity = min_similarity;
         SearchIndex::create(
             TenantId::new("shop")?,
             tenant,
@@ -474,7 +504,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
         Err(
             e @ (search::Error::AnalysisChanged { .. }
             | search::Error::Invalid {
-                field: "config.locale",
+                field: "config.locale" | "config.embedder",
                 ..
             }),
         ) => {

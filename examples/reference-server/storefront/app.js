@@ -165,8 +165,9 @@ async function renderSearch(query, seq = renderSeq) {
 async function renderProduct(sku, seq = renderSeq) {
   const p = await api('GET', '/products/' + encodeURIComponent(sku));
   api('POST', '/recently-viewed', { session: state.session, sku }).catch(() => {});
-  const [recs, reviews] = await Promise.all([
+  const [recs, similar, reviews] = await Promise.all([
     api('GET', `/products/${encodeURIComponent(sku)}/recommendations?session=${encodeURIComponent(state.session)}`).catch(() => []),
+    api('GET', `/products/${encodeURIComponent(sku)}/similar?limit=4`).then((r) => r.hits).catch(() => []),
     api('GET', `/products/${encodeURIComponent(sku)}/reviews`).catch(() => ({ reviews: [], review_count: 0 })),
   ]);
   if (stale(seq)) return;
@@ -188,6 +189,12 @@ async function renderProduct(sku, seq = renderSeq) {
         <div class="card"><a href="#/product/${encodeURIComponent(r.sku)}">
           <div class="title">${esc(r.title)}</div><div class="price">${money(r.price)}</div>
           <div class="muted">${esc(r.reasons.join(', ').replaceAll('_', ' '))}</div></a></div>`).join('') : '<p class="muted">Nothing yet.</p>'}
+    </div>
+    <h2>Similar products</h2>
+    <div class="grid" id="similar">
+      ${similar.length ? similar.map((h) => `
+        <div class="card"><a href="#/product/${encodeURIComponent(h.sku)}">
+          <div class="title">${esc(h.title)}</div><div class="price">${money(h.price)}</div></a></div>`).join('') : '<p class="muted">Nothing similar.</p>'}
     </div>
     <h2>Reviews ${reviews.average ? `<span class="stars">★ ${esc(reviews.average)}</span> <span class="muted">(${reviews.review_count})</span>` : ''}</h2>
     <div id="reviews">

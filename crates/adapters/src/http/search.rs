@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::problem::axum_extra_json::Query;
+use super::problem::axum_extra_json::{Path, Query};
 use super::problem::{ApiError, ApiResult, Problem};
 use super::views::MoneyView;
 
@@ -46,6 +46,7 @@ pub fn router(api: SearchApi) -> OpenApiRouter {
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     OpenApiRouter::new()
         .routes(routes!(search_products))
+        .routes(routes!(similar_products))
         .with_state(Arc::new(Searching {
             api,
             running: Semaphore::new(2 * cores),
@@ -77,6 +78,50 @@ pub struct SearchQuery {
     pub offset: u32,
     /// Hits to return, 1 to 100 (default 24).
     pub limit: Option<u32>,
+    /// `off` (words only, the default), `hybrid` (words fused with the products nearest in
+    /// meaning) or `vector` (nearest in meaning only).
+    pub semantic: Option<SemanticMode>,
+}
+
+/// Whether meaning, not only words, ranks a search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SemanticMode {
+    /// Words only.
+    #[default]
+    Off,
+    /// Words fused with the products nearest in meaning (reciprocal rank fusion).
+    Hybrid,
+    /// The products nearest in meaning only.
+    Vector,
+}
+
+impl From<SemanticMode> for search::Semantic {
+    fn from(m: SemanticMode) -> search::Semantic {
+        match m {
+            SemanticMode::Off => search::Semantic::Off,
+            SemanticMode::Hybrid => search::Semantic::Hybrid,
+            SemanticMode::Vector => search::Semantic::Vector,
+        }
+    }
+}
+
+/// Similar products.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SimilarQuery {
+    /// Only products with stock.
+    #[serde(default)]
+    pub in_stock: bool,
+    /// Products to return, 1 to 100 (default 8).
+    pub limit: Option<u32>,
+}
+
+/// Products similar to one, most similar first.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SimilarView {
+    /// The products, each with its `similarity`.
+    pub hits: Vec<HitView>,
 }
 
 /// One hit.
@@ -95,6 +140,24 @@ pub struct HitView {
     /// The product holds only some of the query's words: too few held every word, and partial
     /// matches fill the page below those that do.
     pub partial: bool,
+    /// Cosine similarity to the query (or product) by meaning, for semantic searches and
+    /// similar products.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub similarity: Option<f32>,
+}
+
+impl From<search::Hit> for HitView {
+    fn from(h: search::Hit) -> HitView {
+        HitView {
+            product_id: h.product_id.to_string(),
+            sku: h.sku.to_string(),
+            title: h.title,
+            brand: h.brand,
+            price: h.price.map(MoneyView::from),
+            partial: h.partial,
+            similarity: h.similarity,
+        }
+    }
 }
 
 /// A facet value and how many results have it.
@@ -185,22 +248,14 @@ async fn search_products(
         req.filters.min_rating = Some(r);
     }
     req.filters.in_stock_only = q.in_stock;
+    req.semantic = q.semantic.unwrap_or_default().into();
     req.facets.brand = true;
     req.facets.category = true;
     req.facets.rating = true;
     req.facets.price_buckets = Some(api.price_buckets.clone());
     req.facets.top_k = 20;
     let index = api.index.clone();
-    let _turn = state
-        .running
-        .acquire()
-        .await
-        .map_err(|_| ApiError::of_kind(ErrorKind::Unavailable, "search is shutting down"))?;
-    let started = super::metrics::started();
-    let found = tokio::task::spawn_blocking(move || index.search(&req))
-        .await
-        .map_err(|e| ApiError::of_kind(ErrorKind::Internal, format!("search panicked: {e}")))??;
-    metrics::histogram!("commerce_search_duration_seconds").record(started.elapsed().as_secs_f64());
+    let found = run(&state, move || index.search(&req)).await?;
     let values = |v: &[search::FacetCount]| {
         v.iter()
             .map(|f| FacetValue {
@@ -235,17 +290,45 @@ async fn search_products(
                 })
                 .collect(),
         },
-        hits: found
-            .hits
-            .into_iter()
-            .map(|h| HitView {
-                product_id: h.product_id.to_string(),
-                sku: h.sku.to_string(),
-                title: h.title,
-                brand: h.brand,
-                price: h.price.map(MoneyView::from),
-                partial: h.partial,
-            })
-            .collect(),
+        hits: found.hits.into_iter().map(HitView::from).collect(),
+    }))
+}
+
+/// Runs a search on the blocking pool once a permit is free, timing it.
+async fn run(
+    state: &Searching,
+    work: impl FnOnce() -> search::Result<search::SearchResults> + Send + 'static,
+) -> ApiResult<search::SearchResults> {
+    let _turn = state
+        .running
+        .acquire()
+        .await
+        .map_err(|_| ApiError::of_kind(ErrorKind::Unavailable, "search is shutting down"))?;
+    let started = super::metrics::started();
+    let found = tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::of_kind(ErrorKind::Internal, format!("search panicked: {e}")))??;
+    metrics::histogram!("commerce_search_duration_seconds").record(started.elapsed().as_secs_f64());
+    Ok(found)
+}
+
+/// Products similar to one by meaning (the nearest product vectors), itself left out. 422
+/// when the shop's index has no embedder.
+#[utoipa::path(get, path = "/products/{sku}/similar", tag = "search",
+    params(("sku" = String, Path, description = "The product's SKU"), SimilarQuery),
+    responses((status = 200, body = SimilarView), (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn similar_products(
+    State(state): State<Arc<Searching>>,
+    Path(sku): Path<String>,
+    Query(q): Query<SimilarQuery>,
+) -> ApiResult<Json<SimilarView>> {
+    let sku = super::catalog::sku_of(&sku)?;
+    let mut req = SearchRequest::new("", state.api.currency);
+    req.limit = super::catalog::page_limit(q.limit, 8, 100)?;
+    req.filters.in_stock_only = q.in_stock;
+    let index = state.api.index.clone();
+    let found = run(&state, move || index.similar(&sku, &req)).await?;
+    Ok(Json(SimilarView {
+        hits: found.hits.into_iter().map(HitView::from).collect(),
     }))
 }

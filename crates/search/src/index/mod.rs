@@ -181,25 +181,40 @@ impl Vectors {
         self.texts.remove(id);
     }
 
-    /// Holds `id`'s vector (`None`: its text has no direction) made from the text hashed
-    /// to `text`.
-    pub(crate) fn hold(&mut self, id: ProductId, text: u64, v: Option<&[f32]>) {
-        match v {
-            // A vector is checked before it gets here; one the index refuses is not held.
-            Some(v) if self.index.upsert(id.clone(), v).is_ok() => {}
-            _ => {
-                self.index.remove(&id);
+    /// Holds each product's vector (`None`: its text has no direction) with the hash of the
+    /// text it was made from. The vectors were checked before they get here; one the index
+    /// refuses all the same is not held.
+    pub(crate) fn hold(&mut self, batch: Vec<Embedded>) {
+        let mut vectors: Vec<(ProductId, &[f32])> = Vec::with_capacity(batch.len());
+        for (id, hash, v) in &batch {
+            self.texts.insert(id.clone(), *hash);
+            match v {
+                Some(v) => vectors.push((id.clone(), v)),
+                None => {
+                    self.index.remove(id);
+                }
             }
         }
-        self.texts.insert(id, text);
+        if self.index.upsert_many(vectors).is_err() {
+            for (id, _, v) in &batch {
+                if let Some(v) = v
+                    && self.index.upsert(id.clone(), v).is_err()
+                {
+                    self.index.remove(id);
+                }
+            }
+        }
     }
-
     /// The vector `id` keeps if its text still hashes to `text`: `Some(None)` for a text with
     /// no direction, `None` when it must be embedded.
     pub(crate) fn reusable(&self, id: &ProductId, text: u64) -> Option<Option<Vec<f32>>> {
         (self.texts.get(id) == Some(&text)).then(|| self.index.get(id).map(<[f32]>::to_vec))
     }
 }
+
+/// A product's vector as committed: its id, its text's hash ([`text_hash`]) and the vector
+/// (`None`: the text has no direction).
+pub(crate) type Embedded = (ProductId, u64, Option<Vec<f32>>);
 
 /// A hash of the text a vector is made from (in this process only: it is never stored).
 pub(crate) fn text_hash(text: &str) -> u64 {
@@ -334,7 +349,10 @@ impl SearchIndex {
         }
         let vectors = match &config.embedder {
             Some(e) => Some(RwLock::new(Vectors {
-                index: VectorIndex::new(e.dims())?,
+                index: match config.ann {
+                    Some(ann) => VectorIndex::with_ann(e.dims(), ann)?,
+                    None => VectorIndex::new(e.dims())?,
+                },
                 texts: HashMap::new(),
             })),
             None => None,
@@ -375,6 +393,7 @@ impl SearchIndex {
         let same_model = self.position().embedding_model == embedder.model();
         let searcher = self.reader.searcher();
         let mut stale: Vec<(ProductProjection, u64)> = Vec::new();
+        let mut loaded: Vec<Embedded> = Vec::new();
         {
             let mut held = vectors
                 .write()
@@ -407,15 +426,16 @@ impl SearchIndex {
                     match vector {
                         // Embedded, and its text had no direction: it keeps no vector.
                         Some(v) if same_model && v.is_empty() => {
-                            held.hold(p.product_id, text, None);
+                            loaded.push((p.product_id, text, None));
                         }
                         Some(v) if same_model && v.len() == embedder.dims() => {
-                            held.hold(p.product_id, text, Some(&v));
+                            loaded.push((p.product_id, text, Some(v)));
                         }
                         _ => stale.push((p, rating_seq.first(doc).unwrap_or(0))),
                     }
                 }
             }
+            held.hold(loaded);
         }
         if stale.is_empty() {
             return Ok(());

@@ -7,7 +7,7 @@ use std::sync::MutexGuard;
 use commerce_core::{ProductId, ProductProjection, ProductStatus};
 use tantivy::{IndexWriter, TantivyDocument, Term};
 
-use super::{Payload, SearchIndex, open_writer};
+use super::{Embedded, Payload, SearchIndex, open_writer};
 use crate::schema::RatingState;
 use crate::{Error, Result, lock};
 
@@ -59,10 +59,6 @@ struct Pending {
     /// for a text with no direction; `None` to embed.
     reuse: Option<Option<Vec<f32>>>,
 }
-
-/// A product's vector as committed: its id, its text's hash and the vector (`None`: the text
-/// has no direction).
-type Embedded = (ProductId, u64, Option<Vec<f32>>);
 
 /// Texts embedded per call at a commit.
 const EMBED_BATCH: usize = 64;
@@ -303,9 +299,7 @@ impl IndexWriterGuard<'_> {
             for id in &self.unvectored {
                 held.forget(id);
             }
-            for (id, hash, v) in vectors {
-                held.hold(id, hash, v.as_deref());
-            }
+            held.hold(vectors);
         }
         // Build the new generation's facet vocabularies now, not on the next query.
         self.index.vocab(&self.index.reader.searcher())?;

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use commerce_core::{ErrorKind, ProductId};
 use proptest::prelude::*;
-use search::{HashingEmbedder, Neighbour, VectorIndex, cosine, reciprocal_rank_fusion};
+use search::{AnnConfig, HashingEmbedder, Neighbour, VectorIndex, cosine, reciprocal_rank_fusion};
 
 fn pid(i: usize) -> ProductId {
     ProductId::new(format!("p{i:03}")).expect("product id")
@@ -209,4 +209,120 @@ fn hashing_embedder_brings_shared_words_and_pieces_together() {
     assert!(cosine(&v[0], &v[2]) < 0.3, "{}", cosine(&v[0], &v[2]));
     assert!(v[3].iter().all(|x| *x == 0.0), "no words, no direction");
     assert_eq!(e.model(), "hashing-v1-384");
+}
+
+/// A small deterministic generator (xorshift) for the graph tests' data.
+struct Xorshift(u64);
+
+impl Xorshift {
+    /// A number in [-1, 1).
+    fn next(&mut self) -> f32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        #[allow(clippy::cast_possible_truncation, reason = "24 bits")]
+        let bits = (self.0 >> 40) as u32;
+        (bits as f32 / 8_388_608.0) - 1.0
+    }
+}
+
+/// `n` vectors of `dims` numbers around `centres` random centres (a catalog's products
+/// cluster by kind), each centre plus noise.
+fn clustered(n: usize, dims: usize, centres: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut rng = Xorshift(seed);
+    let cs: Vec<Vec<f32>> = (0..centres)
+        .map(|_| (0..dims).map(|_| rng.next()).collect())
+        .collect();
+    (0..n)
+        .map(|i| {
+            cs[i % centres]
+                .iter()
+                .map(|c| c + 0.6 * rng.next())
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn the_graph_finds_nearly_what_the_exact_scan_finds() {
+    let (n, dims) = (4_000, 32);
+    let data = clustered(n, dims, 40, 7);
+    let ann = AnnConfig {
+        above: 1_000,
+        ..AnnConfig::default()
+    };
+    let mut graph = VectorIndex::with_ann(dims, ann).expect("index");
+    let mut exact = VectorIndex::new(dims).expect("index");
+    let items: Vec<(ProductId, &[f32])> = data
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (pid(i), v.as_slice()))
+        .collect();
+    graph.upsert_many(items.clone()).expect("bulk");
+    exact.upsert_many(items).expect("bulk");
+    assert!(graph.has_graph() && !exact.has_graph());
+    let queries = clustered(100, dims, 40, 99);
+    let mut found = 0usize;
+    for q in &queries {
+        let want: std::collections::HashSet<ProductId> = exact
+            .nearest(q, 10, |_| true)
+            .expect("exact")
+            .into_iter()
+            .map(|n| n.product_id)
+            .collect();
+        let got = graph.nearest(q, 10, |_| true).expect("graph");
+        assert_eq!(got.len(), 10);
+        found += got.iter().filter(|n| want.contains(&n.product_id)).count();
+    }
+    let recall = found as f64 / 1_000.0;
+    assert!(recall >= 0.9, "recall@10 {recall}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// With the graph on (from 4 vectors), whatever the updates: every answer is allowed,
+    /// held, exactly scored, once, in order, and the page is as full as the allowed products
+    /// allow (the exact scan answers when the graph finds too few).
+    #[test]
+    fn graph_answers_are_sound_and_full(
+        ops in prop::collection::vec(op(), 0..120),
+        q in vector(),
+        k in 1usize..6,
+        modulus in 1usize..5,
+    ) {
+        prop_assume!(q.iter().any(|x| *x != 0.0));
+        let ann = AnnConfig { above: 4, ..AnnConfig::default() };
+        let mut index = VectorIndex::with_ann(4, ann).expect("index");
+        let mut model: HashMap<ProductId, Vec<f32>> = HashMap::new();
+        for op in ops {
+            match op {
+                Op::Upsert(i, v) => {
+                    if index.upsert(pid(i), &v).is_ok() {
+                        model.insert(pid(i), v);
+                    }
+                }
+                Op::Remove(i) => {
+                    index.remove(&pid(i));
+                    model.remove(&pid(i));
+                }
+            }
+        }
+        let allowed = |id: &ProductId| {
+            id.as_str()[1..].parse::<usize>().expect("number") % modulus == 0
+        };
+        let got = index.nearest(&q, k, allowed).expect("nearest");
+        let eligible = model.keys().filter(|id| allowed(id)).count();
+        prop_assert_eq!(got.len(), eligible.min(k));
+        let mut seen = std::collections::HashSet::new();
+        for (i, n) in got.iter().enumerate() {
+            prop_assert!(allowed(&n.product_id));
+            prop_assert!(seen.insert(n.product_id.clone()), "{} twice", n.product_id);
+            let v = model.get(&n.product_id).expect("a held product");
+            prop_assert!((cosine(&q, v) - n.similarity).abs() < 1e-5);
+            if i > 0 {
+                prop_assert!(got[i - 1].similarity >= n.similarity);
+            }
+        }
+    }
 }

@@ -782,6 +782,76 @@ async fn search_sees_catalog_and_review_changes_and_forgives_typos() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn similar_products_and_hybrid_search_by_meaning() {
+    let shop = Shop::start("semantic").await;
+    let mut client = shop.client();
+    // Indexed from the log: wait until the demo catalog is searchable.
+    let words = shop
+        .search_until(&mut client, "/search?q=lantern&limit=5", |b| {
+            b["total"].as_u64() > Some(5)
+        })
+        .await;
+    let sku = words["hits"][0]["sku"].as_str().unwrap().to_owned();
+    let similar = client
+        .send(
+            Method::GET,
+            &format!("/products/{sku}/similar?limit=5"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(similar.status, StatusCode::OK, "{}", similar.text);
+    let hits = similar.body["hits"].as_array().unwrap();
+    assert!(!hits.is_empty(), "{}", similar.text);
+    assert!(
+        hits.iter().all(|h| h["sku"] != sku.as_str()),
+        "never itself"
+    );
+    let sims: Vec<f64> = hits
+        .iter()
+        .map(|h| h["similarity"].as_f64().unwrap())
+        .collect();
+    assert!(
+        sims.windows(2).all(|w| w[0] >= w[1]),
+        "most similar first: {sims:?}"
+    );
+    // Hybrid: every keyword hit is still there, each with its similarity where it has one.
+    let hybrid = client
+        .send(
+            Method::GET,
+            "/search?q=lantern&semantic=hybrid&limit=50",
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(hybrid.status, StatusCode::OK, "{}", hybrid.text);
+    assert!(hybrid.body["total"].as_u64() >= words["total"].as_u64());
+    // Unknown products are 404, bad modes 4xx problems, never a 500.
+    let missing = client
+        .send(Method::GET, "/products/NO-SUCH-SKU/similar", None, &[])
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND, "{}", missing.text);
+    let bad = client
+        .send(Method::GET, "/search?q=lantern&semantic=psychic", None, &[])
+        .await;
+    assert!(bad.status.is_client_error(), "{}", bad.text);
+    let zero = client
+        .send(
+            Method::GET,
+            &format!("/products/{sku}/similar?limit=0"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(
+        zero.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        zero.text
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn product_pages_show_what_was_bought_together() {
     let shop = Shop::start("recs").await;
     let mut client = shop.client();

@@ -44,6 +44,10 @@ try {
   await page.waitForSelector('#product h1');
   const title = await page.textContent('#product h1');
   assert.match(await page.textContent('#availability'), /in stock/);
+  // Similar products by meaning, never the product itself.
+  await page.waitForSelector('#similar');
+  const similar = await page.$$eval('#similar .title', (els) => els.map((e) => e.textContent));
+  assert.ok(similar.length > 0 && !similar.includes(title), `similar: ${similar}`);
   await page.click('#add-to-cart');
   await page.waitForFunction(() => document.querySelector('#cart-count').textContent === '1');
   await page.screenshot({ path: `${out}/product.png`, fullPage: true });
