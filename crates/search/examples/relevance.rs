@@ -6,19 +6,23 @@
 
 #![allow(clippy::print_stdout, reason = "an example prints its report")]
 
-use search::{LabelledSet, Matching, RelevanceReport, TenantConfig};
+use search::{LabelledSet, Matching, RelevanceReport};
 
 fn main() {
     // `--queries` adds a row per query.
     let per_query = std::env::args().any(|a| a == "--queries");
     let sets = [
         ("patterns.json", include_str!("../tests/data/patterns.json")),
+        (
+            "patterns-de.json",
+            include_str!("../tests/data/patterns-de.json"),
+        ),
         ("labelled.json", include_str!("../tests/data/labelled.json")),
     ];
     for (name, text) in sets {
         let set = LabelledSet::from_json(text).expect("a labelled set");
         let index = set
-            .index(TenantConfig::new(&[set.currency]))
+            .index(set.config().expect("a known locale"))
             .expect("indexed");
         let runs: [(&str, RelevanceReport); 3] = [
             (

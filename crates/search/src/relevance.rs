@@ -21,6 +21,7 @@ use commerce_core::{
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use crate::config::Locale;
 use crate::index::SearchIndex;
 use crate::request::{Matching, SearchRequest};
 use crate::{Error, Result};
@@ -79,6 +80,10 @@ pub struct LabelledSet {
     pub products: Vec<LabelledProduct>,
     /// The queries.
     pub queries: Vec<LabelledQuery>,
+    /// The language of the products and queries (`en` when absent): the index and the BM25
+    /// baseline analyze in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
 }
 
 /// Measures for one query.
@@ -217,6 +222,28 @@ impl LabelledSet {
             .collect()
     }
 
+    /// The set's language: its `locale`, English when absent.
+    ///
+    /// # Errors
+    /// [`Error::Labels`] for a locale this crate does not analyze.
+    pub fn language(&self) -> Result<Locale> {
+        match &self.locale {
+            None => Ok(Locale::English),
+            Some(code) => Locale::from_code(code)
+                .ok_or_else(|| Error::Labels(format!("unknown locale {code:?}"))),
+        }
+    }
+
+    /// The default tenant config for the set: its currency and language.
+    ///
+    /// # Errors
+    /// As [`LabelledSet::language`].
+    pub fn config(&self) -> Result<crate::TenantConfig> {
+        let mut config = crate::TenantConfig::new(&[self.currency]);
+        config.locale = self.language()?;
+        Ok(config)
+    }
+
     /// A RAM index of the set's products, under `config` (the tenant `labelled`).
     ///
     /// # Errors
@@ -258,7 +285,7 @@ impl LabelledSet {
     }
 
     /// Runs every query through a plain BM25 over each product's title and description (a
-    /// tantivy index of its own: English stemming, any word, tantivy's BM25 with k1 = 1.2 and
+    /// tantivy index of its own: stemming in the set's language, any word, tantivy's BM25 with k1 = 1.2 and
     /// b = 0.75, no typos, no business signals) and measures the first 100 results. The
     /// baseline a ranking must beat.
     ///
@@ -284,18 +311,32 @@ impl LabelledSet {
         use tantivy::collector::TopDocs;
         use tantivy::query::QueryParser;
         use tantivy::schema::{STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value};
+        use tantivy::tokenizer::{
+            LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, TextAnalyzer,
+        };
         use tantivy::{Index, TantivyDocument, doc};
+
+        const BASELINE: &str = "baseline_stem";
 
         let mut schema = Schema::builder();
         let id = schema.add_text_field("id", STRING | STORED);
         let text = TextOptions::default().set_indexing_options(
             TextFieldIndexing::default()
-                .set_tokenizer("en_stem")
+                .set_tokenizer(BASELINE)
                 .set_index_option(tantivy::schema::IndexRecordOption::WithFreqsAndPositions),
         );
         let title = schema.add_text_field("title", text.clone());
         let description = schema.add_text_field("description", text);
         let index = Index::create_in_ram(schema.build());
+        // tantivy's `en_stem`, in the set's language.
+        index.tokenizers().register(
+            BASELINE,
+            TextAnalyzer::builder(SimpleTokenizer::default())
+                .filter(RemoveLongFilter::limit(40))
+                .filter(LowerCaser)
+                .filter(Stemmer::new(self.language()?.language()))
+                .build(),
+        );
         let mut writer: tantivy::IndexWriter<TantivyDocument> = index.writer(15_000_000)?;
         for p in &self.products {
             writer.add_document(doc!(

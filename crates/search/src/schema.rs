@@ -137,6 +137,10 @@ pub(crate) struct Fields {
     /// The product's vector (little-endian `f32`s) when the index has an embedder; absent from
     /// indexes created before vectors were stored.
     pub(crate) embedding: Option<Field>,
+    /// Each pair of adjacent analyzed title words (`mason jar`), one token: a query holding
+    /// the pair as typed, in order, names what the title names. Absent from indexes created
+    /// before it.
+    pub(crate) pairs: Option<Field>,
     pub(crate) prices: BTreeMap<Currency, Field>,
 }
 
@@ -156,6 +160,14 @@ pub(crate) mod col {
     pub(crate) const IN_STOCK: &str = "in_stock";
     pub(crate) const VERSION: &str = "version";
     pub(crate) const STATUS: &str = "status";
+}
+
+/// The field of adjacent title word pairs.
+pub(crate) const PAIRS: &str = "title_pairs";
+
+/// The token of two adjacent analyzed words.
+pub(crate) fn pair(first: &str, second: &str) -> String {
+    format!("{first} {second}")
 }
 
 /// The stored field holding a product's vector.
@@ -238,6 +250,7 @@ pub(crate) fn build_schema(currencies: &[Currency]) -> Schema {
     b.add_u64_field(col::IN_STOCK, FAST);
     b.add_bytes_field("projection", STORED);
     b.add_bytes_field(EMBEDDING, STORED);
+    b.add_text_field(PAIRS, STRING);
     for c in currencies {
         b.add_u64_field(&price_column(*c), FAST);
     }
@@ -283,6 +296,7 @@ impl Fields {
             version: f(col::VERSION)?,
             projection: f("projection")?,
             embedding: schema.get_field(EMBEDDING).ok(),
+            pairs: schema.get_field(PAIRS).ok(),
             prices,
         })
     }

@@ -473,3 +473,24 @@ fn a_search_request_reads_from_json() {
     assert_eq!(ids(&r), ["t"]);
     assert_eq!(r.facets.brand[0].count, 1);
 }
+
+#[test]
+fn a_title_saying_the_query_outranks_words_spread_over_fields() {
+    // "mason" is also a word of the cookie jar's brand; the jars whose titles say "mason jars"
+    // side by side come first, however short the cookie jar's title.
+    let idx = index(&[
+        product("cookie", "Ceramic cookie jar").brand("Mason Cash"),
+        product("half", "Mason jars half pint, 12 pack"),
+        product("wide", "Mason jars wide mouth, set of 12"),
+    ]);
+    let r = search(&idx, "mason jars");
+    assert_eq!(r.total, 3);
+    assert_eq!(ids(&r)[2], "cookie", "{:?}", ids(&r));
+    // Words the stemmer leaves alone count as typed: the reel the shopper named outranks the
+    // expandable hose, though the last matched word is rarer there.
+    let idx = index(&[
+        product("garden", "Garden hose, expandable").popularity(2_000),
+        product("reel", "Hose reel cart"),
+    ]);
+    assert_eq!(ids(&search(&idx, "expandable hose reel"))[0], "reel");
+}
