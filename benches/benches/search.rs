@@ -33,7 +33,7 @@ use commerce_core::{EventEnvelope, EventId};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use search::{
-    FacetRequest, Indexer, LabelledSet, Matching, SearchIndex, SearchRequest, Storage,
+    FacetRequest, Indexer, LabelledSet, Matching, SearchIndex, SearchRequest, Semantic, Storage,
     TenantConfig, TenantId,
 };
 
@@ -324,7 +324,14 @@ fn main() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 
-    // 6. Relevance on the hand-labelled set (the same the tests hold to their thresholds).
+    // 6. Hybrid search beside words alone (SEARCH_BENCH_HYBRID products; 100,000 in a full
+    // run).
+    let hybrid_n = env("SEARCH_BENCH_HYBRID").unwrap_or(if full { 100_000 } else { 2_000 });
+    if hybrid_n > 0 {
+        hybrid(&catalog, hybrid_n, passes);
+    }
+
+    // 7. Relevance on the hand-labelled set (the same the tests hold to their thresholds).
     let set = LabelledSet::from_json(include_str!("../../crates/search/tests/data/labelled.json"))
         .expect("labelled set");
     let labelled = set
@@ -338,6 +345,85 @@ fn main() {
             r.ndcg_10,
             r.mrr,
             r.recall_100
+        );
+    }
+}
+
+/// Hybrid search (words fused with the nearest product vectors) beside words alone, on the
+/// first `n` products of the same catalog, every WANDS query, one thread: the hashing embedder
+/// (384 numbers), so the figure is the search's and not a model's; the graph is on (from
+/// 20,000 vectors). With the `minilm` feature and `MINILM_DIR`, also the time
+/// all-MiniLM-L6-v2 takes to embed each query, which a hybrid request adds.
+fn hybrid(catalog: &Catalog, n: u64, passes: usize) {
+    let mut config = TenantConfig::new(&[Currency::EUR, Currency::USD]);
+    config.writer_threads = 2;
+    config.writer_memory_bytes = 1_000_000_000;
+    config.embedder = Some(Arc::new(
+        search::HashingEmbedder::new(384).expect("embedder"),
+    ));
+    config.min_similarity = 0.1;
+    let index = SearchIndex::create(
+        TenantId::new("hybrid").expect("tenant"),
+        config,
+        Storage::Ram,
+    )
+    .expect("index");
+    let t = Instant::now();
+    {
+        let mut writer = index.writer();
+        for i in 0..n {
+            writer.upsert(&catalog.product(i)).expect("upsert");
+        }
+        writer.commit(Some(0)).expect("commit");
+    }
+    println!(
+        "hybrid: {n} products indexed and embedded (hashing, 384) in {:.1} s, graph built",
+        t.elapsed().as_secs_f64()
+    );
+    let qs = queries();
+    let mut rows = Vec::new();
+    for semantic in [Semantic::Off, Semantic::Hybrid, Semantic::Vector] {
+        let mut lat = Vec::new();
+        for _ in 0..passes {
+            for q in &qs {
+                let mut req = request(q);
+                req.semantic = semantic;
+                let t = Instant::now();
+                index.search(&req).expect("search");
+                lat.push(t.elapsed());
+            }
+        }
+        lat.sort();
+        rows.push((
+            semantic,
+            ms(percentile(&lat, 0.5)),
+            ms(percentile(&lat, 0.99)),
+        ));
+    }
+    let (off50, off99) = (rows[0].1, rows[0].2);
+    for (semantic, p50, p99) in rows {
+        println!(
+            "hybrid: {semantic:?}, {} WANDS queries on {n} products: p50 {p50:.2} ms, p99 {p99:.2} ms ({:.2}x / {:.2}x words alone)",
+            qs.len(),
+            p50 / off50,
+            p99 / off99
+        );
+    }
+    #[cfg(feature = "minilm")]
+    if let Some(dir) = std::env::var_os("MINILM_DIR") {
+        use search::Embedder;
+        let model = search::MiniLm::load(dir).expect("all-MiniLM-L6-v2");
+        let mut lat = Vec::new();
+        for q in &qs {
+            let t = Instant::now();
+            model.embed(&[q.as_str()]).expect("embed");
+            lat.push(t.elapsed());
+        }
+        lat.sort();
+        println!(
+            "hybrid: all-MiniLM-L6-v2 embeds a WANDS query in p50 {:.2} ms, p99 {:.2} ms (one thread of the process's pool)",
+            ms(percentile(&lat, 0.5)),
+            ms(percentile(&lat, 0.99))
         );
     }
 }

@@ -6,7 +6,7 @@
 //!   changes in batches and commits each with its log offset, so a restart resumes exactly
 //!   where it stopped; [`Indexer::lag`] tells how far behind the index is.
 //! - **Querying**: [`SearchIndex::search`] runs BM25F over title (weight 2), keywords (brand,
-//!   category, attribute values; weight 2) and description (weight 1), with typo tolerance
+//!   category, attribute values; weight 1) and description (weight 1), with typo tolerance
 //!   scaled by word length (exact always above typo), prefix
 //!   matching on the last word, per-tenant synonyms and exact SKU lookup; filters on brand,
 //!   category subtree, price in the shopper's currency, rating, attributes and stock; and
@@ -77,4 +77,6 @@ pub use stale::{Freshness, ReconcileReport, ValidatedHits, reconcile, validate_h
 /// index on disk records the version it was built with; opening one built with another fails
 /// with [`Error::AnalysisChanged`] rather than answering queries whose words no longer meet its
 /// own. Version 1: number-and-unit and dimension tokens (`6 inch` → `6in`, `2 x 4` → `2x4`).
-pub const ANALYSIS_VERSION: u32 = 1;
+/// Version 2: keywords (brand, category, attribute values) weigh as the description, not as the
+/// title.
+pub const ANALYSIS_VERSION: u32 = 2;

@@ -49,17 +49,12 @@ pub(crate) const WORD_WEIGHT_MAX: u32 = 4;
 /// Tiers a partial match gains by holding a query word that names a product type (the head
 /// noun of a category's name): a modifier, however rare, does not outrank the thing asked for
 /// (`emerald velvet sofa` finds velvet sofas above an emerald velvet cushion). Counted once.
-const TYPE_TIERS: u32 = TYPED_TIERS * WORD_WEIGHT_MAX + PAIR_TIERS + 1;
-/// Tiers a product gains when its title holds two of the query's words side by side, in the
-/// query's order (`mason jars`: the title says what the shopper said, not a cookie jar by
-/// Mason Cash). Counted once: a tie-break between equal coverage, never a reason to outrank
-/// a product holding more of the query.
-const PAIR_TIERS: u32 = 1;
+const TYPE_TIERS: u32 = TYPED_TIERS * WORD_WEIGHT_MAX + 1;
 /// Tiers added to a product holding every word when partial matches fill the page: more than
 /// any product missing a word can reach.
 #[allow(clippy::cast_possible_truncation, reason = "a small constant")]
 pub(crate) const COMPLETE_TIERS: u32 =
-    TYPED_TIERS * (WORD_WEIGHT_MAX * QUERY_TOKENS_MAX as u32 + 1) + TYPE_TIERS + PAIR_TIERS + 1;
+    TYPED_TIERS * (WORD_WEIGHT_MAX * QUERY_TOKENS_MAX as u32 + 1) + TYPE_TIERS + 1;
 /// [`COMPLETE_TIERS`] as a score.
 #[allow(clippy::cast_precision_loss, reason = "a small constant")]
 pub(crate) const COMPLETE: f32 = COMPLETE_TIERS as f32 * TIER;
@@ -350,25 +345,6 @@ pub(crate) struct Ask<'a> {
 }
 
 impl Ask<'_> {
-    /// The adjacent-pair bonus: one clause over the query's adjacent word pairs, in the
-    /// titles' pair field; `None` for one word or an index without the field.
-    fn pair_bonus(&self) -> Option<Box<dyn Query>> {
-        let field = self.fields.pairs?;
-        let tokens = &self.words.tokens;
-        if tokens.len() < 2 {
-            return None;
-        }
-        let terms = tokens
-            .windows(2)
-            .map(|w| Term::from_field_text(field, &crate::schema::pair(&w[0], &w[1])));
-        Some(Box::new(ConstScoreQuery::new(
-            Box::new(tantivy::query::TermSetQuery::new(terms)),
-            tiers(PAIR_TIERS),
-        )))
-    }
-}
-
-impl Ask<'_> {
     /// Word `i`'s ways to match, as one query.
     fn word(&self, i: usize) -> Box<dyn Query> {
         let words = self.words;
@@ -502,7 +478,6 @@ pub(crate) fn build(ask: &Ask<'_>, mode: Mode) -> Option<Box<dyn Query>> {
         ))
     };
     let mut optionals: Vec<Box<dyn Query>> = ask.typed_bonuses().collect();
-    optionals.extend(ask.pair_bonus());
     if mode == Mode::Any {
         // (Under `All` every match holds the type words: no bonus to tell them apart.)
         optionals.extend(ask.type_bonus());
@@ -531,7 +506,6 @@ pub(crate) fn build_cover(ask: &Ask<'_>, gate: &[bool]) -> Option<Box<dyn Query>
         .map(|i| ask.word(i))
         .chain(ask.typed_bonuses())
         .chain(ask.type_bonus())
-        .chain(ask.pair_bonus())
         .collect();
     Some(ask.or_sku(with_optionals(required, optionals)))
 }

@@ -268,11 +268,24 @@ impl LabelledSet {
     /// # Errors
     /// As [`SearchIndex::search`].
     pub fn evaluate(&self, index: &SearchIndex, matching: Matching) -> Result<RelevanceReport> {
+        self.evaluate_with(index, |req| req.matching = matching)
+    }
+
+    /// Runs every query against `index` as `shape` makes its request (from a first page of
+    /// 100 with the defaults) and measures the results, as [`LabelledSet::evaluate`].
+    ///
+    /// # Errors
+    /// As [`SearchIndex::search`].
+    pub fn evaluate_with(
+        &self,
+        index: &SearchIndex,
+        shape: impl Fn(&mut SearchRequest),
+    ) -> Result<RelevanceReport> {
         let mut scores = Vec::new();
         for q in &self.queries {
             let mut req = SearchRequest::new(&q.text, self.currency);
             req.limit = 100;
-            req.matching = matching;
+            shape(&mut req);
             let ranked: Vec<String> = index
                 .search(&req)?
                 .hits

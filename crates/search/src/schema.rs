@@ -53,9 +53,13 @@ pub(crate) const STATUS_RETIRED: &str = "retired";
 /// product's first upsert (two outboxes relayed apart). Like a tombstone, it matches no query.
 pub(crate) const STATUS_AWAITING: &str = "awaiting";
 
-/// BM25F field weights of the `text` field, applied by repeating the field's text.
+/// BM25F field weights of the `text` field, applied by repeating the field's text: the title
+/// counts twice, keywords (brand, category, attribute values) and description once. Keywords
+/// weighed as the title until analysis version 2: a word of a brand then matched as strongly as
+/// the title's own words ("mason jars" put a cookie jar by Mason Cash, with its short title,
+/// above the mason jars).
 const TITLE_WEIGHT: usize = 2;
-const KEYWORDS_WEIGHT: usize = 2;
+const KEYWORDS_WEIGHT: usize = 1;
 
 /// Tokens longer than this are dropped by the analyzer (they are noise, not words).
 const TOKEN_CHARS_MAX: usize = 40;
@@ -137,10 +141,6 @@ pub(crate) struct Fields {
     /// The product's vector (little-endian `f32`s) when the index has an embedder; absent from
     /// indexes created before vectors were stored.
     pub(crate) embedding: Option<Field>,
-    /// Each pair of adjacent analyzed title words (`mason jar`), one token: a query holding
-    /// the pair as typed, in order, names what the title names. Absent from indexes created
-    /// before it.
-    pub(crate) pairs: Option<Field>,
     pub(crate) prices: BTreeMap<Currency, Field>,
 }
 
@@ -160,14 +160,6 @@ pub(crate) mod col {
     pub(crate) const IN_STOCK: &str = "in_stock";
     pub(crate) const VERSION: &str = "version";
     pub(crate) const STATUS: &str = "status";
-}
-
-/// The field of adjacent title word pairs.
-pub(crate) const PAIRS: &str = "title_pairs";
-
-/// The token of two adjacent analyzed words.
-pub(crate) fn pair(first: &str, second: &str) -> String {
-    format!("{first} {second}")
 }
 
 /// The stored field holding a product's vector.
@@ -250,7 +242,6 @@ pub(crate) fn build_schema(currencies: &[Currency]) -> Schema {
     b.add_u64_field(col::IN_STOCK, FAST);
     b.add_bytes_field("projection", STORED);
     b.add_bytes_field(EMBEDDING, STORED);
-    b.add_text_field(PAIRS, STRING);
     for c in currencies {
         b.add_u64_field(&price_column(*c), FAST);
     }
@@ -296,7 +287,6 @@ impl Fields {
             version: f(col::VERSION)?,
             projection: f("projection")?,
             embedding: schema.get_field(EMBEDDING).ok(),
-            pairs: schema.get_field(PAIRS).ok(),
             prices,
         })
     }
@@ -375,7 +365,7 @@ impl Fields {
             keywords.push(' ');
             keywords.push_str(v);
         }
-        // BM25F weights by repetition: title 2, keywords 2, description 1.
+        // BM25F weights by repetition: title 2, keywords 1, description 1.
         for _ in 0..TITLE_WEIGHT {
             doc.add_text(self.text, &p.title);
         }

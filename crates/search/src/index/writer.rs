@@ -105,13 +105,7 @@ impl IndexWriterGuard<'_> {
             };
             return self.retire_rated(&p.product_id, p.version, &rating);
         }
-        let mut doc = self.index.fields.document(p, rating_seq)?;
-        if let Some(pairs) = self.index.fields.pairs {
-            let words = crate::query::analyze(&mut self.index.analyzer.clone(), &p.title);
-            for w in words.windows(2) {
-                doc.add_text(pairs, crate::schema::pair(&w[0], &w[1]));
-            }
-        }
+        let doc = self.index.fields.document(p, rating_seq)?;
         if self.index.config.embedder.is_some() {
             self.remove_staged(&p.product_id)?;
             self.pending_at

@@ -475,9 +475,9 @@ fn a_search_request_reads_from_json() {
 }
 
 #[test]
-fn a_title_saying_the_query_outranks_words_spread_over_fields() {
+fn a_brand_word_does_not_outrank_the_title_words() {
     // "mason" is also a word of the cookie jar's brand; the jars whose titles say "mason jars"
-    // side by side come first, however short the cookie jar's title.
+    // come first, however short the cookie jar's title (keywords weigh as the description).
     let idx = index(&[
         product("cookie", "Ceramic cookie jar").brand("Mason Cash"),
         product("half", "Mason jars half pint, 12 pack"),
