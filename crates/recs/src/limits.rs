@@ -21,6 +21,8 @@ pub const EXPERIMENT_RECORDS_MAX: usize = 50_000_000;
 /// Most distinct items in one basket the co-purchase counts take; an order with more lines is
 /// refused (a wholesale invoice is not a basket, and pairs grow with the square).
 pub const BASKET_ITEMS_MAX: usize = 1_000;
+/// Longest trend window of the co-purchase lists, in days.
+pub const TREND_DAYS_MAX: u32 = 365;
 /// Most latent factors of an ALS model.
 pub const FACTORS_MAX: usize = 1_024;
 /// Most ALS iterations one fit runs.

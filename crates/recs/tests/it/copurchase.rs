@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use chrono::{DateTime, TimeDelta};
 use commerce_core::Sku;
 use proptest::prelude::*;
-use recs::copurchase::{Basket, BasketWeight, CoCounts, CoPurchaseConfig, Decay, Scorer};
+use recs::copurchase::{
+    Basket, BasketWeight, CoCounts, CoPurchase, CoPurchaseConfig, Decay, Scorer, Trend,
+};
 use recs::{ListKey, TopKList};
 
 fn baskets() -> impl Strategy<Value = Vec<Basket>> {
@@ -175,7 +177,6 @@ proptest! {
         b in customer_baskets(), split in 0usize..40, scorer in scorer(), customer_scorer in scorer(),
         customer_weight in 0.0f64..2.0, customer_min_support in 1u32..3,
     ) {
-        use recs::copurchase::CoPurchase;
         let split = split.min(b.len());
         let config = CoPurchaseConfig {
             scorer, customer_scorer, customer_weight, customer_min_support, top_k: 4,
@@ -192,8 +193,9 @@ proptest! {
         prop_assert_eq!(lists.len(), expected.len());
         for (k, l) in &expected {
             prop_assert_eq!(lists[k].items(), l.items(), "list of {:?}", k);
+            let trend = config.trend.map_or(0.0, |t| t.weight);
             for s in l.items() {
-                prop_assert!(s.score >= 0.0 && f64::from(s.score) <= 1.0 + customer_weight + 1e-6);
+                prop_assert!(s.score >= 0.0 && f64::from(s.score) <= 1.0 + customer_weight + trend + 1e-6);
             }
         }
     }
@@ -204,7 +206,6 @@ fn order_events_update_the_store_once_per_event() {
     use commerce_core::{
         Currency, DomainEvent, EventEnvelope, EventId, EventLine, Money, OrderId, UserId,
     };
-    use recs::copurchase::CoPurchase;
     futures::executor::block_on(async {
         let sku = |s: &str| Sku::new(s).unwrap();
         let order = |n: u32, items: &[&str]| {
@@ -237,4 +238,136 @@ fn order_events_update_the_store_once_per_event() {
         let names: Vec<&str> = b.items().iter().map(|s| s.sku.as_str()).collect();
         assert_eq!(names, ["A", "C"]);
     });
+}
+
+proptest! {
+    /// Per-order lists with a trend (no customers): an incremental update gives the lists a
+    /// rebuild gives, whatever order the days arrive in, and a trend only reorders partners.
+    #[test]
+    fn trending_lists_update_incrementally_as_a_rebuild(
+        b in baskets(), split in 0usize..40, scorer in scorer(), days in 1u32..30,
+        weight in 0.0f64..2.0,
+    ) {
+        let split = split.min(b.len());
+        let config = CoPurchaseConfig {
+            scorer, customer_weight: 0.0, top_k: 4, basket_weight: BasketWeight::Uniform,
+            trend: Some(Trend { days, weight }), ..Default::default()
+        };
+        let full = CoPurchase::build(&b, config).unwrap();
+        let mut inc = CoPurchase::build(&b[..split], config).unwrap();
+        let mut lists = sorted(inc.all_lists(1).unwrap());
+        let dirty = inc.add(&b[split..]).unwrap();
+        for (k, l) in inc.lists_of(&dirty, 2).unwrap() {
+            lists.insert(k, l);
+        }
+        let expected = sorted(full.all_lists(2).unwrap());
+        prop_assert_eq!(lists.len(), expected.len());
+        for (k, l) in &expected {
+            prop_assert_eq!(lists[k].items(), l.items(), "list of {:?}", k);
+            let ListKey::Item(anchor) = k else { unreachable!() };
+            for s in l.items() {
+                prop_assert!(full.orders().pair_count(anchor, &s.sku) >= 1, "only partners");
+                prop_assert!(s.score >= 0.0 && f64::from(s.score) <= 1.0 + weight + 1e-6);
+            }
+        }
+    }
+}
+
+/// Two partners of a mug: tea, bought with it often long ago, and a spoon, bought with it
+/// less often but lately everywhere. The trend lifts the spoon from the next day on.
+#[test]
+fn a_trending_partner_overtakes_from_the_next_day() {
+    let sku = |s: &str| Sku::new(s).unwrap();
+    let day = |d: i64| DateTime::UNIX_EPOCH + TimeDelta::days(d) + TimeDelta::hours(12);
+    let mut b = Vec::new();
+    for d in 0..6 {
+        b.push(Basket::new(day(d), [sku("MUG"), sku("TEA")]).unwrap());
+    }
+    for d in 40..43 {
+        b.push(Basket::new(day(d), [sku("MUG"), sku("SPOON")]).unwrap());
+        b.push(Basket::new(day(d), [sku("SPOON"), sku("FORK")]).unwrap());
+    }
+    let config = CoPurchaseConfig {
+        customer_weight: 0.0,
+        basket_weight: BasketWeight::Uniform,
+        trend: Some(Trend {
+            days: 14,
+            weight: 0.7,
+        }),
+        ..Default::default()
+    };
+    let names = |m: &CoPurchase| -> Vec<String> {
+        let list = m.top_k(&sku("MUG"), 1).unwrap().unwrap();
+        list.items()
+            .iter()
+            .map(|s| s.sku.as_str().to_owned())
+            .collect()
+    };
+    // The newest day is 42: days 28..=41 count, so the spoon's two baskets of days 40 and 41.
+    let mut model = CoPurchase::build(&b, config).unwrap();
+    assert_eq!(names(&model), ["SPOON", "TEA"]);
+    // Without the trend, the co-count alone: tea (6) before the spoon (3).
+    let plain = CoPurchase::build(
+        &b,
+        CoPurchaseConfig {
+            trend: None,
+            ..config
+        },
+    )
+    .unwrap();
+    assert_eq!(names(&plain), ["TEA", "SPOON"]);
+    // FORK is trending too but was never bought with the mug: never in its list.
+    assert!(!names(&model).contains(&"FORK".to_owned()));
+
+    // A tea order today changes nothing in the window yet: only the lists the pair touches.
+    let today = model
+        .add(&[Basket::new(day(42), [sku("TEA")]).unwrap()])
+        .unwrap();
+    assert_eq!(today, [sku("MUG"), sku("TEA")]);
+    // The first order of a new day moves the window: every list may change.
+    let tomorrow = model
+        .add(&[Basket::new(day(43), [sku("FORK")]).unwrap()])
+        .unwrap();
+    assert_eq!(tomorrow.len(), 4);
+    // Thirty quiet days later the spoon's baskets have left the window: tea leads again.
+    model
+        .add(&[Basket::new(day(80), [sku("FORK")]).unwrap()])
+        .unwrap();
+    assert_eq!(names(&model), ["TEA", "SPOON"]);
+}
+
+#[test]
+fn a_trend_out_of_bounds_is_refused() {
+    for trend in [
+        Trend {
+            days: 0,
+            weight: 0.5,
+        },
+        Trend {
+            days: 366,
+            weight: 0.5,
+        },
+        Trend {
+            days: 14,
+            weight: -0.1,
+        },
+        Trend {
+            days: 14,
+            weight: 10.5,
+        },
+        Trend {
+            days: 14,
+            weight: f64::NAN,
+        },
+    ] {
+        let config = CoPurchaseConfig {
+            trend: Some(trend),
+            ..Default::default()
+        };
+        let err = CoPurchase::build(&[], config).unwrap_err();
+        assert!(
+            matches!(err, recs::Error::Invalid { .. }),
+            "{trend:?}: {err}"
+        );
+    }
 }
