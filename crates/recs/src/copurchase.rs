@@ -930,7 +930,9 @@ impl CoCounts {
 /// The co-purchase model: per-order counts and, with a customer weight, customer-level
 /// counts (two items bought by the same customer, in any orders), blended per anchor as
 /// `order score / best order score + customer_weight × customer co-count / best customer
-/// co-count`, in `[0, 1 + customer_weight]`.
+/// co-count`, plus `trend.weight × recent share` with a [`Trend`]: in
+/// `[0, 1 + customer_weight + trend.weight]`. Without customers and trend, lists hold the
+/// per-order scores themselves.
 ///
 /// A customer's items are counted up to [`BASKET_ITEMS_MAX`] distinct ones (the first bought);
 /// customer-level counts take neither decay nor basket weights, and orders without a customer
