@@ -13,13 +13,13 @@
 )]
 
 pub mod bus;
+pub mod config;
 pub mod gateway;
 pub mod observe;
 pub mod seed;
 pub mod storefront;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,117 +53,10 @@ use tokio::sync::{RwLock, watch};
 use tokio::task::JoinHandle;
 use utoipa_axum::router::OpenApiRouter;
 
+pub use config::{Config, ConfigError};
+
 /// Any error while starting.
 pub type StartError = Box<dyn std::error::Error + Send + Sync>;
-
-/// How the server starts.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// Where the search index and the token secret live.
-    pub data_dir: PathBuf,
-    /// PostgreSQL for every store that has a PostgreSQL adapter; memory when `None`.
-    pub database_url: Option<String>,
-    /// The schema the PostgreSQL stores use.
-    pub database_schema: String,
-    /// The token secret (at least 32 bytes); read from (or written to) `data_dir` when `None`.
-    pub auth_secret: Option<Vec<u8>>,
-    /// Requests per second each client may make (its bucket holds twice that).
-    pub rate_per_sec: u32,
-    /// Seed the demo shop when the catalog is empty.
-    pub seed: bool,
-    /// Send the guest-cart cookie over HTTPS only.
-    pub secure_cookies: bool,
-    /// The carrier's webhook secret (at least 32 bytes); read from (or written to) `data_dir`
-    /// when `None`.
-    pub webhook_secret: Option<Vec<u8>>,
-    /// Redis for carts, rate limits, the drops' waiting room and recommendation lists; memory
-    /// when `None`.
-    pub redis_url: Option<String>,
-    /// The prefix of every Redis key (deployments sharing a server never meet).
-    pub redis_namespace: String,
-    /// The lease a worker holds on a saga (seconds, default 300): after a crash, the restarted
-    /// server takes over the sagas it was driving once their lease ends.
-    pub saga_lease_secs: i64,
-    /// The payment provider's webhook secret (at least 32 bytes); read from (or written to)
-    /// `data_dir` when `None`.
-    pub payment_webhook_secret: Option<Vec<u8>>,
-    /// Kafka-protocol brokers (`host:port,...`) the shop's events go through; the in-process
-    /// log when `None`. Needs `database_url`: the broker is fed by the PostgreSQL outbox relay.
-    pub kafka_brokers: Option<String>,
-    /// The prefix of the shop's topics (deployments sharing a broker never meet).
-    pub kafka_topic_prefix: String,
-    /// Readers start a few records early and skip to the offset they want, for brokers that
-    /// answer a fetch from inside a batch with the next batch (tansu; on by default, harmless
-    /// on Kafka).
-    pub kafka_whole_batch_fetch: bool,
-    /// The language of the shop's text, for search (English by default).
-    pub search_locale: search::Locale,
-    /// A folder holding all-MiniLM-L6-v2 (`scripts/install-minilm.sh`): semantic search and
-    /// similar products by that language model (the server built with its `minilm` feature).
-    /// `None`: by the hashing embedder (shared words and word pieces; no model, no meaning).
-    pub minilm_dir: Option<PathBuf>,
-}
-
-impl Config {
-    /// Everything embedded (memory stores, no Redis), data in `data_dir`, the demo shop
-    /// seeded, fresh secrets on first start.
-    pub fn embedded(data_dir: PathBuf) -> Config {
-        Config {
-            data_dir,
-            database_url: None,
-            database_schema: "reference".into(),
-            auth_secret: None,
-            rate_per_sec: 200,
-            seed: true,
-            secure_cookies: false,
-            webhook_secret: None,
-            redis_url: None,
-            redis_namespace: "reference".into(),
-            saga_lease_secs: 300,
-            payment_webhook_secret: None,
-            kafka_brokers: None,
-            kafka_topic_prefix: "reference.".into(),
-            kafka_whole_batch_fetch: true,
-            search_locale: search::Locale::English,
-            minilm_dir: None,
-        }
-    }
-
-    /// The defaults, overridden by `DATA_DIR`, `DATABASE_URL`, `DATABASE_SCHEMA`, `REDIS_URL`,
-    /// `REDIS_NAMESPACE`, `KAFKA_BROKERS`, `KAFKA_TOPIC_PREFIX`, `KAFKA_WHOLE_BATCH_FETCH=0`,
-    /// `AUTH_SECRET`, `CARRIER_WEBHOOK_SECRET`, `PAYMENT_WEBHOOK_SECRET`, `RATE_PER_SEC`,
-    /// `SECURE_COOKIES=1`, `SEED=0` (no demo shop), `SAGA_LEASE_SECS`, `SEARCH_LOCALE` (`en`,
-    /// `de`, `fr`, `es`, `it`, `nl`) and `MINILM_DIR`.
-    pub fn from_env() -> Config {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        Config {
-            data_dir: var("DATA_DIR")
-                .map_or_else(|| PathBuf::from("target/reference-server"), PathBuf::from),
-            database_url: var("DATABASE_URL"),
-            database_schema: var("DATABASE_SCHEMA").unwrap_or_else(|| "reference".into()),
-            auth_secret: var("AUTH_SECRET").map(String::into_bytes),
-            rate_per_sec: var("RATE_PER_SEC")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(200),
-            seed: var("SEED").is_none_or(|v| v != "0"),
-            secure_cookies: var("SECURE_COOKIES").is_some_and(|v| v == "1"),
-            webhook_secret: var("CARRIER_WEBHOOK_SECRET").map(String::into_bytes),
-            redis_url: var("REDIS_URL"),
-            redis_namespace: var("REDIS_NAMESPACE").unwrap_or_else(|| "reference".into()),
-            saga_lease_secs: var("SAGA_LEASE_SECS")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(300),
-            payment_webhook_secret: var("PAYMENT_WEBHOOK_SECRET").map(String::into_bytes),
-            kafka_brokers: var("KAFKA_BROKERS"),
-            kafka_topic_prefix: var("KAFKA_TOPIC_PREFIX").unwrap_or_else(|| "reference.".into()),
-            kafka_whole_batch_fetch: var("KAFKA_WHOLE_BATCH_FETCH").is_none_or(|v| v != "0"),
-            search_locale: var("SEARCH_LOCALE")
-                .and_then(|v| search::Locale::from_code(&v))
-                .unwrap_or_default(),
-            minilm_dir: var("MINILM_DIR").map(PathBuf::from),
-        }
-    }
-}
 
 /// The search index's embedder and the least similarity a product found by meaning needs:
 /// all-MiniLM-L6-v2 when the config names its folder, the hashing embedder otherwise.
@@ -238,8 +131,11 @@ impl Stores {
                 postgres: None,
             });
         };
+        let urls: Vec<&str> = std::iter::once(url.as_str())
+            .chain(config.database_shards.iter().map(String::as_str))
+            .collect();
         let pg = Postgres::connect_shards(
-            &[url.as_str()],
+            &urls,
             PostgresConfig {
                 schema: Some(config.database_schema.clone()),
                 application_name: "reference-server".into(),

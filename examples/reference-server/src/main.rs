@@ -1,7 +1,8 @@
 //! `cargo run -p reference-server`: the shop on embedded defaults (stores in memory, the
 //! search index under `target/reference-server`, the demo catalog seeded), on
-//! <http://127.0.0.1:8080>. `PORT`, `BIND`, `DATABASE_URL` and the variables of
-//! [`reference_server::Config::from_env`] change that.
+//! <http://127.0.0.1:8080>. A TOML file (`--config FILE` or `COMMERCE_CONFIG`) and the
+//! environment (`PORT`, `BIND`, `DATABASE_URL`, …) change that: every key of
+//! [`reference_server::Config`], checked before the server starts.
 
 #![allow(clippy::print_stdout, reason = "the server says where it listens")]
 
@@ -11,7 +12,22 @@ use std::time::Duration;
 use reference_server::{Config, StartError, build, system_clock};
 use tracing_subscriber::EnvFilter;
 
-fn main() -> Result<(), StartError> {
+fn main() -> std::process::ExitCode {
+    match start() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // A refused configuration names its key; anything else says what failed.
+            #[allow(clippy::print_stderr, reason = "the reason the server did not start")]
+            {
+                eprintln!("reference-server: {e}");
+            }
+            let config = e.downcast_ref::<reference_server::ConfigError>().is_some();
+            std::process::ExitCode::from(if config { 78 } else { 1 })
+        }
+    }
+}
+
+fn start() -> Result<(), StartError> {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
@@ -24,14 +40,16 @@ fn main() -> Result<(), StartError> {
 }
 
 async fn serve() -> Result<(), StartError> {
-    let config = Config::from_env();
-    let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1".into());
-    let port: u16 = std::env::var("PORT")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(8080);
+    // `--config FILE` or `COMMERCE_CONFIG`, then the environment.
+    let mut args = std::env::args().skip(1);
+    let file = match (args.next().as_deref(), args.next()) {
+        (Some("--config"), Some(path)) => Some(std::path::PathBuf::from(path)),
+        (None, _) => None,
+        _ => return Err("usage: reference-server [--config FILE]".into()),
+    };
+    let config = Config::load(file.as_deref())?;
     let app = build(&config, system_clock()).await?;
-    let listener = tokio::net::TcpListener::bind((bind.as_str(), port)).await?;
+    let listener = tokio::net::TcpListener::bind((config.bind.as_str(), config.port)).await?;
     let addr = listener.local_addr()?;
     std::fs::write(config.data_dir.join("admin.token"), &app.admin_token)?;
     println!(

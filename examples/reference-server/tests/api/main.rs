@@ -1,6 +1,7 @@
 //! The reference server's API, driven in process through its router: what a shopper, an admin
 //! and a misbehaving client get back.
 
+mod config;
 mod harness;
 #[path = "../common/servers.rs"]
 mod servers;
