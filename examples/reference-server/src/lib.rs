@@ -58,6 +58,25 @@ pub use config::{Config, ConfigError};
 /// Any error while starting.
 pub type StartError = Box<dyn std::error::Error + Send + Sync>;
 
+/// Where the search index of stores on `backend` (`memory`, `postgres`) fed by `feed` (`log`,
+/// `kafka`) lives.
+pub fn index_dir(config: &Config, backend: &str, feed: &str) -> std::path::PathBuf {
+    config.data_dir.join(format!("index-{backend}-{feed}"))
+}
+
+/// The shop's search settings: its currency, locale and embedder.
+///
+/// # Errors
+/// When the embedder cannot be loaded.
+pub fn tenant_config(config: &Config) -> Result<TenantConfig, StartError> {
+    let (embedder, min_similarity) = embedder(config)?;
+    let mut tenant = TenantConfig::new(&[CURRENCY]);
+    tenant.locale = config.search_locale;
+    tenant.embedder = Some(embedder);
+    tenant.min_similarity = min_similarity;
+    Ok(tenant)
+}
+
 /// The search index's embedder and the least similarity a product found by meaning needs:
 /// all-MiniLM-L6-v2 when the config names its folder, the hashing embedder otherwise.
 fn embedder(config: &Config) -> Result<(Arc<dyn search::Embedder>, f32), StartError> {
@@ -375,21 +394,15 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
             );
         }
     };
-    let index_dir = config
-        .data_dir
-        .join(format!("index-{}-{}", stores.backend, feed.name()));
+    let index_dir = index_dir(config, stores.backend, feed.name());
     if stores.backend == "memory" && index_dir.exists() {
         std::fs::remove_dir_all(&index_dir)?;
     }
-    let (embedder, min_similarity) = embedder(config)?;
+    let tenant = tenant_config(config)?;
     let open = || {
-        let mut tenant = TenantConfig::new(&[CURRENCY]);
-        tenant.locale = config.search_locale;
-        tenant.embedder = Some(embedder.clone());
-        tenant.min_similarity = min_similarity;
         SearchIndex::create(
             TenantId::new("shop")?,
-            tenant,
+            tenant.clone(),
             Storage::Dir(index_dir.clone()),
         )
     };
