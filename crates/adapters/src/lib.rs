@@ -10,6 +10,7 @@
 //! | `redis`    | stores and caches on Redis ([`redis`]) | ready |
 //! | `kafka`    | the event bus on a Kafka-protocol broker ([`kafka`]) | ready |
 //! | `http`     | one axum router per engine, problem+json errors, idempotency keys, tokens ([`http`]) | ready |
+//! | `smtp`     | e-mail notifications over SMTP with templates, retries and once-per-key delivery ([`smtp`]) | ready |
 //!
 //! Every adapter must pass the same conformance suite as the in-memory implementation of its
 //! port (see `commerce_core::testkit`).
@@ -29,6 +30,8 @@ pub mod kafka;
 pub mod postgres;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "smtp")]
+pub mod smtp;
 
 use chrono::{DateTime, Utc};
 

@@ -82,6 +82,11 @@ pub struct Config {
     /// similar products by that language model (the server built with its `minilm` feature).
     /// `None`: by the hashing embedder (shared words and word pieces; no model, no meaning).
     pub minilm_dir: Option<PathBuf>,
+    /// The mail server notifications go through (`smtp://[user:password@]host[:port]`,
+    /// `?tls=required` for STARTTLS, or `smtps://…`); recorded in memory when `None`.
+    pub smtp_url: Option<String>,
+    /// The sender of notifications (`Name <address>`).
+    pub smtp_from: String,
 }
 
 /// A configuration refused: which key, where it came from, and why.
@@ -118,7 +123,7 @@ const SECRET_KEYS: [&str; 3] = [
     "payment_webhook_secret",
 ];
 /// Keys holding URLs, which may carry a password.
-const URL_KEYS: [&str; 3] = ["database_url", "redis_url", "database_shards"];
+const URL_KEYS: [&str; 4] = ["database_url", "redis_url", "database_shards", "smtp_url"];
 /// The shortest secret accepted.
 const SECRET_BYTES_MIN: usize = 32;
 
@@ -151,10 +156,12 @@ struct Raw {
     kafka_whole_batch_fetch: Option<bool>,
     search_locale: Option<String>,
     minilm_dir: Option<PathBuf>,
+    smtp_url: Option<String>,
+    smtp_from: Option<String>,
 }
 
 /// Every key, as the environment spells it lower-cased.
-const KEYS: [&str; 20] = [
+const KEYS: [&str; 22] = [
     "bind",
     "port",
     "data_dir",
@@ -175,6 +182,8 @@ const KEYS: [&str; 20] = [
     "kafka_whole_batch_fetch",
     "search_locale",
     "minilm_dir",
+    "smtp_url",
+    "smtp_from",
 ];
 
 /// Keys whose values are numbers.
@@ -251,6 +260,8 @@ impl Config {
             kafka_whole_batch_fetch: true,
             search_locale: search::Locale::English,
             minilm_dir: None,
+            smtp_url: None,
+            smtp_from: "Reference Shop <shop@example.com>".into(),
         }
     }
 
@@ -380,7 +391,8 @@ fn check_file(raw: &Raw, path: &Path) -> Result<(), ConfigError> {
                 .iter()
                 .flatten()
                 .map(|u| (URL_KEYS[2], u)),
-        );
+        )
+        .chain(raw.smtp_url.iter().map(|u| (URL_KEYS[3], u)));
     for (key, url) in urls {
         if has_password(url) {
             return refuse(
@@ -504,6 +516,19 @@ fn check(raw: Raw, origin: &dyn Fn(&str) -> String) -> Result<Config, ConfigErro
             "the broker is fed by the PostgreSQL outbox: set `database_url` too".into(),
         ));
     }
+    if let Some(url) = &raw.smtp_url
+        && !url.starts_with("smtp://")
+        && !url.starts_with("smtps://")
+    {
+        return Err(bad("smtp_url", "not an smtp:// or smtps:// URL".into()));
+    }
+    let smtp_from = raw.smtp_from.unwrap_or(defaults.smtp_from);
+    if !smtp_from.contains('@') || smtp_from.chars().any(char::is_control) {
+        return Err(bad(
+            "smtp_from",
+            format!("`{smtp_from}` is not a mailbox (`Name <address>` or `address`)"),
+        ));
+    }
     if let Some(dir) = &raw.minilm_dir
         && !dir.is_dir()
     {
@@ -547,5 +572,7 @@ fn check(raw: Raw, origin: &dyn Fn(&str) -> String) -> Result<Config, ConfigErro
             .unwrap_or(defaults.kafka_whole_batch_fetch),
         search_locale,
         minilm_dir: raw.minilm_dir,
+        smtp_url: raw.smtp_url,
+        smtp_from,
     })
 }

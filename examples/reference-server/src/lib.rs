@@ -464,7 +464,20 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
     let auth = Arc::new(Auth::new(&secret, "commerce-sdk-reference", clock.clone())?);
     let admin_token = auth.issue(&UserId::new("admin")?, Role::Admin)?;
 
-    let notifier = Arc::new(InMemoryNotifier::new());
+    let notifier: Arc<dyn commerce_core::Notifier> = match &config.smtp_url {
+        // E-mail for real: each notification once per key, across instances on PostgreSQL.
+        Some(url) => {
+            let mut smtp = adapters::smtp::SmtpConfig::new(url, &config.smtp_from)?;
+            smtp.templates.shop_url = format!("http://{}:{}/", config.bind, config.port);
+            Arc::new(adapters::smtp::SmtpNotifier::new(
+                smtp,
+                Arc::new(adapters::smtp::EmailUserIds),
+                stores.idempotency.clone(),
+                clock.clone(),
+            )?)
+        }
+        None => Arc::new(InMemoryNotifier::new()),
+    };
     let policy = RetryPolicy {
         lease: TimeDelta::seconds(config.saga_lease_secs.clamp(1, 86_400)),
         ..RetryPolicy::default()

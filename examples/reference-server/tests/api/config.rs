@@ -155,6 +155,24 @@ fn every_bad_value_is_refused_with_its_key_and_origin() {
             "shop.toml",
         ),
         ("port = \n", vec![], "config", "shop.toml"),
+        (
+            "smtp_url = \"http://mail\"\n",
+            vec![],
+            "smtp_url",
+            "shop.toml",
+        ),
+        (
+            "smtp_url = \"smtp://shop:pw@mail:587\"\n",
+            vec![],
+            "smtp_url",
+            "shop.toml",
+        ),
+        (
+            "",
+            vec![("SMTP_FROM", "the shop")],
+            "smtp_from",
+            "environment",
+        ),
     ];
     for (i, (text, env, key, origin)) in cases.into_iter().enumerate() {
         let path = file(&format!("bad-{i}"), text);

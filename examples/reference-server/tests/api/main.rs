@@ -5,6 +5,9 @@ mod config;
 mod harness;
 #[path = "../common/servers.rs"]
 mod servers;
+#[path = "../../../../crates/adapters/tests/smtp/sink.rs"]
+#[allow(dead_code, reason = "shared with the SMTP adapter's tests")]
+mod sink;
 
 use std::collections::HashSet;
 
@@ -1580,4 +1583,47 @@ async fn an_admin_changes_promotions_and_carts_reprice() {
     assert_eq!(again.status, StatusCode::NOT_FOUND);
     let cart = ada.send(Method::GET, "/cart", None, &[]).await;
     assert_eq!(cart.body["totals"]["total"]["amount"], before.as_str());
+}
+
+/// With a mail server configured, a checkout e-mails its confirmation to the customer, once,
+/// even when the client retries the checkout with the same key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkout_mails_its_confirmation_once() {
+    let mail = sink::Sink::start().await;
+    let url = mail.url();
+    let shop = Shop::start_with("smtp", |c| c.smtp_url = Some(url)).await;
+    let mut ada = shop.signed_in("ada@example.com");
+    let order = ada.buy(&[("22224", 1)], "mail-1").await;
+    assert_eq!(order.status, StatusCode::CREATED, "{}", order.text);
+    let id = order.body["order_id"].as_str().unwrap().to_owned();
+    let again = ada
+        .send_patiently(
+            Method::POST,
+            "/cart/checkout",
+            Some(r#"{"payment_method": "tok_visa"}"#),
+            &[("idempotency-key", "mail-1")],
+        )
+        .await;
+    assert_eq!(
+        again.body["order_id"], order.body["order_id"],
+        "{}",
+        again.text
+    );
+    let mut got = mail.messages();
+    for _ in 0..50 {
+        if !got.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        got = mail.messages();
+    }
+    assert_eq!(got.len(), 1, "one confirmation");
+    assert_eq!(got[0].to, ["<ada@example.com>"]);
+    assert!(
+        got[0]
+            .data
+            .contains(&format!("Subject: Your order {id} is confirmed")),
+        "{}",
+        got[0].data
+    );
 }
