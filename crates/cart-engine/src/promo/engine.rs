@@ -302,15 +302,22 @@ fn sku_order(
     mut by_sku: Vec<usize>,
     mut position: Vec<usize>,
 ) -> (Vec<&CartLine>, Vec<usize>, Vec<usize>) {
+    let cart_lines = cart.lines();
     by_sku.clear();
-    by_sku.extend(0..cart.lines().len());
-    by_sku.sort_by(|a, b| cart.lines()[*a].sku.cmp(&cart.lines()[*b].sku));
+    by_sku.extend(0..cart_lines.len());
     position.clear();
-    position.resize(by_sku.len(), 0);
-    for (k, i) in by_sku.iter().enumerate() {
-        position[*i] = k;
+    // Lines are often added in SKU order already: then both orders are the identity, and the
+    // check costs one comparison per line instead of a sort.
+    if cart_lines.is_sorted_by(|a, b| a.sku <= b.sku) {
+        position.extend(0..cart_lines.len());
+    } else {
+        by_sku.sort_by(|a, b| cart_lines[*a].sku.cmp(&cart_lines[*b].sku));
+        position.resize(by_sku.len(), 0);
+        for (k, i) in by_sku.iter().enumerate() {
+            position[*i] = k;
+        }
     }
-    let lines = by_sku.iter().map(|i| &cart.lines()[*i]).collect();
+    let lines = by_sku.iter().map(|i| &cart_lines[*i]).collect();
     (lines, position, by_sku)
 }
 
