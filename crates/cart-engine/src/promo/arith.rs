@@ -192,7 +192,7 @@ pub(super) fn allocate_minor_into(
     total: i128,
     weights: &[i128],
     parts: &mut Vec<i128>,
-    remainders: &mut Vec<u128>,
+    remainders: &mut Vec<u64>,
 ) -> commerce_core::Result<()> {
     parts.clear();
     if allocate_narrow_into(total, weights, parts, remainders).is_some() {
@@ -203,13 +203,17 @@ pub(super) fn allocate_minor_into(
     Ok(())
 }
 
+/// Low bits of an allocation rank that hold the weight's place (at most `LINES_MAX` places).
+const RANK_PLACE_BITS: u32 = 7;
+const _: () = assert!(crate::limits::LINES_MAX <= 1 << RANK_PLACE_BITS);
+
 /// `commerce_core`'s 64-bit path of [`allocate_minor`] (largest remainder, ties to the earlier
 /// weight, all-zero weights split evenly) into `parts`; `None` where that path does not apply.
 fn allocate_narrow_into(
     total: i128,
     weights: &[i128],
     parts: &mut Vec<i128>,
-    remainders: &mut Vec<u128>,
+    remainders: &mut Vec<u64>,
 ) -> Option<()> {
     if weights.is_empty() || weights.len() > crate::limits::LINES_MAX {
         return None;
@@ -227,6 +231,10 @@ fn allocate_narrow_into(
         sum = u64::try_from(weights.len()).ok()?;
         weight_max = 1;
     }
+    // A remainder (below `sum`) and a place (below `LINES_MAX` ≤ 2^7) share one 64-bit rank.
+    if sum > 1 << 56 {
+        return None;
+    }
     m.checked_mul(weight_max)?;
     remainders.clear();
     remainders.reserve(weights.len());
@@ -239,8 +247,8 @@ fn allocate_narrow_into(
         parts.push(i128::from(floor));
         // One integer per place, smallest for the largest remainder and then the lowest
         // index: the order `allocate_minor` gives the leftover units in.
-        let rank = (u128::from(u64::MAX - (numerator - floor * sum)) << 32)
-            | u128::from(u32::try_from(i).ok()?);
+        let rank = ((sum - 1 - (numerator - floor * sum)) << RANK_PLACE_BITS)
+            | u64::try_from(i).ok()?;
         remainders.push(rank);
         assigned += floor; // Σ floor ≤ m.
     }
@@ -251,11 +259,7 @@ fn allocate_narrow_into(
             remainders.select_nth_unstable(leftover - 1);
         }
         for &rank in remainders.iter().take(leftover) {
-            #[allow(
-                clippy::cast_possible_truncation,
-                reason = "the low 32 bits are the index"
-            )]
-            let i = rank as u32;
+            let i = rank & ((1 << RANK_PLACE_BITS) - 1);
             parts[usize::try_from(i).ok()?] += 1;
         }
     }
@@ -277,7 +281,7 @@ pub(super) fn allocate_capped_into(
     total: i128,
     (weights, caps): (&[i128], &[i128]),
     parts: &mut Vec<i128>,
-    remainders: &mut Vec<u128>,
+    remainders: &mut Vec<u64>,
 ) {
     parts.clear();
     if weights.len() == 1 {
@@ -328,11 +332,14 @@ mod tests {
         for _ in 0..20_000 {
             let n = 1 + usize::try_from(next(30)).unwrap_or(0);
             let zeros = next(6) == 0;
+            // Sums near 2^56, where ranks no longer fit 64 bits, now and then.
+            let huge = next(8) == 0;
             let weights: Vec<i128> = (0..n)
                 .map(|_| match next(4) {
                     _ if zeros => 0,
                     0 => 0,
                     1 => next(10),
+                    _ if huge => next(1 << 55) / i128::try_from(n).unwrap_or(1) * 3,
                     _ => next(10_000_000),
                 })
                 .collect();

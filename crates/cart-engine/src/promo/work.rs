@@ -221,7 +221,7 @@ pub(super) struct Scratch {
     /// Its parts.
     pub(super) shares: Vec<i128>,
     /// Its remainders, with their places.
-    pub(super) remainders: Vec<u128>,
+    pub(super) remainders: Vec<u64>,
 }
 
 /// Some units of one lot that an effect discounts (or only claims).
