@@ -85,6 +85,7 @@ fn round_line(parts: &mut [Part], work: &Work<'_>) {
         caps,
         shares,
         remainders,
+        ..
     } = &mut *scratch;
     weights.clear();
     weights.extend(parts.iter().map(|p| p.exact.num.max(0)));

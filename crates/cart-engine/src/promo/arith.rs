@@ -247,8 +247,8 @@ fn allocate_narrow_into(
         parts.push(i128::from(floor));
         // One integer per place, smallest for the largest remainder and then the lowest
         // index: the order `allocate_minor` gives the leftover units in.
-        let rank = ((sum - 1 - (numerator - floor * sum)) << RANK_PLACE_BITS)
-            | u64::try_from(i).ok()?;
+        let rank =
+            ((sum - 1 - (numerator - floor * sum)) << RANK_PLACE_BITS) | u64::try_from(i).ok()?;
         remainders.push(rank);
         assigned += floor; // Σ floor ≤ m.
     }

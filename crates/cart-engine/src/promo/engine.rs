@@ -85,16 +85,31 @@ pub fn price(
     );
     let order_value: i128 = work.remaining.iter().sum();
 
-    let fees = charge_fees(cart, &work, &config.rules, order_value);
+    let fees = charge_fees(
+        cart,
+        &work,
+        &config.rules,
+        order_value,
+        std::mem::take(&mut buffers.fees),
+    );
     let tax = TaxInputs::new(&work, &resolved, &fees, context, country)?;
-    let taxes = tax.compute(&work.remaining, Some(&work.split), work.shipping_remaining);
+    let taxes = tax.compute_into(
+        &work.remaining,
+        Some(&work.split),
+        work.shipping_remaining,
+        (
+            std::mem::take(&mut buffers.tax_lines),
+            std::mem::take(&mut buffers.tax_fees),
+        ),
+    );
     // What tax would be without any discount: for the receipt's original total.
     let original_tax =
         tax.total_undiscounted(&resolved.subtotals, &work, &taxes, resolved.shipping_price);
 
     let lines = price_lines(cart, &resolved, &work, &taxes.lines, config.price_mode);
     let shipping = price_shipping(cart, &resolved, &work, taxes.shipping);
-    let fees = price_fees(fees, &taxes.fees, currency);
+    let (fees, fee_buffer) = price_fees(fees, &taxes.fees, currency);
+    buffers.fees = fee_buffer;
     let totals = total_up(
         &resolved,
         &work,
@@ -108,6 +123,8 @@ pub fn price(
     debug_assert!(work.remaining.iter().all(|r| *r >= 0));
     work.release(&mut buffers);
     resolved.release(&mut buffers);
+    buffers.tax_lines = taxes.lines;
+    buffers.tax_fees = taxes.fees;
     buffers.give_back();
     Ok(PricedCart {
         cart_id: cart.id().clone(),
@@ -144,18 +161,19 @@ impl Resolved {
         buffers.order = self.cart_index;
         buffers.position = self.position;
         buffers.subtotals = self.subtotals;
+        buffers.rates = self.rates;
     }
 }
 
 /// A line's tax rate, as the calculator gave it and as a ratio.
 #[derive(Clone, Copy)]
-struct LineRate {
+pub(super) struct LineRate {
     decimal: Decimal,
     ratio: Ratio,
 }
 
 /// A fee before tax, in minor units.
-struct Fee {
+pub(super) struct Fee {
     kind: FeeKind,
     name: String,
     amount: i128,
@@ -211,7 +229,9 @@ fn resolve_lines<'c>(
         std::mem::take(&mut buffers.position),
     );
 
-    let mut rates = Vec::with_capacity(lines.len());
+    let mut rates = std::mem::take(&mut buffers.rates);
+    rates.clear();
+    rates.reserve(lines.len());
     let mut remaining = std::mem::take(&mut buffers.remaining);
     remaining.clear();
     remaining.reserve(lines.len());
@@ -284,6 +304,8 @@ fn resolve_lines<'c>(
         unit_basis,
         shipping_remaining: shipping_price,
         codes: cart.codes(),
+        outcomes: std::mem::take(&mut buffers.outcomes),
+        stacking: std::mem::take(&mut buffers.stacking),
     };
     let resolved = Resolved {
         position,
@@ -323,13 +345,20 @@ fn sku_order(
 
 /// Gift wrapping and surcharges. A surcharge's threshold and percentage are measured against
 /// `order_value`, the items after discounts.
-fn charge_fees(cart: &Cart, work: &Work<'_>, rules: &CartRules, order_value: i128) -> Vec<Fee> {
+fn charge_fees(
+    cart: &Cart,
+    work: &Work<'_>,
+    rules: &CartRules,
+    order_value: i128,
+    mut fees: Vec<Fee>,
+) -> Vec<Fee> {
     let wrapped = match rules.gift_wrap {
         GiftWrapFee::PerLine(_) => work.lines.iter().filter(|l| l.gift_wrap).count(),
         GiftWrapFee::PerOrder(_) => 1,
         GiftWrapFee::None => 0,
     };
-    let mut fees: Vec<Fee> = Vec::with_capacity(wrapped + rules.surcharges.len());
+    fees.clear();
+    fees.reserve(wrapped + rules.surcharges.len());
     match &rules.gift_wrap {
         GiftWrapFee::None => {}
         GiftWrapFee::PerLine(fee) => {
@@ -466,6 +495,18 @@ impl<'a> TaxInputs<'a> {
 
     /// Tax per taxable piece (lines in SKU order, shipping, fees), rounded per the policy.
     fn compute(&self, lines: &[i128], split: Option<&Lots>, shipping: i128) -> Taxes {
+        self.compute_into(lines, split, shipping, (Vec::new(), Vec::new()))
+    }
+
+    /// [`TaxInputs::compute`], into the vectors given (cleared first) when rounding per line
+    /// or per unit.
+    fn compute_into(
+        &self,
+        lines: &[i128],
+        split: Option<&Lots>,
+        shipping: i128,
+        (mut line_taxes, mut fee_taxes): (Vec<i128>, Vec<i128>),
+    ) -> Taxes {
         if self.rounding == TaxRounding::PerTotal {
             let exact: Vec<Ratio> = lines
                 .iter()
@@ -489,18 +530,23 @@ impl<'a> TaxInputs<'a> {
                 fees,
             };
         }
-        Taxes {
-            lines: lines
+        line_taxes.clear();
+        line_taxes.extend(
+            lines
                 .iter()
                 .enumerate()
-                .map(|(i, a)| self.line(i, *a, split))
-                .collect(),
-            shipping: self.round(shipping, self.shipping_rate),
-            fees: self
-                .fees
+                .map(|(i, a)| self.line(i, *a, split)),
+        );
+        fee_taxes.clear();
+        fee_taxes.extend(
+            self.fees
                 .iter()
-                .map(|f| self.round(f.amount, self.shipping_rate))
-                .collect(),
+                .map(|f| self.round(f.amount, self.shipping_rate)),
+        );
+        Taxes {
+            lines: line_taxes,
+            shipping: self.round(shipping, self.shipping_rate),
+            fees: fee_taxes,
         }
     }
 
@@ -583,9 +629,14 @@ fn price_shipping(
     })
 }
 
-/// The fees with their taxes, as money.
-fn price_fees(fees: Vec<Fee>, taxes: &[i128], currency: Currency) -> Vec<PricedFee> {
-    fees.into_iter()
+/// The fees with their taxes, as money; the fees' vector is given back emptied.
+fn price_fees(
+    mut fees: Vec<Fee>,
+    taxes: &[i128],
+    currency: Currency,
+) -> (Vec<PricedFee>, Vec<Fee>) {
+    let priced = fees
+        .drain(..)
         .zip(taxes)
         .map(|(fee, tax)| PricedFee {
             kind: fee.kind,
@@ -593,7 +644,8 @@ fn price_fees(fees: Vec<Fee>, taxes: &[i128], currency: Currency) -> Vec<PricedF
             amount: money(fee.amount, currency),
             tax: money(*tax, currency),
         })
-        .collect()
+        .collect();
+    (priced, fees)
 }
 
 /// The cart totals. Tax is added on top only for tax-exclusive prices; tax-inclusive amounts

@@ -15,7 +15,7 @@ use rust_decimal::Decimal;
 
 use super::arith::{Ratio, money, round_div};
 use super::model::ItemFilter;
-use super::priced::NotApplied;
+use super::priced::{NotApplied, PromotionOutcome};
 use crate::cart::{CartLine, PromoCode};
 
 /// Units of one line that share a value and a claim.
@@ -72,6 +72,10 @@ pub(super) struct Work<'c> {
     /// The codes the cart carries, for promotions that need one (at most
     /// [`crate::limits::CODES_MAX`]).
     pub(super) codes: &'c [PromoCode],
+    /// Per promotion, what was decided (kept between calls, like the other vectors).
+    pub(super) outcomes: Vec<Option<PromotionOutcome>>,
+    /// The stacking order's vector, likewise.
+    pub(super) stacking: Vec<usize>,
 }
 
 /// The vectors a pricing call works in, kept by each thread between calls so that pricing
@@ -93,10 +97,17 @@ pub(super) struct Buffers {
     pub(super) spare_parts: Vec<Vec<Part>>,
     pub(super) spare_lines: Vec<Vec<(usize, i128)>>,
     pub(super) scratch: Scratch,
+    pub(super) rates: Vec<super::engine::LineRate>,
+    pub(super) tax_lines: Vec<i128>,
+    pub(super) tax_fees: Vec<i128>,
+    pub(super) fees: Vec<super::engine::Fee>,
+    pub(super) outcomes: Vec<Option<PromotionOutcome>>,
+    pub(super) stacking: Vec<usize>,
 }
 
 thread_local! {
-    static BUFFERS: RefCell<Buffers> = RefCell::new(Buffers::default());
+    /// Boxed, so taking and giving back the buffers moves a pointer, not every vector.
+    static BUFFERS: RefCell<Option<Box<Buffers>>> = const { RefCell::new(None) };
 }
 
 /// Buffers above this many entries are not kept (a huge cart does not pin its memory).
@@ -104,16 +115,16 @@ const KEEP_MAX: usize = 4 * crate::limits::LINES_MAX;
 
 impl Buffers {
     /// This thread's buffers, empty; new ones if another call holds them.
-    pub(super) fn take() -> Buffers {
+    pub(super) fn take() -> Box<Buffers> {
         BUFFERS
-            .try_with(|b| b.try_borrow_mut().map(|mut b| std::mem::take(&mut *b)).ok())
+            .try_with(|b| b.try_borrow_mut().ok().and_then(|mut b| b.take()))
             .ok()
             .flatten()
             .unwrap_or_default()
     }
 
     /// Empties the buffers and keeps them for the thread's next call.
-    pub(super) fn give_back(mut self) {
+    pub(super) fn give_back(mut self: Box<Self>) {
         fn keep<T>(v: &mut Vec<T>) {
             v.clear();
             if v.capacity() > KEEP_MAX {
@@ -138,9 +149,17 @@ impl Buffers {
         keep(&mut self.scratch.caps);
         keep(&mut self.scratch.shares);
         keep(&mut self.scratch.remainders);
+        keep(&mut self.scratch.candidates);
+        keep(&mut self.scratch.plan);
+        keep(&mut self.rates);
+        keep(&mut self.tax_lines);
+        keep(&mut self.tax_fees);
+        keep(&mut self.fees);
+        keep(&mut self.outcomes);
+        keep(&mut self.stacking);
         let _ = BUFFERS.try_with(|b| {
             if let Ok(mut b) = b.try_borrow_mut() {
-                *b = self;
+                *b = Some(self);
             }
         });
     }
@@ -222,6 +241,10 @@ pub(super) struct Scratch {
     pub(super) shares: Vec<i128>,
     /// Its remainders, with their places.
     pub(super) remainders: Vec<u64>,
+    /// A buy-X-get-Y's candidate lots.
+    pub(super) candidates: Vec<super::buy_x_get_y::Candidate>,
+    /// A buy-X-get-Y occurrence's plan.
+    pub(super) plan: Vec<(usize, u32)>,
 }
 
 /// Some units of one lot that an effect discounts (or only claims).
@@ -319,6 +342,8 @@ impl Work<'_> {
         buffers.spare_parts = self.spare_parts.into_inner();
         buffers.spare_lines = self.spare_lines.into_inner();
         buffers.scratch = self.scratch.into_inner();
+        buffers.outcomes = self.outcomes;
+        buffers.stacking = self.stacking;
     }
 
     pub(super) fn round(&self, r: Ratio) -> i128 {
