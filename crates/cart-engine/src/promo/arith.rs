@@ -91,6 +91,10 @@ pub(super) fn minor_at_scale(m: &Money) -> Option<i128> {
 /// `num / den` rounded to an integer with `mode` (`den > 0`).
 #[inline]
 pub(super) fn round_div(num: i128, den: i128, mode: RoundingMode) -> i128 {
+    // Fixed amounts on a unit basis divide by 1: no division at all.
+    if den == 1 {
+        return num;
+    }
     // Nearly every division in pricing fits 64 bits, where it is several times cheaper.
     if let (Ok(n), Ok(d)) = (i64::try_from(num), i64::try_from(den)) {
         return i128::from(round_div_64(n, d, mode));
