@@ -188,14 +188,14 @@ impl<'p> Run<'p> {
 
     /// Applies promotion `i`'s effect to the working state and records it.
     fn apply(&mut self, work: &mut Work<'_>, i: usize, effect: Effect) {
-        work.apply(&effect);
         let currency = work.currency;
         self.outcomes[i] = Some(PromotionOutcome::Applied {
             discount: money(effect.total, currency),
         });
-        effect.for_each_line_discount(|line, d| {
-            self.adjustments.push(Adjustment {
-                target: AdjustmentTarget::Line(self.cart_index[line]),
+        let (adjustments, cart_index) = (&mut self.adjustments, self.cart_index);
+        work.apply(&effect, |line, d| {
+            adjustments.push(Adjustment {
+                target: AdjustmentTarget::Line(cart_index[line]),
                 promotion: i,
                 amount: money(d, currency),
             });

@@ -312,22 +312,6 @@ impl Effect {
             total,
         }
     }
-
-    /// Calls `f` with the discount on each line it touches (whole lines first, then lines by
-    /// their lots, each in line order), zeros left out.
-    pub(super) fn for_each_line_discount(&self, mut f: impl FnMut(usize, i128)) {
-        for &(line, d) in &self.lines {
-            if d != 0 {
-                f(line, d);
-            }
-        }
-        for group in self.parts.chunk_by(|a, b| a.line == b.line) {
-            let d: i128 = group.iter().map(|p| p.discount).sum();
-            if d != 0 {
-                f(group[0].line, d);
-            }
-        }
-    }
 }
 
 impl Work<'_> {
@@ -508,16 +492,25 @@ impl Work<'_> {
         money(minor, self.currency)
     }
 
-    /// Applies an effect computed on this state.
-    pub(super) fn apply(&mut self, effect: &Effect) {
+    /// Applies an effect computed on this state, calling `on_line` with the discount on each
+    /// line it touches (whole lines first, then lines by their lots, each in line order),
+    /// zeros left out.
+    pub(super) fn apply(&mut self, effect: &Effect, mut on_line: impl FnMut(usize, i128)) {
         for &(i, d) in &effect.lines {
-            self.spread_over_lots(i, d);
-            self.remaining[i] -= d;
+            if d != 0 {
+                self.spread_over_lots(i, d);
+                self.remaining[i] -= d;
+                on_line(i, d);
+            }
         }
         for group in effect.parts.chunk_by(|a, b| a.line == b.line) {
             let i = group[0].line;
             self.carve(i, group);
-            self.remaining[i] -= group.iter().map(|p| p.discount).sum::<i128>();
+            let d = group.iter().map(|p| p.discount).sum::<i128>();
+            self.remaining[i] -= d;
+            if d != 0 {
+                on_line(i, d);
+            }
         }
         self.shipping_remaining -= effect.shipping;
         debug_assert!(self.lots_agree());
