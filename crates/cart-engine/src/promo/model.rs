@@ -91,16 +91,7 @@ impl ItemFilter {
         match self {
             ItemFilter::All => true,
             ItemFilter::Skus(skus) => skus.contains(&line.sku),
-            ItemFilter::Categories(cats) => {
-                let path = line.product.category.segments();
-                // `is_within` (the filter's path is a prefix of the line's), comparing names
-                // without `memcmp`: pricing asks this of every line.
-                cats.iter().any(|c| {
-                    let prefix = c.segments();
-                    prefix.len() <= path.len()
-                        && prefix.iter().zip(path).all(|(a, b)| same_text(a, b))
-                })
-            }
+            ItemFilter::Categories(cats) => in_categories(cats, line),
             ItemFilter::Brands(brands) => line
                 .product
                 .brand
@@ -151,7 +142,9 @@ impl ItemFilter {
                 }),
                 None => fold(lines, |l| self.matches(l)),
             },
-            ItemFilter::All | ItemFilter::Categories(_) => fold(lines, |l| self.matches(l)),
+            // Inlined in the loop over lines rather than called through `matches`.
+            ItemFilter::Categories(cats) => fold(lines, |l| in_categories(cats, l)),
+            ItemFilter::All => fold(lines, |l| self.matches(l)),
         }
     }
 
@@ -173,6 +166,18 @@ impl ItemFilter {
         }
         Ok(())
     }
+}
+
+/// Whether `line` lies in one of `cats` or below it: `is_within` (the filter's path is a
+/// prefix of the line's), comparing names with [`same_text`], since pricing asks this of every
+/// line.
+#[inline]
+fn in_categories(cats: &[CategoryPath], line: &CartLine) -> bool {
+    let path = line.product.category.segments();
+    cats.iter().any(|c| {
+        let prefix = c.segments();
+        prefix.len() <= path.len() && prefix.iter().zip(path).all(|(a, b)| same_text(a, b))
+    })
 }
 
 /// Sets up to this size are scanned rather than searched when pricing matches a filter.
