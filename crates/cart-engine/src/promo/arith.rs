@@ -91,11 +91,27 @@ pub(super) fn minor_at_scale(m: &Money) -> Option<i128> {
 /// `num / den` rounded to an integer with `mode` (`den > 0`).
 #[inline]
 pub(super) fn round_div(num: i128, den: i128, mode: RoundingMode) -> i128 {
-    // Fixed amounts on a unit basis divide by 1: no division at all.
-    if den == 1 {
-        return num;
+    // Nearly every division in pricing is of a non-negative amount and fits 64 bits, where
+    // it is several times cheaper; unsigned, it needs no sign handling either.
+    if let (Ok(n), Ok(d)) = (u64::try_from(num), u64::try_from(den)) {
+        // Fixed amounts on a unit basis divide by 1: no division at all.
+        if d == 1 {
+            return num;
+        }
+        let (q, r) = (n / d, n % d);
+        if r == 0 {
+            return i128::from(q);
+        }
+        // `2r` against `d`, as `r` against `d − r` (no overflow).
+        let half = r.cmp(&(d - r));
+        return i128::from(q) + i128::from(rounds_away(mode, half, q % 2 != 0));
     }
-    // Nearly every division in pricing fits 64 bits, where it is several times cheaper.
+    round_div_signed(num, den, mode)
+}
+
+/// [`round_div`] of a negative numerator or beyond 64 bits.
+#[inline(never)]
+fn round_div_signed(num: i128, den: i128, mode: RoundingMode) -> i128 {
     if let (Ok(n), Ok(d)) = (i64::try_from(num), i64::try_from(den)) {
         return i128::from(round_div_64(n, d, mode));
     }
@@ -396,6 +412,46 @@ mod tests {
                     round_div(num, den, mode),
                     "{num}/{den} {mode:?}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn the_unsigned_path_rounds_like_128_bit_arithmetic_up_to_the_64_bit_edge() {
+        // Reference: the quotient and remainder in 128 bits, twice the remainder compared
+        // with the divisor, as `round_div_signed` does for numbers beyond 64 bits.
+        fn reference(num: i128, den: i128, mode: RoundingMode) -> i128 {
+            let (q, r) = (num / den, num % den);
+            if r == 0 {
+                return q;
+            }
+            let half = (2 * r).cmp(&den);
+            q + i128::from(rounds_away(mode, half, q % 2 != 0))
+        }
+        let max = i128::from(u64::MAX);
+        let edges = [
+            0,
+            1,
+            2,
+            3,
+            99,
+            100,
+            101,
+            max / 2,
+            max / 2 + 1,
+            max - 2,
+            max - 1,
+            max,
+        ];
+        for num in edges {
+            for den in edges.into_iter().filter(|d| *d > 0) {
+                for mode in RoundingMode::ALL {
+                    assert_eq!(
+                        round_div(num, den, mode),
+                        reference(num, den, mode),
+                        "{num}/{den} {mode:?}"
+                    );
+                }
             }
         }
     }
