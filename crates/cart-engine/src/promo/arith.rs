@@ -160,6 +160,12 @@ fn rounds_away(mode: RoundingMode, half: std::cmp::Ordering, odd: bool) -> bool 
 /// `minor` minor units of `c` as money.
 pub(super) fn money(minor: i128, c: Currency) -> Money {
     let scale = u32::from(c.exponent());
+    if let Ok(m) = u64::try_from(minor) {
+        // Non-negative (nearly every amount): no sign to take apart.
+        #[allow(clippy::cast_possible_truncation, reason = "the low and high halves")]
+        let (lo, mid) = (m as u32, (m >> 32) as u32);
+        return Money::new(Decimal::from_parts(lo, mid, 0, false, scale), c);
+    }
     let amount = match i64::try_from(minor) {
         // Every real amount: the cheap constructor.
         Ok(m) => {
