@@ -227,6 +227,7 @@ fn resolve_lines<'c>(
         cart,
         std::mem::take(&mut buffers.order),
         std::mem::take(&mut buffers.position),
+        std::mem::take(&mut buffers.line_refs),
     );
 
     let mut rates = std::mem::take(&mut buffers.rates);
@@ -318,11 +319,12 @@ fn resolve_lines<'c>(
 }
 
 /// The cart's lines in SKU order, and `position[k]`, where cart line k sits in that order
-/// (in the vectors given, cleared first).
+/// (in the vectors given, cleared first; `line_refs` lends its allocation to the lines).
 fn sku_order(
     cart: &Cart,
     mut by_sku: Vec<usize>,
     mut position: Vec<usize>,
+    line_refs: Vec<usize>,
 ) -> (Vec<&CartLine>, Vec<usize>, Vec<usize>) {
     let cart_lines = cart.lines();
     by_sku.clear();
@@ -339,8 +341,17 @@ fn sku_order(
             position[*i] = k;
         }
     }
-    let lines = by_sku.iter().map(|i| &cart_lines[*i]).collect();
+    let mut lines: Vec<&CartLine> = reuse_for(line_refs);
+    lines.extend(by_sku.iter().map(|i| &cart_lines[*i]));
     (lines, position, by_sku)
+}
+
+/// An empty vector of `T` in the allocation of `v` (emptied): collecting a vector's own
+/// iterator into elements of the same size and alignment reuses its buffer, so the lines'
+/// references, which cannot outlive a call, still keep their room between calls as a
+/// `Vec<usize>`.
+pub(super) fn reuse_for<S, T>(v: Vec<S>) -> Vec<T> {
+    v.into_iter().filter_map(|_| None).collect()
 }
 
 /// Gift wrapping and surcharges. A surcharge's threshold and percentage are measured against

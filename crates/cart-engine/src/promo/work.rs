@@ -103,6 +103,8 @@ pub(super) struct Buffers {
     pub(super) fees: Vec<super::engine::Fee>,
     pub(super) outcomes: Vec<Option<PromotionOutcome>>,
     pub(super) stacking: Vec<usize>,
+    /// The room of the lines' references ([`Work::lines`]), between calls.
+    pub(super) line_refs: Vec<usize>,
 }
 
 thread_local! {
@@ -157,6 +159,7 @@ impl Buffers {
         keep(&mut self.fees);
         keep(&mut self.outcomes);
         keep(&mut self.stacking);
+        keep(&mut self.line_refs);
         let _ = BUFFERS.try_with(|b| {
             if let Ok(mut b) = b.try_borrow_mut() {
                 *b = Some(self);
@@ -327,6 +330,7 @@ impl Work<'_> {
         buffers.spare_lines = self.spare_lines.into_inner();
         buffers.scratch = self.scratch.into_inner();
         buffers.outcomes = self.outcomes;
+        buffers.line_refs = super::engine::reuse_for(self.lines);
         buffers.stacking = self.stacking;
     }
 
