@@ -5,7 +5,7 @@ use super::arith::Ratio;
 use super::context::RoundingLevel;
 use super::model::{ItemFilter, Selection};
 use super::priced::NotApplied;
-use super::work::{Lot, Outcome, Part, Work};
+use super::work::{Lot, Outcome, Part, Work, bits, has_bit};
 
 /// Units of one lot that can take part, in selection order.
 pub(super) struct Candidate {
@@ -83,11 +83,8 @@ fn candidates_in_selection_order(
     candidates.clear();
     candidates.reserve(work.lines.len());
     let (buy, get) = (work.mask(buy), work.mask_like(get, buy));
-    for i in 0..work.lines.len() {
-        let (buys, gets) = (buy & (1 << i) != 0, get & (1 << i) != 0);
-        if !(buys || gets) {
-            continue;
-        }
+    for i in bits(buy | get) {
+        let (buys, gets) = (has_bit(buy, i), has_bit(get, i));
         for k in 0..work.lot_count(i) {
             let units = work.lot(i, k);
             if units.claimed {

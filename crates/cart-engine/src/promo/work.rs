@@ -437,23 +437,7 @@ impl Work<'_> {
 
     /// The indices of the lines `filter` matches, ascending.
     pub(super) fn matching(&self, filter: &ItemFilter) -> impl Iterator<Item = usize> + use<> {
-        let mask = self.mask(filter);
-        // Word by word: 64-bit bit tricks are a few instructions, 128-bit ones several more.
-        #[allow(clippy::cast_possible_truncation, reason = "the low and high halves")]
-        let (mut low, mut high) = (mask as u64, (mask >> 64) as u64);
-        std::iter::from_fn(move || {
-            if low != 0 {
-                let i = low.trailing_zeros() as usize;
-                low &= low - 1;
-                Some(i)
-            } else if high != 0 {
-                let i = 64 + high.trailing_zeros() as usize;
-                high &= high - 1;
-                Some(i)
-            } else {
-                None
-            }
-        })
+        bits(self.mask(filter))
     }
 
     /// Whether the matching lines' remaining value, in discount-basis terms, reaches
@@ -636,6 +620,38 @@ impl Work<'_> {
                     && lots.iter().all(|l| l.value >= 0 && l.count > 0))
         })
     }
+}
+
+/// The places of the set bits of `mask`, ascending. Word by word: 64-bit bit tricks are a few
+/// instructions, 128-bit ones several more.
+pub(super) fn bits(mask: u128) -> impl Iterator<Item = usize> {
+    #[allow(clippy::cast_possible_truncation, reason = "the low and high halves")]
+    let (mut low, mut high) = (mask as u64, (mask >> 64) as u64);
+    std::iter::from_fn(move || {
+        if low != 0 {
+            let i = low.trailing_zeros() as usize;
+            low &= low - 1;
+            Some(i)
+        } else if high != 0 {
+            let i = 64 + high.trailing_zeros() as usize;
+            high &= high - 1;
+            Some(i)
+        } else {
+            None
+        }
+    })
+}
+
+/// Whether bit `i` of `mask` is set (`i < 128`).
+#[inline]
+pub(super) fn has_bit(mask: u128, i: usize) -> bool {
+    #[allow(clippy::cast_possible_truncation, reason = "the low and high halves")]
+    let word = if i < 64 {
+        mask as u64
+    } else {
+        (mask >> 64) as u64
+    };
+    (word >> (i % 64)) & 1 != 0
 }
 
 /// Lots of one line shared on the stack when a discount spreads over them.
