@@ -294,6 +294,11 @@ fn resolve_lines<'c>(
         ),
         lot_scratch: std::mem::take(&mut buffers.lot_scratch),
         masks: std::cell::RefCell::new(std::mem::take(&mut buffers.masks)),
+        all_lines: if lines.len() >= 128 {
+            u128::MAX
+        } else {
+            (1u128 << lines.len()) - 1
+        },
         spare_parts: std::cell::RefCell::new(std::mem::take(&mut buffers.spare_parts)),
         spare_lines: std::cell::RefCell::new(std::mem::take(&mut buffers.spare_lines)),
         scratch: std::cell::RefCell::new(std::mem::take(&mut buffers.scratch)),

@@ -63,6 +63,8 @@ pub(super) struct Work<'c> {
     /// is line `i` (a cart has at most [`crate::limits::LINES_MAX`] lines). Keyed by the
     /// filter's address, which is stable for the call.
     pub(super) masks: RefCell<Vec<(*const ItemFilter, u128)>>,
+    /// The mask of every line.
+    pub(super) all_lines: u128,
     /// Part buffers of effects already applied or discarded, for the next evaluation.
     pub(super) spare_parts: RefCell<Vec<Vec<Part>>>,
     /// Line-discount buffers of effects already applied or discarded, likewise.
@@ -408,13 +410,8 @@ impl Work<'_> {
 
     /// The lines `filter` matches, as a bit mask.
     pub(super) fn mask(&self, filter: &ItemFilter) -> u128 {
-        let all = if self.lines.len() >= 128 {
-            u128::MAX
-        } else {
-            (1u128 << self.lines.len()) - 1
-        };
         if matches!(filter, ItemFilter::All) {
-            return all;
+            return self.all_lines;
         }
         let key: *const ItemFilter = filter;
         if let Some((_, m)) = self.masks.borrow().iter().find(|(k, _)| *k == key) {
