@@ -608,24 +608,27 @@ fn price_lines(
 ) -> Vec<PricedLine> {
     let currency = work.currency;
     let inclusive = price_mode == PriceMode::TaxInclusive;
-    let mut priced_lines = Vec::with_capacity(work.lines.len());
-    for (k, line) in cart.lines().iter().enumerate() {
-        let i = resolved.position[k];
-        let (subtotal, total) = (resolved.subtotals[i], work.remaining[i]);
-        priced_lines.push(PricedLine {
-            sku: line.sku.clone(),
-            quantity: line.quantity,
-            unit_price: line.unit_price,
-            subtotal: money(subtotal, currency),
-            discount: money(subtotal - total, currency),
-            total: money(total, currency),
-            tax: money(taxes[i], currency),
-            net: money(if inclusive { total - taxes[i] } else { total }, currency),
-            gross: money(if inclusive { total } else { total + taxes[i] }, currency),
-            tax_rate: resolved.rates[i].decimal,
-        });
-    }
-    priced_lines
+    // Collected rather than pushed one by one: each line is then built in its place instead
+    // of on the stack and copied.
+    cart.lines()
+        .iter()
+        .zip(&resolved.position)
+        .map(|(line, &i)| {
+            let (subtotal, total) = (resolved.subtotals[i], work.remaining[i]);
+            PricedLine {
+                sku: line.sku.clone(),
+                quantity: line.quantity,
+                unit_price: line.unit_price,
+                subtotal: money(subtotal, currency),
+                discount: money(subtotal - total, currency),
+                total: money(total, currency),
+                tax: money(taxes[i], currency),
+                net: money(if inclusive { total - taxes[i] } else { total }, currency),
+                gross: money(if inclusive { total } else { total + taxes[i] }, currency),
+                tax_rate: resolved.rates[i].decimal,
+            }
+        })
+        .collect()
 }
 
 /// The chosen shipping method with its discount and tax, if one is chosen.
