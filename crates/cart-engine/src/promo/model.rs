@@ -149,6 +149,18 @@ impl ItemFilter {
                 }),
                 None => fold(lines, |l| self.matches(l)),
             },
+            // One top-level category (the usual filter): its name read once, each line's
+            // first segment compared with it.
+            ItemFilter::Categories(cats) if cats.len() == 1 && cats[0].segments().len() == 1 => {
+                let name = cats[0].segments()[0].as_str();
+                fold(lines, |l| {
+                    l.product
+                        .category
+                        .segments()
+                        .first()
+                        .is_some_and(|s| same_text(name, s))
+                })
+            }
             // Inlined in the loop over lines rather than called through `matches`.
             ItemFilter::Categories(cats) => fold(lines, |l| in_categories(cats, l)),
             ItemFilter::All => fold(lines, |l| self.matches(l)),
