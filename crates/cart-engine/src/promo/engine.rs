@@ -11,7 +11,7 @@ use super::context::{
     CartRules, DiscountBasis, GiftWrapFee, PriceMode, PricingConfig, PricingContext,
     SurchargeAmount, TaxRounding,
 };
-use super::model::Promotion;
+use super::model::{Promotion, text_le};
 use super::priced::{
     CartTotals, FeeKind, PricedCart, PricedFee, PricedLine, PricedShipping, Violation,
 };
@@ -337,7 +337,7 @@ fn sku_order(
     position.clear();
     // Lines are often added in SKU order already: then both orders are the identity, and the
     // check costs one comparison per line instead of a sort.
-    if cart_lines.is_sorted_by(|a, b| a.sku <= b.sku) {
+    if cart_lines.is_sorted_by(|a, b| text_le(a.sku.as_str(), b.sku.as_str())) {
         position.extend(0..cart_lines.len());
     } else {
         by_sku.sort_by(|a, b| cart_lines[*a].sku.cmp(&cart_lines[*b].sku));
