@@ -614,17 +614,24 @@ fn price_lines(
         .iter()
         .zip(&resolved.position)
         .map(|(line, &i)| {
-            let (subtotal, total) = (resolved.subtotals[i], work.remaining[i]);
+            let (subtotal, total, tax) = (resolved.subtotals[i], work.remaining[i], taxes[i]);
+            let total_money = money(total, currency);
+            // The total is the gross amount of tax-inclusive prices, the net of exclusive ones.
+            let (net, gross) = if inclusive {
+                (money(total - tax, currency), total_money)
+            } else {
+                (total_money, money(total + tax, currency))
+            };
             PricedLine {
                 sku: line.sku.clone(),
                 quantity: line.quantity,
                 unit_price: line.unit_price,
                 subtotal: money(subtotal, currency),
                 discount: money(subtotal - total, currency),
-                total: money(total, currency),
-                tax: money(taxes[i], currency),
-                net: money(if inclusive { total - taxes[i] } else { total }, currency),
-                gross: money(if inclusive { total } else { total + taxes[i] }, currency),
+                total: total_money,
+                tax: money(tax, currency),
+                net,
+                gross,
                 tax_rate: resolved.rates[i].decimal,
             }
         })
