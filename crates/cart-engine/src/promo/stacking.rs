@@ -233,7 +233,11 @@ impl<'p> Run<'p> {
             .zip(self.outcomes.drain(..))
             .map(|(p, o)| PromotionDiagnostic {
                 promotion_id: p.id.clone(),
-                outcome: o.unwrap_or(PromotionOutcome::NotApplied(NotApplied::NothingToDiscount)),
+                // Not `unwrap_or`, which would build the default (and drop it) every time.
+                outcome: match o {
+                    Some(o) => o,
+                    None => PromotionOutcome::NotApplied(NotApplied::NothingToDiscount),
+                },
             })
             .collect();
         (diagnostics, self.adjustments, self.outcomes)
