@@ -749,7 +749,9 @@ fn check_cart_rules(
 
 /// A tax rate from the calculator as an exact ratio, refused outside `0..=1`.
 fn tax_rate(rate: Decimal) -> Result<Ratio> {
-    if rate < Decimal::ZERO || rate > Decimal::ONE {
+    // `rate < 0 || rate > 1`, on the mantissa: 1 is 10^scale of it.
+    let mantissa = rate.mantissa();
+    if mantissa < 0 || mantissa > pow10(rate.scale()) {
         return Err(Error::InvalidRule {
             path: "tax.rate".into(),
             reason: format!("{rate} is outside 0..=1"),
@@ -836,4 +838,24 @@ fn check_config(config: &PricingConfig, currency: Currency) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tax_rate_is_refused_exactly_outside_zero_to_one() {
+        for scale in 0..=28u32 {
+            for mantissa in [-11i64, -10, -1, 0, 1, 9, 10, 11, 99, 100, 101, 1_000_001] {
+                let rate = Decimal::new(mantissa, scale);
+                let outside = rate < Decimal::ZERO || rate > Decimal::ONE;
+                assert_eq!(tax_rate(rate).is_err(), outside, "{rate}");
+            }
+            let negative_zero = Decimal::from_parts(0, 0, 0, true, scale);
+            assert!(tax_rate(negative_zero).is_ok(), "-0 at scale {scale}");
+        }
+        assert!(tax_rate(Decimal::MAX).is_err());
+        assert!(tax_rate(Decimal::MIN).is_err());
+    }
 }
