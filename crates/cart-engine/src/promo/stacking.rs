@@ -23,7 +23,7 @@ pub(super) fn run_promotions(
 ) -> (Vec<PromotionDiagnostic>, Vec<Adjustment>) {
     let mut outcomes = std::mem::take(&mut work.outcomes);
     outcomes.clear();
-    outcomes.resize(promotions.len(), None);
+    outcomes.resize_with(promotions.len(), || None);
     let order = std::mem::take(&mut work.stacking);
     let mut run = Run {
         promotions,
