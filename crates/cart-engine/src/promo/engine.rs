@@ -547,12 +547,22 @@ impl<'a> TaxInputs<'a> {
             };
         }
         line_taxes.clear();
-        line_taxes.extend(
-            lines
-                .iter()
-                .enumerate()
-                .map(|(i, a)| self.line(i, *a, split)),
-        );
+        if self.rounding == TaxRounding::PerLine {
+            // Each line's tax rounded alone: one rounding per line and its rate, side by side.
+            line_taxes.extend(
+                lines
+                    .iter()
+                    .zip(self.rates)
+                    .map(|(a, r)| self.round(*a, r.ratio)),
+            );
+        } else {
+            line_taxes.extend(
+                lines
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| self.line(i, *a, split)),
+            );
+        }
         fee_taxes.clear();
         fee_taxes.extend(
             self.fees
@@ -578,17 +588,33 @@ impl<'a> TaxInputs<'a> {
         if self.rounding == TaxRounding::PerTotal {
             return self.compute(subtotals, None, shipping).total();
         }
-        let items: i128 = subtotals
-            .iter()
-            .enumerate()
-            .map(|(i, a)| {
-                if *a == work.remaining[i] && work.split.count(i) == 0 {
-                    taxes.lines[i]
-                } else {
-                    self.line(i, *a, None)
-                }
-            })
-            .sum();
+        let items: i128 = if self.rounding == TaxRounding::PerLine {
+            // A line's tax depends on its amount alone: an untouched line's is the one found.
+            subtotals
+                .iter()
+                .zip(&work.remaining)
+                .zip(self.rates.iter().zip(&taxes.lines))
+                .map(|((a, left), (rate, tax))| {
+                    if a == left {
+                        *tax
+                    } else {
+                        self.round(*a, rate.ratio)
+                    }
+                })
+                .sum()
+        } else {
+            subtotals
+                .iter()
+                .enumerate()
+                .map(|(i, a)| {
+                    if *a == work.remaining[i] && work.split.count(i) == 0 {
+                        taxes.lines[i]
+                    } else {
+                        self.line(i, *a, None)
+                    }
+                })
+                .sum()
+        };
         let fees: i128 = self
             .fees
             .iter()
