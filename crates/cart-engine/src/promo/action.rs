@@ -85,6 +85,7 @@ fn round_line(parts: &mut [Part], work: &Work<'_>) {
         caps,
         shares,
         remainders,
+        ..
     } = &mut *scratch;
     weights.clear();
     weights.extend(parts.iter().map(|p| p.exact.num.max(0)));
@@ -144,12 +145,13 @@ fn spread(amount: i128, items: &ItemFilter, work: &Work<'_>) -> Outcome {
         allocate_minor_into(amount.min(available), weights, shares, remainders)
             .map_err(|_| NotApplied::NothingToDiscount)?;
         let mut lines = work.lines_buffer();
-        lines.extend(
-            work.matching(items)
-                .zip(shares.iter())
-                .map(|(i, part)| (i, (*part).min(work.remaining[i])))
-                .filter(|(_, d)| *d != 0),
-        );
+        lines.reserve(shares.len());
+        for (i, part) in work.matching(items).zip(shares.iter()) {
+            let d = (*part).min(work.remaining[i]);
+            if d != 0 {
+                lines.push((i, d));
+            }
+        }
         return Ok(Effect::new(lines, 0));
     }
     let n = mask.count_ones() as usize;

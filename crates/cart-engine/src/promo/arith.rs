@@ -91,7 +91,27 @@ pub(super) fn minor_at_scale(m: &Money) -> Option<i128> {
 /// `num / den` rounded to an integer with `mode` (`den > 0`).
 #[inline]
 pub(super) fn round_div(num: i128, den: i128, mode: RoundingMode) -> i128 {
-    // Nearly every division in pricing fits 64 bits, where it is several times cheaper.
+    // Nearly every division in pricing is of a non-negative amount and fits 64 bits, where
+    // it is several times cheaper; unsigned, it needs no sign handling either.
+    if let (Ok(n), Ok(d)) = (u64::try_from(num), u64::try_from(den)) {
+        // Fixed amounts on a unit basis divide by 1: no division at all.
+        if d == 1 {
+            return num;
+        }
+        let (q, r) = (n / d, n % d);
+        if r == 0 {
+            return i128::from(q);
+        }
+        // `2r` against `d`, as `r` against `d − r` (no overflow).
+        let half = r.cmp(&(d - r));
+        return i128::from(q) + i128::from(rounds_away(mode, half, q % 2 != 0));
+    }
+    round_div_signed(num, den, mode)
+}
+
+/// [`round_div`] of a negative numerator or beyond 64 bits.
+#[inline(never)]
+fn round_div_signed(num: i128, den: i128, mode: RoundingMode) -> i128 {
     if let (Ok(n), Ok(d)) = (i64::try_from(num), i64::try_from(den)) {
         return i128::from(round_div_64(n, d, mode));
     }
@@ -140,6 +160,12 @@ fn rounds_away(mode: RoundingMode, half: std::cmp::Ordering, odd: bool) -> bool 
 /// `minor` minor units of `c` as money.
 pub(super) fn money(minor: i128, c: Currency) -> Money {
     let scale = u32::from(c.exponent());
+    if let Ok(m) = u64::try_from(minor) {
+        // Non-negative (nearly every amount): no sign to take apart.
+        #[allow(clippy::cast_possible_truncation, reason = "the low and high halves")]
+        let (lo, mid) = (m as u32, (m >> 32) as u32);
+        return Money::new(Decimal::from_parts(lo, mid, 0, false, scale), c);
+    }
     let amount = match i64::try_from(minor) {
         // Every real amount: the cheap constructor.
         Ok(m) => {
@@ -192,7 +218,7 @@ pub(super) fn allocate_minor_into(
     total: i128,
     weights: &[i128],
     parts: &mut Vec<i128>,
-    remainders: &mut Vec<u128>,
+    remainders: &mut Vec<u64>,
 ) -> commerce_core::Result<()> {
     parts.clear();
     if allocate_narrow_into(total, weights, parts, remainders).is_some() {
@@ -203,13 +229,17 @@ pub(super) fn allocate_minor_into(
     Ok(())
 }
 
+/// Low bits of an allocation rank that hold the weight's place (at most `LINES_MAX` places).
+const RANK_PLACE_BITS: u32 = 7;
+const _: () = assert!(crate::limits::LINES_MAX <= 1 << RANK_PLACE_BITS);
+
 /// `commerce_core`'s 64-bit path of [`allocate_minor`] (largest remainder, ties to the earlier
 /// weight, all-zero weights split evenly) into `parts`; `None` where that path does not apply.
 fn allocate_narrow_into(
     total: i128,
     weights: &[i128],
     parts: &mut Vec<i128>,
-    remainders: &mut Vec<u128>,
+    remainders: &mut Vec<u64>,
 ) -> Option<()> {
     if weights.is_empty() || weights.len() > crate::limits::LINES_MAX {
         return None;
@@ -227,6 +257,10 @@ fn allocate_narrow_into(
         sum = u64::try_from(weights.len()).ok()?;
         weight_max = 1;
     }
+    // A remainder (below `sum`) and a place (below `LINES_MAX` ≤ 2^7) share one 64-bit rank.
+    if sum > 1 << 56 {
+        return None;
+    }
     m.checked_mul(weight_max)?;
     remainders.clear();
     remainders.reserve(weights.len());
@@ -239,8 +273,8 @@ fn allocate_narrow_into(
         parts.push(i128::from(floor));
         // One integer per place, smallest for the largest remainder and then the lowest
         // index: the order `allocate_minor` gives the leftover units in.
-        let rank = (u128::from(u64::MAX - (numerator - floor * sum)) << 32)
-            | u128::from(u32::try_from(i).ok()?);
+        let rank =
+            ((sum - 1 - (numerator - floor * sum)) << RANK_PLACE_BITS) | u64::try_from(i).ok()?;
         remainders.push(rank);
         assigned += floor; // Σ floor ≤ m.
     }
@@ -248,18 +282,42 @@ fn allocate_narrow_into(
     if leftover > 0 {
         // The `leftover` largest remainders (ties to the lower index) take one unit each.
         if leftover < remainders.len() {
-            remainders.select_nth_unstable(leftover - 1);
+            smallest_first(remainders, leftover);
         }
         for &rank in remainders.iter().take(leftover) {
-            #[allow(
-                clippy::cast_possible_truncation,
-                reason = "the low 32 bits are the index"
-            )]
-            let i = rank as u32;
+            let i = rank & ((1 << RANK_PLACE_BITS) - 1);
             parts[usize::try_from(i).ok()?] += 1;
         }
     }
     Some(())
+}
+
+/// Moves the `k` smallest of the distinct `ranks` (`0 < k < len`) to the front, in any
+/// order: a plain quickselect around the middle element, cheaper than the standard
+/// library's general one on the few dozen ranks of an allocation.
+fn smallest_first(ranks: &mut [u64], k: usize) {
+    let (mut lo, mut hi) = (0, ranks.len());
+    while hi - lo > 1 {
+        let last = hi - 1;
+        ranks.swap(lo + (hi - lo) / 2, last);
+        let pivot = ranks[last];
+        let mut store = lo;
+        for i in lo..last {
+            if ranks[i] < pivot {
+                ranks.swap(i, store);
+                store += 1;
+            }
+        }
+        ranks.swap(store, last);
+        // Now ranks[lo..store] < pivot = ranks[store] < ranks[store + 1..hi].
+        if k < store {
+            hi = store;
+        } else if k > store + 1 {
+            lo = store + 1;
+        } else {
+            return;
+        }
+    }
 }
 
 /// Allocates `total` over `weights` exactly (largest remainder), no part above its cap; what
@@ -277,7 +335,7 @@ pub(super) fn allocate_capped_into(
     total: i128,
     (weights, caps): (&[i128], &[i128]),
     parts: &mut Vec<i128>,
-    remainders: &mut Vec<u128>,
+    remainders: &mut Vec<u64>,
 ) {
     parts.clear();
     if weights.len() == 1 {
@@ -328,11 +386,14 @@ mod tests {
         for _ in 0..20_000 {
             let n = 1 + usize::try_from(next(30)).unwrap_or(0);
             let zeros = next(6) == 0;
+            // Sums near 2^56, where ranks no longer fit 64 bits, now and then.
+            let huge = next(8) == 0;
             let weights: Vec<i128> = (0..n)
                 .map(|_| match next(4) {
                     _ if zeros => 0,
                     0 => 0,
                     1 => next(10),
+                    _ if huge => next(1 << 55) / i128::try_from(n).unwrap_or(1) * 3,
                     _ => next(10_000_000),
                 })
                 .collect();
@@ -349,6 +410,31 @@ mod tests {
             }
         }
         assert!(allocate_minor_into(5, &[], &mut parts, &mut remainders).is_err());
+    }
+
+    #[test]
+    fn the_quickselect_puts_the_smallest_ranks_first() {
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..5_000 {
+            let n = 2 + usize::try_from(next() % 100).unwrap_or(0);
+            // Distinct ranks, as an allocation makes them: a value and a place.
+            let mut ranks: Vec<u64> = (0..n)
+                .map(|i| ((next() % 8) << 7) | u64::try_from(i).unwrap_or(0))
+                .collect();
+            let k = 1 + usize::try_from(next()).unwrap_or(0) % (n - 1);
+            let mut sorted = ranks.clone();
+            sorted.sort_unstable();
+            smallest_first(&mut ranks, k);
+            let mut front = ranks[..k].to_vec();
+            front.sort_unstable();
+            assert_eq!(front, sorted[..k], "k = {k} of {n}");
+        }
     }
 
     #[test]
@@ -385,6 +471,46 @@ mod tests {
                     round_div(num, den, mode),
                     "{num}/{den} {mode:?}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn the_unsigned_path_rounds_like_128_bit_arithmetic_up_to_the_64_bit_edge() {
+        // Reference: the quotient and remainder in 128 bits, twice the remainder compared
+        // with the divisor, as `round_div_signed` does for numbers beyond 64 bits.
+        fn reference(num: i128, den: i128, mode: RoundingMode) -> i128 {
+            let (q, r) = (num / den, num % den);
+            if r == 0 {
+                return q;
+            }
+            let half = (2 * r).cmp(&den);
+            q + i128::from(rounds_away(mode, half, q % 2 != 0))
+        }
+        let max = i128::from(u64::MAX);
+        let edges = [
+            0,
+            1,
+            2,
+            3,
+            99,
+            100,
+            101,
+            max / 2,
+            max / 2 + 1,
+            max - 2,
+            max - 1,
+            max,
+        ];
+        for num in edges {
+            for den in edges.into_iter().filter(|d| *d > 0) {
+                for mode in RoundingMode::ALL {
+                    assert_eq!(
+                        round_div(num, den, mode),
+                        reference(num, den, mode),
+                        "{num}/{den} {mode:?}"
+                    );
+                }
             }
         }
     }

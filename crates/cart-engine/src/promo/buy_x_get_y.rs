@@ -5,10 +5,10 @@ use super::arith::Ratio;
 use super::context::RoundingLevel;
 use super::model::{ItemFilter, Selection};
 use super::priced::NotApplied;
-use super::work::{Lot, Outcome, Part, Work};
+use super::work::{Lot, Outcome, Part, Work, bits, has_bit};
 
 /// Units of one lot that can take part, in selection order.
-struct Candidate {
+pub(super) struct Candidate {
     line: usize,
     lot: usize,
     units: Lot,
@@ -41,19 +41,34 @@ pub(super) fn buy_x_get_y(
         return Err(NotApplied::NoMatchingItems);
     }
     // Every matching unit may already be claimed: then no occurrence fits.
-    let mut candidates = candidates_in_selection_order(work, buy, get, selection);
+    let (candidates, plan) = {
+        let mut scratch = work.scratch.borrow_mut();
+        (
+            std::mem::take(&mut scratch.candidates),
+            std::mem::take(&mut scratch.plan),
+        )
+    };
+    let mut candidates = candidates_in_selection_order(work, buy, get, selection, candidates);
     let mut occurrences = 0u32;
-    let mut state = Occurrences::new(&candidates, buy_quantity, get_quantity);
+    let mut state = Occurrences::new(&candidates, buy_quantity, get_quantity, plan);
     while max_occurrences.is_none_or(|m| occurrences < m) {
         if !state.take_one(&mut candidates) {
             break;
         }
         occurrences += 1;
     }
-    if occurrences == 0 {
-        return Err(NotApplied::NotEnoughItems);
+    let parts = (occurrences > 0).then(|| parts(work, &candidates, percent_off));
+    {
+        let mut scratch = work.scratch.borrow_mut();
+        candidates.clear();
+        state.plan.clear();
+        scratch.candidates = candidates;
+        scratch.plan = state.plan;
     }
-    Ok(finish(parts(work, &candidates, percent_off), work, level))
+    match parts {
+        Some(parts) => Ok(finish(parts, work, level)),
+        None => Err(NotApplied::NotEnoughItems),
+    }
 }
 
 /// Unclaimed lots of lines matching either side, ordered by unit value, cheapest first (ties
@@ -63,14 +78,13 @@ fn candidates_in_selection_order(
     buy: &ItemFilter,
     get: &ItemFilter,
     selection: Selection,
+    mut candidates: Vec<Candidate>,
 ) -> Vec<Candidate> {
-    let mut candidates = Vec::with_capacity(work.lines.len());
+    candidates.clear();
+    candidates.reserve(work.lines.len());
     let (buy, get) = (work.mask(buy), work.mask_like(get, buy));
-    for i in 0..work.lines.len() {
-        let (buys, gets) = (buy & (1 << i) != 0, get & (1 << i) != 0);
-        if !(buys || gets) {
-            continue;
-        }
+    for i in bits(buy | get) {
+        let (buys, gets) = (has_bit(buy, i), has_bit(get, i));
         for k in 0..work.lot_count(i) {
             let units = work.lot(i, k);
             if units.claimed {
@@ -117,7 +131,12 @@ struct Occurrences {
 }
 
 impl Occurrences {
-    fn new(candidates: &[Candidate], buy_quantity: u32, get_quantity: u32) -> Occurrences {
+    fn new(
+        candidates: &[Candidate],
+        buy_quantity: u32,
+        get_quantity: u32,
+        plan: Vec<(usize, u32)>,
+    ) -> Occurrences {
         Occurrences {
             buy_quantity,
             get_quantity,
@@ -128,7 +147,7 @@ impl Occurrences {
                 .sum(),
             front: 0,
             back: candidates.len(),
-            plan: Vec::new(),
+            plan,
         }
     }
 

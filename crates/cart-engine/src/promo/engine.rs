@@ -11,7 +11,7 @@ use super::context::{
     CartRules, DiscountBasis, GiftWrapFee, PriceMode, PricingConfig, PricingContext,
     SurchargeAmount, TaxRounding,
 };
-use super::model::Promotion;
+use super::model::{Promotion, text_le};
 use super::priced::{
     CartTotals, FeeKind, PricedCart, PricedFee, PricedLine, PricedShipping, Violation,
 };
@@ -85,16 +85,31 @@ pub fn price(
     );
     let order_value: i128 = work.remaining.iter().sum();
 
-    let fees = charge_fees(cart, &work, &config.rules, order_value);
+    let fees = charge_fees(
+        cart,
+        &work,
+        &config.rules,
+        order_value,
+        std::mem::take(&mut buffers.fees),
+    );
     let tax = TaxInputs::new(&work, &resolved, &fees, context, country)?;
-    let taxes = tax.compute(&work.remaining, Some(&work.split), work.shipping_remaining);
+    let taxes = tax.compute_into(
+        &work.remaining,
+        Some(&work.split),
+        work.shipping_remaining,
+        (
+            std::mem::take(&mut buffers.tax_lines),
+            std::mem::take(&mut buffers.tax_fees),
+        ),
+    );
     // What tax would be without any discount: for the receipt's original total.
     let original_tax =
         tax.total_undiscounted(&resolved.subtotals, &work, &taxes, resolved.shipping_price);
 
     let lines = price_lines(cart, &resolved, &work, &taxes.lines, config.price_mode);
     let shipping = price_shipping(cart, &resolved, &work, taxes.shipping);
-    let fees = price_fees(fees, &taxes.fees, currency);
+    let (fees, fee_buffer) = price_fees(fees, &taxes.fees, currency);
+    buffers.fees = fee_buffer;
     let totals = total_up(
         &resolved,
         &work,
@@ -108,6 +123,8 @@ pub fn price(
     debug_assert!(work.remaining.iter().all(|r| *r >= 0));
     work.release(&mut buffers);
     resolved.release(&mut buffers);
+    buffers.tax_lines = taxes.lines;
+    buffers.tax_fees = taxes.fees;
     buffers.give_back();
     Ok(PricedCart {
         cart_id: cart.id().clone(),
@@ -144,18 +161,19 @@ impl Resolved {
         buffers.order = self.cart_index;
         buffers.position = self.position;
         buffers.subtotals = self.subtotals;
+        buffers.rates = self.rates;
     }
 }
 
 /// A line's tax rate, as the calculator gave it and as a ratio.
 #[derive(Clone, Copy)]
-struct LineRate {
+pub(super) struct LineRate {
     decimal: Decimal,
     ratio: Ratio,
 }
 
 /// A fee before tax, in minor units.
-struct Fee {
+pub(super) struct Fee {
     kind: FeeKind,
     name: String,
     amount: i128,
@@ -209,9 +227,12 @@ fn resolve_lines<'c>(
         cart,
         std::mem::take(&mut buffers.order),
         std::mem::take(&mut buffers.position),
+        std::mem::take(&mut buffers.line_refs),
     );
 
-    let mut rates = Vec::with_capacity(lines.len());
+    let mut rates = std::mem::take(&mut buffers.rates);
+    rates.clear();
+    rates.reserve(lines.len());
     let mut remaining = std::mem::take(&mut buffers.remaining);
     remaining.clear();
     remaining.reserve(lines.len());
@@ -273,6 +294,11 @@ fn resolve_lines<'c>(
         ),
         lot_scratch: std::mem::take(&mut buffers.lot_scratch),
         masks: std::cell::RefCell::new(std::mem::take(&mut buffers.masks)),
+        all_lines: if lines.len() >= 128 {
+            u128::MAX
+        } else {
+            (1u128 << lines.len()) - 1
+        },
         spare_parts: std::cell::RefCell::new(std::mem::take(&mut buffers.spare_parts)),
         spare_lines: std::cell::RefCell::new(std::mem::take(&mut buffers.spare_lines)),
         scratch: std::cell::RefCell::new(std::mem::take(&mut buffers.scratch)),
@@ -284,6 +310,8 @@ fn resolve_lines<'c>(
         unit_basis,
         shipping_remaining: shipping_price,
         codes: cart.codes(),
+        outcomes: std::mem::take(&mut buffers.outcomes),
+        stacking: std::mem::take(&mut buffers.stacking),
     };
     let resolved = Resolved {
         position,
@@ -296,33 +324,57 @@ fn resolve_lines<'c>(
 }
 
 /// The cart's lines in SKU order, and `position[k]`, where cart line k sits in that order
-/// (in the vectors given, cleared first).
+/// (in the vectors given, cleared first; `line_refs` lends its allocation to the lines).
 fn sku_order(
     cart: &Cart,
     mut by_sku: Vec<usize>,
     mut position: Vec<usize>,
+    line_refs: Vec<usize>,
 ) -> (Vec<&CartLine>, Vec<usize>, Vec<usize>) {
+    let cart_lines = cart.lines();
     by_sku.clear();
-    by_sku.extend(0..cart.lines().len());
-    by_sku.sort_by(|a, b| cart.lines()[*a].sku.cmp(&cart.lines()[*b].sku));
+    by_sku.extend(0..cart_lines.len());
     position.clear();
-    position.resize(by_sku.len(), 0);
-    for (k, i) in by_sku.iter().enumerate() {
-        position[*i] = k;
+    // Lines are often added in SKU order already: then both orders are the identity, and the
+    // check costs one comparison per line instead of a sort.
+    if cart_lines.is_sorted_by(|a, b| text_le(a.sku.as_str(), b.sku.as_str())) {
+        position.extend(0..cart_lines.len());
+    } else {
+        by_sku.sort_by(|a, b| cart_lines[*a].sku.cmp(&cart_lines[*b].sku));
+        position.resize(by_sku.len(), 0);
+        for (k, i) in by_sku.iter().enumerate() {
+            position[*i] = k;
+        }
     }
-    let lines = by_sku.iter().map(|i| &cart.lines()[*i]).collect();
+    let mut lines: Vec<&CartLine> = reuse_for(line_refs);
+    lines.extend(by_sku.iter().map(|i| &cart_lines[*i]));
     (lines, position, by_sku)
+}
+
+/// An empty vector of `T` in the allocation of `v` (emptied): collecting a vector's own
+/// iterator into elements of the same size and alignment reuses its buffer, so the lines'
+/// references, which cannot outlive a call, still keep their room between calls as a
+/// `Vec<usize>`.
+pub(super) fn reuse_for<S, T>(v: Vec<S>) -> Vec<T> {
+    v.into_iter().filter_map(|_| None).collect()
 }
 
 /// Gift wrapping and surcharges. A surcharge's threshold and percentage are measured against
 /// `order_value`, the items after discounts.
-fn charge_fees(cart: &Cart, work: &Work<'_>, rules: &CartRules, order_value: i128) -> Vec<Fee> {
+fn charge_fees(
+    cart: &Cart,
+    work: &Work<'_>,
+    rules: &CartRules,
+    order_value: i128,
+    mut fees: Vec<Fee>,
+) -> Vec<Fee> {
     let wrapped = match rules.gift_wrap {
         GiftWrapFee::PerLine(_) => work.lines.iter().filter(|l| l.gift_wrap).count(),
         GiftWrapFee::PerOrder(_) => 1,
         GiftWrapFee::None => 0,
     };
-    let mut fees: Vec<Fee> = Vec::with_capacity(wrapped + rules.surcharges.len());
+    fees.clear();
+    fees.reserve(wrapped + rules.surcharges.len());
     match &rules.gift_wrap {
         GiftWrapFee::None => {}
         GiftWrapFee::PerLine(fee) => {
@@ -459,6 +511,18 @@ impl<'a> TaxInputs<'a> {
 
     /// Tax per taxable piece (lines in SKU order, shipping, fees), rounded per the policy.
     fn compute(&self, lines: &[i128], split: Option<&Lots>, shipping: i128) -> Taxes {
+        self.compute_into(lines, split, shipping, (Vec::new(), Vec::new()))
+    }
+
+    /// [`TaxInputs::compute`], into the vectors given (cleared first) when rounding per line
+    /// or per unit.
+    fn compute_into(
+        &self,
+        lines: &[i128],
+        split: Option<&Lots>,
+        shipping: i128,
+        (mut line_taxes, mut fee_taxes): (Vec<i128>, Vec<i128>),
+    ) -> Taxes {
         if self.rounding == TaxRounding::PerTotal {
             let exact: Vec<Ratio> = lines
                 .iter()
@@ -482,18 +546,33 @@ impl<'a> TaxInputs<'a> {
                 fees,
             };
         }
+        line_taxes.clear();
+        if self.rounding == TaxRounding::PerLine {
+            // Each line's tax rounded alone: one rounding per line and its rate, side by side.
+            line_taxes.extend(
+                lines
+                    .iter()
+                    .zip(self.rates)
+                    .map(|(a, r)| self.round(*a, r.ratio)),
+            );
+        } else {
+            line_taxes.extend(
+                lines
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| self.line(i, *a, split)),
+            );
+        }
+        fee_taxes.clear();
+        fee_taxes.extend(
+            self.fees
+                .iter()
+                .map(|f| self.round(f.amount, self.shipping_rate)),
+        );
         Taxes {
-            lines: lines
-                .iter()
-                .enumerate()
-                .map(|(i, a)| self.line(i, *a, split))
-                .collect(),
+            lines: line_taxes,
             shipping: self.round(shipping, self.shipping_rate),
-            fees: self
-                .fees
-                .iter()
-                .map(|f| self.round(f.amount, self.shipping_rate))
-                .collect(),
+            fees: fee_taxes,
         }
     }
 
@@ -509,17 +588,33 @@ impl<'a> TaxInputs<'a> {
         if self.rounding == TaxRounding::PerTotal {
             return self.compute(subtotals, None, shipping).total();
         }
-        let items: i128 = subtotals
-            .iter()
-            .enumerate()
-            .map(|(i, a)| {
-                if *a == work.remaining[i] && work.split.count(i) == 0 {
-                    taxes.lines[i]
-                } else {
-                    self.line(i, *a, None)
-                }
-            })
-            .sum();
+        let items: i128 = if self.rounding == TaxRounding::PerLine {
+            // A line's tax depends on its amount alone: an untouched line's is the one found.
+            subtotals
+                .iter()
+                .zip(&work.remaining)
+                .zip(self.rates.iter().zip(&taxes.lines))
+                .map(|((a, left), (rate, tax))| {
+                    if a == left {
+                        *tax
+                    } else {
+                        self.round(*a, rate.ratio)
+                    }
+                })
+                .sum()
+        } else {
+            subtotals
+                .iter()
+                .enumerate()
+                .map(|(i, a)| {
+                    if *a == work.remaining[i] && work.split.count(i) == 0 {
+                        taxes.lines[i]
+                    } else {
+                        self.line(i, *a, None)
+                    }
+                })
+                .sum()
+        };
         let fees: i128 = self
             .fees
             .iter()
@@ -539,24 +634,34 @@ fn price_lines(
 ) -> Vec<PricedLine> {
     let currency = work.currency;
     let inclusive = price_mode == PriceMode::TaxInclusive;
-    let mut priced_lines = Vec::with_capacity(work.lines.len());
-    for (k, line) in cart.lines().iter().enumerate() {
-        let i = resolved.position[k];
-        let (subtotal, total) = (resolved.subtotals[i], work.remaining[i]);
-        priced_lines.push(PricedLine {
-            sku: line.sku.clone(),
-            quantity: line.quantity,
-            unit_price: line.unit_price,
-            subtotal: money(subtotal, currency),
-            discount: money(subtotal - total, currency),
-            total: money(total, currency),
-            tax: money(taxes[i], currency),
-            net: money(if inclusive { total - taxes[i] } else { total }, currency),
-            gross: money(if inclusive { total } else { total + taxes[i] }, currency),
-            tax_rate: resolved.rates[i].decimal,
-        });
-    }
-    priced_lines
+    // Collected rather than pushed one by one: each line is then built in its place instead
+    // of on the stack and copied.
+    cart.lines()
+        .iter()
+        .zip(&resolved.position)
+        .map(|(line, &i)| {
+            let (subtotal, total, tax) = (resolved.subtotals[i], work.remaining[i], taxes[i]);
+            let total_money = money(total, currency);
+            // The total is the gross amount of tax-inclusive prices, the net of exclusive ones.
+            let (net, gross) = if inclusive {
+                (money(total - tax, currency), total_money)
+            } else {
+                (total_money, money(total + tax, currency))
+            };
+            PricedLine {
+                sku: line.sku.clone(),
+                quantity: line.quantity,
+                unit_price: line.unit_price,
+                subtotal: money(subtotal, currency),
+                discount: money(subtotal - total, currency),
+                total: total_money,
+                tax: money(tax, currency),
+                net,
+                gross,
+                tax_rate: resolved.rates[i].decimal,
+            }
+        })
+        .collect()
 }
 
 /// The chosen shipping method with its discount and tax, if one is chosen.
@@ -576,9 +681,14 @@ fn price_shipping(
     })
 }
 
-/// The fees with their taxes, as money.
-fn price_fees(fees: Vec<Fee>, taxes: &[i128], currency: Currency) -> Vec<PricedFee> {
-    fees.into_iter()
+/// The fees with their taxes, as money; the fees' vector is given back emptied.
+fn price_fees(
+    mut fees: Vec<Fee>,
+    taxes: &[i128],
+    currency: Currency,
+) -> (Vec<PricedFee>, Vec<Fee>) {
+    let priced = fees
+        .drain(..)
         .zip(taxes)
         .map(|(fee, tax)| PricedFee {
             kind: fee.kind,
@@ -586,7 +696,8 @@ fn price_fees(fees: Vec<Fee>, taxes: &[i128], currency: Currency) -> Vec<PricedF
             amount: money(fee.amount, currency),
             tax: money(*tax, currency),
         })
-        .collect()
+        .collect();
+    (priced, fees)
 }
 
 /// The cart totals. Tax is added on top only for tax-exclusive prices; tax-inclusive amounts
@@ -664,7 +775,9 @@ fn check_cart_rules(
 
 /// A tax rate from the calculator as an exact ratio, refused outside `0..=1`.
 fn tax_rate(rate: Decimal) -> Result<Ratio> {
-    if rate < Decimal::ZERO || rate > Decimal::ONE {
+    // `rate < 0 || rate > 1`, on the mantissa: 1 is 10^scale of it.
+    let mantissa = rate.mantissa();
+    if mantissa < 0 || mantissa > pow10(rate.scale()) {
         return Err(Error::InvalidRule {
             path: "tax.rate".into(),
             reason: format!("{rate} is outside 0..=1"),
@@ -751,4 +864,24 @@ fn check_config(config: &PricingConfig, currency: Currency) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tax_rate_is_refused_exactly_outside_zero_to_one() {
+        for scale in 0..=28u32 {
+            for mantissa in [-11i64, -10, -1, 0, 1, 9, 10, 11, 99, 100, 101, 1_000_001] {
+                let rate = Decimal::new(mantissa, scale);
+                let outside = rate < Decimal::ZERO || rate > Decimal::ONE;
+                assert_eq!(tax_rate(rate).is_err(), outside, "{rate}");
+            }
+            let negative_zero = Decimal::from_parts(0, 0, 0, true, scale);
+            assert!(tax_rate(negative_zero).is_ok(), "-0 at scale {scale}");
+        }
+        assert!(tax_rate(Decimal::MAX).is_err());
+        assert!(tax_rate(Decimal::MIN).is_err());
+    }
 }

@@ -91,16 +91,7 @@ impl ItemFilter {
         match self {
             ItemFilter::All => true,
             ItemFilter::Skus(skus) => skus.contains(&line.sku),
-            ItemFilter::Categories(cats) => {
-                let path = line.product.category.segments();
-                // `is_within` (the filter's path is a prefix of the line's), comparing names
-                // without `memcmp`: pricing asks this of every line.
-                cats.iter().any(|c| {
-                    let prefix = c.segments();
-                    prefix.len() <= path.len()
-                        && prefix.iter().zip(path).all(|(a, b)| same_text(a, b))
-                })
-            }
+            ItemFilter::Categories(cats) => in_categories(cats, line),
             ItemFilter::Brands(brands) => line
                 .product
                 .brand
@@ -114,11 +105,18 @@ impl ItemFilter {
     /// length checks and short byte comparisons.
     pub(super) fn mask_of(&self, lines: &[&CartLine]) -> u128 {
         fn fold(lines: &[&CartLine], hit: impl Fn(&CartLine) -> bool) -> u128 {
-            lines
-                .iter()
-                .enumerate()
-                .filter(|(_, l)| hit(l))
-                .fold(0u128, |m, (i, _)| m | (1 << i))
+            // Word by word, without a branch per line: 128-bit shifts are several
+            // instructions each.
+            let (mut low, mut high) = (0u64, 0u64);
+            for (i, l) in lines.iter().enumerate() {
+                let bit = u64::from(hit(l));
+                if i < 64 {
+                    low |= bit << i;
+                } else {
+                    high |= bit << (i - 64);
+                }
+            }
+            (u128::from(high) << 64) | u128::from(low)
         }
         /// Up to [`SMALL_SET`] strings, gathered from a set; `None` for a larger one.
         fn gather<'a>(
@@ -151,7 +149,21 @@ impl ItemFilter {
                 }),
                 None => fold(lines, |l| self.matches(l)),
             },
-            ItemFilter::All | ItemFilter::Categories(_) => fold(lines, |l| self.matches(l)),
+            // One top-level category (the usual filter): its name read once, each line's
+            // first segment compared with it.
+            ItemFilter::Categories(cats) if cats.len() == 1 && cats[0].segments().len() == 1 => {
+                let name = cats[0].segments()[0].as_str();
+                fold(lines, |l| {
+                    l.product
+                        .category
+                        .segments()
+                        .first()
+                        .is_some_and(|s| same_text(name, s))
+                })
+            }
+            // Inlined in the loop over lines rather than called through `matches`.
+            ItemFilter::Categories(cats) => fold(lines, |l| in_categories(cats, l)),
+            ItemFilter::All => fold(lines, |l| self.matches(l)),
         }
     }
 
@@ -175,6 +187,18 @@ impl ItemFilter {
     }
 }
 
+/// Whether `line` lies in one of `cats` or below it: `is_within` (the filter's path is a
+/// prefix of the line's), comparing names with [`same_text`], since pricing asks this of every
+/// line.
+#[inline]
+fn in_categories(cats: &[CategoryPath], line: &CartLine) -> bool {
+    let path = line.product.category.segments();
+    cats.iter().any(|c| {
+        let prefix = c.segments();
+        prefix.len() <= path.len() && prefix.iter().zip(path).all(|(a, b)| same_text(a, b))
+    })
+}
+
 /// Sets up to this size are scanned rather than searched when pricing matches a filter.
 const SMALL_SET: usize = 8;
 
@@ -183,7 +207,64 @@ const SMALL_SET: usize = 8;
 #[inline]
 fn same_text(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
-    a.len() == b.len() && a.last() == b.last() && a == b
+    let n = a.len();
+    if n != b.len() || a.last() != b.last() {
+        return false;
+    }
+    // Short texts (most SKUs, brands and category names) in two overlapping words each,
+    // without a call to `memcmp`.
+    match n {
+        0..=3 => a.first() == b.first() && a.get(n / 2) == b.get(n / 2),
+        4..=8 => word4(a, 0) == word4(b, 0) && word4(a, n - 4) == word4(b, n - 4),
+        9..=16 => word8(a, 0) == word8(b, 0) && word8(a, n - 8) == word8(b, n - 8),
+        _ => a == b,
+    }
+}
+
+/// `a <= b` in byte order (`str`'s order), for texts of equal length up to 16 bytes as two
+/// overlapping big-endian words, without a call to `memcmp`: the bytes of the second word
+/// that the first already covered are equal, so they do not change the order.
+#[inline]
+pub(super) fn text_le(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let n = a.len();
+    if n == b.len() {
+        if (4..=8).contains(&n) {
+            let word = |s: &[u8], at: usize| word4(s, at).map(u32::from_be);
+            let (a0, b0) = (word(a, 0), word(b, 0));
+            return if a0 == b0 {
+                word(a, n - 4) <= word(b, n - 4)
+            } else {
+                a0 < b0
+            };
+        }
+        if (9..=16).contains(&n) {
+            let word = |s: &[u8], at: usize| word8(s, at).map(u64::from_be);
+            let (a0, b0) = (word(a, 0), word(b, 0));
+            return if a0 == b0 {
+                word(a, n - 8) <= word(b, n - 8)
+            } else {
+                a0 < b0
+            };
+        }
+    }
+    a <= b
+}
+
+/// The 4 bytes of `s` from `at`, as one integer.
+#[inline]
+fn word4(s: &[u8], at: usize) -> Option<u32> {
+    s.get(at..at + 4)
+        .and_then(|w| <[u8; 4]>::try_from(w).ok())
+        .map(u32::from_ne_bytes)
+}
+
+/// The 8 bytes of `s` from `at`, as one integer.
+#[inline]
+fn word8(s: &[u8], at: usize) -> Option<u64> {
+    s.get(at..at + 8)
+        .and_then(|w| <[u8; 8]>::try_from(w).ok())
+        .map(u64::from_ne_bytes)
 }
 
 /// When a promotion applies. Conditions look at the cart **as earlier promotions left it**
@@ -845,6 +926,48 @@ mod tests {
 
     use super::*;
     use crate::{Cart, CartCommand, LineItem, Mutation};
+
+    #[test]
+    fn ordering_texts_word_by_word_is_byte_order() {
+        let texts: Vec<String> = (0..=18u8)
+            .flat_map(|n| {
+                (0..n.max(1)).flat_map(move |k| {
+                    [b'A', b'a', b'z', b'0'].map(|c| {
+                        let bytes: Vec<u8> = (0..n)
+                            .map(|i| if i == k { c } else { b'a' + (i % 26) })
+                            .collect();
+                        String::from_utf8(bytes).unwrap_or_default()
+                    })
+                })
+            })
+            .collect();
+        for a in &texts {
+            for b in &texts {
+                assert_eq!(text_le(a, b), a <= b, "{a:?} {b:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn comparing_texts_word_by_word_is_equality() {
+        let texts: Vec<String> = (0..=20)
+            .flat_map(|n| {
+                let base: String = (0..n).map(|i| char::from(b'a' + (i % 26))).collect();
+                // The text itself and, for each place, the text with that byte changed.
+                let changed = (0..n).map(move |k| {
+                    let mut bytes = (0..n).map(|i| b'a' + (i % 26)).collect::<Vec<u8>>();
+                    bytes[usize::from(k)] = b'Z';
+                    String::from_utf8(bytes).unwrap_or_default()
+                });
+                std::iter::once(base).chain(changed).collect::<Vec<_>>()
+            })
+            .collect();
+        for a in &texts {
+            for b in &texts {
+                assert_eq!(same_text(a, b), a == b, "{a:?} {b:?}");
+            }
+        }
+    }
 
     #[test]
     fn a_filters_mask_is_the_lines_it_matches() {

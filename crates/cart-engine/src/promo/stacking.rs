@@ -21,12 +21,16 @@ pub(super) fn run_promotions(
     ctx: &PricingContext<'_>,
     (level, cart_index): (RoundingLevel, &[usize]),
 ) -> (Vec<PromotionDiagnostic>, Vec<Adjustment>) {
+    let mut outcomes = std::mem::take(&mut work.outcomes);
+    outcomes.clear();
+    outcomes.resize_with(promotions.len(), || None);
+    let order = std::mem::take(&mut work.stacking);
     let mut run = Run {
         promotions,
         ctx,
         level,
         cart_index,
-        outcomes: vec![None; promotions.len()],
+        outcomes,
         // Room for a share of each line and shipping from a few promotions, so the usual
         // cart does not grow it: at most one per line and shipping per promotion.
         adjustments: Vec::with_capacity(
@@ -35,11 +39,14 @@ pub(super) fn run_promotions(
                 .min(4 * (work.lines.len() + 1) + promotions.len()),
         ),
     };
-    let order = run.stacking_order(work.currency);
+    let order = run.stacking_order(work.currency, order);
     if !run.apply_best_exclusive(work, &order) {
         run.apply_stacking(work, &order);
     }
-    run.into_diagnostics()
+    work.stacking = order;
+    let (diagnostics, adjustments, outcomes) = run.into_diagnostics();
+    work.outcomes = outcomes;
+    (diagnostics, adjustments)
 }
 
 /// One pass over the promotions: what has been decided for each, and what applied.
@@ -58,9 +65,10 @@ struct Run<'p> {
 impl<'p> Run<'p> {
     /// Sets aside promotions in another currency or with impossible numbers, and orders the rest
     /// for stacking.
-    fn stacking_order(&mut self, currency: Currency) -> Vec<usize> {
+    fn stacking_order(&mut self, currency: Currency, mut order: Vec<usize>) -> Vec<usize> {
         let promotions = self.promotions;
-        let mut order: Vec<usize> = Vec::with_capacity(promotions.len());
+        order.clear();
+        order.reserve(promotions.len());
         for (i, p) in promotions.iter().enumerate() {
             if p.currency().is_some_and(|c| c != currency) {
                 self.not_applied(i, NotApplied::CurrencyMismatch);
@@ -180,14 +188,14 @@ impl<'p> Run<'p> {
 
     /// Applies promotion `i`'s effect to the working state and records it.
     fn apply(&mut self, work: &mut Work<'_>, i: usize, effect: Effect) {
-        work.apply(&effect);
         let currency = work.currency;
         self.outcomes[i] = Some(PromotionOutcome::Applied {
             discount: money(effect.total, currency),
         });
-        effect.for_each_line_discount(|line, d| {
-            self.adjustments.push(Adjustment {
-                target: AdjustmentTarget::Line(self.cart_index[line]),
+        let (adjustments, cart_index) = (&mut self.adjustments, self.cart_index);
+        work.apply(&effect, |line, d| {
+            adjustments.push(Adjustment {
+                target: AdjustmentTarget::Line(cart_index[line]),
                 promotion: i,
                 amount: money(d, currency),
             });
@@ -206,18 +214,33 @@ impl<'p> Run<'p> {
         self.outcomes[i] = Some(PromotionOutcome::NotApplied(reason));
     }
 
-    /// One diagnostic per promotion, in the order given, and the adjustments.
-    fn into_diagnostics(self) -> (Vec<PromotionDiagnostic>, Vec<Adjustment>) {
+    /// One diagnostic per promotion, in the order given, and the adjustments; the outcomes'
+    /// vector is given back emptied.
+    #[allow(
+        clippy::type_complexity,
+        reason = "three plain vectors, named at the one caller"
+    )]
+    fn into_diagnostics(
+        mut self,
+    ) -> (
+        Vec<PromotionDiagnostic>,
+        Vec<Adjustment>,
+        Vec<Option<PromotionOutcome>>,
+    ) {
         let diagnostics = self
             .promotions
             .iter()
-            .zip(self.outcomes)
+            .zip(self.outcomes.drain(..))
             .map(|(p, o)| PromotionDiagnostic {
                 promotion_id: p.id.clone(),
-                outcome: o.unwrap_or(PromotionOutcome::NotApplied(NotApplied::NothingToDiscount)),
+                // Not `unwrap_or`, which would build the default (and drop it) every time.
+                outcome: match o {
+                    Some(o) => o,
+                    None => PromotionOutcome::NotApplied(NotApplied::NothingToDiscount),
+                },
             })
             .collect();
-        (diagnostics, self.adjustments)
+        (diagnostics, self.adjustments, self.outcomes)
     }
 }
 

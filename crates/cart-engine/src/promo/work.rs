@@ -15,7 +15,7 @@ use rust_decimal::Decimal;
 
 use super::arith::{Ratio, money, round_div};
 use super::model::ItemFilter;
-use super::priced::NotApplied;
+use super::priced::{NotApplied, PromotionOutcome};
 use crate::cart::{CartLine, PromoCode};
 
 /// Units of one line that share a value and a claim.
@@ -63,6 +63,8 @@ pub(super) struct Work<'c> {
     /// is line `i` (a cart has at most [`crate::limits::LINES_MAX`] lines). Keyed by the
     /// filter's address, which is stable for the call.
     pub(super) masks: RefCell<Vec<(*const ItemFilter, u128)>>,
+    /// The mask of every line.
+    pub(super) all_lines: u128,
     /// Part buffers of effects already applied or discarded, for the next evaluation.
     pub(super) spare_parts: RefCell<Vec<Vec<Part>>>,
     /// Line-discount buffers of effects already applied or discarded, likewise.
@@ -72,6 +74,10 @@ pub(super) struct Work<'c> {
     /// The codes the cart carries, for promotions that need one (at most
     /// [`crate::limits::CODES_MAX`]).
     pub(super) codes: &'c [PromoCode],
+    /// Per promotion, what was decided (kept between calls, like the other vectors).
+    pub(super) outcomes: Vec<Option<PromotionOutcome>>,
+    /// The stacking order's vector, likewise.
+    pub(super) stacking: Vec<usize>,
 }
 
 /// The vectors a pricing call works in, kept by each thread between calls so that pricing
@@ -93,10 +99,19 @@ pub(super) struct Buffers {
     pub(super) spare_parts: Vec<Vec<Part>>,
     pub(super) spare_lines: Vec<Vec<(usize, i128)>>,
     pub(super) scratch: Scratch,
+    pub(super) rates: Vec<super::engine::LineRate>,
+    pub(super) tax_lines: Vec<i128>,
+    pub(super) tax_fees: Vec<i128>,
+    pub(super) fees: Vec<super::engine::Fee>,
+    pub(super) outcomes: Vec<Option<PromotionOutcome>>,
+    pub(super) stacking: Vec<usize>,
+    /// The room of the lines' references ([`Work::lines`]), between calls.
+    pub(super) line_refs: Vec<usize>,
 }
 
 thread_local! {
-    static BUFFERS: RefCell<Buffers> = RefCell::new(Buffers::default());
+    /// Boxed, so taking and giving back the buffers moves a pointer, not every vector.
+    static BUFFERS: RefCell<Option<Box<Buffers>>> = const { RefCell::new(None) };
 }
 
 /// Buffers above this many entries are not kept (a huge cart does not pin its memory).
@@ -104,16 +119,16 @@ const KEEP_MAX: usize = 4 * crate::limits::LINES_MAX;
 
 impl Buffers {
     /// This thread's buffers, empty; new ones if another call holds them.
-    pub(super) fn take() -> Buffers {
+    pub(super) fn take() -> Box<Buffers> {
         BUFFERS
-            .try_with(|b| b.try_borrow_mut().map(|mut b| std::mem::take(&mut *b)).ok())
+            .try_with(|b| b.try_borrow_mut().ok().and_then(|mut b| b.take()))
             .ok()
             .flatten()
             .unwrap_or_default()
     }
 
     /// Empties the buffers and keeps them for the thread's next call.
-    pub(super) fn give_back(mut self) {
+    pub(super) fn give_back(mut self: Box<Self>) {
         fn keep<T>(v: &mut Vec<T>) {
             v.clear();
             if v.capacity() > KEEP_MAX {
@@ -138,9 +153,18 @@ impl Buffers {
         keep(&mut self.scratch.caps);
         keep(&mut self.scratch.shares);
         keep(&mut self.scratch.remainders);
+        keep(&mut self.scratch.candidates);
+        keep(&mut self.scratch.plan);
+        keep(&mut self.rates);
+        keep(&mut self.tax_lines);
+        keep(&mut self.tax_fees);
+        keep(&mut self.fees);
+        keep(&mut self.outcomes);
+        keep(&mut self.stacking);
+        keep(&mut self.line_refs);
         let _ = BUFFERS.try_with(|b| {
             if let Ok(mut b) = b.try_borrow_mut() {
-                *b = self;
+                *b = Some(self);
             }
         });
     }
@@ -221,7 +245,11 @@ pub(super) struct Scratch {
     /// Its parts.
     pub(super) shares: Vec<i128>,
     /// Its remainders, with their places.
-    pub(super) remainders: Vec<u128>,
+    pub(super) remainders: Vec<u64>,
+    /// A buy-X-get-Y's candidate lots.
+    pub(super) candidates: Vec<super::buy_x_get_y::Candidate>,
+    /// A buy-X-get-Y occurrence's plan.
+    pub(super) plan: Vec<(usize, u32)>,
 }
 
 /// Some units of one lot that an effect discounts (or only claims).
@@ -289,22 +317,6 @@ impl Effect {
             total,
         }
     }
-
-    /// Calls `f` with the discount on each line it touches (whole lines first, then lines by
-    /// their lots, each in line order), zeros left out.
-    pub(super) fn for_each_line_discount(&self, mut f: impl FnMut(usize, i128)) {
-        for &(line, d) in &self.lines {
-            if d != 0 {
-                f(line, d);
-            }
-        }
-        for group in self.parts.chunk_by(|a, b| a.line == b.line) {
-            let d: i128 = group.iter().map(|p| p.discount).sum();
-            if d != 0 {
-                f(group[0].line, d);
-            }
-        }
-    }
 }
 
 impl Work<'_> {
@@ -319,6 +331,9 @@ impl Work<'_> {
         buffers.spare_parts = self.spare_parts.into_inner();
         buffers.spare_lines = self.spare_lines.into_inner();
         buffers.scratch = self.scratch.into_inner();
+        buffers.outcomes = self.outcomes;
+        buffers.line_refs = super::engine::reuse_for(self.lines);
+        buffers.stacking = self.stacking;
     }
 
     pub(super) fn round(&self, r: Ratio) -> i128 {
@@ -395,13 +410,8 @@ impl Work<'_> {
 
     /// The lines `filter` matches, as a bit mask.
     pub(super) fn mask(&self, filter: &ItemFilter) -> u128 {
-        let all = if self.lines.len() >= 128 {
-            u128::MAX
-        } else {
-            (1u128 << self.lines.len()) - 1
-        };
         if matches!(filter, ItemFilter::All) {
-            return all;
+            return self.all_lines;
         }
         let key: *const ItemFilter = filter;
         if let Some((_, m)) = self.masks.borrow().iter().find(|(k, _)| *k == key) {
@@ -424,15 +434,7 @@ impl Work<'_> {
 
     /// The indices of the lines `filter` matches, ascending.
     pub(super) fn matching(&self, filter: &ItemFilter) -> impl Iterator<Item = usize> + use<> {
-        let mut mask = self.mask(filter);
-        std::iter::from_fn(move || {
-            if mask == 0 {
-                return None;
-            }
-            let i = mask.trailing_zeros() as usize;
-            mask &= mask - 1;
-            Some(i)
-        })
+        bits(self.mask(filter))
     }
 
     /// Whether the matching lines' remaining value, in discount-basis terms, reaches
@@ -483,16 +485,25 @@ impl Work<'_> {
         money(minor, self.currency)
     }
 
-    /// Applies an effect computed on this state.
-    pub(super) fn apply(&mut self, effect: &Effect) {
+    /// Applies an effect computed on this state, calling `on_line` with the discount on each
+    /// line it touches (whole lines first, then lines by their lots, each in line order),
+    /// zeros left out.
+    pub(super) fn apply(&mut self, effect: &Effect, mut on_line: impl FnMut(usize, i128)) {
         for &(i, d) in &effect.lines {
-            self.spread_over_lots(i, d);
-            self.remaining[i] -= d;
+            if d != 0 {
+                self.spread_over_lots(i, d);
+                self.remaining[i] -= d;
+                on_line(i, d);
+            }
         }
         for group in effect.parts.chunk_by(|a, b| a.line == b.line) {
             let i = group[0].line;
             self.carve(i, group);
-            self.remaining[i] -= group.iter().map(|p| p.discount).sum::<i128>();
+            let d = group.iter().map(|p| p.discount).sum::<i128>();
+            self.remaining[i] -= d;
+            if d != 0 {
+                on_line(i, d);
+            }
         }
         self.shipping_remaining -= effect.shipping;
         debug_assert!(self.lots_agree());
@@ -606,6 +617,38 @@ impl Work<'_> {
                     && lots.iter().all(|l| l.value >= 0 && l.count > 0))
         })
     }
+}
+
+/// The places of the set bits of `mask`, ascending. Word by word: 64-bit bit tricks are a few
+/// instructions, 128-bit ones several more.
+pub(super) fn bits(mask: u128) -> impl Iterator<Item = usize> {
+    #[allow(clippy::cast_possible_truncation, reason = "the low and high halves")]
+    let (mut low, mut high) = (mask as u64, (mask >> 64) as u64);
+    std::iter::from_fn(move || {
+        if low != 0 {
+            let i = low.trailing_zeros() as usize;
+            low &= low - 1;
+            Some(i)
+        } else if high != 0 {
+            let i = 64 + high.trailing_zeros() as usize;
+            high &= high - 1;
+            Some(i)
+        } else {
+            None
+        }
+    })
+}
+
+/// Whether bit `i` of `mask` is set (`i < 128`).
+#[inline]
+pub(super) fn has_bit(mask: u128, i: usize) -> bool {
+    #[allow(clippy::cast_possible_truncation, reason = "the low and high halves")]
+    let word = if i < 64 {
+        mask as u64
+    } else {
+        (mask >> 64) as u64
+    };
+    (word >> (i % 64)) & 1 != 0
 }
 
 /// Lots of one line shared on the stack when a discount spreads over them.
