@@ -293,6 +293,13 @@ async fn operating_a_shop_on_postgres() {
         assert_eq!(names, [b, c], "bought together twice before once");
     }
     pg.close().await;
+    let admin = sqlx::PgPool::connect(&url).await.expect("PostgreSQL");
+    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+    )))
+    .execute(&admin)
+    .await;
+    admin.close().await;
 }
 
 #[test]
