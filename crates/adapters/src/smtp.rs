@@ -7,13 +7,19 @@
 //! instance) with a fingerprint of the notification. A key already sent answers `Ok` without
 //! sending; the same key with other content is `Conflict`; a key another instance is sending
 //! right now is `Unavailable` (retry later). A send that fails gives the claim back, so a later
-//! retry sends. The message's `Message-ID` is derived from the key: if a process dies between
-//! the server's acceptance and recording it, the retry carries the same `Message-ID`, which
-//! mail systems use to drop the duplicate.
+//! retry sends; so does a send whose caller gave up on it (the future dropped by a step
+//! timeout). The whole send, retries included, ends within `deadline`, which must be shorter
+//! than the claim's lease and than the caller's own timeout (the saga's step timeout is 10 s;
+//! the default deadline 8 s), so a claim is never taken over while its send still runs. A send
+//! cut off by the deadline after the message went out is `Indeterminate`: the server may have
+//! taken it, and a retry may deliver a second copy. The message's `Message-ID` is derived from
+//! the key, so such a copy is recognisable as the same message.
 //!
 //! Retries: a transient failure (a 4xx reply, a refused or dropped connection, a timeout) is
-//! tried again after `backoff`, `2 × backoff`, … up to `attempts` times, then `Unavailable`; a
-//! permanent one (5xx: unknown mailbox, message refused) is `Refused` at once.
+//! tried again after `backoff`, `2 × backoff`, … up to `attempts` times, then `Unavailable`. A
+//! permanent refusal of the mailbox or the message (5.5.x: unknown mailbox, message refused) is
+//! `Refused` at once; other permanent replies (authentication, a bad command) are the
+//! deployment's fault and `Unavailable`.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -59,13 +65,15 @@ pub struct SmtpConfig {
     pub lease: TimeDelta,
     /// How long one SMTP exchange may take.
     pub timeout: Duration,
+    /// How long one `send` may take, retries included (below `lease`).
+    pub deadline: Duration,
     /// What the messages say.
     pub templates: Templates,
 }
 
 impl SmtpConfig {
-    /// `url` and `from`, 3 attempts 500 ms apart, a 5-minute claim, a 30 s timeout, the
-    /// default [`Templates`].
+    /// `url` and `from`, 3 attempts 500 ms apart, a 5-minute claim, a 5 s timeout per
+    /// exchange, an 8 s deadline per send, the default [`Templates`].
     ///
     /// # Errors
     /// `Invalid` (field `from`) for a sender that is not a mailbox.
@@ -79,7 +87,8 @@ impl SmtpConfig {
             attempts: 3,
             backoff: Duration::from_millis(500),
             lease: TimeDelta::minutes(5),
-            timeout: Duration::from_secs(30),
+            timeout: Duration::from_secs(5),
+            deadline: Duration::from_secs(8),
             templates: Templates::default(),
         })
     }
@@ -265,7 +274,8 @@ impl SmtpNotifier {
     /// remembering sent keys in `ledger`.
     ///
     /// # Errors
-    /// `Invalid` (field `smtp_url`) for a URL lettre cannot read; (field `attempts`) for 0.
+    /// `Invalid` (field `smtp_url`) for a URL lettre cannot read; (field `attempts`) for 0;
+    /// (field `deadline`) for a deadline not shorter than the lease.
     pub fn new(
         config: SmtpConfig,
         directory: Arc<dyn Directory>,
@@ -274,6 +284,14 @@ impl SmtpNotifier {
     ) -> PortResult<SmtpNotifier> {
         if config.attempts == 0 {
             return Err(PortError::new(ErrorKind::Invalid, "at least 1").with_field("attempts"));
+        }
+        let lease = config.lease.to_std().unwrap_or_default();
+        if config.deadline.is_zero() || config.deadline >= lease {
+            return Err(PortError::new(
+                ErrorKind::Invalid,
+                "positive and shorter than the claim's lease",
+            )
+            .with_field("deadline"));
         }
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&config.url)
             .map_err(|e| PortError::new(ErrorKind::Invalid, e.to_string()).with_field("smtp_url"))?
@@ -313,8 +331,15 @@ impl SmtpNotifier {
             match self.transport.send(message.clone()).await {
                 Ok(_) => return Ok(()),
                 Err(e) if e.is_permanent() => {
+                    use lettre::transport::smtp::response::Category;
+                    // 5.5.x: this mailbox or this message; anything else permanent
+                    // (authentication, syntax) is the deployment's to fix.
+                    let kind = match e.status() {
+                        Some(code) if code.category == Category::MailSystem => ErrorKind::Refused,
+                        _ => ErrorKind::Unavailable,
+                    };
                     return Err(PortError::new(
-                        ErrorKind::Refused,
+                        kind,
                         format!("the mail server refused the message: {e}"),
                     ));
                 }
@@ -352,22 +377,76 @@ fn message_local_part(key: &IdempotencyKey) -> String {
     out
 }
 
+/// FNV-1a, 64 bits.
+fn fnv(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
 /// A stable fingerprint of the notification's content (FNV-1a over its JSON).
 fn fingerprint(n: &Notification) -> PortResult<String> {
     let bytes = serde_json::to_vec(n)
         .map_err(|e| PortError::new(ErrorKind::Internal, format!("fingerprint: {e}")))?;
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    Ok(format!("{:016x}", fnv(&bytes)))
+}
+
+/// The claim's key: `notify:{key}`, or for a key too long for that, `notify-h:` with the key's
+/// length, its hash and as much of it as fits (never the form of a short key's claim) (a key is at most
+/// [`commerce_core::limits::KEY_LEN_MAX`] bytes).
+fn claim_key(key: &IdempotencyKey) -> PortResult<IdempotencyKey> {
+    let k = key.as_str();
+    let plain = format!("notify:{k}");
+    let text = if plain.len() <= commerce_core::limits::KEY_LEN_MAX {
+        plain
+    } else {
+        let head = format!("notify-h:{}:{:016x}:", k.len(), fnv(k.as_bytes()));
+        let room = commerce_core::limits::KEY_LEN_MAX.saturating_sub(head.len());
+        let mut end = room.min(k.len());
+        while !k.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{head}{}", &k[..end])
+    };
+    IdempotencyKey::new(text)
+        .map_err(|e| PortError::new(ErrorKind::Invalid, e.to_string()).with_field("key"))
+}
+
+/// Gives a claim back if the send holding it is dropped before it finishes (its caller timed
+/// out): without it the key would stay "being sent" until the lease ends.
+struct Claim {
+    ledger: Arc<dyn IdempotencyStore>,
+    key: IdempotencyKey,
+    token: Option<commerce_core::LeaseToken>,
+}
+
+impl Claim {
+    /// The token, the guard disarmed: the caller completes or abandons the claim itself.
+    fn take(&mut self) -> Option<commerce_core::LeaseToken> {
+        self.token.take()
     }
-    Ok(format!("{h:016x}"))
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let Some(token) = self.token.take() else {
+            return;
+        };
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let (ledger, key) = (self.ledger.clone(), self.key.clone());
+            handle.spawn(async move {
+                let _ = ledger.abandon(&key, token).await;
+            });
+        }
+    }
 }
 
 #[async_trait]
 impl Notifier for SmtpNotifier {
     async fn send(&self, n: &Notification) -> PortResult<()> {
-        let key = IdempotencyKey::new(format!("notify:{}", n.key.as_str()))
-            .map_err(|e| PortError::new(ErrorKind::Invalid, e.to_string()).with_field("key"))?;
+        let key = claim_key(&n.key)?;
         let token = match self
             .ledger
             .begin(&key, &fingerprint(n)?, self.clock.now(), self.config.lease)
@@ -388,7 +467,13 @@ impl Notifier for SmtpNotifier {
                 ));
             }
         };
-        let sent = async {
+        let mut claim = Claim {
+            ledger: self.ledger.clone(),
+            key: key.clone(),
+            token: Some(token),
+        };
+        let mut went_out = false;
+        let sent = tokio::time::timeout(self.config.deadline, async {
             let to = self.directory.email(&n.recipient).await?.ok_or_else(|| {
                 PortError::new(
                     ErrorKind::Refused,
@@ -396,9 +481,26 @@ impl Notifier for SmtpNotifier {
                 )
             })?;
             let message = self.message(n, &to)?;
+            went_out = true;
             self.deliver(&message).await
-        }
-        .await;
+        })
+        .await
+        .unwrap_or_else(|_| {
+            Err(PortError::new(
+                if went_out {
+                    ErrorKind::Indeterminate
+                } else {
+                    ErrorKind::Unavailable
+                },
+                format!(
+                    "sending notification {} took longer than {:?}",
+                    n.key, self.config.deadline
+                ),
+            ))
+        });
+        let Some(token) = claim.take() else {
+            return sent;
+        };
         match sent {
             Ok(()) => {
                 if let Err(e) = self

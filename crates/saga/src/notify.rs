@@ -1,9 +1,20 @@
 //! Which notification each domain event sends.
 
 use commerce_core::{
-    DomainEvent, EventEnvelope, IdempotencyKey, Notification, NotificationKind, OrderStatus, Sku,
-    UserId,
+    DomainEvent, ErrorKind, EventEnvelope, IdempotencyKey, Notification, NotificationKind,
+    Notifier, OrderStatus, PortResult, Sku, UserId,
 };
+
+/// Sends `note` for a saga step. A notification the customer cannot receive (no address, a
+/// mailbox the mail system refuses: `Refused` or `Invalid`) counts as done: the order stands,
+/// and retrying the step would never deliver it. Anything else (`Unavailable`,
+/// `Indeterminate`) is the step's error, retried.
+pub(crate) async fn send_for_step(notifier: &dyn Notifier, note: &Notification) -> PortResult<()> {
+    match notifier.send(note).await {
+        Err(e) if matches!(e.kind, ErrorKind::Refused | ErrorKind::Invalid) => Ok(()),
+        other => other,
+    }
+}
 
 /// The notifications `event` calls for. Back-in-stock goes to the shoppers `watchers` returns
 /// for the SKU. Each notification's key is derived from the event id (and the recipient), so

@@ -76,8 +76,9 @@ pub enum Error {
 
 impl Error {
     /// The kind of failure: a malformed request, product, model or label set is `Invalid`, an
-    /// unknown tenant or product `NotFound`, a tenant registered twice `Conflict`, an embedder that cannot
-    /// answer `Unavailable`, tantivy and file-system failures `Internal`; port failures (the catalog, the event log) keep their own kind.
+    /// unknown tenant or product `NotFound`, a tenant registered twice or an index locked by another
+    /// process `Conflict`, an embedder that cannot
+    /// answer `Unavailable`, other tantivy and file-system failures `Internal`; port failures (the catalog, the event log) keep their own kind.
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Invalid { .. }
@@ -88,6 +89,8 @@ impl Error {
             Error::UnknownTenant(_) | Error::UnknownProduct(_) => ErrorKind::NotFound,
             Error::Embedder(_) => ErrorKind::Unavailable,
             Error::TenantExists(_) | Error::AnalysisChanged { .. } => ErrorKind::Conflict,
+            // Another process (a running server) holds the index's writer lock.
+            Error::Index(tantivy::TantivyError::LockFailure(..)) => ErrorKind::Conflict,
             Error::Catalog(e) | Error::Source(e) => e.kind,
             Error::Payload(_) | Error::Index(_) | Error::Io(_) => ErrorKind::Internal,
         }

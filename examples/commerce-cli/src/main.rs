@@ -127,8 +127,9 @@ enum Stock {
         /// The counts file (CSV, no header).
         #[arg(long)]
         counts: PathBuf,
-        /// The run's id: corrections are keyed by it, so re-running applies nothing twice.
-        #[arg(long, default_value = "cli")]
+        /// The count's id (e.g. `2026-12-stocktake`): corrections are keyed by it and the key,
+        /// so re-running the same count applies nothing twice. A new count needs a new id.
+        #[arg(long)]
         run: String,
         /// Record each drift as a correction (otherwise only report).
         #[arg(long)]
@@ -249,7 +250,7 @@ fn main() -> ExitCode {
             // printed its report (a difference found is a report, not an error).
             if cli.json && !matches!(e, Failure::Differs) {
                 let code = e.code();
-                println!("{}", json!({ "error": e.to_string(), "exit_code": code }));
+                emit(&json!({ "error": e.to_string(), "exit_code": code }).to_string());
             }
             eprintln!("commerce: {e}");
             ExitCode::from(e.code())
@@ -306,13 +307,17 @@ fn show<T: serde::Serialize>(json: bool, found: Option<T>, missing: &str) -> Out
     report(json, doc, text)
 }
 
+/// Writes one line to standard output; false when the reader has gone (a closed pipe, as
+/// with `commerce events | head`), which ends the output without an error.
+fn emit(line: &str) -> bool {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}").and_then(|()| out.flush()).is_ok()
+}
+
 /// Prints `doc` (with `--json`) or `text`.
 fn report(json: bool, doc: serde_json::Value, text: String) -> Outcome {
-    if json {
-        println!("{doc}");
-    } else {
-        println!("{text}");
-    }
+    emit(&if json { doc.to_string() } else { text });
     Ok(())
 }
 
@@ -365,20 +370,34 @@ fn show_config(config: &Config, json: bool) -> Outcome {
     report(json, doc, text)
 }
 
-/// `url` with any password replaced by `***`.
+/// `url` with any password (in the user part or a `password=` parameter) replaced by `***`.
 fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(end);
-    match authority.rsplit_once('@') {
+    let authority = match authority.rsplit_once('@') {
         Some((userinfo, host)) if userinfo.contains(':') => {
             let user = userinfo.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{host}{tail}")
+            format!("{user}:***@{host}")
         }
-        _ => url.to_owned(),
-    }
+        _ => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|p| match p.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => p.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", params.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
 }
 
 /// The shard URLs: `database_url` first.
@@ -411,15 +430,23 @@ async fn create_shards(config: &Config, json: bool) -> Outcome {
     let mut created = Vec::new();
     let mut existing = Vec::new();
     for url in shard_urls(config)? {
-        let (server, name) = split_database(url)?;
-        let mut conn = sqlx::PgConnection::connect(&format!("{server}/postgres"))
+        // Every option of the URL (TLS, socket, credentials) kept; only the database changes.
+        let options: sqlx::postgres::PgConnectOptions = url
+            .parse()
+            .map_err(|e| Failure::Invalid(format!("{}: {e}", redact(url))))?;
+        let name = options
+            .get_database()
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned)
+            .ok_or_else(|| Failure::Invalid(format!("{}: no database name", redact(url))))?;
+        let mut conn = sqlx::PgConnection::connect_with(&options.database("postgres"))
             .await
-            .map_err(|e| Failure::engine(ErrorKind::Unavailable, redacted(&e, url)))?;
+            .map_err(|e| Failure::engine(connect_kind(&e), redacted(&e, url)))?;
         let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
             .bind(&name)
             .fetch_optional(&mut conn)
             .await
-            .map_err(|e| Failure::engine(ErrorKind::Unavailable, e))?;
+            .map_err(|e| Failure::engine(connect_kind(&e), e))?;
         if found.is_some() {
             existing.push(name);
         } else {
@@ -434,7 +461,7 @@ async fn create_shards(config: &Config, json: bool) -> Outcome {
                 Err(sqlx::Error::Database(d)) if d.code().as_deref() == Some("42P04") => {
                     existing.push(name);
                 }
-                Err(e) => return Err(Failure::engine(ErrorKind::Unavailable, e)),
+                Err(e) => return Err(Failure::engine(connect_kind(&e), e)),
             }
         }
         let _ = conn.close().await;
@@ -456,16 +483,18 @@ async fn create_shards(config: &Config, json: bool) -> Outcome {
     )
 }
 
-/// `postgres://user@host:port/db?opts` → (`postgres://user@host:port`, `db`).
-fn split_database(url: &str) -> Result<(String, String), Failure> {
-    let invalid = || Failure::Invalid(format!("{}: no database name", redact(url)));
-    let (scheme, rest) = url.split_once("://").ok_or_else(invalid)?;
-    let (authority, path) = rest.split_once('/').ok_or_else(invalid)?;
-    let name = path.split(['?', '#']).next().unwrap_or("");
-    if name.is_empty() {
-        return Err(invalid());
+/// A refused login or a missing privilege is the configuration's fault (`Invalid`, 65), not
+/// an unreachable server (`Unavailable`, 69).
+fn connect_kind(e: &sqlx::Error) -> ErrorKind {
+    match e {
+        sqlx::Error::Database(d)
+            if d.code()
+                .is_some_and(|c| c.starts_with("28") || c.as_ref() == "42501") =>
+        {
+            ErrorKind::Invalid
+        }
+        _ => ErrorKind::Unavailable,
     }
-    Ok((format!("{scheme}://{authority}"), name.to_owned()))
 }
 
 fn redacted(e: &sqlx::Error, url: &str) -> String {
@@ -575,10 +604,14 @@ async fn stock_reconcile(
             .ok()
             .filter(|c| *c >= 0)
             .ok_or_else(|| bad("counted must be a whole number ≥ 0"))?;
-        parsed.push(inventory::PhysicalCount {
-            key: inventory::StockKey { sku, location },
-            counted,
-        });
+        let key = inventory::StockKey { sku, location };
+        if parsed
+            .iter()
+            .any(|c: &inventory::PhysicalCount| c.key == key)
+        {
+            return Err(bad("this sku and location were counted on an earlier line"));
+        }
+        parsed.push(inventory::PhysicalCount { key, counted });
     }
     let pg = postgres(config).await?;
     let stock = pg.stock();
@@ -633,16 +666,20 @@ async fn events(config: &Config, from: u64, limit: usize, json: bool) -> Outcome
         for e in &page {
             let envelope = serde_json::to_value(&e.envelope)
                 .map_err(|err| Failure::engine(ErrorKind::Internal, err))?;
-            if json {
-                println!("{}", json!({ "offset": e.offset, "event": envelope }));
+            let line = if json {
+                json!({ "offset": e.offset, "event": envelope }).to_string()
             } else {
-                println!(
+                format!(
                     "{:>8}  {}  {}  {}",
                     e.offset,
                     e.envelope.occurred_at.to_rfc3339(),
                     e.envelope.event.event_type(),
                     e.envelope.event_id
-                );
+                )
+            };
+            if !emit(&line) {
+                pg.close().await;
+                return Ok(());
             }
         }
     }

@@ -155,6 +155,17 @@ async fn operating_a_shop_on_postgres() {
     let out = commerce(&env, &["search", "reconcile"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("0 missing, 0 stale, 0 orphaned"));
+    // While a server holds the index: a conflict (4), nothing touched.
+    {
+        let _held = search::SearchIndex::create(
+            search::TenantId::new("shop").expect("tenant"),
+            reference_server::tenant_config(&config).expect("tenant config"),
+            search::Storage::Dir(reference_server::index_dir(&config, "postgres", "log")),
+        )
+        .expect("the index opens");
+        let out = commerce(&env, &["search", "reconcile", "--repair"]);
+        assert_eq!(code(&out), 4, "{}", stderr(&out));
+    }
 
     // Stock: a count three above the system's, corrected once under its run id.
     let (location, _) = reference_server::warehouse().expect("warehouse");
@@ -176,7 +187,18 @@ async fn operating_a_shop_on_postgres() {
     )
     .expect("counts");
     let counts = counts.to_str().expect("utf-8");
-    let out = commerce(&env, &["--json", "stock", "reconcile", "--counts", counts]);
+    let out = commerce(
+        &env,
+        &[
+            "--json",
+            "stock",
+            "reconcile",
+            "--counts",
+            counts,
+            "--run",
+            "count-0",
+        ],
+    );
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(json(&out)["drifts"][0]["drift"], 3);
     assert_eq!(
@@ -205,14 +227,37 @@ async fn operating_a_shop_on_postgres() {
         before + 3,
         "applied once under its run id"
     );
-    std::fs::write(data.join("bad.csv"), "SKU-1,main,-4\n").expect("bad counts");
     let bad = data.join("bad.csv");
-    let out = commerce(
-        &env,
-        &["stock", "reconcile", "--counts", bad.to_str().unwrap()],
+    for (text, line) in [
+        ("SKU-1,main,-4\n".to_owned(), "line 1"),
+        (
+            format!("{0},{1},5\n{0},{1},6\n", key.sku, location),
+            "line 2",
+        ),
+    ] {
+        std::fs::write(&bad, text).expect("bad counts");
+        let out = commerce(
+            &env,
+            &[
+                "stock",
+                "reconcile",
+                "--counts",
+                bad.to_str().unwrap(),
+                "--run",
+                "count-2",
+            ],
+        );
+        assert_eq!(code(&out), 65, "{}", stderr(&out));
+        assert!(stderr(&out).contains(line), "{}", stderr(&out));
+    }
+    assert_eq!(
+        pg.stock().level(&key, now).await.unwrap().on_hand,
+        before + 3,
+        "a refused file applies nothing"
     );
-    assert_eq!(code(&out), 65, "{}", stderr(&out));
-    assert!(stderr(&out).contains("line 1"), "{}", stderr(&out));
+    // A count needs its id.
+    let out = commerce(&env, &["stock", "reconcile", "--counts", counts]);
+    assert_eq!(code(&out), 2);
     let out = commerce(&env, &["--json", "stock", "sweep"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(json(&out)["expired_holds"], 0);
@@ -326,6 +371,7 @@ fn failures_have_their_exit_codes() {
         &[
             ("AUTH_SECRET", secret.as_str()),
             ("DATABASE_URL", "postgres://shop:hunter2@db:5432/shop"),
+            ("REDIS_URL", "redis://cache:6379/?password=hunter2&db=1"),
         ],
         &["--json", "config"],
     );
@@ -333,6 +379,7 @@ fn failures_have_their_exit_codes() {
     let c = json(&out);
     assert_eq!(c["auth_secret"], "(set)");
     assert_eq!(c["database_url"], "postgres://shop:***@db:5432/shop");
+    assert_eq!(c["redis_url"], "redis://cache:6379/?password=***&db=1");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("hunter2"));
 }
 

@@ -87,6 +87,9 @@ pub struct Config {
     pub smtp_url: Option<String>,
     /// The sender of notifications (`Name <address>`).
     pub smtp_from: String,
+    /// The shop's address as customers reach it, for links in messages (`public_url`;
+    /// `http://{bind}:{port}/` by default, `localhost` for an unspecified bind).
+    pub public_url: String,
 }
 
 /// A configuration refused: which key, where it came from, and why.
@@ -158,10 +161,11 @@ struct Raw {
     minilm_dir: Option<PathBuf>,
     smtp_url: Option<String>,
     smtp_from: Option<String>,
+    public_url: Option<String>,
 }
 
 /// Every key, as the environment spells it lower-cased.
-const KEYS: [&str; 22] = [
+const KEYS: [&str; 23] = [
     "bind",
     "port",
     "data_dir",
@@ -184,6 +188,7 @@ const KEYS: [&str; 22] = [
     "minilm_dir",
     "smtp_url",
     "smtp_from",
+    "public_url",
 ];
 
 /// Keys whose values are numbers.
@@ -262,6 +267,7 @@ impl Config {
             minilm_dir: None,
             smtp_url: None,
             smtp_from: "Reference Shop <shop@example.com>".into(),
+            public_url: "http://127.0.0.1:8080/".into(),
         }
     }
 
@@ -277,9 +283,7 @@ impl Config {
         let named = std::env::var_os("COMMERCE_CONFIG")
             .filter(|v| !v.is_empty())
             .map(PathBuf::from);
-        Config::load_from(file.or(named.as_deref()), |k| {
-            std::env::var(k).ok().filter(|v| !v.is_empty())
-        })
+        Config::load_from(file.or(named.as_deref()), |k| std::env::var(k).ok())
     }
 
     /// [`Config::load`] with the environment given as a lookup (`env("PORT")`), for tests
@@ -309,7 +313,11 @@ impl Config {
         // The environment, key by key: numbers for the numeric keys, text for the rest.
         let mut vars = figment::value::Dict::new();
         for key in KEYS {
-            if let Some(v) = env(&key.to_uppercase()) {
+            // Surrounding spaces are a typo; a blank variable is unset.
+            if let Some(v) = env(&key.to_uppercase())
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+            {
                 let value = match v.trim().parse::<i64>() {
                     Ok(n) if NUMERIC_KEYS.contains(&key) => figment::value::Value::from(n),
                     _ => figment::value::Value::from(v),
@@ -405,13 +413,20 @@ fn check_file(raw: &Raw, path: &Path) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// `scheme://user:password@host…`.
+/// `scheme://user:password@host…`, or a `password=` parameter.
 fn has_password(url: &str) -> bool {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    authority
+    let in_userinfo = authority
         .rsplit_once('@')
-        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+        .is_some_and(|(userinfo, _)| userinfo.contains(':'));
+    let in_query = rest.split_once('?').is_some_and(|(_, query)| {
+        query.split(['&', '#']).any(|p| {
+            p.split_once('=')
+                .is_some_and(|(k, _)| k.eq_ignore_ascii_case("password"))
+        })
+    });
+    in_userinfo || in_query
 }
 
 fn check(raw: Raw, origin: &dyn Fn(&str) -> String) -> Result<Config, ConfigError> {
@@ -429,8 +444,16 @@ fn check(raw: Raw, origin: &dyn Fn(&str) -> String) -> Result<Config, ConfigErro
             .ok_or_else(|| bad("port", format!("{p} is not a port (1 to 65535)")))?,
     };
     let bind = raw.bind.unwrap_or(defaults.bind);
-    if bind.parse::<std::net::IpAddr>().is_err() {
-        return Err(bad("bind", format!("`{bind}` is not an IP address")));
+    let hostname = !bind.is_empty()
+        && bind.len() <= 253
+        && bind
+            .split('.')
+            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    if bind.parse::<std::net::IpAddr>().is_err() && !hostname {
+        return Err(bad(
+            "bind",
+            format!("`{bind}` is neither an IP address nor a host name"),
+        ));
     }
     let rate_per_sec = match raw.rate_per_sec {
         None => defaults.rate_per_sec,
@@ -523,12 +546,28 @@ fn check(raw: Raw, origin: &dyn Fn(&str) -> String) -> Result<Config, ConfigErro
         return Err(bad("smtp_url", "not an smtp:// or smtps:// URL".into()));
     }
     let smtp_from = raw.smtp_from.unwrap_or(defaults.smtp_from);
-    if !smtp_from.contains('@') || smtp_from.chars().any(char::is_control) {
+    if let Err(e) = adapters::smtp::SmtpConfig::new("smtp://localhost", &smtp_from) {
         return Err(bad(
             "smtp_from",
-            format!("`{smtp_from}` is not a mailbox (`Name <address>` or `address`)"),
+            format!(
+                "`{smtp_from}` (`Name <address>` or `address`): {}",
+                e.message
+            ),
         ));
     }
+    let public_url = match raw.public_url {
+        Some(u) if u.starts_with("http://") || u.starts_with("https://") => u,
+        Some(u) => return Err(bad("public_url", format!("`{u}` is not an http(s) URL"))),
+        // The address the server listens on, or this machine's name for "every address".
+        None => {
+            let host = match bind.parse::<std::net::IpAddr>() {
+                Ok(ip) if ip.is_unspecified() => "localhost".to_owned(),
+                Ok(std::net::IpAddr::V6(ip)) => format!("[{ip}]"),
+                _ => bind.clone(),
+            };
+            format!("http://{host}:{port}/")
+        }
+    };
     if let Some(dir) = &raw.minilm_dir
         && !dir.is_dir()
     {
@@ -574,5 +613,6 @@ fn check(raw: Raw, origin: &dyn Fn(&str) -> String) -> Result<Config, ConfigErro
         minilm_dir: raw.minilm_dir,
         smtp_url: raw.smtp_url,
         smtp_from,
+        public_url,
     })
 }

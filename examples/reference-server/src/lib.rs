@@ -468,7 +468,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<App, StartE
         // E-mail for real: each notification once per key, across instances on PostgreSQL.
         Some(url) => {
             let mut smtp = adapters::smtp::SmtpConfig::new(url, &config.smtp_from)?;
-            smtp.templates.shop_url = format!("http://{}:{}/", config.bind, config.port);
+            smtp.templates.shop_url.clone_from(&config.public_url);
             Arc::new(adapters::smtp::SmtpNotifier::new(
                 smtp,
                 Arc::new(adapters::smtp::EmailUserIds),

@@ -215,6 +215,93 @@ async fn concurrent_sends_of_one_key_deliver_once() {
     assert_eq!(sink.messages().len(), 1);
 }
 
+/// A permanent reply that is not about the mailbox or the message (here: authentication
+/// required) is the deployment's to fix: `Unavailable`, so the step is retried, not dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanent_reply_about_the_deployment_is_unavailable() {
+    let sink = Sink::start().await;
+    sink.fail(Fault::RejectData(
+        "530 5.7.0 authentication required".into(),
+    ));
+    let n = notifier(&sink);
+    let note = note("a-1", NotificationKind::OrderConfirmed, "fa@example.com");
+    assert_eq!(
+        n.send(&note).await.unwrap_err().kind,
+        ErrorKind::Unavailable
+    );
+    sink.fail(Fault::RejectData("554 5.6.0 message refused".into()));
+    assert_eq!(n.send(&note).await.unwrap_err().kind, ErrorKind::Refused);
+    sink.fail(Fault::None);
+    n.send(&note)
+        .await
+        .expect("delivered once the server takes it");
+    assert_eq!(sink.messages().len(), 1);
+}
+
+/// A caller that gives up on a send (the saga's step timeout drops the future) leaves the key
+/// free: the next try sends at once instead of answering "being sent" until the lease ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_its_caller_gave_up_on_frees_its_key() {
+    let sink = Sink::start().await;
+    sink.fail(Fault::SlowGreeting(Duration::from_secs(3)));
+    let n = notifier(&sink);
+    let note = note("g-1", NotificationKind::OrderConfirmed, "gu@example.com");
+    let cut = tokio::time::timeout(Duration::from_millis(200), n.send(&note)).await;
+    assert!(cut.is_err(), "the caller gave up");
+    sink.fail(Fault::None);
+    // The claim is given back by a task the dropped send spawned.
+    let mut sent = n.send(&note).await;
+    for _ in 0..20 {
+        if sent.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        sent = n.send(&note).await;
+    }
+    sent.expect("sent on a later try");
+    assert_eq!(sink.messages().len(), 1);
+}
+
+/// The whole send ends within its deadline: a server that stalls makes it `Indeterminate`
+/// (the message may have gone out), well before the claim's lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_server_ends_the_send_at_its_deadline() {
+    let sink = Sink::start().await;
+    sink.fail(Fault::SlowData(Duration::from_secs(5)));
+    let mut config = SmtpConfig::new(&sink.url(), "shop@example.com").expect("config");
+    config.deadline = Duration::from_millis(500);
+    let n = SmtpNotifier::new(
+        config,
+        Arc::new(EmailUserIds),
+        Arc::new(InMemoryIdempotencyStore::new()),
+        Arc::new(adapters::SystemClock),
+    )
+    .expect("notifier");
+    let err = n
+        .send(&note(
+            "s-1",
+            NotificationKind::OrderConfirmed,
+            "st@example.com",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Indeterminate, "{err}");
+}
+
+/// A key as long as keys may be still gets its own claim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_longest_keys_are_sent_once_each() {
+    let sink = Sink::start().await;
+    let n = notifier(&sink);
+    let long = |c: char| format!("{}{c}", "k".repeat(commerce_core::limits::KEY_LEN_MAX - 1));
+    for c in ['a', 'b'] {
+        let note = note(&long(c), NotificationKind::OrderShipped, "lo@example.com");
+        n.send(&note).await.expect("sent");
+        n.send(&note).await.expect("not again");
+    }
+    assert_eq!(sink.messages().len(), 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_customer_without_an_address_is_refused() {
     let sink = Sink::start().await;
@@ -249,6 +336,16 @@ fn bad_settings_are_refused() {
     )
     .unwrap_err();
     assert_eq!(err.kind, ErrorKind::Invalid);
+    let mut c = SmtpConfig::new("smtp://h", "shop@example.com").expect("config");
+    c.deadline = Duration::from_secs(600);
+    let err = SmtpNotifier::new(
+        c,
+        Arc::new(EmailUserIds),
+        Arc::new(InMemoryIdempotencyStore::new()),
+        Arc::new(adapters::SystemClock),
+    )
+    .unwrap_err();
+    assert_eq!(err.field.as_deref(), Some("deadline"));
 }
 
 /// Two server processes share the ledger on PostgreSQL: a notification both try to send at

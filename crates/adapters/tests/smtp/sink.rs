@@ -64,6 +64,10 @@ pub(crate) enum Fault {
     UnknownMailbox(String),
     /// Waits this long before answering data.
     SlowData(Duration),
+    /// Waits this long before greeting a new connection.
+    SlowGreeting(Duration),
+    /// Answers every message's data with this reply.
+    RejectData(String),
 }
 
 #[derive(Debug, Default)]
@@ -136,6 +140,13 @@ impl Sink {
 async fn session(socket: tokio::net::TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<()> {
     let (read, mut write) = socket.into_split();
     let mut lines = BufReader::new(read).lines();
+    let greeting_delay = match state.lock().expect("lock").fault {
+        Some(Fault::SlowGreeting(d)) => Some(d),
+        _ => None,
+    };
+    if let Some(d) = greeting_delay {
+        tokio::time::sleep(d).await;
+    }
     write.write_all(b"220 sink ESMTP\r\n").await?;
     let mut from = String::new();
     let mut to = Vec::new();
@@ -192,6 +203,7 @@ async fn session(socket: tokio::net::TcpStream, state: Arc<Mutex<State>>) -> std
                     *n -= 1;
                     "451 4.3.0 try again later".to_owned()
                 }
+                Some(Fault::RejectData(reply)) => reply.clone(),
                 _ => {
                     s.messages.push(Received {
                         from: from.clone(),

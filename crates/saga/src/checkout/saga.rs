@@ -691,7 +691,9 @@ impl CheckoutSaga {
             order_id: Some(input.order.id.clone()),
             sku: None,
         };
-        self.ports.notifier.send(&note).await.map_err(port)
+        crate::notify::send_for_step(self.ports.notifier.as_ref(), &note)
+            .await
+            .map_err(port)
     }
 }
 

@@ -355,7 +355,9 @@ impl Shared {
             order_id: Some(id.clone()),
             sku: None,
         };
-        self.ports.notifier.send(&note).await.map_err(port)
+        crate::notify::send_for_step(self.ports.notifier.as_ref(), &note)
+            .await
+            .map_err(port)
     }
 
     /// Puts units of an order's lines with `skus` (all lines when `None`) back on hand:

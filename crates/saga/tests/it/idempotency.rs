@@ -635,3 +635,46 @@ fn a_sold_out_checkout_is_refused_before_a_saga_starts_but_a_retry_finds_its_ord
     );
     assert_eq!(charges(&world), 1);
 }
+
+/// A notifier that refuses every message (a customer whose mailbox the mail system refuses).
+#[derive(Debug)]
+struct Refusing;
+
+#[async_trait::async_trait]
+impl commerce_core::Notifier for Refusing {
+    async fn send(&self, _: &commerce_core::Notification) -> commerce_core::PortResult<()> {
+        Err(commerce_core::PortError::new(
+            commerce_core::ErrorKind::Refused,
+            "550 no such mailbox",
+        ))
+    }
+}
+
+/// An order whose confirmation cannot be delivered is still confirmed: the notify step does
+/// not stall the saga on a refusal that no retry would change.
+#[test]
+fn a_refused_notification_does_not_stall_the_order() {
+    let world = World::new(10);
+    let ports = saga::CheckoutPorts {
+        usage: world.usage.clone(),
+        stock: world.stock.clone(),
+        orders: world.orders.clone(),
+        payments: world.payments.clone(),
+        notifier: std::sync::Arc::new(Refusing),
+    };
+    let checkout = saga::Checkout::new(
+        ports,
+        world.journal.clone(),
+        world.clock.clone(),
+        std::sync::Arc::new(saga::ClockSleeper(world.clock.clone())),
+        "w",
+        1,
+    );
+    let order = input(&world, "key-refused-mail", &[(0, 1)], false, "tok_visa");
+    assert_eq!(
+        block_on(checkout.checkout(&order)).unwrap(),
+        confirmed(&order)
+    );
+    assert_eq!(world.orders.snapshot()[0].status(), OrderStatus::Confirmed);
+    assert_eq!(charges(&world), 1);
+}

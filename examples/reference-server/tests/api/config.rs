@@ -75,6 +75,19 @@ fn the_environment_overrides_the_file() {
         c.database_shards,
         ["postgres://postgres@h/s1", "postgres://postgres@h/s2"]
     );
+    // Spaces around a value are dropped; a blank variable is unset; a host name binds.
+    let c = load(
+        None,
+        &[("PORT", " 9200 "), ("SEED", "  "), ("BIND", "localhost")],
+    )
+    .expect("valid");
+    assert_eq!((c.port, c.seed, c.bind.as_str()), (9200, true, "localhost"));
+    assert_eq!(c.public_url, "http://localhost:9200/");
+    let c = load(None, &[("BIND", "0.0.0.0")]).expect("valid");
+    assert_eq!(
+        c.public_url, "http://localhost:8080/",
+        "links never say 0.0.0.0"
+    );
 }
 
 #[test]
@@ -173,6 +186,25 @@ fn every_bad_value_is_refused_with_its_key_and_origin() {
             "smtp_from",
             "environment",
         ),
+        (
+            "",
+            vec![("SMTP_FROM", "Shop <shop@>")],
+            "smtp_from",
+            "environment",
+        ),
+        (
+            "public_url = \"shop.example\"\n",
+            vec![],
+            "public_url",
+            "shop.toml",
+        ),
+        (
+            "redis_url = \"redis://cache/?password=pw\"\n",
+            vec![],
+            "redis_url",
+            "shop.toml",
+        ),
+        ("bind = \"my host\"\n", vec![], "bind", "shop.toml"),
     ];
     for (i, (text, env, key, origin)) in cases.into_iter().enumerate() {
         let path = file(&format!("bad-{i}"), text);
