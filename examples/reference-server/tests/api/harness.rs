@@ -268,10 +268,11 @@ impl Client {
         headers: &[(&str, &str)],
     ) -> Resp {
         let mut r = self.send(method.clone(), path, body, headers).await;
-        for _ in 0..20 {
-            if !matches!(r.status.as_u16(), 408 | 429 | 503)
-                || r.body["type"] == "/problems/queue-required"
-            {
+        for _ in 0..300 {
+            let in_flight =
+                r.status == StatusCode::CONFLICT && r.body["kind"] == "idempotency_key_in_flight";
+            let again = matches!(r.status.as_u16(), 408 | 429 | 503) || in_flight;
+            if !again || r.body["type"] == "/problems/queue-required" {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
