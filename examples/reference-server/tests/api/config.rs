@@ -106,7 +106,7 @@ fn every_bad_value_is_refused_with_its_key_and_origin() {
             "environment",
         ),
         (
-            "saga_lease_secs = 1\n",
+            "saga_lease_secs = 0\n",
             vec![],
             "saga_lease_secs",
             "shop.toml",
